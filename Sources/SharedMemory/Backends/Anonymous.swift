@@ -1,0 +1,60 @@
+import Glibc
+import SystemPackage
+
+/// Anonymous shared memory (`anonymous`), shared with the children this process creates with `fork`.
+public typealias AnonymousRegion = Region<AnonymousMemory>
+
+/// The storage of an anonymous shared mapping. It has no name, no mode and no owner: nothing outside this
+/// process and its forked children can reach it, and it is freed when the last of them unmaps it.
+public final class AnonymousMemory: RegionStorage {
+    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> AnonymousMemory {
+        guard case .anonymous = name.location else {
+            throw SharedMemoryError(.invalidName, "`\(name)` is not `anonymous`; use SharedMemory.create to pick the backend from the name", region: name)
+        }
+        try Checks.size(size, name)
+        _ = try Checks.mode(options.permissions, name)
+        guard options.permissions == CreateOptions().permissions else {
+            throw SharedMemoryError(.unsupported, "anonymous memory has no mode: only this process and its forked children can reach it; leave permissions at the default", region: name)
+        }
+        try Checks.address(options.address, name)
+        let base = try Mapping.map(descriptor: -1, size: size, access: .readWrite, address: options.address,
+                                   flags: MAP_ANONYMOUS | (options.reserve ? 0 : MAP_NORESERVE), name)
+        return AnonymousMemory(name: name, access: .readWrite, base: base, size: size)
+    }
+
+    override func release() throws(SharedMemoryError) {
+        guard let base else { return }
+        self.base = nil
+        try Syscalls.munmap(base, size, name)
+    }
+
+    override func resize(to newSize: Int) throws(SharedMemoryError) {
+        throw unsupported("resize", because: "a shared anonymous mapping is backed by an object of fixed size, so growing it would SIGBUS past the old end; create a new region, or use a posix or file region")
+    }
+
+    override func remove() throws(SharedMemoryError) {
+        throw unsupported("remove", because: "anonymous memory has no name; it is freed when the last process that maps it detaches or exits")
+    }
+
+    override func info() throws(SharedMemoryError) -> RegionInfo {
+        RegionInfo(name: name, size: size, permissions: nil, ownerUID: getuid(), ownerGID: getgid(),
+                   isMarkedForRemoval: false)
+    }
+
+    override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+        throw unsupported("setPermissions", because: "anonymous memory has no mode; only this process and its forked children can reach it")
+    }
+
+    override func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
+        throw unsupported("setOwner", because: "anonymous memory has no owner; only this process and its forked children can reach it")
+    }
+}
+
+extension Region where Storage == AnonymousMemory {
+    /// Maps `size` bytes of anonymous shared memory, zero-filled. Children created with `fork` afterwards share it.
+    ///
+    /// The corresponding C call is `mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)`.
+    public static func create(size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> Self {
+        Region(try AnonymousMemory.create(.anonymous, size: size, options: options))
+    }
+}

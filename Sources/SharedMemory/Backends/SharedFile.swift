@@ -1,0 +1,290 @@
+import Glibc
+import SystemPackage
+
+/// A POSIX shared-memory region (`posix:/NAME`, from `shm_open`).
+public typealias POSIXRegion = Region<SharedFile>
+/// A file mapped shared (`file:/PATH`, from `open`).
+public typealias FileRegion = Region<SharedFile>
+
+/// The storage of posix and file regions. Both are a file mapped with `mmap(MAP_SHARED)`; a POSIX object is a
+/// file on the tmpfs at /dev/shm that `shm_open` and `shm_unlink` reach by name. Everything else (sizing with
+/// `ftruncate`, reserving with `posix_fallocate`, resizing with `mremap`) is the same code.
+public final class SharedFile: RegionStorage {
+    /// The open descriptor (read-only for a read-only attachment), closed at detach.
+    final let descriptor: Int32
+    /// Whether growth reserves space with `posix_fallocate`.
+    private let reserve: Bool
+    /// Whether the mapping must stay at its address (a fixed attach address): then resize may not move it.
+    private let fixedAddress: Bool
+
+    private init(name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
+                 reserve: Bool, fixedAddress: Bool) {
+        self.descriptor = descriptor
+        self.reserve = reserve
+        self.fixedAddress = fixedAddress
+        super.init(name: name, access: access, base: base, size: size)
+    }
+
+    // MARK: The name on disk
+
+    /// The path of the object: /dev/shm/NAME for POSIX (where glibc's `shm_open` puts it), the path for files.
+    static func path(of name: RegionName) -> String {
+        switch name.location {
+        case .posix(let object): "/dev/shm" + object
+        case .file(let path): path.string
+        default: preconditionFailure("SharedFile serves posix and file names only")
+        }
+    }
+
+    /// `shm_open` or `open`, never following a symbolic link and never leaking into exec'd children.
+    private static func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
+        let flags = flags | O_NOFOLLOW | O_CLOEXEC
+        switch name.location {
+        case .posix(let object): return try Syscalls.shmOpen(object, flags, mode, name)
+        default: return try Syscalls.open(path(of: name), flags | O_NONBLOCK, mode, name)
+        }
+    }
+
+    /// `shm_unlink` or `unlink`.
+    static func unlinkName(_ name: RegionName) throws(SharedMemoryError) {
+        switch name.location {
+        case .posix(let object): try Syscalls.shmUnlink(object, name)
+        default: try Syscalls.unlink(path(of: name), name)
+        }
+    }
+
+    // MARK: Create and open
+
+    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> SharedFile {
+        try Checks.size(size, name)
+        let mode = try Checks.mode(options.permissions, name)
+        try Checks.address(options.address, name)
+        let descriptor: Int32
+        do {
+            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL, mode)
+        } catch where error.code == .notFound {
+            throw SharedMemoryError(.notFound, "the directory it would go in does not exist; create it first", region: name, systemCall: error.systemCall, errno: error.errno)
+        }
+        do {
+            try Syscalls.fchmod(descriptor, mode, name)  // the exact mode, whatever the umask
+            try Syscalls.ftruncate(descriptor, size, name)
+            if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
+            let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
+            return SharedFile(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
+                              reserve: options.reserve, fixedAddress: options.address.isFixed)
+        } catch {
+            // Back out: nothing half-made stays behind.
+            Syscalls.close(descriptor)
+            try? unlinkName(name)
+            throw error
+        }
+    }
+
+    static func open(_ name: RegionName, options: OpenOptions) throws(SharedMemoryError) -> SharedFile {
+        try Checks.minimumSize(options.minimumSize, name)
+        try Checks.address(options.address, name)
+        let descriptor = try openDescriptor(name, options.access == .readWrite ? O_RDWR : O_RDONLY, 0)
+        do throws(SharedMemoryError) {
+            let status = try Syscalls.fstat(descriptor, name)
+            try checkRegularFile(status, name)
+            let size = Int(status.st_size)
+            guard size > 0 else {
+                throw SharedMemoryError(.notReady, "it exists but is still empty: its creator has not set its size yet; try again shortly", region: name)
+            }
+            try Checks.actualSize(size, atLeast: options.minimumSize, name)
+            let base = try Mapping.map(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0, name)
+            return SharedFile(name: name, access: options.access, descriptor: descriptor, base: base, size: size,
+                              reserve: true, fixedAddress: options.address.isFixed)
+        } catch {
+            Syscalls.close(descriptor)
+            throw error
+        }
+    }
+
+    // MARK: Operations
+
+    override func release() throws(SharedMemoryError) {
+        defer { Syscalls.close(descriptor) }
+        if let base { try Syscalls.munmap(base, size, name) }
+        base = nil
+    }
+
+    override func resize(to newSize: Int) throws(SharedMemoryError) {
+        try requireWritable()
+        try Checks.size(newSize, name)
+        let current = Int(try Syscalls.fstat(descriptor, name).st_size)
+        if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, name) }
+        try Syscalls.ftruncate(descriptor, newSize, name)
+        do {
+            try mapAgain(newSize)
+        } catch {
+            try? Syscalls.ftruncate(descriptor, current, name)  // leave the object as it was
+            throw error
+        }
+    }
+
+    override func remap() throws(SharedMemoryError) -> Int {
+        let current = Int(try Syscalls.fstat(descriptor, name).st_size)
+        try mapAgain(current)
+        return current
+    }
+
+    /// Moves the mapping to `newSize` bytes: `mremap` (in place when the address is fixed), a fresh `mmap` after
+    /// size 0, or nothing at all at size 0.
+    private func mapAgain(_ newSize: Int) throws(SharedMemoryError) {
+        guard newSize != size || (base == nil && newSize > 0) else { return }
+        if newSize == 0 {
+            if let base { try Syscalls.munmap(base, size, name) }
+            base = nil
+        } else if let base {
+            do {
+                self.base = try Syscalls.mremap(base, size, newSize, mayMove: !fixedAddress, name)
+            } catch where fixedAddress && error.errno == .noMemory {
+                throw SharedMemoryError(.busy, "the region is at a fixed address and the memory after it is in use, so it cannot grow in place", region: name, systemCall: "mremap", errno: error.errno)
+            }
+        } else {
+            base = try Mapping.map(descriptor: descriptor, size: newSize, access: access, address: nil, flags: 0, name)
+        }
+        size = newSize
+    }
+
+    override func remove() throws(SharedMemoryError) {
+        // Only our own object: if the name now belongs to another (ours was removed and the name re-created),
+        // say so rather than removing someone else's region.
+        let ours = try Syscalls.fstat(descriptor, name)
+        let named: stat
+        do {
+            named = try Syscalls.lstat(Self.path(of: name), name)
+        } catch where error.code == .notFound {
+            throw SharedMemoryError(.notFound, "it was already removed", region: name, systemCall: error.systemCall, errno: error.errno)
+        }
+        guard named.st_dev == ours.st_dev, named.st_ino == ours.st_ino else {
+            throw SharedMemoryError(.notFound, "it was already removed, and the name now belongs to another object, which was left alone", region: name)
+        }
+        try Self.unlinkName(name)
+    }
+
+    override func info() throws(SharedMemoryError) -> RegionInfo {
+        Self.info(name, try Syscalls.fstat(descriptor, name), attachCounts: ProcMaps.mappingCounts())
+    }
+
+    override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+        try Syscalls.fchmod(descriptor, try Checks.mode(permissions, name), name)
+    }
+
+    override func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
+        try Syscalls.fchown(descriptor, uid, gid, name)
+    }
+
+    // MARK: Without an attachment
+
+    static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
+        let status = try Syscalls.lstat(path(of: name), name)
+        try checkRegularFile(status, name)
+        return info(name, status, attachCounts: ProcMaps.mappingCounts())
+    }
+
+    static func remove(_ name: RegionName) throws(SharedMemoryError) {
+        try unlinkName(name)
+    }
+
+    /// Every POSIX object in /dev/shm (leaving out glibc's named semaphores, `sem.*`, and anything not a regular file).
+    static func listPOSIX() throws(SharedMemoryError) -> [RegionInfo] {
+        let counts = ProcMaps.mappingCounts()
+        var regions: [RegionInfo] = []
+        for entry in try Syscalls.listDirectory("/dev/shm", nil).sorted() where !entry.hasPrefix("sem.") {
+            guard let name = try? RegionName.posix("/" + entry),
+                  let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
+                  status.st_mode & S_IFMT == S_IFREG
+            else { continue }
+            regions.append(info(name, status, attachCounts: counts))
+        }
+        return regions
+    }
+
+    // MARK: Helpers
+
+    private static func info(_ name: RegionName, _ status: stat, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
+        let id = ProcMaps.FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+        return RegionInfo(
+            name: name,
+            size: Int(status.st_size),
+            permissions: FilePermissions(rawValue: CModeT(status.st_mode & 0o777)),
+            ownerUID: status.st_uid,
+            ownerGID: status.st_gid,
+            attachCount: attachCounts.map { $0[id] ?? 0 },
+            lastAttachTime: nil,
+            lastDetachTime: nil,
+            lastChangeTime: Timestamp(seconds: status.st_ctim.tv_sec, nanoseconds: status.st_ctim.tv_nsec),
+            device: UInt64(status.st_dev),
+            inode: UInt64(status.st_ino),
+            isMarkedForRemoval: false)
+    }
+
+    private static func checkRegularFile(_ status: stat, _ name: RegionName) throws(SharedMemoryError) {
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw SharedMemoryError(.foreign, "it is not a regular file (a directory, device, FIFO or link); SharedMemory maps only regular files", region: name)
+        }
+    }
+
+    /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.
+    private static func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
+        do {
+            try Syscalls.fallocate(descriptor, offset, count, name)
+        } catch where error.errno == .noSpace || error.errno == .fileTooLarge {
+            var reason = "there is no room for \(humanSize(count)) more"
+            if let fs = Syscalls.fstatvfs(descriptor) {
+                let total = Int(fs.f_blocks) * Int(fs.f_frsize)
+                let free = Int(fs.f_bavail) * Int(fs.f_frsize)
+                reason += ": the file system holding it has \(humanSize(free)) free of \(humanSize(total))"
+            }
+            if case .posix = name.location {
+                reason += ". /dev/shm is full: raise its size (in a container, `docker run --shm-size`), remove unused objects, or use a sysv region, which does not count against /dev/shm"
+            } else {
+                reason += "; free space on that file system or put the file on another"
+            }
+            throw SharedMemoryError(.noSpace, reason, region: name, systemCall: error.systemCall, errno: error.errno)
+        }
+    }
+}
+
+extension Optional<AttachAddress> {
+    var isFixed: Bool {
+        if case .fixed? = self { return true }
+        return false
+    }
+}
+
+extension Region where Storage == SharedFile {
+    /// Creates a posix or file region of exactly `size` bytes, exclusively: if the name exists it throws
+    /// ``SharedMemoryError/Code/alreadyExists`` and leaves that object alone. A failure part-way removes what
+    /// was made.
+    ///
+    /// The corresponding C calls are `shm_open` (or `open`) with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`,
+    /// `posix_fallocate` and `mmap`.
+    public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> Self {
+        try SharedFile.requireName(name)
+        return Region(try SharedFile.create(name, size: size, options: options))
+    }
+
+    /// Opens an existing posix or file region at its current size.
+    ///
+    /// The corresponding C calls are `shm_open` (or `open`), `fstat` and `mmap`.
+    public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> Self {
+        try SharedFile.requireName(name)
+        return Region(try SharedFile.open(name, options: options))
+    }
+
+    /// The open file descriptor behind the mapping (`O_RDONLY` for a read-only attachment). It belongs to the
+    /// region: do not close it; `dup` it to keep it past detach.
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: storage.descriptor) }
+}
+
+extension SharedFile {
+    static func requireName(_ name: RegionName) throws(SharedMemoryError) {
+        switch name.location {
+        case .posix, .file: return
+        default: throw SharedMemoryError(.invalidName, "`\(name)` is not a posix: or file: name; use SharedMemory.create to pick the backend from the name", region: name)
+        }
+    }
+}

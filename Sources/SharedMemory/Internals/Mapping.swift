@@ -1,0 +1,33 @@
+import Glibc
+
+/// `mmap` for the backends that map a descriptor (or anonymous memory), with the attach-address rules:
+/// a hint may move, a fixed address that is taken is `busy` and never replaces what is there.
+enum Mapping {
+    static func map(
+        descriptor: Int32, size: Int, access: Access, address: AttachAddress?, flags: Int32, _ region: RegionName
+    ) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        let protection = access == .readWrite ? PROT_READ | PROT_WRITE : PROT_READ
+        var flags = MAP_SHARED | flags
+        if case .fixed = address { flags |= MAP_FIXED_NOREPLACE }
+        let wanted = address.flatMap { UnsafeMutableRawPointer(bitPattern: $0.address) }
+        let mapped: UnsafeMutableRawPointer
+        do {
+            mapped = try Syscalls.mmap(wanted, size, protection, flags, descriptor, region)
+        } catch where error.errno == .fileExists {
+            throw busy(address, region)
+        }
+        if case .fixed = address, mapped != wanted {
+            // A kernel older than 4.17 treats MAP_FIXED_NOREPLACE as a hint.
+            try? Syscalls.munmap(mapped, size, region)
+            throw busy(address, region)
+        }
+        return mapped
+    }
+
+    static func busy(_ address: AttachAddress?, _ region: RegionName) -> SharedMemoryError {
+        SharedMemoryError(
+            .busy,
+            "the fixed attach address 0x\(String(address?.address ?? 0, radix: 16)) is already in use in this process; choose another, or pass it as .hint",
+            region: region)
+    }
+}

@@ -1,0 +1,67 @@
+import Glibc
+
+/// Counting mappings of a file from /proc/*/maps: how posix and file regions report an attach count, since the
+/// kernel keeps none for them.
+enum ProcMaps {
+    /// A file's identity as /proc/PID/maps prints it.
+    struct FileID: Hashable {
+        var major: UInt32
+        var minor: UInt32
+        var inode: UInt64
+
+        init(device: UInt64, inode: UInt64) {
+            // glibc's encoding of dev_t (gnu_dev_major / gnu_dev_minor).
+            major = UInt32(truncatingIfNeeded: ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff))
+            minor = UInt32(truncatingIfNeeded: (device & 0xff) | ((device >> 12) & ~0xff))
+            self.inode = inode
+        }
+
+        init(major: UInt32, minor: UInt32, inode: UInt64) {
+            self.major = major
+            self.minor = minor
+            self.inode = inode
+        }
+    }
+
+    /// For every file mapped by a process whose maps this user may read, how many mappings of it start at offset
+    /// 0 (one per `mmap` of the whole region; a mapping split later by `mprotect` still counts once). Processes
+    /// whose maps are closed to this user are left out: other users' processes when not root, and, even for root,
+    /// processes protected from ptrace (the init of a VM or container). `nil` if /proc cannot be read at all.
+    static func mappingCounts() -> [FileID: Int]? {
+        guard let entries = try? Syscalls.listDirectory("/proc", nil) else { return nil }
+        var counts: [FileID: Int] = [:]
+        for pid in entries where pid.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            let contents: [UInt8]
+            do {
+                contents = try Syscalls.readFile("/proc/\(pid)/maps")
+            } catch {
+                continue  // it exited, or its maps are closed to us
+
+            }
+            for line in contents.split(separator: UInt8(ascii: "\n")) {
+                if let id = parse(line) { counts[id, default: 0] += 1 }
+            }
+        }
+        return counts
+    }
+
+    /// The number of offset-0 mappings of one file in the processes we may inspect.
+    static func mappingCount(device: UInt64, inode: UInt64) -> Int? {
+        mappingCounts().map { $0[FileID(device: device, inode: inode)] ?? 0 }
+    }
+
+    /// `start-end perms offset major:minor inode [path]`: the file of a mapping at offset 0 with an inode.
+    private static func parse(_ line: ArraySlice<UInt8>) -> FileID? {
+        let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
+        guard fields.count >= 5,
+              let offset = UInt64(String(decoding: fields[2], as: UTF8.self), radix: 16), offset == 0,
+              let inode = UInt64(String(decoding: fields[4], as: UTF8.self)), inode != 0
+        else { return nil }
+        let device = fields[3].split(separator: UInt8(ascii: ":"))
+        guard device.count == 2,
+              let major = UInt32(String(decoding: device[0], as: UTF8.self), radix: 16),
+              let minor = UInt32(String(decoding: device[1], as: UTF8.self), radix: 16)
+        else { return nil }
+        return FileID(major: major, minor: minor, inode: inode)
+    }
+}

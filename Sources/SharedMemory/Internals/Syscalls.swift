@@ -1,0 +1,210 @@
+import CSharedMemory
+import Glibc
+import SystemPackage
+
+/// The one place that calls into Glibc for SharedMemory. Every wrapper retries `EINTR`, turns a failure into a
+/// ``SharedMemoryError`` naming the call, and (in debug builds) lets a test inject an errno into any call.
+/// Nothing else in the library reads `errno`.
+enum Syscalls {
+    /// Runs `body` until it does not fail with EINTR; a failure becomes an error naming `call`.
+    @inline(__always)
+    private static func retrying<T>(
+        _ call: String, _ region: RegionName?, _ body: () -> T, failed: (T) -> Bool
+    ) throws(SharedMemoryError) -> T {
+        while true {
+            #if DEBUG
+            if let injected = FaultInjection.next(for: call) {
+                if injected == .interrupted { continue }
+                throw SharedMemoryError(errno: injected, call: call, region: region)
+            }
+            #endif
+            let result = body()
+            if !failed(result) { return result }
+            let error = Errno(rawValue: Glibc.errno)
+            if error == .interrupted { continue }
+            throw SharedMemoryError(errno: error, call: call, region: region)
+        }
+    }
+
+    @inline(__always)
+    private static func int32(_ call: String, _ region: RegionName?, _ body: () -> Int32) throws(SharedMemoryError) -> Int32 {
+        try retrying(call, region, body, failed: { $0 == -1 })
+    }
+
+    // MARK: System V
+
+    /// `shmget(key, size, flags)`: the id of the segment with `key`, creating it if `flags` say so.
+    static func shmget(_ key: key_t, _ size: Int, _ flags: Int32, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("shmget", region) { Glibc.shmget(key, size, flags) }
+    }
+
+    /// `shmat(id, address, flags)`: maps the segment into this process.
+    static func shmat(_ id: Int32, _ address: UnsafeRawPointer?, _ flags: Int32, _ region: RegionName?) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        let failure = UnsafeMutableRawPointer(bitPattern: -1)
+        return try retrying("shmat", region, { Glibc.shmat(id, address, flags) }, failed: { $0 == failure || $0 == nil })!
+    }
+
+    /// `shmdt(address)`: unmaps a segment attached at `address`.
+    static func shmdt(_ address: UnsafeRawPointer, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("shmdt", region) { Glibc.shmdt(address) }
+    }
+
+    /// `shmctl(id, IPC_STAT)`: the segment's `shmid_ds`.
+    static func shmStat(_ id: Int32, _ region: RegionName?) throws(SharedMemoryError) -> shmid_ds {
+        var ds = shmid_ds()
+        _ = try int32("shmctl(IPC_STAT)", region) { Glibc.shmctl(id, IPC_STAT, &ds) }
+        return ds
+    }
+
+    /// `shmctl(id, IPC_SET)`: changes owner and mode from `ds.shm_perm`.
+    static func shmSet(_ id: Int32, _ ds: shmid_ds, _ region: RegionName?) throws(SharedMemoryError) {
+        var ds = ds
+        _ = try int32("shmctl(IPC_SET)", region) { Glibc.shmctl(id, IPC_SET, &ds) }
+    }
+
+    /// `shmctl(id, IPC_RMID)`: marks the segment for removal; it goes when the last attachment detaches.
+    static func shmRemove(_ id: Int32, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("shmctl(IPC_RMID)", region) { Glibc.shmctl(id, IPC_RMID, nil) }
+    }
+
+    /// `shmctl(0, IPC_INFO)`: the kernel's System V limits.
+    static func shmLimits() throws(SharedMemoryError) -> (shmmax: UInt, shmmin: UInt, shmmni: UInt, shmall: UInt) {
+        var limits: (UInt, UInt, UInt, UInt) = (0, 0, 0, 0)
+        _ = try int32("shmctl(IPC_INFO)", nil) { csm_shm_limits(&limits.0, &limits.1, &limits.2, &limits.3) }
+        return limits
+    }
+
+    /// `ftok(path, id)`.
+    static func ftok(_ path: FilePath, _ projectID: Int32) throws(SharedMemoryError) -> key_t {
+        try int32("ftok", nil) { path.withPlatformString { Glibc.ftok($0, projectID) } }
+    }
+
+    // MARK: Files and POSIX objects
+
+    /// `shm_open(name, flags, mode)`.
+    static func shmOpen(_ name: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("shm_open", region) { Glibc.shm_open(name, flags, mode) }
+    }
+
+    /// `shm_unlink(name)`.
+    static func shmUnlink(_ name: String, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("shm_unlink", region) { Glibc.shm_unlink(name) }
+    }
+
+    /// `open(path, flags, mode)`.
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("open", region) { Glibc.open(path, flags, mode) }
+    }
+
+    /// `unlink(path)`.
+    static func unlink(_ path: String, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("unlink", region) { Glibc.unlink(path) }
+    }
+
+    /// `close(fd)`. Never retried: on Linux the descriptor is gone even when close reports EINTR.
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// `fstat(fd)`.
+    static func fstat(_ fd: Int32, _ region: RegionName?) throws(SharedMemoryError) -> stat {
+        var st = stat()
+        _ = try int32("fstat", region) { Glibc.fstat(fd, &st) }
+        return st
+    }
+
+    /// `lstat(path)`: about the name itself, never what a symbolic link points to.
+    static func lstat(_ path: String, _ region: RegionName?) throws(SharedMemoryError) -> stat {
+        var st = stat()
+        _ = try int32("lstat", region) { Glibc.lstat(path, &st) }
+        return st
+    }
+
+    /// `fchmod(fd, mode)`.
+    static func fchmod(_ fd: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("fchmod", region) { Glibc.fchmod(fd, mode) }
+    }
+
+    /// `fchown(fd, uid, gid)`.
+    static func fchown(_ fd: Int32, _ uid: uid_t, _ gid: gid_t, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("fchown", region) { Glibc.fchown(fd, uid, gid) }
+    }
+
+    /// `ftruncate(fd, size)`.
+    static func ftruncate(_ fd: Int32, _ size: Int, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("ftruncate", region) { Glibc.ftruncate(fd, off_t(size)) }
+    }
+
+    /// `posix_fallocate(fd, offset, length)`: allocates the blocks now, so a full file system is ENOSPC here
+    /// rather than SIGBUS at first touch. It returns its error instead of setting errno.
+    static func fallocate(_ fd: Int32, _ offset: Int, _ length: Int, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("posix_fallocate", region) {
+            let result = Glibc.posix_fallocate(fd, off_t(offset), off_t(length))
+            if result == 0 { return 0 }
+            Glibc.errno = result
+            return -1
+        }
+    }
+
+    /// `fstatvfs(fd)`: how big and how full the file system holding `fd` is.
+    static func fstatvfs(_ fd: Int32) -> statvfs? {
+        var sv = statvfs()
+        return Glibc.fstatvfs(fd, &sv) == 0 ? sv : nil
+    }
+
+    // MARK: Mappings
+
+    /// `mmap(address, length, protection, flags, fd, 0)`.
+    static func mmap(
+        _ address: UnsafeMutableRawPointer?, _ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32,
+        _ region: RegionName?
+    ) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        try retrying("mmap", region, { Glibc.mmap(address, length, protection, flags, fd, 0) }, failed: { $0 == MAP_FAILED || $0 == nil })!
+    }
+
+    /// `munmap(address, length)`.
+    static func munmap(_ address: UnsafeMutableRawPointer, _ length: Int, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("munmap", region) { Glibc.munmap(address, length) }
+    }
+
+    /// `mremap(address, old, new, MREMAP_MAYMOVE or 0)`.
+    static func mremap(
+        _ address: UnsafeMutableRawPointer, _ oldLength: Int, _ newLength: Int, mayMove: Bool, _ region: RegionName?
+    ) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        try retrying("mremap", region, { csm_mremap(address, oldLength, newLength, mayMove ? 1 : 0) }, failed: { $0 == MAP_FAILED || $0 == nil })!
+    }
+
+    // MARK: Reading the kernel's tables
+
+    /// The whole contents of a (small, /proc or /sys) file, read with `open` and `read`.
+    static func readFile(_ path: String) throws(SharedMemoryError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY | O_CLOEXEC, 0, nil)
+        defer { close(fd) }
+        var contents: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = try retrying("read", nil, { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }, failed: { $0 == -1 })
+            if count == 0 { return contents }
+            contents.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    /// The names in a directory, without `.` and `..`.
+    static func listDirectory(_ path: String, _ region: RegionName?) throws(SharedMemoryError) -> [String] {
+        guard let directory = Glibc.opendir(path) else {
+            throw SharedMemoryError(errno: Errno(rawValue: Glibc.errno), call: "opendir", region: region)
+        }
+        defer { Glibc.closedir(directory) }
+        var names: [String] = []
+        while let entry = Glibc.readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The system page size.
+    static let pageSize = Int(Glibc.sysconf(Int32(_SC_PAGESIZE)))
+}

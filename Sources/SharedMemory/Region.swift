@@ -1,0 +1,120 @@
+import SystemPackage
+
+/// An attachment to a region, generic over the backend's storage. Use the backend's name for it:
+/// ``SystemVRegion``, ``POSIXRegion``, ``FileRegion``, ``AnonymousRegion``; or take `any SharedRegion & ~Copyable`
+/// from ``SharedMemory`` and let the region name choose.
+///
+/// Each backend adds what only it has in an extension (a System V region's ``SystemVRegion/id``, a file region's
+/// descriptor).
+public struct Region<Storage: RegionStorage>: SharedRegion, ~Copyable {
+    @usableFromInline let storage: Storage
+
+    init(_ storage: Storage) { self.storage = storage }
+
+    deinit { storage.detachQuietly() }
+
+    public var name: RegionName { storage.name }
+    public var backend: Backend { storage.name.backend }
+    public var size: Int { storage.size }
+    public var access: Access { storage.access }
+
+    @inlinable
+    public func withUnsafeBytes<R: ~Copyable, E: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: storage.base, count: storage.size))
+    }
+
+    @inlinable
+    public func withUnsafeMutableBytes<R: ~Copyable>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R {
+        guard storage.access == .readWrite else { throw storage.readOnlyError() }
+        return try body(UnsafeMutableRawBufferPointer(start: storage.base, count: storage.size))
+    }
+
+    public func resize(to newSize: Int) throws(SharedMemoryError) { try storage.resize(to: newSize) }
+    @discardableResult
+    public func remap() throws(SharedMemoryError) -> Int { try storage.remap() }
+    public func remove() throws(SharedMemoryError) { try storage.remove() }
+    public func info() throws(SharedMemoryError) -> RegionInfo { try storage.info() }
+    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+        try storage.setPermissions(permissions)
+    }
+    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try storage.setOwner(uid: uid, gid: gid) }
+    public consuming func detach() throws(SharedMemoryError) { try storage.detach() }
+}
+
+/// The state behind one attachment: where it is mapped, how big it is, and the backend's handle (a System V id,
+/// a file descriptor). Each backend is a final subclass; you meet them only as ``Region``'s parameter.
+public class RegionStorage {
+    /// The region's name.
+    final let name: RegionName
+    /// Read-write or read-only.
+    @usableFromInline final let access: Access
+    /// Where the region is mapped; `nil` only while it is mapped at size 0 or after detach.
+    @usableFromInline @exclusivity(unchecked) final var base: UnsafeMutableRawPointer?
+    /// The size of the mapping.
+    @usableFromInline @exclusivity(unchecked) final var size: Int
+    /// Whether ``release()`` is still to be done.
+    private final var attached = true
+
+    init(name: RegionName, access: Access, base: UnsafeMutableRawPointer?, size: Int) {
+        self.name = name
+        self.access = access
+        self.base = base
+        self.size = size
+    }
+
+    // MARK: What a backend provides
+
+    /// Unmaps and closes what the backend holds.
+    func release() throws(SharedMemoryError) {}
+
+    func resize(to newSize: Int) throws(SharedMemoryError) {
+        throw unsupported("resize", because: "this backend cannot change a region's size")
+    }
+
+    func remap() throws(SharedMemoryError) -> Int { size }
+
+    func remove() throws(SharedMemoryError) {
+        throw unsupported("remove", because: "this region has no name to remove")
+    }
+
+    func info() throws(SharedMemoryError) -> RegionInfo {
+        throw unsupported("info", because: "this backend keeps no information about its regions")
+    }
+
+    func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+        throw unsupported("setPermissions", because: "this region has no mode")
+    }
+
+    func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
+        throw unsupported("setOwner", because: "this region has no owner")
+    }
+
+    // MARK: Shared by every backend
+
+    final func detach() throws(SharedMemoryError) {
+        guard attached else { return }
+        attached = false
+        try release()
+    }
+
+    final func detachQuietly() {
+        do { try detach() } catch {}
+    }
+
+    @usableFromInline
+    final func readOnlyError() -> SharedMemoryError {
+        SharedMemoryError(.readOnly, "this attachment was opened read-only; open the region with access .readWrite to write", region: name)
+    }
+
+    final func unsupported(_ operation: String, because reason: String) -> SharedMemoryError {
+        SharedMemoryError(.unsupported, "\(name.backend) regions cannot \(operation): \(reason)", region: name)
+    }
+
+    final func requireWritable() throws(SharedMemoryError) {
+        guard access == .readWrite else { throw readOnlyError() }
+    }
+}

@@ -1,0 +1,67 @@
+import SystemPackage
+
+/// What the kernel knows about a region: for System V everything in `shmid_ds`, for files what `fstat` says.
+/// Fields a backend does not have are `nil`.
+public struct RegionInfo: Sendable, Hashable {
+    /// The region's name. A System V segment without a key (or removed, whose key the kernel cleared) is
+    /// `sysv-id:ID`.
+    public var name: RegionName
+    /// The backend.
+    public var backend: Backend { name.backend }
+    /// The size in bytes, exactly as created or last resized.
+    public var size: Int
+    /// The nine permission bits; `nil` for anonymous memory, which has no mode.
+    public var permissions: FilePermissions?
+    /// The owner's user id.
+    public var ownerUID: UInt32
+    /// The owner's group id.
+    public var ownerGID: UInt32
+    /// The creator's user id (System V keeps it apart from the owner; otherwise `nil`).
+    public var creatorUID: UInt32?
+    /// The creator's group id (System V only).
+    public var creatorGID: UInt32?
+    /// How many attachments exist. System V counts exactly (`shm_nattch`). For posix and file regions it is the
+    /// number of mappings of the object found in /proc/*/maps of the processes this user may inspect: all of them
+    /// for root except ptrace-protected ones (a VM's or container's init), only its own for another user; so it
+    /// is a lower bound. `nil` for anonymous memory, and when /proc cannot be read.
+    public var attachCount: Int?
+    /// The process that created the region, where the kernel records it (System V `shm_cpid`).
+    public var creatorPID: Int32?
+    /// The last process to attach or detach (System V `shm_lpid`).
+    public var lastPID: Int32?
+    /// The last attach (System V `shm_atime`), or the last access for files (`st_atime`); `nil` if never.
+    public var lastAttachTime: Timestamp?
+    /// The last detach (System V `shm_dtime`); `nil` if never or unknown.
+    public var lastDetachTime: Timestamp?
+    /// The last change of mode, owner or size (`shm_ctime`, `st_ctime`).
+    public var lastChangeTime: Timestamp?
+    /// The device and inode that identify the object (posix and file), to tell a re-created name from the original.
+    public var device: UInt64?
+    /// See ``device``.
+    public var inode: UInt64?
+    /// The System V segment id.
+    public var systemVID: Int32?
+    /// The System V key; 0 for `IPC_PRIVATE` and for segments marked for removal.
+    public var systemVKey: Int32?
+    /// System V only: removed with `IPC_RMID` but still attached (`SHM_DEST`); it goes when the last one detaches.
+    public var isMarkedForRemoval: Bool
+}
+
+/// A point in time as the kernel stores it: seconds and nanoseconds since 1970-01-01 UTC.
+public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Whole seconds since the epoch.
+    public var seconds: Int
+    /// Nanoseconds past ``seconds``.
+    public var nanoseconds: Int
+
+    public init(seconds: Int, nanoseconds: Int = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+
+    public var description: String { nanoseconds == 0 ? "\(seconds)" : "\(seconds).\(nanoseconds)" }
+}

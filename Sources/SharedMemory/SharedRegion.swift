@@ -1,0 +1,117 @@
+import SystemPackage
+
+/// An attachment to a region of shared memory: what every backend's region offers.
+///
+/// An attachment is a noncopyable handle. Dropping it detaches as a best effort; ``detach()`` does the same and
+/// reports errors. Neither removes the region's name: that is always an explicit ``remove()``.
+///
+/// All operations are non-mutating, so a `let` holds a region; the mutable state (where it is mapped and how big
+/// it is) belongs to the attachment alone.
+public protocol SharedRegion: ~Copyable {
+    /// The region's name. For `sysv:private` this is the `sysv-id:ID` another process can open.
+    var name: RegionName { get }
+    /// The mechanism behind this region.
+    var backend: Backend { get }
+    /// The size in bytes of this attachment's mapping: exactly what was asked at creation or the last resize.
+    var size: Int { get }
+    /// Whether this attachment may write.
+    var access: Access { get }
+
+    /// Calls `body` with the region's bytes. The pointer is valid only inside `body`: do not store or return it
+    /// (a resize may move the mapping, a detach removes it).
+    func withUnsafeBytes<R: ~Copyable, E: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R
+
+    /// Calls `body` with the region's bytes for writing. Throws ``SharedMemoryError/Code/readOnly`` on a read-only
+    /// attachment without calling `body`. The pointer is valid only inside `body`: do not store or return it.
+    func withUnsafeMutableBytes<R: ~Copyable>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R
+
+    /// Changes the region's size, keeping the contents up to the smaller of the two sizes; new bytes read as
+    /// zero. Other attachments keep their old size until they call ``remap()`` (reading past the new end of a
+    /// shrunk region from another process is a SIGBUS). Backends that cannot resize throw
+    /// ``SharedMemoryError/Code/unsupported``.
+    ///
+    /// The corresponding C functions are `posix_fallocate`, `ftruncate` and `mremap`.
+    func resize(to newSize: Int) throws(SharedMemoryError)
+
+    /// Maps the region again at its current size, after another attachment resized it, and returns that size.
+    /// If the object is now empty the attachment maps nothing and ``size`` is 0 until it grows again.
+    ///
+    /// The corresponding C functions are `fstat` and `mremap`.
+    @discardableResult
+    func remap() throws(SharedMemoryError) -> Int
+
+    /// Removes the region's name now. Attachments, this one included, keep working until they detach; a new
+    /// `open` gets ``SharedMemoryError/Code/notFound``. Removing twice is ``SharedMemoryError/Code/notFound``.
+    ///
+    /// The corresponding C functions are `shmctl(IPC_RMID)`, `shm_unlink` and `unlink`.
+    func remove() throws(SharedMemoryError)
+
+    /// What the kernel knows about the region now.
+    ///
+    /// The corresponding C functions are `shmctl(IPC_STAT)` and `fstat`.
+    func info() throws(SharedMemoryError) -> RegionInfo
+
+    /// Sets the region's nine permission bits exactly.
+    ///
+    /// The corresponding C functions are `shmctl(IPC_SET)` and `fchmod`.
+    func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError)
+
+    /// Gives the region to another owner (root only, or the owner for a group it belongs to).
+    ///
+    /// The corresponding C functions are `shmctl(IPC_SET)` and `fchown`.
+    func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError)
+
+    /// Detaches now and reports any error. Dropping the attachment does the same silently.
+    ///
+    /// The corresponding C functions are `shmdt`, and `munmap` and `close`.
+    consuming func detach() throws(SharedMemoryError)
+}
+
+extension SharedRegion where Self: ~Copyable {
+    /// Copies `count` bytes starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds``.
+    public func get(count: Int, at offset: Int) throws(SharedMemoryError) -> [UInt8] {
+        try checkBounds(offset: offset, count: count)
+        return withUnsafeBytes { Array($0[offset..<offset + count]) }
+    }
+
+    /// Copies `bytes` into the region starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds`` (and
+    /// writes nothing) if they do not fit, or ``SharedMemoryError/Code/readOnly``.
+    public func set(bytes: some Collection<UInt8>, at offset: Int) throws(SharedMemoryError) {
+        try checkBounds(offset: offset, count: bytes.count)
+        try withUnsafeMutableBytes { buffer in
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + bytes.count])
+            if bytes.withContiguousStorageIfAvailable({ target.copyMemory(from: UnsafeRawBufferPointer($0)) }) == nil {
+                target.copyBytes(from: bytes)
+            }
+        }
+    }
+
+    /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
+    public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
+        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        return withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+    }
+
+    /// Writes a value of a trivial type at `offset` (any alignment), or throws
+    /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
+    public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
+        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        try withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: offset, as: T.self) }
+    }
+
+    /// Throws ``SharedMemoryError/Code/outOfBounds`` unless `offset..<offset+count` lies inside the region,
+    /// without overflowing.
+    public func checkBounds(offset: Int, count: Int) throws(SharedMemoryError) {
+        let size = self.size
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw SharedMemoryError(
+                .outOfBounds,
+                "\(count) bytes at offset \(offset) do not fit in a region of \(size) bytes",
+                region: name)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Synchronization
+import SystemPackage
+import Testing
+@testable import SharedMemory
+
+/// Test helpers: unique names that are always cleaned up, the probe process, and running shell commands.
+enum Names {
+    private static let counter = Atomic<Int>(0)
+    static let pid = getpid()
+
+    /// A name no other test (or earlier run) uses: it carries this process's id, a counter and random bits.
+    static func unique(_ backend: Backend) -> RegionName {
+        let n = counter.add(1, ordering: .relaxed).newValue
+        let random = UInt32.random(in: 0...0xffff)
+        switch backend {
+        case .sysv:
+            // 0x5d PPPPP CCC: a key space of its own for this test run.
+            let key = UInt32(0x5d00_0000) | (UInt32(truncatingIfNeeded: pid) & 0xfff) << 12 | UInt32(n & 0xfff)
+            return try! .sysv(key: Int32(bitPattern: key))
+        case .posix:
+            return try! .posix("/smtest-\(pid)-\(n)-\(String(random, radix: 16))")
+        case .file:
+            return try! .file(.init("/tmp/smtest-\(pid)-\(n)-\(String(random, radix: 16))"))
+        case .anonymous:
+            return .anonymous
+        }
+    }
+
+    /// Runs `body` with a fresh name and removes whatever has that name afterwards, even if `body` throws.
+    static func with<R>(_ backend: Backend, _ body: (RegionName) throws -> R) throws -> R {
+        let name = unique(backend)
+        defer { cleanUp(name) }
+        return try body(name)
+    }
+
+    /// Removes the name if it still exists (a System V key, a POSIX object, a file).
+    static func cleanUp(_ name: RegionName) {
+        guard name.backend.capabilities.contains(.named) else { return }
+        while (try? SharedMemory.remove(name)) != nil {}
+    }
+}
+
+extension Backend {
+    static let named = allCases.filter { $0.capabilities.contains(.named) }
+}
+
+/// Expects `body` to throw a ``SharedMemoryError`` with `code`, and returns it.
+@discardableResult
+func expectError<R: ~Copyable>(
+    _ code: SharedMemoryError.Code, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> R
+) -> SharedMemoryError? {
+    expectError(of: [code], sourceLocation: sourceLocation, body)
+}
+
+/// Expects `body` to throw a ``SharedMemoryError`` with one of `codes`, and returns it.
+@discardableResult
+func expectError<R: ~Copyable>(
+    of codes: Set<SharedMemoryError.Code>, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> R
+) -> SharedMemoryError? {
+    do {
+        _ = try body()
+        Issue.record("expected \(codes), but it succeeded", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as SharedMemoryError {
+        #expect(codes.contains(error.code), "\(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("expected a SharedMemoryError, got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+/// Runs a program and returns its exit status and standard output.
+@discardableResult
+func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// The probe: a second process that uses the library (see Tests/RegionProbe/main.swift).
+enum Probe {
+    static let path: String = {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("RegionProbe").path
+    }()
+
+    /// Runs one operation and returns its answer line: `ok ...` or `error CODE ...`.
+    static func run(_ arguments: [String], uid: UInt32? = nil, umask: String? = nil) throws -> String {
+        var flags: [String] = []
+        if let uid { flags += ["--uid", "\(uid)"] }
+        if let umask { flags += ["--umask", umask] }
+        let result = try SharedMemoryTests.run(path, flags + arguments)
+        #expect(result.status == 0, "probe \(arguments) exited \(result.status)")
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The error code in an answer, or nil for `ok`.
+    static func code(_ answer: String) -> String? {
+        answer.hasPrefix("error ") ? String(answer.split(separator: " ")[1]) : nil
+    }
+
+    /// A probe that stays attached until ``release()``.
+    final class Holder {
+        let process = Process()
+        let input = Pipe()
+        let output = Pipe()
+        let answer: String
+
+        init(_ name: RegionName, access: String = "rw") throws {
+            process.executableURL = URL(fileURLWithPath: Probe.path)
+            process.arguments = ["hold", name.description, access]
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            var line = Data()
+            while let byte = try output.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+                line.append(byte)
+            }
+            answer = String(decoding: line, as: UTF8.self)
+        }
+
+        func release() {
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+        }
+
+        deinit { release() }
+    }
+}
+
+/// The test's own shell commands (ipcs, stat), as a string.
+func shell(_ command: String) throws -> String {
+    try run("/bin/sh", ["-c", command]).output
+}
