@@ -20,7 +20,8 @@ public enum SharedMemory {
     ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
         switch name.backend {
         case .sysv: try SystemVRegion.create(name, size: size, options: options)
-        case .posix, .file: try FileRegion.create(name, size: size, options: options)
+        case .posix: try POSIXRegion.create(name, size: size, options: options)
+        case .file: try FileRegion.create(name, size: size, options: options)
         case .anonymous: try AnonymousRegion.create(size: size, options: options)
         }
     }
@@ -32,7 +33,8 @@ public enum SharedMemory {
     ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
         switch name.backend {
         case .sysv: return try SystemVRegion.open(name, options: options)
-        case .posix, .file: return try FileRegion.open(name, options: options)
+        case .posix: return try POSIXRegion.open(name, options: options)
+        case .file: return try FileRegion.open(name, options: options)
         case .anonymous: throw noName(name, "open")
         }
     }
@@ -62,11 +64,41 @@ public enum SharedMemory {
         throw SharedMemoryError(.busy, "the region kept being created and removed by other processes while this one tried to open it", region: name)
     }
 
+    /// Creates a region under a fresh name that no other process has or can guess, and returns it; read the name
+    /// from ``SharedRegion/name`` to tell a peer.
+    ///
+    /// posix names are `/sm-` and 16 hex digits (64 bits from the system's secure random generator); file names
+    /// are the same in `directory`; a name that exists is never adopted, another is drawn. sysv regions use
+    /// `sysv:private`, whose id the kernel guarantees fresh. Anonymous memory has no name and is simply created.
+    public static func createUnique(
+        _ backend: Backend, size: Int, options: CreateOptions = .init(), directory: FilePath = "/tmp"
+    ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<100 {
+            let random = "sm-" + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+                + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+            let name: RegionName
+            switch backend {
+            case .sysv: name = .systemVPrivate
+            case .posix: name = try .posix("/" + random)
+            case .file: name = try .file(directory.appending(random))
+            case .anonymous: name = .anonymous
+            }
+            do {
+                return try create(name, size: size, options: options)
+            } catch where error.code == .alreadyExists {
+                continue
+            }
+        }
+        throw SharedMemoryError(.alreadyExists, "100 random names in a row were taken; something is creating names in bulk")
+    }
+
     /// What the kernel knows about a region, without attaching it.
     public static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
         switch name.backend {
         case .sysv: try SystemVSegment.info(name)
-        case .posix, .file: try SharedFile.info(name)
+        case .posix: try POSIXObject.info(name)
+        case .file: try MappedFile.info(name)
         case .anonymous: throw noName(name, "look up")
         }
     }
@@ -76,7 +108,8 @@ public enum SharedMemory {
     public static func remove(_ name: RegionName) throws(SharedMemoryError) {
         switch name.backend {
         case .sysv: try SystemVSegment.remove(name)
-        case .posix, .file: try SharedFile.remove(name)
+        case .posix: try POSIXObject.remove(name)
+        case .file: try MappedFile.remove(name)
         case .anonymous: throw noName(name, "remove")
         }
     }
@@ -87,7 +120,7 @@ public enum SharedMemory {
     public static func list(_ backend: Backend) throws(SharedMemoryError) -> [RegionInfo] {
         switch backend {
         case .sysv: return try SystemVSegment.list()
-        case .posix: return try SharedFile.listPOSIX()
+        case .posix: return try POSIXObject.list()
         case .file, .anonymous:
             throw SharedMemoryError(.unsupported, "\(backend) regions cannot be listed: \(backend == .file ? "a file region can be any file on any file system" : "anonymous memory has no name")")
         }

@@ -289,7 +289,7 @@ struct ConformanceTests {
                 #expect(info.creatorPID == getpid())
                 #expect(info.creatorUID == getuid())
             default:
-                let path = SharedFile.path(of: name)
+                let path = path(of: name)
                 let fields = try shell("stat -c '%s %a %u %g %i' '\(path)'").split(whereSeparator: \.isWhitespace).map(String.init)
                 #expect(fields == ["12345", "640", "\(getuid())", "\(getgid())", "\(info.inode ?? 0)"])
                 #expect(info.attachCount == 1)
@@ -449,15 +449,54 @@ struct ConformanceTests {
     func createBacksOut(backend: Backend) throws {
         let attach = backend == .sysv ? "shmat" : "mmap"
         try Names.with(backend) { name in
-            _ = FaultInjection.with([attach: [.noMemory]]) {
+            _ = injecting([attach: [.noMemory]]) {
                 expectError(.noSpace) { try SharedMemory.create(name, size: 4096) }
             }
             expectError(.notFound) { try SharedMemory.info(name) }
             // EINTR is retried, not reported.
-            try FaultInjection.with([attach: [.interrupted, .interrupted]]) {
+            try injecting([attach: [.interrupted, .interrupted]]) {
                 _ = try SharedMemory.create(name, size: 4096)
             }
             #expect(try SharedMemory.info(name).size == 4096)
+        }
+    }
+}
+
+@Suite("Unique names")
+struct UniqueNameTests {
+    @Test("createUnique draws a fresh unguessable name, and draws again when one is taken", arguments: Backend.allCases)
+    func unique(backend: Backend) throws {
+        let first = try SharedMemory.createUnique(backend, size: 4096)
+        defer { Names.cleanUp(first.name) }
+        let second = try SharedMemory.createUnique(backend, size: 4096)
+        defer { Names.cleanUp(second.name) }
+        #expect(first.size == 4096)
+        #expect(first.backend == backend)
+        if backend != .anonymous { #expect(first.name != second.name) }
+        switch first.name.location {
+        case .posix(let object):
+            #expect(object.count == 20)
+            #expect(object.hasPrefix("/sm-"))
+            #expect(object.dropFirst(4).allSatisfy { $0.isHexDigit })
+        case .file(let path):
+            #expect(path.removingLastComponent() == "/tmp")
+            #expect(path.lastComponent?.string.count == 19)
+        case .systemVID:
+            #expect(try first.info().systemVKey == 0)
+        case .anonymous:
+            break
+        default:
+            Issue.record("unexpected name \(first.name)")
+        }
+        if backend == .posix || backend == .file {
+            // A collision is never adopted: the first draw "exists", the second is used.
+            let open = backend == .posix ? "shm_open" : "open"
+            let (third, size) = try injecting([open: [.fileExists]]) {
+                let region = try SharedMemory.createUnique(backend, size: 100)
+                return (region.name, region.size)
+            }
+            Names.cleanUp(third)
+            #expect(size == 100)
         }
     }
 }

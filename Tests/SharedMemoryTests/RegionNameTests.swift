@@ -71,7 +71,7 @@ struct RegionNameTests {
     @Test("ftok gives the key C's ftok gives, and refuses project id 0 and missing files")
     func ftok() throws {
         let path = "/tmp/smtest-ftok-\(getpid())"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
         defer { try? FileManager.default.removeItem(atPath: path) }
         var st = stat()
         #expect(stat(path, &st) == 0)

@@ -142,3 +142,19 @@ enum Probe {
 func shell(_ command: String) throws -> String {
     try run("/bin/sh", ["-c", command]).output
 }
+
+/// Where a posix or file region's object is on disk.
+func path(of name: RegionName) -> String {
+    name.backend == .posix ? POSIXObject.path(of: name) : MappedFile.path(of: name)
+}
+
+/// Runs `body` with system calls failing as `faults` say (see FaultInjection), and expects every fault to have
+/// been reached: a fault that never fired means the test did not test what it claims.
+func injecting<R>(
+    _ faults: [String: [Errno]], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R
+) rethrows -> R {
+    let plan = FaultInjection.Plan(faults)
+    let result = try FaultInjection.$plan.withValue(plan, operation: body)
+    #expect(plan.unused.isEmpty, "faults never reached: \(plan.unused)", sourceLocation: sourceLocation)
+    return result
+}

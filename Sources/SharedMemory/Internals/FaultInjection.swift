@@ -7,7 +7,7 @@ import SystemPackage
 /// not see each other's faults.
 ///
 /// ```swift
-/// try FaultInjection.with(["mmap": [.noMemory]]) { try SharedMemory.create(name, size: 4096) }
+/// try FaultInjection.$plan.withValue(.init(["mmap": [.noMemory]])) { try SharedMemory.create(name, size: 4096) }
 /// ```
 enum FaultInjection {
     /// For each call name (as ``SharedMemoryError/systemCall`` spells it), the errnos its next invocations get,
@@ -20,11 +20,6 @@ enum FaultInjection {
     }
 
     @TaskLocal static var plan: Plan?
-
-    /// Runs `body` with the faults in place.
-    static func with<R>(_ faults: [String: [Errno]], _ body: () throws -> R) rethrows -> R {
-        try $plan.withValue(Plan(faults), operation: body)
-    }
 
     static func next(for call: String) -> Errno? {
         guard let plan else { return nil }

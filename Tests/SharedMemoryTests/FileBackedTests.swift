@@ -5,7 +5,7 @@ import Testing
 
 /// What only posix and file regions have: space reserved up front, refusing what is not a plain file of ours.
 @Suite("POSIX and file regions")
-struct SharedFileTests {
+struct FileBackedTests {
     @Test("a region larger than /dev/shm is noSpace at create, with advice, and leaves nothing")
     func posixFull() throws {
         try Names.with(.posix) { name in
@@ -45,10 +45,10 @@ struct SharedFileTests {
     @Test("a symbolic link at the name is never followed", arguments: [Backend.posix, .file])
     func symlink(backend: Backend) throws {
         let target = "/tmp/smtest-target-\(getpid())-\(backend)"
-        FileManager.default.createFile(atPath: target, contents: Data(count: 4096))
+        #expect(FileManager.default.createFile(atPath: target, contents: Data(count: 4096)))
         defer { unlink(target) }
         try Names.with(backend) { name in
-            let path = SharedFile.path(of: name)
+            let path = path(of: name)
             #expect(Glibc.symlink(target, path) == 0)
             defer { unlink(path) }
             expectError(.foreign) { try SharedMemory.open(name) }
@@ -72,7 +72,7 @@ struct SharedFileTests {
     @Test("an object its creator has not sized yet is notReady", arguments: [Backend.posix, .file])
     func notReady(backend: Backend) throws {
         try Names.with(backend) { name in
-            FileManager.default.createFile(atPath: SharedFile.path(of: name), contents: nil, attributes: [.posixPermissions: 0o600])
+            #expect(FileManager.default.createFile(atPath: path(of: name), contents: nil, attributes: [.posixPermissions: 0o600]))
             let error = expectError(.notReady) { try SharedMemory.open(name) }
             #expect(error?.reason.contains("not set its size") == true)
         }

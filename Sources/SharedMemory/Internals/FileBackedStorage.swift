@@ -1,15 +1,11 @@
 import Glibc
 import SystemPackage
 
-/// A POSIX shared-memory region (`posix:/NAME`, from `shm_open`).
-public typealias POSIXRegion = Region<SharedFile>
-/// A file mapped shared (`file:/PATH`, from `open`).
-public typealias FileRegion = Region<SharedFile>
-
 /// The storage of posix and file regions. Both are a file mapped with `mmap(MAP_SHARED)`; a POSIX object is a
-/// file on the tmpfs at /dev/shm that `shm_open` and `shm_unlink` reach by name. Everything else (sizing with
-/// `ftruncate`, reserving with `posix_fallocate`, resizing with `mremap`) is the same code.
-public final class SharedFile: RegionStorage {
+/// file on the tmpfs at /dev/shm that `shm_open` and `shm_unlink` reach by name. Everything but the name (sizing
+/// with `ftruncate`, reserving with `posix_fallocate`, resizing with `mremap`, `fstat`, `fchmod`) is this code;
+/// ``POSIXObject`` and ``MappedFile`` supply how a name is opened, unlinked and found on disk.
+public class FileBackedStorage: RegionStorage {
     /// The open descriptor (read-only for a read-only attachment), closed at detach.
     final let descriptor: Int32
     /// Whether growth reserves space with `posix_fallocate`.
@@ -17,51 +13,43 @@ public final class SharedFile: RegionStorage {
     /// Whether the mapping must stay at its address (a fixed attach address): then resize may not move it.
     private let fixedAddress: Bool
 
-    private init(name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
-                 reserve: Bool, fixedAddress: Bool) {
+    required init(name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
+                  reserve: Bool, fixedAddress: Bool) {
         self.descriptor = descriptor
         self.reserve = reserve
         self.fixedAddress = fixedAddress
         super.init(name: name, access: access, base: base, size: size)
     }
 
-    // MARK: The name on disk
+    // MARK: What each backend supplies
 
-    /// The path of the object: /dev/shm/NAME for POSIX (where glibc's `shm_open` puts it), the path for files.
-    static func path(of name: RegionName) -> String {
-        switch name.location {
-        case .posix(let object): "/dev/shm" + object
-        case .file(let path): path.string
-        default: preconditionFailure("SharedFile serves posix and file names only")
-        }
+    /// The path of the object on disk (/dev/shm/NAME for POSIX, where glibc's `shm_open` puts it).
+    class func path(of name: RegionName) -> String { preconditionFailure("a backend overrides this") }
+
+    /// Opens the object (`shm_open` or `open`); `flags` already hold `O_NOFOLLOW | O_CLOEXEC`.
+    class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
+        preconditionFailure("a backend overrides this")
     }
 
-    /// `shm_open` or `open`, never following a symbolic link and never leaking into exec'd children.
-    private static func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
-        let flags = flags | O_NOFOLLOW | O_CLOEXEC
-        switch name.location {
-        case .posix(let object): return try Syscalls.shmOpen(object, flags, mode, name)
-        default: return try Syscalls.open(path(of: name), flags | O_NONBLOCK, mode, name)
-        }
-    }
+    /// Removes the name (`shm_unlink` or `unlink`).
+    class func unlinkName(_ name: RegionName) throws(SharedMemoryError) { preconditionFailure("a backend overrides this") }
 
-    /// `shm_unlink` or `unlink`.
-    static func unlinkName(_ name: RegionName) throws(SharedMemoryError) {
-        switch name.location {
-        case .posix(let object): try Syscalls.shmUnlink(object, name)
-        default: try Syscalls.unlink(path(of: name), name)
-        }
-    }
+    /// Throws `invalidName` unless the name is this backend's.
+    class func requireName(_ name: RegionName) throws(SharedMemoryError) { preconditionFailure("a backend overrides this") }
+
+    /// What to do when the file system is full, as the end of a sentence.
+    class var noSpaceAdvice: String { "; free space on that file system or put the file on another" }
 
     // MARK: Create and open
 
-    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> SharedFile {
+    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> Self {
+        try requireName(name)
         try Checks.size(size, name)
         let mode = try Checks.mode(options.permissions, name)
         try Checks.address(options.address, name)
         let descriptor: Int32
         do {
-            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL, mode)
+            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         } catch where error.code == .notFound {
             throw SharedMemoryError(.notFound, "the directory it would go in does not exist; create it first", region: name, systemCall: error.systemCall, errno: error.errno)
         }
@@ -70,7 +58,7 @@ public final class SharedFile: RegionStorage {
             try Syscalls.ftruncate(descriptor, size, name)
             if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
             let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
-            return SharedFile(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
+            return Self(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
                               reserve: options.reserve, fixedAddress: options.address.isFixed)
         } catch {
             // Back out: nothing half-made stays behind.
@@ -80,10 +68,11 @@ public final class SharedFile: RegionStorage {
         }
     }
 
-    static func open(_ name: RegionName, options: OpenOptions) throws(SharedMemoryError) -> SharedFile {
+    static func open(_ name: RegionName, options: OpenOptions) throws(SharedMemoryError) -> Self {
+        try requireName(name)
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
-        let descriptor = try openDescriptor(name, options.access == .readWrite ? O_RDWR : O_RDONLY, 0)
+        let descriptor = try openDescriptor(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0)
         do throws(SharedMemoryError) {
             let status = try Syscalls.fstat(descriptor, name)
             try checkRegularFile(status, name)
@@ -93,7 +82,7 @@ public final class SharedFile: RegionStorage {
             }
             try Checks.actualSize(size, atLeast: options.minimumSize, name)
             let base = try Mapping.map(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0, name)
-            return SharedFile(name: name, access: options.access, descriptor: descriptor, base: base, size: size,
+            return Self(name: name, access: options.access, descriptor: descriptor, base: base, size: size,
                               reserve: true, fixedAddress: options.address.isFixed)
         } catch {
             Syscalls.close(descriptor)
@@ -179,32 +168,20 @@ public final class SharedFile: RegionStorage {
     // MARK: Without an attachment
 
     static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
+        try requireName(name)
         let status = try Syscalls.lstat(path(of: name), name)
         try checkRegularFile(status, name)
         return info(name, status, attachCounts: ProcMaps.mappingCounts())
     }
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
+        try requireName(name)
         try unlinkName(name)
-    }
-
-    /// Every POSIX object in /dev/shm (leaving out glibc's named semaphores, `sem.*`, and anything not a regular file).
-    static func listPOSIX() throws(SharedMemoryError) -> [RegionInfo] {
-        let counts = ProcMaps.mappingCounts()
-        var regions: [RegionInfo] = []
-        for entry in try Syscalls.listDirectory("/dev/shm", nil).sorted() where !entry.hasPrefix("sem.") {
-            guard let name = try? RegionName.posix("/" + entry),
-                  let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
-                  status.st_mode & S_IFMT == S_IFREG
-            else { continue }
-            regions.append(info(name, status, attachCounts: counts))
-        }
-        return regions
     }
 
     // MARK: Helpers
 
-    private static func info(_ name: RegionName, _ status: stat, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
+    static func info(_ name: RegionName, _ status: stat, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
         let id = ProcMaps.FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         return RegionInfo(
             name: name,
@@ -228,7 +205,7 @@ public final class SharedFile: RegionStorage {
     }
 
     /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.
-    private static func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
+    private final class func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
         do {
             try Syscalls.fallocate(descriptor, offset, count, name)
         } catch where error.errno == .noSpace || error.errno == .fileTooLarge {
@@ -238,11 +215,7 @@ public final class SharedFile: RegionStorage {
                 let free = Int(fs.f_bavail) * Int(fs.f_frsize)
                 reason += ": the file system holding it has \(humanSize(free)) free of \(humanSize(total))"
             }
-            if case .posix = name.location {
-                reason += ". /dev/shm is full: raise its size (in a container, `docker run --shm-size`), remove unused objects, or use a sysv region, which does not count against /dev/shm"
-            } else {
-                reason += "; free space on that file system or put the file on another"
-            }
+            reason += noSpaceAdvice
             throw SharedMemoryError(.noSpace, reason, region: name, systemCall: error.systemCall, errno: error.errno)
         }
     }
@@ -255,36 +228,25 @@ extension Optional<AttachAddress> {
     }
 }
 
-extension Region where Storage == SharedFile {
-    /// Creates a posix or file region of exactly `size` bytes, exclusively: if the name exists it throws
+extension Region where Storage: FileBackedStorage {
+    /// Creates a region of exactly `size` bytes, exclusively: if the name exists it throws
     /// ``SharedMemoryError/Code/alreadyExists`` and leaves that object alone. A failure part-way removes what
     /// was made.
     ///
     /// The corresponding C calls are `shm_open` (or `open`) with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`,
     /// `posix_fallocate` and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> Self {
-        try SharedFile.requireName(name)
-        return Region(try SharedFile.create(name, size: size, options: options))
+        Region(try Storage.create(name, size: size, options: options))
     }
 
-    /// Opens an existing posix or file region at its current size.
+    /// Opens an existing region at its current size.
     ///
     /// The corresponding C calls are `shm_open` (or `open`), `fstat` and `mmap`.
     public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> Self {
-        try SharedFile.requireName(name)
-        return Region(try SharedFile.open(name, options: options))
+        Region(try Storage.open(name, options: options))
     }
 
     /// The open file descriptor behind the mapping (`O_RDONLY` for a read-only attachment). It belongs to the
     /// region: do not close it; `dup` it to keep it past detach.
     public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: storage.descriptor) }
-}
-
-extension SharedFile {
-    static func requireName(_ name: RegionName) throws(SharedMemoryError) {
-        switch name.location {
-        case .posix, .file: return
-        default: throw SharedMemoryError(.invalidName, "`\(name)` is not a posix: or file: name; use SharedMemory.create to pick the backend from the name", region: name)
-        }
-    }
 }
