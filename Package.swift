@@ -5,9 +5,11 @@ let package = Package(
     name: "SharedMemory",
     products: [
         .library(name: "SharedMemory", targets: ["SharedMemory"]),
+        .executable(name: "shm", targets: ["shm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // Only what Swift cannot import from Glibc: mremap, memfd_create, F_SEAL_*, constants behind macros.
@@ -22,6 +24,14 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The command-line tool: one ipcs/ipcrm for every mechanism.
+        .executableTarget(
+            name: "shm",
+            dependencies: [
+                "SharedMemory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // A second process for the tests: opens regions by name, reads, writes, and can drop to another uid.
         .executableTarget(
             name: "RegionProbe",
@@ -31,6 +41,10 @@ let package = Package(
         .testTarget(
             name: "SharedMemoryTests",
             dependencies: ["SharedMemory", "RegionProbe"]
+        ),
+        .testTarget(
+            name: "shmTests",
+            dependencies: ["shm", "SharedMemory"]
         ),
     ],
     swiftLanguageModes: [.v6]

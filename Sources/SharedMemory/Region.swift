@@ -66,31 +66,26 @@ public class RegionStorage {
         self.size = size
     }
 
-    // MARK: What a backend provides
+    // MARK: What each backend overrides (all of it but remap, whose default suits fixed-size backends)
 
     /// Unmaps and closes what the backend holds.
-    func release() throws(SharedMemoryError) {}
+    func release() throws(SharedMemoryError) { preconditionFailure("every backend overrides release") }
 
-    func resize(to newSize: Int) throws(SharedMemoryError) {
-        throw unsupported("resize", because: "this backend cannot change a region's size")
-    }
+    func resize(to newSize: Int) throws(SharedMemoryError) { preconditionFailure("every backend overrides resize") }
 
+    /// A backend whose regions cannot change size has nothing to remap.
     func remap() throws(SharedMemoryError) -> Int { size }
 
-    func remove() throws(SharedMemoryError) {
-        throw unsupported("remove", because: "this region has no name to remove")
-    }
+    func remove() throws(SharedMemoryError) { preconditionFailure("every backend overrides remove") }
 
-    func info() throws(SharedMemoryError) -> RegionInfo {
-        throw unsupported("info", because: "this backend keeps no information about its regions")
-    }
+    func info() throws(SharedMemoryError) -> RegionInfo { preconditionFailure("every backend overrides info") }
 
     func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
-        throw unsupported("setPermissions", because: "this region has no mode")
+        preconditionFailure("every backend overrides setPermissions")
     }
 
     func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
-        throw unsupported("setOwner", because: "this region has no owner")
+        preconditionFailure("every backend overrides setOwner")
     }
 
     // MARK: Shared by every backend

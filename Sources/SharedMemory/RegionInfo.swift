@@ -25,8 +25,13 @@ public struct RegionInfo: Sendable, Hashable {
     /// for root except ptrace-protected ones (a VM's or container's init), only its own for another user; so it
     /// is a lower bound. `nil` for anonymous memory, and when /proc cannot be read.
     public var attachCount: Int?
-    /// The process that created the region, where the kernel records it (System V `shm_cpid`).
+    /// The process that created the region: System V's `shm_cpid`; for posix and file regions the pid that
+    /// SharedMemory recorded at creation (in the extended attribute `user.sharedmemory.creator`), so `nil` for
+    /// objects other programs made or on file systems without extended attributes.
     public var creatorPID: Int32?
+    /// Whether the creator still runs, where ``creatorPID`` is known. A reused pid does not count: SharedMemory
+    /// compares the process's start time with the creation (posix, file) or the segment's change time (sysv).
+    public var creatorIsAlive: Bool?
     /// The last process to attach or detach (System V `shm_lpid`).
     public var lastPID: Int32?
     /// The last attach (System V `shm_atime`), or the last access for files (`st_atime`); `nil` if never.

@@ -126,14 +126,68 @@ public enum SharedMemory {
         }
     }
 
-    /// The kernel's System V limits: the largest and smallest segment (`kernel.shmmax`, SHMMIN), how many
-    /// segments may exist (`kernel.shmmni`) and how many pages they may hold in all (`kernel.shmall`).
+    /// Regions left behind by processes that are gone: System V segments with no attachments whose creator no
+    /// longer runs, and POSIX objects that SharedMemory created (so their creator is recorded) whose creator no
+    /// longer runs and that no process maps. Only this user's, unless `includingOtherUsers`. Never a segment
+    /// marked for removal, an attached one, or an object whose creator or attach count is unknown.
+    public static func orphans(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
+        let candidates = try list(.sysv) + list(.posix)
+        return candidates.filter { isOrphan($0, includingOtherUsers: includingOtherUsers) }
+    }
+
+    /// Removes a region ``orphans(includingOtherUsers:)`` found, after checking again that it is the same object
+    /// and still an orphan. Returns whether it removed it; `false` means it is gone or has come back to life.
+    @discardableResult
+    public static func removeOrphan(_ orphan: RegionInfo, includingOtherUsers: Bool = false) throws(SharedMemoryError) -> Bool {
+        // By id for System V, so a new segment that took the key in the meantime is never touched.
+        let name = try orphan.systemVID.map { id throws(SharedMemoryError) in try RegionName.sysv(id: id) } ?? orphan.name
+        let now: RegionInfo
+        do {
+            now = try info(name)
+        } catch where error.code == .notFound {
+            return false
+        }
+        guard now.inode == orphan.inode, now.systemVID == orphan.systemVID,
+              isOrphan(now, includingOtherUsers: includingOtherUsers)
+        else { return false }
+        do {
+            try remove(name)
+        } catch where error.code == .notFound {
+            return false
+        }
+        return true
+    }
+
+    private static func isOrphan(_ region: RegionInfo, includingOtherUsers: Bool) -> Bool {
+        guard includingOtherUsers || region.ownerUID == geteuid(),
+              !region.isMarkedForRemoval, region.attachCount == 0, region.creatorIsAlive == false
+        else { return false }
+        return true
+    }
+
+    /// The limits that decide how much shared memory this machine can hand out: System V's sysctls, the size of
+    /// /dev/shm (where POSIX objects live), and huge pages.
     ///
-    /// The corresponding C call is `shmctl(0, IPC_INFO, ...)`.
-    public static func systemVLimits() throws(SharedMemoryError) -> SystemVLimits {
-        let limits = try Syscalls.shmLimits()
-        return SystemVLimits(maximumSize: limits.shmmax, minimumSize: limits.shmmin,
-                             maximumSegments: limits.shmmni, maximumTotalPages: limits.shmall)
+    /// The corresponding C calls are `shmctl(0, IPC_INFO, ...)` and `statvfs("/dev/shm")`; the rest is read
+    /// from /proc/meminfo and /sys/kernel/mm/transparent_hugepage.
+    public static func limits() throws(SharedMemoryError) -> SystemLimits {
+        let sysv = try Syscalls.shmLimits()
+        let shm = Syscalls.fileSystem(at: "/dev/shm")
+        let meminfo = String(decoding: (try? Syscalls.readFile("/proc/meminfo")) ?? [], as: UTF8.self)
+        func field(_ key: String) -> Int? {
+            guard let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return nil }
+            return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+        }
+        let thp = String(decoding: (try? Syscalls.readFile("/sys/kernel/mm/transparent_hugepage/shmem_enabled")) ?? [], as: UTF8.self)
+        let chosen = thp.split(separator: " ").first { $0.hasPrefix("[") }.map { String($0.dropFirst().prefix { $0 != "]" }) }
+        return SystemLimits(
+            systemVMaximumSize: sysv.shmmax, systemVMinimumSize: sysv.shmmin,
+            systemVMaximumSegments: sysv.shmmni, systemVMaximumTotalPages: sysv.shmall,
+            devShmSize: shm.map { Int($0.f_blocks) * Int($0.f_frsize) },
+            devShmFree: shm.map { Int($0.f_bavail) * Int($0.f_frsize) },
+            hugePagesTotal: field("HugePages_Total"), hugePagesFree: field("HugePages_Free"),
+            hugePageSize: field("Hugepagesize").map { $0 * 1024 },
+            transparentHugePagesForShmem: chosen)
     }
 
     private static func noName(_ name: RegionName, _ operation: String) -> SharedMemoryError {
@@ -141,14 +195,26 @@ public enum SharedMemory {
     }
 }
 
-/// The kernel's System V shared-memory limits, as ``SharedMemory/systemVLimits()`` reads them.
-public struct SystemVLimits: Sendable, Hashable {
-    /// The largest segment in bytes (`kernel.shmmax`).
-    public var maximumSize: UInt
-    /// The smallest segment in bytes (SHMMIN, 1 on Linux).
-    public var minimumSize: UInt
-    /// How many segments may exist at once (`kernel.shmmni`).
-    public var maximumSegments: UInt
-    /// How many pages all segments together may hold (`kernel.shmall`).
-    public var maximumTotalPages: UInt
+/// What ``SharedMemory/limits()`` reads: how much shared memory this machine can hand out.
+public struct SystemLimits: Sendable, Hashable {
+    /// The largest System V segment in bytes (`kernel.shmmax`).
+    public var systemVMaximumSize: UInt
+    /// The smallest System V segment in bytes (SHMMIN, 1 on Linux).
+    public var systemVMinimumSize: UInt
+    /// How many System V segments may exist at once (`kernel.shmmni`).
+    public var systemVMaximumSegments: UInt
+    /// How many pages all System V segments together may hold (`kernel.shmall`).
+    public var systemVMaximumTotalPages: UInt
+    /// The size of the tmpfs at /dev/shm in bytes (where POSIX objects live); `nil` if it is not mounted.
+    public var devShmSize: Int?
+    /// Its free space in bytes.
+    public var devShmFree: Int?
+    /// Huge pages reserved (`vm.nr_hugepages`, HugePages_Total in /proc/meminfo).
+    public var hugePagesTotal: Int?
+    /// Reserved huge pages not in use.
+    public var hugePagesFree: Int?
+    /// The default huge page size in bytes.
+    public var hugePageSize: Int?
+    /// The transparent-huge-page policy for shared memory (`always`, `within_size`, `advise`, `never`, ...).
+    public var transparentHugePagesForShmem: String?
 }

@@ -88,10 +88,10 @@ struct SystemVTests {
         #expect(answers.first?.contains("kernel.shmmax") == true)
         #expect(answers.last?.hasPrefix("error limitExceeded") == true)
         #expect(answers.last?.contains("kernel.shmmni") == true)
-        let limits = try SharedMemory.systemVLimits()
-        #expect(limits.maximumSize > 4096)
-        #expect(limits.minimumSize == 1)
-        #expect(limits.maximumSegments == UInt(try String(contentsOfFile: "/proc/sys/kernel/shmmni", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let limits = try SharedMemory.limits()
+        #expect(limits.systemVMaximumSize > 4096)
+        #expect(limits.systemVMinimumSize == 1)
+        #expect(limits.systemVMaximumSegments == UInt(try String(contentsOfFile: "/proc/sys/kernel/shmmni", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
     @Test("a C program's segment and ours see the same bytes")

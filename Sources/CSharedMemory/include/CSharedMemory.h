@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/xattr.h>  // fsetxattr, fgetxattr, lgetxattr: Glibc's module map leaves them out
 
 /// `mremap(old, old_size, new_size, flags)`: variadic in glibc, so Swift cannot call it.
 void *csm_mremap(void *old_address, size_t old_size, size_t new_size, int may_move);

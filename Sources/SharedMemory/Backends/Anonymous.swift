@@ -29,11 +29,11 @@ public final class AnonymousMemory: RegionStorage {
     }
 
     override func resize(to newSize: Int) throws(SharedMemoryError) {
-        throw unsupported("resize", because: "a shared anonymous mapping is backed by an object of fixed size, so growing it would SIGBUS past the old end; create a new region, or use a posix or file region")
+        throw unsupported("be resized", because: "a shared anonymous mapping is backed by an object of fixed size, so growing it would SIGBUS past the old end; create a new region, or use a posix or file region")
     }
 
     override func remove() throws(SharedMemoryError) {
-        throw unsupported("remove", because: "anonymous memory has no name; it is freed when the last process that maps it detaches or exits")
+        throw unsupported("be removed", because: "anonymous memory has no name; it is freed when the last process that maps it detaches or exits")
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
@@ -42,11 +42,11 @@ public final class AnonymousMemory: RegionStorage {
     }
 
     override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
-        throw unsupported("setPermissions", because: "anonymous memory has no mode; only this process and its forked children can reach it")
+        throw unsupported("change mode", because: "anonymous memory has no mode; only this process and its forked children can reach it")
     }
 
     override func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
-        throw unsupported("setOwner", because: "anonymous memory has no owner; only this process and its forked children can reach it")
+        throw unsupported("change owner", because: "anonymous memory has no owner; only this process and its forked children can reach it")
     }
 }
 

@@ -42,7 +42,7 @@ public final class POSIXObject: FileBackedStorage {
                   let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
                   status.st_mode & S_IFMT == S_IFREG
             else { continue }
-            regions.append(info(name, status, attachCounts: counts))
+            regions.append(info(name, status, creator: Creator.recorded(on: .path(path(of: name))), attachCounts: counts))
         }
         return regions
     }

@@ -140,7 +140,7 @@ public final class SystemVSegment: RegionStorage {
     }
 
     override func resize(to newSize: Int) throws(SharedMemoryError) {
-        throw unsupported("resize", because: "a segment's size is fixed when shmget creates it; create a new segment and copy, or use a posix or file region")
+        throw unsupported("be resized", because: "a segment's size is fixed when shmget creates it; create a new segment and copy, or use a posix or file region")
     }
 
     override func remove() throws(SharedMemoryError) {
@@ -201,7 +201,7 @@ public final class SystemVSegment: RegionStorage {
             regions.append(RegionInfo(
                 name: name, size: size, permissions: FilePermissions(rawValue: CModeT(perms & 0o777)),
                 ownerUID: uid, ownerGID: gid, creatorUID: cuid, creatorGID: cgid, attachCount: nattch,
-                creatorPID: cpid, lastPID: lpid,
+                creatorPID: cpid, creatorIsAlive: Creator.isAlive(pid: cpid, changed: ctime), lastPID: lpid,
                 lastAttachTime: atime == 0 ? nil : Timestamp(seconds: atime),
                 lastDetachTime: dtime == 0 ? nil : Timestamp(seconds: dtime),
                 lastChangeTime: Timestamp(seconds: ctime),
@@ -221,6 +221,7 @@ public final class SystemVSegment: RegionStorage {
             creatorGID: ds.shm_perm.cgid,
             attachCount: Int(ds.shm_nattch),
             creatorPID: ds.shm_cpid,
+            creatorIsAlive: Creator.isAlive(pid: ds.shm_cpid, changed: ds.shm_ctime),
             lastPID: ds.shm_lpid,
             lastAttachTime: ds.shm_atime == 0 ? nil : Timestamp(seconds: ds.shm_atime),
             lastDetachTime: ds.shm_dtime == 0 ? nil : Timestamp(seconds: ds.shm_dtime),

@@ -55,6 +55,7 @@ public class FileBackedStorage: RegionStorage {
         }
         do {
             try Syscalls.fchmod(descriptor, mode, name)  // the exact mode, whatever the umask
+            Creator.record(on: descriptor)
             try Syscalls.ftruncate(descriptor, size, name)
             if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
             let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
@@ -154,7 +155,8 @@ public class FileBackedStorage: RegionStorage {
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
-        Self.info(name, try Syscalls.fstat(descriptor, name), attachCounts: ProcMaps.mappingCounts())
+        Self.info(name, try Syscalls.fstat(descriptor, name), creator: Creator.recorded(on: .descriptor(descriptor)),
+                  attachCounts: ProcMaps.mappingCounts())
     }
 
     override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
@@ -171,7 +173,7 @@ public class FileBackedStorage: RegionStorage {
         try requireName(name)
         let status = try Syscalls.lstat(path(of: name), name)
         try checkRegularFile(status, name)
-        return info(name, status, attachCounts: ProcMaps.mappingCounts())
+        return info(name, status, creator: Creator.recorded(on: .path(path(of: name))), attachCounts: ProcMaps.mappingCounts())
     }
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
@@ -181,7 +183,7 @@ public class FileBackedStorage: RegionStorage {
 
     // MARK: Helpers
 
-    static func info(_ name: RegionName, _ status: stat, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
+    static func info(_ name: RegionName, _ status: stat, creator: Creator?, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
         let id = ProcMaps.FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         return RegionInfo(
             name: name,
@@ -190,6 +192,8 @@ public class FileBackedStorage: RegionStorage {
             ownerUID: status.st_uid,
             ownerGID: status.st_gid,
             attachCount: attachCounts.map { $0[id] ?? 0 },
+            creatorPID: creator?.pid,
+            creatorIsAlive: creator?.isAlive,
             lastAttachTime: nil,
             lastDetachTime: nil,
             lastChangeTime: Timestamp(seconds: status.st_ctim.tv_sec, nanoseconds: status.st_ctim.tv_nsec),

@@ -146,10 +146,41 @@ enum Syscalls {
         }
     }
 
+    /// `statvfs(path)` (by `open` and `fstatvfs`): how big and how full the file system at `path` is.
+    static func fileSystem(at path: String) -> Glibc.statvfs? {
+        guard let fd = try? open(path, O_RDONLY | O_CLOEXEC, 0, nil) else { return nil }
+        defer { close(fd) }
+        return fstatvfs(fd)
+    }
+
     /// `fstatvfs(fd)`: how big and how full the file system holding `fd` is.
-    static func fstatvfs(_ fd: Int32) -> statvfs? {
-        var sv = statvfs()
+    static func fstatvfs(_ fd: Int32) -> Glibc.statvfs? {
+        var sv = Glibc.statvfs()
         return Glibc.fstatvfs(fd, &sv) == 0 ? sv : nil
+    }
+
+    /// `fsetxattr(fd, name, value)`. Whether it worked: callers use extended attributes only as a best effort
+    /// (a file system without them is not an error).
+    static func setAttribute(_ fd: Int32, _ name: String, _ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { CSharedMemory.fsetxattr(fd, name, $0.baseAddress, $0.count, 0) } == 0
+    }
+
+    /// `fgetxattr(fd, name)` or `lgetxattr(path, name)` (never following a link); `nil` if it is not there.
+    static func attribute(of target: AttributeTarget, _ name: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = buffer.withUnsafeMutableBytes { bytes in
+            switch target {
+            case .descriptor(let fd): CSharedMemory.fgetxattr(fd, name, bytes.baseAddress, bytes.count)
+            case .path(let path): CSharedMemory.lgetxattr(path, name, bytes.baseAddress, bytes.count)
+            }
+        }
+        return count < 0 ? nil : String(decoding: buffer[..<count], as: UTF8.self)
+    }
+
+    enum AttributeTarget {
+        case descriptor(Int32)
+        case path(String)
     }
 
     // MARK: Mappings
@@ -203,6 +234,11 @@ enum Syscalls {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+
+    /// `kill(pid, 0)`: whether a process with this id exists (EPERM: it does, but is another user's).
+    static func processExists(_ pid: Int32) -> Bool {
+        pid > 0 && (Glibc.kill(pid, 0) == 0 || Glibc.errno == EPERM)
     }
 
     /// The system page size.

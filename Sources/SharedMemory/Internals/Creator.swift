@@ -1,0 +1,68 @@
+import Glibc
+
+/// Who created a posix or file region: the kernel does not record it (System V does, in `shm_cpid`), so
+/// SharedMemory writes it into an extended attribute at creation, `user.sharedmemory.creator`, as
+/// `PID:STARTTIME` (the process's start time in clock ticks since boot, from /proc/PID/stat). With the start
+/// time a reused pid is not mistaken for the creator. File systems without user extended attributes simply
+/// have no record: the creator is then unknown, and `shm gc` leaves such objects alone.
+struct Creator: Hashable {
+    static let attributeName = "user.sharedmemory.creator"
+
+    var pid: Int32
+    var startTime: UInt64?
+
+    /// This process.
+    static var current: Creator { Creator(pid: getpid(), startTime: startTime(of: getpid())) }
+
+    /// Records `current` on a new object's descriptor, as a best effort.
+    static func record(on descriptor: Int32) {
+        let me = current
+        _ = Syscalls.setAttribute(descriptor, attributeName, "\(me.pid):\(me.startTime ?? 0)")
+    }
+
+    /// The recorded creator of an object, if it has one.
+    static func recorded(on target: Syscalls.AttributeTarget) -> Creator? {
+        guard let text = Syscalls.attribute(of: target, attributeName) else { return nil }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return nil }
+        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+    }
+
+    /// Whether the creator still runs: a process with its pid exists and (where the start time is known) started
+    /// at the same moment.
+    var isAlive: Bool {
+        guard Syscalls.processExists(pid) else { return false }
+        guard let startTime, let now = Self.startTime(of: pid) else { return true }
+        return now == startTime
+    }
+
+    /// Whether a System V segment's creator still runs. The kernel keeps only its pid, so a process with that
+    /// pid counts only if it started no later than the segment was last changed (`shm_ctime`, which is its
+    /// creation unless `IPC_SET` came later): a pid reused by a younger process is not the creator.
+    static func isAlive(pid: Int32, changed: Int) -> Bool {
+        guard Syscalls.processExists(pid) else { return false }
+        guard let ticks = startTime(of: pid), let boot = bootTime else { return true }
+        let hertz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        return boot + Int(ticks / hertz) <= changed + 1
+    }
+
+    /// When the system booted, in seconds since the epoch (`btime` in /proc/stat).
+    private static var bootTime: Int? {
+        guard let contents = try? Syscalls.readFile("/proc/stat") else { return nil }
+        for line in String(decoding: contents, as: UTF8.self).split(separator: "\n") where line.hasPrefix("btime ") {
+            return Int(line.dropFirst(6))
+        }
+        return nil
+    }
+
+    /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+    static func startTime(of pid: Int32) -> UInt64? {
+        guard let contents = try? Syscalls.readFile("/proc/\(pid)/stat"),
+              let close = contents.lastIndex(of: UInt8(ascii: ")"))  // the command name may hold spaces
+        else { return nil }
+        let fields = contents[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // After "pid (comm)", field 3 (state) is fields[0], so field 22 is fields[19].
+        guard fields.count > 19 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
+    }
+}

@@ -1,0 +1,316 @@
+import ArgumentParser
+import Foundation
+import SharedMemory
+import SystemPackage
+
+// One ParsableCommand per subcommand; they share RegionArgument and OutputOptions.
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls",
+        abstract: "List every System V segment and POSIX object on the machine.",
+        discussion: "System V segments come from /proc/sysvipc/shm, as ipcs -m shows them (every user's, and those marked for removal); POSIX objects from /dev/shm.")
+
+    enum Kind: String, ExpressibleByArgument, CaseIterable {
+        case sysv, posix
+    }
+
+    @Option(help: "Only this backend.")
+    var backend: Kind?
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        var regions: [RegionInfo] = []
+        for kind in Kind.allCases where backend == nil || backend == kind {
+            regions += try SharedMemory.list(Backend(rawValue: kind.rawValue)!)
+        }
+        if output.json {
+            try printJSON(regions.map(\.summaryJSON))
+            return
+        }
+        let rows = regions.map { r -> [String] in
+            [r.backend.rawValue, r.name.description, r.systemVID.map(String.init) ?? "-", humanSize(r.size),
+             octalMode(r.permissions) ?? "-", userName(r.ownerUID), r.attachCount.map(String.init) ?? "?",
+             r.creatorPID.map(String.init) ?? "?",
+             r.creatorIsAlive.map { $0 ? "yes" : "no" } ?? "?", r.isMarkedForRemoval ? "removed" : ""]
+        }
+        print(table(["BACKEND", "NAME", "ID", "SIZE", "MODE", "OWNER", "ATTACHED", "CPID", "ALIVE", "STATUS"], rows,
+                    rightAligned: [2, 3, 6, 7]))
+    }
+}
+
+struct Stat: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show everything the kernel knows about a region.")
+
+    @OptionGroup var region: RegionArgument
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let info = try SharedMemory.info(try region.name())
+        if output.json {
+            try printJSON(info.fullJSON)
+            return
+        }
+        var lines: [(String, String)] = [
+            ("name", info.name.description), ("backend", info.backend.rawValue),
+            ("size", "\(info.size) (\(humanSize(info.size)))"),
+            ("mode", octalMode(info.permissions) ?? "-"),
+            ("owner", "\(userName(info.ownerUID)) (uid \(info.ownerUID), gid \(info.ownerGID))"),
+        ]
+        if let id = info.systemVID { lines.append(("id", "\(id)")) }
+        if let key = info.systemVKey { lines.append(("key", String(format: "0x%08x", UInt32(bitPattern: key)))) }
+        if let uid = info.creatorUID { lines.append(("creator", "\(userName(uid)) (uid \(uid), gid \(info.creatorGID ?? 0))")) }
+        lines.append(("attached", info.attachCount.map(String.init) ?? "unknown"))
+        lines.append(("creator pid", info.creatorPID.map { "\($0) (\(info.creatorIsAlive == true ? "running" : "gone"))" } ?? "unknown"))
+        if let pid = info.lastPID { lines.append(("last pid", "\(pid)")) }
+        if info.backend == .sysv {
+            lines.append(("last attach", humanTime(info.lastAttachTime)))
+            lines.append(("last detach", humanTime(info.lastDetachTime)))
+        }
+        lines.append(("last change", humanTime(info.lastChangeTime)))
+        if let inode = info.inode { lines.append(("device, inode", "\(info.device ?? 0), \(inode)")) }
+        if info.isMarkedForRemoval { lines.append(("status", "removed; goes when the last attachment detaches")) }
+        let width = lines.map(\.0.count).max() ?? 0
+        for (key, value) in lines { print(key + ":" + String(repeating: " ", count: width - key.count + 1) + value) }
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a region (exclusively, unless --open-existing).")
+
+    @OptionGroup var region: RegionArgument
+
+    @Option(help: ByteCount.help, transform: ByteCount.parse)
+    var size: Int
+
+    @Option(help: "The exact mode, in octal (default 0600). The umask does not change it.")
+    var mode: String = "0600"
+
+    @Flag(help: "Open the region if it exists (it must hold at least --size bytes) instead of failing.")
+    var openExisting = false
+
+    func validate() throws {
+        guard let value = CModeT(mode, radix: 8), value <= 0o777 else {
+            throw ValidationError("`\(mode)` is not a mode: give 0 to 0777 in octal, for example 0640")
+        }
+    }
+
+    func run() throws {
+        let name = try region.name()
+        let options = CreateOptions(permissions: FilePermissions(rawValue: CModeT(mode, radix: 8)!))
+        let created = openExisting
+            ? try SharedMemory.openOrCreate(name, size: size, options: options)
+            : try SharedMemory.create(name, size: size, options: options)
+        let info = try created.info()
+        print("\(openExisting ? "ready" : "created") \(created.name) (\(humanSize(created.size)), mode \(octalMode(info.permissions) ?? "-"))")
+    }
+}
+
+struct Write: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write standard input (or --string) into a region.",
+        discussion: "Nothing is written unless all of it fits.")
+
+    @OptionGroup var region: RegionArgument
+
+    @Option(help: "Where to start, in bytes from the beginning.", transform: ByteCount.parse)
+    var offset: Int = 0
+
+    @Option(help: "Write this text (UTF-8) instead of standard input.")
+    var string: String?
+
+    func run() throws {
+        let name = try region.name()
+        let bytes = string.map { Array($0.utf8) } ?? Array(FileHandle.standardInput.readDataToEndOfFile())
+        let target = try openForWriting(name)
+        try target.set(bytes: bytes, at: offset)
+    }
+
+    /// Opens read-write; if this user may read but not write, says so as `readOnly`, not as a bare refusal.
+    private func openForWriting(_ name: RegionName) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+        let failure: SharedMemoryError
+        do {
+            return try SharedMemory.open(name)
+        } catch {
+            failure = error
+        }
+        guard failure.code == .permissionDenied, canRead(name) else { throw failure }
+        let info = try? SharedMemory.info(name)
+        throw SharedMemoryError(
+            .readOnly,
+            "this user may read the region but not write it (mode \(octalMode(info?.permissions) ?? "?"), owner \(info.map { userName($0.ownerUID) } ?? "?")); ask its owner for write permission",
+            region: name)
+    }
+}
+
+/// Whether this user may open the region read-only.
+private func canRead(_ name: RegionName) -> Bool {
+    do {
+        let reader = try SharedMemory.open(name, options: .init(access: .readOnly))
+        try reader.detach()
+        return true
+    } catch {
+        return false
+    }
+}
+
+struct Read: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a region's bytes to standard output, raw or as a hex dump.")
+
+    @OptionGroup var region: RegionArgument
+
+    @Option(help: "Where to start, in bytes from the beginning.", transform: ByteCount.parse)
+    var offset: Int = 0
+
+    @Option(help: "How many bytes (default: to the end).", transform: ByteCount.parse)
+    var count: Int?
+
+    @Flag(help: "Print a hex dump (offset, 16 bytes in hex, and as text) instead of raw bytes.")
+    var hex = false
+
+    func run() throws {
+        let source = try SharedMemory.open(try region.name(), options: .init(access: .readOnly))
+        let bytes = try source.get(count: count ?? max(0, source.size - offset), at: offset)
+        if hex {
+            print(hexDump(bytes, startingAt: offset), terminator: "")
+        } else {
+            FileHandle.standardOutput.write(Data(bytes))
+        }
+    }
+}
+
+/// `hexdump -C` style: `00000010  68 65 6c 6c 6f 00 ...  |hello.|`.
+func hexDump(_ bytes: [UInt8], startingAt start: Int) -> String {
+    var text = ""
+    for lineStart in stride(from: 0, to: bytes.count, by: 16) {
+        let line = bytes[lineStart..<min(lineStart + 16, bytes.count)]
+        var hex = line.enumerated().map { i, b in (i == 8 ? " " : "") + String(format: "%02x", b) }.joined(separator: " ")
+        hex += String(repeating: " ", count: max(0, 49 - hex.count))
+        let ascii = String(line.map { (0x20..<0x7f).contains($0) ? Character(UnicodeScalar($0)) : "." })
+        text += String(format: "%08x  ", start + lineStart) + hex + " |" + ascii + "|\n"
+    }
+    return text
+}
+
+struct Resize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Change a region's size (posix and file regions; System V sizes are fixed).",
+        discussion: "Contents are kept up to the smaller size; new bytes are zero. Processes that have it mapped keep their old size until they remap.")
+
+    @OptionGroup var region: RegionArgument
+
+    @Option(help: ByteCount.help, transform: ByteCount.parse)
+    var size: Int
+
+    func run() throws {
+        let target = try SharedMemory.open(try region.name())
+        let old = target.size
+        try target.resize(to: size)
+        print("resized \(target.name) from \(humanSize(old)) to \(humanSize(target.size))")
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove regions' names. Processes that have them attached keep them until they detach.")
+
+    @Argument(help: "The regions: sysv:KEY, sysv-id:ID, posix:/NAME or file:/PATH.")
+    var regions: [String]
+
+    func validate() throws {
+        guard !regions.isEmpty else { throw ValidationError("name at least one region to remove") }
+    }
+
+    func run() throws {
+        var failed = false
+        for text in regions {
+            do {
+                let name = try RegionName(text)
+                try SharedMemory.remove(name)
+                print("removed \(name)")
+            } catch {
+                Shm.report(error.description)
+                failed = true
+            }
+        }
+        if failed { throw ExitCode.failure }
+    }
+}
+
+struct GarbageCollect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Remove shared memory left behind by processes that are gone.",
+        discussion: """
+            Removes System V segments with no attachments whose creator is dead, and POSIX objects that \
+            SharedMemory created (it records the creator) whose creator is dead and that nothing maps. Never an \
+            attached segment, never an object whose creator is unknown, never another user's unless --all-users.
+            """)
+
+    @Flag(help: "Only say what would be removed.")
+    var dryRun = false
+
+    @Flag(help: "Also remove other users' orphans (root only, in practice).")
+    var allUsers = false
+
+    func run() throws {
+        let orphans = try SharedMemory.orphans(includingOtherUsers: allUsers)
+        var failed = false
+        for orphan in orphans {
+            let what = "\(orphan.name) (\(humanSize(orphan.size)), owner \(userName(orphan.ownerUID)), creator \(orphan.creatorPID.map(String.init) ?? "?") gone)"
+            if dryRun {
+                print("would remove \(what)")
+                continue
+            }
+            do {
+                if try SharedMemory.removeOrphan(orphan, includingOtherUsers: allUsers) { print("removed \(what)") }
+            } catch {
+                Shm.report(error.description)
+                failed = true
+            }
+        }
+        if orphans.isEmpty { print("no orphans") }
+        if failed { throw ExitCode.failure }
+    }
+}
+
+struct Limits: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the kernel's shared-memory limits, /dev/shm's size, and huge pages.")
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let limits = try SharedMemory.limits()
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let totalBytes = limits.systemVMaximumTotalPages.multipliedReportingOverflow(by: UInt(page))
+        if output.json {
+            func value(_ x: Int?) -> Any { x.map { $0 as Any } ?? NSNull() }
+            try printJSON([
+                "shmmax": limits.systemVMaximumSize, "shmmin": limits.systemVMinimumSize,
+                "shmmni": limits.systemVMaximumSegments, "shmall": limits.systemVMaximumTotalPages,
+                "devShmSize": value(limits.devShmSize), "devShmFree": value(limits.devShmFree),
+                "hugePagesTotal": value(limits.hugePagesTotal), "hugePagesFree": value(limits.hugePagesFree),
+                "hugePageSize": value(limits.hugePageSize),
+                "transparentHugePagesShmem": limits.transparentHugePagesForShmem.map { $0 as Any } ?? NSNull(),
+            ] as [String: Any])
+            return
+        }
+        func big(_ x: UInt) -> String { x >= UInt(Int.max) ? "\(x) (no limit)" : "\(x) (\(humanSize(Int(x))))" }
+        print("System V (kernel.shm*):")
+        print("  shmmax  largest segment      \(big(limits.systemVMaximumSize))")
+        print("  shmmin  smallest segment     \(limits.systemVMinimumSize)")
+        print("  shmmni  segments at most     \(limits.systemVMaximumSegments)")
+        print("  shmall  pages in all         \(limits.systemVMaximumTotalPages)\(totalBytes.overflow ? "" : " = \(big(totalBytes.partialValue))")")
+        print("/dev/shm (POSIX):")
+        if let size = limits.devShmSize, let free = limits.devShmFree {
+            print("  size \(humanSize(size)), free \(humanSize(free))")
+        } else {
+            print("  not mounted")
+        }
+        print("Huge pages:")
+        print("  reserved \(limits.hugePagesTotal.map(String.init) ?? "?"), free \(limits.hugePagesFree.map(String.init) ?? "?"), size \(limits.hugePageSize.map(humanSize) ?? "?") (vm.nr_hugepages)")
+        print("  transparent, for shared memory: \(limits.transparentHugePagesForShmem ?? "?")")
+    }
+}
