@@ -28,6 +28,7 @@ struct InteropTests {
         let ours = Names.unique("sysv")
         defer { _ = try? Shm.run(["rm", ours]) }
         #expect(try Shm.run(["create", ours, "--size", "4K", "--mode", "0604"]).status == 0)
+        let oursID = try #require((try json(try Shm.run(["stat", ours, "--json"]).output) as? [String: Any])?["id"] as? Int)
         try withTemporaryDirectory { directory in
             let hold = try compileC(holdSource, named: "hold", in: directory)
             let holder = Process()
@@ -45,7 +46,7 @@ struct InteropTests {
             let listed = try #require(try json(try Shm.run(["ls", "--backend", "sysv", "--json"]).output) as? [[String: Any]])
             let after = try Self.ipcs()
             let stable = before.filter { after[$0.key] == $0.value }
-            for id in [foreignID, removedID] { #expect(stable[id] != nil, "segment \(id) missing from ipcs") }
+            for id in [foreignID, removedID, oursID] { #expect(stable[id] != nil, "segment \(id) missing from ipcs") }
             var compared = 0
             for (id, row) in stable {
                 guard let entry = listed.first(where: { $0["id"] as? Int == id }) else {
@@ -64,6 +65,7 @@ struct InteropTests {
             #expect(removed["markedForRemoval"] as? Bool == true)
             #expect(removed["name"] as? String == "sysv-id:\(removedID)")
             #expect(removed["attachCount"] as? Int == 1)
+            #expect(stable[oursID]?.perms == "604")
             let foreign = try #require(listed.first { $0["id"] as? Int == foreignID })
             #expect(foreign["mode"] as? String == "0640")
             #expect(foreign["size"] as? Int == 12345)
