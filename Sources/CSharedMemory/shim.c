@@ -1,8 +1,12 @@
 #include "CSharedMemory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 void *csm_mremap(void *old_address, size_t old_size, size_t new_size, int may_move) {
     return mremap(old_address, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
@@ -19,4 +23,50 @@ int csm_shm_limits(unsigned long *shmmax, unsigned long *shmmin, unsigned long *
     return result;
 }
 
-int csm_shmlba(void) { return SHMLBA; }
+int csm_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int csm_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+
+int csm_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
+int csm_get_status_flags(int fd) { return fcntl(fd, F_GETFL); }
+
+ssize_t csm_send_descriptor(int socket, int descriptor, const void *payload, size_t length) {
+    union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = { .iov_base = (void *)payload, .iov_len = length };
+    struct msghdr message = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer,
+    };
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &descriptor, sizeof(int));
+    return sendmsg(socket, &message, MSG_NOSIGNAL);
+}
+
+ssize_t csm_receive_descriptor(int socket, int *descriptor, void *payload, size_t capacity, int *truncated) {
+    // Room for several descriptors, so that a peer sending more than one is noticed and none of them leaks.
+    union { char buffer[CMSG_SPACE(sizeof(int) * 8)]; struct cmsghdr align; } control;
+    struct iovec iov = { .iov_base = payload, .iov_len = capacity };
+    struct msghdr message = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer,
+    };
+    *descriptor = -1;
+    *truncated = 0;
+    ssize_t received = recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
+    if (received < 0) return received;
+    int count = 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+            if (count++ == 0) *descriptor = fd; else close(fd);
+        }
+    }
+    if (count > 1 || (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) *truncated = 1;
+    return received;
+}

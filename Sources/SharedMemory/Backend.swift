@@ -8,6 +8,9 @@ public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConve
     case file
     /// Anonymous shared memory, `mmap(MAP_SHARED | MAP_ANONYMOUS)`: shared with children created by `fork` only.
     case anonymous
+    /// `memfd_create`: memory with no name anywhere, shared by passing its descriptor over a Unix socket (or
+    /// across `fork`), resizable, and sealable against shrinking, growing and writing.
+    case memfd
 
     public var description: String { rawValue }
 
@@ -15,10 +18,11 @@ public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConve
     /// something subtly different.
     public var capabilities: Capabilities {
         switch self {
-        case .sysv: [.named, .sharedWithChildren, .readOnlyAttach, .exactAttachCount, .listable, .survivesProcessExit, .changeOwner]
-        case .posix: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .listable, .survivesProcessExit, .changeOwner]
-        case .file: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .survivesProcessExit, .changeOwner]
-        case .anonymous: [.sharedWithChildren]
+        case .sysv: [.named, .sharedWithChildren, .readOnlyAttach, .exactAttachCount, .listable, .survivesProcessExit, .changeOwner, .hugePages]
+        case .posix: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .listable, .survivesProcessExit, .changeOwner, .descriptorPassing]
+        case .file: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .survivesProcessExit, .changeOwner, .descriptorPassing]
+        case .anonymous: [.sharedWithChildren, .hugePages]
+        case .memfd: [.sharedWithChildren, .resizable, .readOnlyAttach, .changeOwner, .descriptorPassing, .sealing, .hugePages]
         }
     }
 }
@@ -32,7 +36,8 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     public static let named = Capabilities(rawValue: 1 << 0)
     /// `resize(to:)` grows and shrinks the region after creation.
     public static let resizable = Capabilities(rawValue: 1 << 1)
-    /// An attachment can be opened read-only, enforced by the kernel.
+    /// An attachment can be read-only, enforced by the kernel: opened read-only by name, or (memfd) received
+    /// through a read-only descriptor.
     public static let readOnlyAttach = Capabilities(rawValue: 1 << 2)
     /// The kernel counts attachments exactly (`shm_nattch`). Other named backends count mappings found in /proc.
     public static let exactAttachCount = Capabilities(rawValue: 1 << 3)
@@ -44,4 +49,10 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     public static let sharedWithChildren = Capabilities(rawValue: 1 << 6)
     /// Mode and owner can be changed after creation (`IPC_SET`, `fchmod`, `fchown`).
     public static let changeOwner = Capabilities(rawValue: 1 << 7)
+    /// The region has a file descriptor that can be sent to another process over a Unix socket.
+    public static let descriptorPassing = Capabilities(rawValue: 1 << 8)
+    /// Seals (`F_ADD_SEALS`) can forbid shrinking, growing or writing, for every holder, for good.
+    public static let sealing = Capabilities(rawValue: 1 << 9)
+    /// Explicit huge pages (`SHM_HUGETLB`, `MAP_HUGETLB`, `MFD_HUGETLB`) when the system has some reserved.
+    public static let hugePages = Capabilities(rawValue: 1 << 10)
 }

@@ -23,6 +23,26 @@ public enum AttachAddress: Hashable, Sendable {
     }
 }
 
+/// Huge pages for a region.
+public enum HugePages: Hashable, Sendable {
+    /// Explicit huge pages from the pool the administrator reserved (`vm.nr_hugepages`): `SHM_HUGETLB`,
+    /// `MAP_HUGETLB`, `MFD_HUGETLB`. The size must be a multiple of the page size. sysv, anonymous and memfd only.
+    case explicit(HugePageSize)
+    /// Transparent huge pages (`madvise(MADV_HUGEPAGE)`), which the kernel uses if it can. Only for shared
+    /// memory (not file regions), and only when /sys/kernel/mm/transparent_hugepage/shmem_enabled is not
+    /// `never` or `deny`; otherwise `unsupported`, since the advice would do nothing.
+    case transparent
+}
+
+/// The size of an explicit huge page.
+public enum HugePageSize: Int, Hashable, Sendable, CaseIterable {
+    case size2MiB = 2_097_152
+    case size1GiB = 1_073_741_824
+
+    /// The size in bytes.
+    public var bytes: Int { rawValue }
+}
+
 /// How to create a region.
 public struct CreateOptions: Sendable, Hashable {
     /// The exact mode of the new region, whatever the process's umask (applied again with `fchmod` or `IPC_SET`).
@@ -36,11 +56,18 @@ public struct CreateOptions: Sendable, Hashable {
     public var reserve: Bool
     /// Where to map the region in this process. Default: anywhere.
     public var address: AttachAddress?
+    /// Huge pages, explicit or transparent. Default: none (4 KiB pages).
+    public var hugePages: HugePages?
+    /// Map every page now (`MADV_POPULATE_WRITE`), so the first touch costs nothing. Default: `false`.
+    public var prefault: Bool
 
-    public init(permissions: FilePermissions = [.ownerReadWrite], reserve: Bool = true, address: AttachAddress? = nil) {
+    public init(permissions: FilePermissions = [.ownerReadWrite], reserve: Bool = true, address: AttachAddress? = nil,
+                hugePages: HugePages? = nil, prefault: Bool = false) {
         self.permissions = permissions
         self.reserve = reserve
         self.address = address
+        self.hugePages = hugePages
+        self.prefault = prefault
     }
 }
 
@@ -53,10 +80,13 @@ public struct OpenOptions: Sendable, Hashable {
     public var minimumSize: Int
     /// Where to map the region in this process. Default: anywhere.
     public var address: AttachAddress?
+    /// Map every page now (`MADV_POPULATE_WRITE`, or `_READ` for a read-only attachment). Default: `false`.
+    public var prefault: Bool
 
-    public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil) {
+    public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil, prefault: Bool = false) {
         self.access = access
         self.minimumSize = minimumSize
         self.address = address
+        self.prefault = prefault
     }
 }

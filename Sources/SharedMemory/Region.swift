@@ -42,6 +42,7 @@ public struct Region<Storage: RegionStorage>: SharedRegion, ~Copyable {
         try storage.setPermissions(permissions)
     }
     public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try storage.setOwner(uid: uid, gid: gid) }
+    public var fileDescriptor: FileDescriptor? { storage.fileDescriptor.map(FileDescriptor.init(rawValue:)) }
     public consuming func detach() throws(SharedMemoryError) { try storage.detach() }
 }
 
@@ -72,6 +73,9 @@ public class RegionStorage {
     func release() throws(SharedMemoryError) { preconditionFailure("every backend overrides release") }
 
     func resize(to newSize: Int) throws(SharedMemoryError) { preconditionFailure("every backend overrides resize") }
+
+    /// The descriptor behind the mapping, for backends that have one.
+    var fileDescriptor: Int32? { nil }
 
     /// A backend whose regions cannot change size has nothing to remap.
     func remap() throws(SharedMemoryError) -> Int { size }

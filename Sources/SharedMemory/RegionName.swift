@@ -11,6 +11,7 @@ import SystemPackage
 /// | `posix:/orders` | a POSIX shared-memory object (`shm_open`, lives in /dev/shm) |
 /// | `file:/var/lib/app/orders` | a file mapped with `mmap(MAP_SHARED)` |
 /// | `anonymous` | anonymous shared memory, shared only with children created by `fork` |
+/// | `memfd:orders` | a `memfd_create` object: no name anywhere, shared by passing its descriptor |
 ///
 /// Porting code from one mechanism to another is changing this string. Every name is checked when it is made,
 /// before any system call: names the kernel would half-accept (`posix:/.`, a second slash, an embedded NUL) are
@@ -30,6 +31,8 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
         case file(FilePath)
         /// Anonymous shared memory (`mmap(MAP_SHARED | MAP_ANONYMOUS)`).
         case anonymous
+        /// A `memfd_create` object; the label only shows in /proc (`/memfd:LABEL`), it names nothing.
+        case memfd(String)
     }
 
     /// The mechanism and the name within it.
@@ -44,6 +47,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
         case .posix: .posix
         case .file: .file
         case .anonymous: .anonymous
+        case .memfd: .memfd
         }
     }
 
@@ -56,6 +60,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
         case .posix(let name): "posix:" + name
         case .file(let path): "file:" + path.string
         case .anonymous: "anonymous"
+        case .memfd(let label): "memfd:" + label
         }
     }
 
@@ -116,6 +121,17 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Anonymous shared memory, shared only with children created by `fork`.
     public static let anonymous = RegionName(checked: .anonymous)
 
+    /// A memfd region. The label is 1 to 249 bytes without NUL (the kernel's limit); it is shown in /proc for
+    /// people, and names nothing: the region is shared by passing its descriptor.
+    public static func memfd(_ label: String) throws(SharedMemoryError) -> RegionName {
+        let rule = "a memfd label is 1 to 249 bytes without NUL (for example memfd:orders)"
+        let text = "memfd:" + label
+        guard !label.isEmpty else { throw invalid(text, "the label is empty: " + rule) }
+        guard !label.utf8.contains(0) else { throw invalid(text, "it contains a NUL byte: " + rule) }
+        guard label.utf8.count <= 249 else { throw invalid(text, "the label is \(label.utf8.count) bytes long: " + rule) }
+        return RegionName(checked: .memfd(label))
+    }
+
     /// Parses the string form (see the table above).
     public init(_ string: String) throws(SharedMemoryError) {
         if string == "anonymous" {
@@ -134,6 +150,8 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
             self = try .sysv(id: value)
         } else if let name = string.dropPrefix("posix:") {
             self = try .posix(String(name))
+        } else if let label = string.dropPrefix("memfd:") {
+            self = try .memfd(String(label))
         } else if let path = string.dropPrefix("file:") {
             // FilePath would drop what follows a NUL and a trailing slash: check the text itself first.
             let rule = Self.fileRule
@@ -141,7 +159,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
             guard path.utf8.last != UInt8(ascii: "/") else { throw Self.invalid(string, "the path names a directory: " + rule) }
             self = try .file(FilePath(String(path)))
         } else {
-            throw Self.invalid(string, "a region name starts with sysv:, sysv-id:, posix:, file:, or is `anonymous` (for example posix:/orders)")
+            throw Self.invalid(string, "a region name starts with sysv:, sysv-id:, posix:, file:, memfd:, or is `anonymous` (for example posix:/orders)")
         }
     }
 

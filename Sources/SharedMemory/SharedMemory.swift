@@ -23,6 +23,7 @@ public enum SharedMemory {
         case .posix: try POSIXRegion.create(name, size: size, options: options)
         case .file: try FileRegion.create(name, size: size, options: options)
         case .anonymous: try AnonymousRegion.create(size: size, options: options)
+        case .memfd: try MemfdRegion.create(name, size: size, options: options)
         }
     }
 
@@ -35,7 +36,7 @@ public enum SharedMemory {
         case .sysv: return try SystemVRegion.open(name, options: options)
         case .posix: return try POSIXRegion.open(name, options: options)
         case .file: return try FileRegion.open(name, options: options)
-        case .anonymous: throw noName(name, "open")
+        case .anonymous, .memfd: throw noName(name, "open")
         }
     }
 
@@ -83,6 +84,7 @@ public enum SharedMemory {
             case .posix: name = try .posix("/" + random)
             case .file: name = try .file(directory.appending(random))
             case .anonymous: name = .anonymous
+            case .memfd: name = try .memfd(random)
             }
             do {
                 return try create(name, size: size, options: options)
@@ -99,7 +101,7 @@ public enum SharedMemory {
         case .sysv: try SystemVSegment.info(name)
         case .posix: try POSIXObject.info(name)
         case .file: try MappedFile.info(name)
-        case .anonymous: throw noName(name, "look up")
+        case .anonymous, .memfd: throw noName(name, "look up")
         }
     }
 
@@ -110,7 +112,7 @@ public enum SharedMemory {
         case .sysv: try SystemVSegment.remove(name)
         case .posix: try POSIXObject.remove(name)
         case .file: try MappedFile.remove(name)
-        case .anonymous: throw noName(name, "remove")
+        case .anonymous, .memfd: throw noName(name, "remove")
         }
     }
 
@@ -121,8 +123,10 @@ public enum SharedMemory {
         switch backend {
         case .sysv: return try SystemVSegment.list()
         case .posix: return try POSIXObject.list()
-        case .file, .anonymous:
-            throw SharedMemoryError(.unsupported, "\(backend) regions cannot be listed: \(backend == .file ? "a file region can be any file on any file system" : "anonymous memory has no name")")
+        case .file:
+            throw SharedMemoryError(.unsupported, "file regions cannot be listed: a file region can be any file on any file system")
+        case .anonymous, .memfd:
+            throw SharedMemoryError(.unsupported, "\(backend) regions cannot be listed: they have no name")
         }
     }
 
@@ -191,7 +195,10 @@ public enum SharedMemory {
     }
 
     private static func noName(_ name: RegionName, _ operation: String) -> SharedMemoryError {
-        SharedMemoryError(.unsupported, "anonymous memory has no name to \(operation): share it with children by creating it before fork, or use a named backend", region: name)
+        let share = name.backend == .memfd
+            ? "share it by sending its descriptor (send(over:)) or across fork"
+            : "share it with children by creating it before fork"
+        return SharedMemoryError(.unsupported, "\(name.backend) regions have no name to \(operation): \(share), or use a named backend", region: name)
     }
 }
 

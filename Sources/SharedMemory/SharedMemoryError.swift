@@ -32,8 +32,11 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
         case noSpace
         /// A kernel or process limit is reached (SHMMAX, SHMMNI, SHMALL, open files).
         case limitExceeded
-        /// The address or object is in use (a fixed attach address that is already mapped).
+        /// The address or object is in use (a fixed attach address that is already mapped; a write seal while a
+        /// writable mapping exists).
         case busy
+        /// A seal forbids the change (a memfd sealed against shrinking, growing, writing or more seals).
+        case sealed
         /// The object was removed, or replaced by another with the same name, while it was in use.
         case removed
         /// The object under the name is not one we can use: not a regular file, a symbolic link, a device.

@@ -65,6 +65,11 @@ public protocol SharedRegion: ~Copyable {
     /// The corresponding C functions are `shmctl(IPC_SET)` and `fchown`.
     func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError)
 
+    /// The open file descriptor behind the mapping (posix, file and memfd regions; `nil` for sysv and anonymous),
+    /// `O_RDONLY` for a read-only attachment. It belongs to the region: do not close it; `dup` it to keep it past
+    /// detach, or ``send(over:access:)`` it to another process.
+    var fileDescriptor: FileDescriptor? { get }
+
     /// Detaches now and reports any error. Dropping the attachment does the same silently.
     ///
     /// The corresponding C functions are `shmdt`, and `munmap` and `close`.

@@ -98,11 +98,11 @@ struct ConformanceTests {
         }
     }
 
-    @Test("bytes written through one attachment are read through another", arguments: Backend.named)
+    @Test("bytes written through one attachment are read through another", arguments: Backend.attachable)
     func twoAttachments(backend: Backend) throws {
         try Names.with(backend) { name in
             let a = try SharedMemory.create(name, size: 8192)
-            let b = try SharedMemory.open(name)
+            let b = try attachAgain(a)
             try a.set(bytes: Array("from a".utf8), at: 4000)
             #expect(try b.get(count: 6, at: 4000) == Array("from a".utf8))
             try b.set(UInt64(42), at: 8)
@@ -150,7 +150,7 @@ struct ConformanceTests {
                 expectError(.unsupported) { try SharedMemory.open(name, options: .init(access: .readOnly)) }
                 return
             }
-            let reader = try SharedMemory.open(name, options: .init(access: .readOnly))
+            let reader = try attachAgain(writer, access: .readOnly)
             #expect(reader.access == .readOnly)
             #expect(try reader.get(count: 3, at: 0) == [9, 8, 7])
             expectError(.readOnly) { try reader.set(bytes: [1], at: 0) }
@@ -170,8 +170,14 @@ struct ConformanceTests {
         let writer = try SharedMemory.create(name, size: 4096)
         let text = name.description
         await #expect(processExitsWith: .signal(SIGSEGV)) { [text = text as String] in
-            let reader = try SharedMemory.open(try RegionName(text), options: .init(access: .readOnly))
-            reader.withUnsafeBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress!).storeBytes(of: 1, as: UInt8.self) }
+            // A new process: a region without a name (memfd) is made here and passed to ourselves read-only.
+            let name = try RegionName(text)
+            if name.backend.capabilities.contains(.named) {
+                writeThrough(try SharedMemory.open(name, options: .init(access: .readOnly)))
+            } else {
+                let original = try SharedMemory.create(name, size: 4096)
+                writeThrough(try attachAgain(original, access: .readOnly))
+            }
         }
         #expect(try writer.get(UInt8.self, at: 0) == 0)
     }
@@ -188,7 +194,7 @@ struct ConformanceTests {
                 #expect(try region.get(count: 4096, at: 0).allSatisfy { $0 == 0xAB })
                 return
             }
-            let other = try SharedMemory.open(name)
+            let other = try attachAgain(region)
             try region.resize(to: 10000)
             #expect(region.size == 10000)
             #expect(try region.info().size == 10000)
@@ -485,6 +491,8 @@ struct UniqueNameTests {
             #expect(try first.info().systemVKey == 0)
         case .anonymous:
             break
+        case .memfd(let label):
+            #expect(label.count == 19 && label.hasPrefix("sm-"))
         default:
             Issue.record("unexpected name \(first.name)")
         }
@@ -499,4 +507,9 @@ struct UniqueNameTests {
             #expect(size == 100)
         }
     }
+}
+
+/// Writes one byte through the raw pointer of what should be a read-only attachment.
+func writeThrough(_ reader: borrowing some SharedRegion & ~Copyable) {
+    reader.withUnsafeBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress!).storeBytes(of: 1, as: UInt8.self) }
 }

@@ -91,11 +91,11 @@ struct FileBackedTests {
             let region = try FileRegion.create(name, size: 4096)
             let reader = try FileRegion.open(name, options: .init(access: .readOnly))
             var a = stat(), b = stat()
-            #expect(fstat(region.fileDescriptor.rawValue, &a) == 0)
-            #expect(fstat(reader.fileDescriptor.rawValue, &b) == 0)
+            #expect(fstat(region.fileDescriptor!.rawValue, &a) == 0)
+            #expect(fstat(reader.fileDescriptor!.rawValue, &b) == 0)
             #expect(a.st_ino == b.st_ino)
-            #expect(fcntl(reader.fileDescriptor.rawValue, F_GETFL) & O_ACCMODE == O_RDONLY)
-            #expect(fcntl(region.fileDescriptor.rawValue, F_GETFD) & FD_CLOEXEC != 0)
+            #expect(fcntl(reader.fileDescriptor!.rawValue, F_GETFL) & O_ACCMODE == O_RDONLY)
+            #expect(fcntl(region.fileDescriptor!.rawValue, F_GETFD) & FD_CLOEXEC != 0)
         }
     }
 

@@ -24,6 +24,8 @@ enum Names {
             return try! .file(.init("/tmp/smtest-\(pid)-\(n)-\(String(random, radix: 16))"))
         case .anonymous:
             return .anonymous
+        case .memfd:
+            return try! .memfd("smtest-\(pid)-\(n)")
         }
     }
 
@@ -43,6 +45,34 @@ enum Names {
 
 extension Backend {
     static let named = allCases.filter { $0.capabilities.contains(.named) }
+    /// The backends where a second attachment can be made: by name, or by passing the descriptor.
+    static let attachable = allCases.filter { !$0.capabilities.isDisjoint(with: [.named, .descriptorPassing]) }
+}
+
+/// A second attachment of `region`: by name where it has one, otherwise by sending its descriptor over a
+/// socket pair to ourselves.
+func attachAgain(_ region: borrowing some SharedRegion & ~Copyable, access: Access = .readWrite) throws -> any SharedRegion & ~Copyable {
+    if region.backend.capabilities.contains(.named) {
+        return try SharedMemory.open(region.name, options: .init(access: access))
+    }
+    let (a, b) = try socketPair()
+    defer { try? a.close(); try? b.close() }
+    try region.send(over: a, access: access)
+    return try SharedMemory.receive(from: b, options: .init(access: access))
+}
+
+/// A connected pair of Unix stream sockets.
+func socketPair() throws -> (FileDescriptor, FileDescriptor) {
+    var fds: [Int32] = [-1, -1]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+        throw Errno(rawValue: errno)
+    }
+    return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+}
+
+/// The number of open descriptors in this process.
+func openDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
 }
 
 /// Expects `body` to throw a ``SharedMemoryError`` with `code`, and returns it.
@@ -107,6 +137,28 @@ enum Probe {
     /// The error code in an answer, or nil for `ok`.
     static func code(_ answer: String) -> String? {
         answer.hasPrefix("error ") ? String(answer.split(separator: " ")[1]) : nil
+    }
+
+    /// Starts `RegionProbe receive ...` with one end of a socket pair as its standard input, lets `send` send it
+    /// regions over the other end, and returns its answer lines.
+    static func receive(_ arguments: [String], send: (FileDescriptor) throws -> Void) throws -> [String] {
+        let (mine, theirs) = try socketPair()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["receive"] + arguments
+        process.standardInput = FileHandle(fileDescriptor: theirs.rawValue, closeOnDealloc: false)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        try theirs.close()
+        do {
+            defer { try? mine.close() }  // the probe sees the end of the stream after what was sent
+            try send(mine)
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
     /// A probe that stays attached until ``release()``.

@@ -1,10 +1,12 @@
 #ifndef CSHAREDMEMORY_H
 #define CSHAREDMEMORY_H
 
-// The C shim: only what Swift cannot import from Glibc by itself.
-// Functions are prefixed csm_ and are thin: no policy lives here.
+// The C shim: only what Swift cannot import from Glibc by itself (variadic functions, macros, GNU-only calls).
+// Functions are prefixed csm_ and are thin: no policy lives here. Each returns what the C call returns and
+// leaves errno as the call set it.
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/xattr.h>  // fsetxattr, fgetxattr, lgetxattr: Glibc's module map leaves them out
 
@@ -15,7 +17,37 @@ void *csm_mremap(void *old_address, size_t old_size, size_t new_size, int may_mo
 /// Returns the highest used index or -1 with errno set.
 int csm_shm_limits(unsigned long *shmmax, unsigned long *shmmin, unsigned long *shmmni, unsigned long *shmall);
 
-/// SHMLBA: the alignment a SysV attach address must have (a page on Linux).
-int csm_shmlba(void);
+/// `memfd_create(name, flags)`.
+int csm_memfd_create(const char *name, unsigned int flags);
+
+/// `fcntl(fd, F_ADD_SEALS, seals)` and `fcntl(fd, F_GET_SEALS)`.
+int csm_add_seals(int fd, int seals);
+int csm_get_seals(int fd);
+
+/// `fcntl(fd, F_GETFL)`: the access mode and status flags of an open file description.
+int csm_get_status_flags(int fd);
+
+/// `sendmsg` with one descriptor in an SCM_RIGHTS message and `length` bytes of payload.
+ssize_t csm_send_descriptor(int socket, int descriptor, const void *payload, size_t length);
+
+/// `recvmsg` of one message with at most one descriptor (MSG_CMSG_CLOEXEC). `*descriptor` is -1 if none came;
+/// `*truncated` is nonzero if the payload or the control data did not fit (extra descriptors are closed).
+ssize_t csm_receive_descriptor(int socket, int *descriptor, void *payload, size_t capacity, int *truncated);
+
+// Constants newer than this system's headers (Linux 6.3: MFD_NOEXEC_SEAL, F_SEAL_EXEC).
+static const unsigned int CSM_MFD_CLOEXEC = 0x0001U;
+static const unsigned int CSM_MFD_ALLOW_SEALING = 0x0002U;
+static const unsigned int CSM_MFD_HUGETLB = 0x0004U;
+static const unsigned int CSM_MFD_NOEXEC_SEAL = 0x0008U;
+static const int CSM_F_SEAL_SEAL = 0x0001;
+static const int CSM_F_SEAL_SHRINK = 0x0002;
+static const int CSM_F_SEAL_GROW = 0x0004;
+static const int CSM_F_SEAL_WRITE = 0x0008;
+static const int CSM_F_SEAL_FUTURE_WRITE = 0x0010;
+static const int CSM_F_SEAL_EXEC = 0x0020;
+static const int CSM_MADV_POPULATE_READ = 22;
+static const int CSM_MADV_POPULATE_WRITE = 23;
+/// The log2 of a huge page size goes in bits 26..31 of MAP_*, SHM_* and MFD_* flags (MAP_HUGE_SHIFT).
+static const int CSM_HUGE_SHIFT = 26;
 
 #endif

@@ -17,9 +17,21 @@ public final class AnonymousMemory: RegionStorage {
             throw SharedMemoryError(.unsupported, "anonymous memory has no mode: only this process and its forked children can reach it; leave permissions at the default", region: name)
         }
         try Checks.address(options.address, name)
-        let base = try Mapping.map(descriptor: -1, size: size, access: .readWrite, address: options.address,
-                                   flags: MAP_ANONYMOUS | (options.reserve ? 0 : MAP_NORESERVE), name)
-        return AnonymousMemory(name: name, access: .readWrite, base: base, size: size)
+        try options.hugePages?.check(size: size, name)
+        var flags = MAP_ANONYMOUS | (options.reserve ? 0 : MAP_NORESERVE)
+        if case .explicit? = options.hugePages { flags |= MAP_HUGETLB | options.hugePages!.sizeBits }
+        do throws(SharedMemoryError) {
+            let base = try Mapping.map(descriptor: -1, size: size, access: .readWrite, address: options.address, flags: flags, name)
+            do {
+                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, name)
+            } catch {
+                try? Syscalls.munmap(base, size, name)
+                throw error
+            }
+            return AnonymousMemory(name: name, access: .readWrite, base: base, size: size)
+        } catch {
+            throw options.hugePages?.explain(error) ?? error
+        }
     }
 
     override func release() throws(SharedMemoryError) {

@@ -12,7 +12,7 @@ public final class MappedFile: FileBackedStorage {
         return path.string
     }
 
-    override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
+    override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
         // O_NONBLOCK: opening a FIFO someone planted at the path must fail (as not a regular file), not hang.
         try Syscalls.open(path(of: name), flags | O_NONBLOCK, mode, name)
     }

@@ -12,7 +12,7 @@ public final class POSIXObject: FileBackedStorage {
         return "/dev/shm" + object
     }
 
-    override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
+    override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
         guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
         return try Syscalls.shmOpen(object, flags, mode, name)
     }

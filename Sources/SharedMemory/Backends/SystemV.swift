@@ -33,17 +33,21 @@ public final class SystemVSegment: RegionStorage {
         try Checks.size(size, name)
         let mode = try Checks.mode(options.permissions, name)
         try Checks.address(options.address, name)
+        try options.hugePages?.check(size: size, name)
 
         var flags = IPC_CREAT | IPC_EXCL | Int32(mode)
         if !options.reserve { flags |= SHM_NORESERVE }
+        if case .explicit? = options.hugePages { flags |= SHM_HUGETLB | options.hugePages!.sizeBits }
         let id: Int32
         do {
             id = try Syscalls.shmget(key, size, flags, name)
         } catch where error.errno == .invalidArgument {
             throw sizeLimitError(size, name, error)
+        } catch {
+            throw options.hugePages?.explain(error) ?? error
         }
         let created = key == IPC_PRIVATE ? try! RegionName.sysv(id: id) : name
-        do {
+        do throws(SharedMemoryError) {
             // shmget does not apply the umask, but set the mode once more so the promise does not rest on that.
             var ds = try Syscalls.shmStat(id, created)
             if ds.shm_perm.mode & 0o777 != mode {
@@ -51,10 +55,16 @@ public final class SystemVSegment: RegionStorage {
                 try Syscalls.shmSet(id, ds, created)
             }
             let base = try attach(id, access: .readWrite, address: options.address, created)
+            do {
+                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created)
+            } catch {
+                try? Syscalls.shmdt(base, created)
+                throw error
+            }
             return SystemVSegment(name: created, access: .readWrite, id: id, base: base, size: size)
         } catch {
             try? Syscalls.shmRemove(id, created)  // back out
-            throw error
+            throw options.hugePages?.explain(error) ?? error
         }
     }
 
@@ -66,6 +76,12 @@ public final class SystemVSegment: RegionStorage {
         let size = Int(ds.shm_segsz)
         try Checks.actualSize(size, atLeast: options.minimumSize, name)
         let base = try attach(id, access: options.access, address: options.address, name)
+        do {
+            try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name)
+        } catch {
+            try? Syscalls.shmdt(base, name)
+            throw error
+        }
         return SystemVSegment(name: name, access: options.access, id: id, base: base, size: size)
     }
 

@@ -26,8 +26,8 @@ public class FileBackedStorage: RegionStorage {
     /// The path of the object on disk (/dev/shm/NAME for POSIX, where glibc's `shm_open` puts it).
     class func path(of name: RegionName) -> String { preconditionFailure("a backend overrides this") }
 
-    /// Opens the object (`shm_open` or `open`); `flags` already hold `O_NOFOLLOW | O_CLOEXEC`.
-    class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t) throws(SharedMemoryError) -> Int32 {
+    /// Opens the object (`shm_open`, `open`, `memfd_create`); `flags` already hold `O_NOFOLLOW | O_CLOEXEC`.
+    class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
         preconditionFailure("a backend overrides this")
     }
 
@@ -47,25 +47,32 @@ public class FileBackedStorage: RegionStorage {
         try Checks.size(size, name)
         let mode = try Checks.mode(options.permissions, name)
         try Checks.address(options.address, name)
+        try options.hugePages?.check(size: size, name)
         let descriptor: Int32
         do {
-            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode, hugePages: options.hugePages)
         } catch where error.code == .notFound {
             throw SharedMemoryError(.notFound, "the directory it would go in does not exist; create it first", region: name, systemCall: error.systemCall, errno: error.errno)
         }
-        do {
+        do throws(SharedMemoryError) {
             try Syscalls.fchmod(descriptor, mode, name)  // the exact mode, whatever the umask
             Creator.record(on: descriptor)
             try Syscalls.ftruncate(descriptor, size, name)
             if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
             let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
+            do {
+                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, name)
+            } catch {
+                try? Syscalls.munmap(base, size, name)
+                throw error
+            }
             return Self(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
-                              reserve: options.reserve, fixedAddress: options.address.isFixed)
+                        reserve: options.reserve, fixedAddress: options.address.isFixed)
         } catch {
             // Back out: nothing half-made stays behind.
             Syscalls.close(descriptor)
             try? unlinkName(name)
-            throw error
+            throw options.hugePages?.explain(error) ?? error
         }
     }
 
@@ -73,7 +80,7 @@ public class FileBackedStorage: RegionStorage {
         try requireName(name)
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
-        let descriptor = try openDescriptor(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0)
+        let descriptor = try openDescriptor(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0, hugePages: nil)
         do throws(SharedMemoryError) {
             let status = try Syscalls.fstat(descriptor, name)
             try checkRegularFile(status, name)
@@ -83,6 +90,12 @@ public class FileBackedStorage: RegionStorage {
             }
             try Checks.actualSize(size, atLeast: options.minimumSize, name)
             let base = try Mapping.map(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0, name)
+            do {
+                try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name)
+            } catch {
+                try? Syscalls.munmap(base, size, name)
+                throw error
+            }
             return Self(name: name, access: options.access, descriptor: descriptor, base: base, size: size,
                               reserve: true, fixedAddress: options.address.isFixed)
         } catch {
@@ -91,7 +104,22 @@ public class FileBackedStorage: RegionStorage {
         }
     }
 
+    /// Maps a descriptor received from another process (see ``SharedMemory/receive(from:options:)``). On
+    /// failure the caller still owns the descriptor.
+    static func adopt(_ descriptor: Int32, name: RegionName, size: Int, access: Access, prefault: Bool) throws(SharedMemoryError) -> Self {
+        let base = try Mapping.map(descriptor: descriptor, size: size, access: access, address: nil, flags: 0, name)
+        do {
+            try Mapping.prepare(base, size: size, access: access, hugePages: nil, prefault: prefault, name)
+        } catch {
+            try? Syscalls.munmap(base, size, name)
+            throw error
+        }
+        return Self(name: name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false)
+    }
+
     // MARK: Operations
+
+    override var fileDescriptor: Int32? { descriptor }
 
     override func release() throws(SharedMemoryError) {
         defer { Syscalls.close(descriptor) }
@@ -210,6 +238,14 @@ public class FileBackedStorage: RegionStorage {
 
     /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.
     private final class func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
+        // A tmpfs without a size limit (the kernel's own, behind every memfd) would allocate page after page
+        // until the machine runs out of memory: refuse up front what memory cannot hold.
+        if let fs = Syscalls.fstatvfs(descriptor), fs.f_blocks == 0 {
+            let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
+            guard count <= memory else {
+                throw SharedMemoryError(.noSpace, "\(humanSize(count)) is more than this machine's memory (\(humanSize(memory))); ask for less, or create it with reserve: false to allocate on first touch", region: name)
+            }
+        }
         do {
             try Syscalls.fallocate(descriptor, offset, count, name)
         } catch where error.errno == .noSpace || error.errno == .fileTooLarge {
@@ -250,7 +286,4 @@ extension Region where Storage: FileBackedStorage {
         Region(try Storage.open(name, options: options))
     }
 
-    /// The open file descriptor behind the mapping (`O_RDONLY` for a read-only attachment). It belongs to the
-    /// region: do not close it; `dup` it to keep it past detach.
-    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: storage.descriptor) }
 }

@@ -1,7 +1,9 @@
+import CSharedMemory
 import Glibc
 
-/// `mmap` for the backends that map a descriptor (or anonymous memory), with the attach-address rules:
-/// a hint may move, a fixed address that is taken is `busy` and never replaces what is there.
+/// `mmap` for the backends that map a descriptor (or anonymous memory), with the attach-address rules (a hint
+/// may move, a fixed address that is taken is `busy` and never replaces what is there), and what every backend
+/// does after mapping: transparent-huge-page advice and prefaulting.
 enum Mapping {
     static func map(
         descriptor: Int32, size: Int, access: Access, address: AttachAddress?, flags: Int32, _ region: RegionName
@@ -29,5 +31,21 @@ enum Mapping {
             .busy,
             "the fixed attach address 0x\(String(address?.address ?? 0, radix: 16)) is already in use in this process; choose another, or pass it as .hint",
             region: region)
+    }
+
+    /// After a mapping is made: `MADV_HUGEPAGE` for transparent huge pages, and `MADV_POPULATE_WRITE` (or
+    /// `_READ` for a read-only mapping) to prefault every page.
+    static func prepare(
+        _ base: UnsafeMutableRawPointer, size: Int, access: Access, hugePages: HugePages?, prefault: Bool,
+        _ region: RegionName
+    ) throws(SharedMemoryError) {
+        if hugePages == .transparent { try Syscalls.madvise(base, size, MADV_HUGEPAGE, region) }
+        if prefault {
+            do {
+                try Syscalls.madvise(base, size, access == .readWrite ? CSM_MADV_POPULATE_WRITE : CSM_MADV_POPULATE_READ, region)
+            } catch where error.errno == .noMemory || error.errno == .badAddress {
+                throw SharedMemoryError(.noSpace, "there is not enough memory to prefault all \(humanSize(size)); create it without prefault, or free memory", region: region, systemCall: error.systemCall, errno: error.errno)
+            }
+        }
     }
 }

@@ -198,11 +198,60 @@ enum Syscalls {
         _ = try int32("munmap", region) { Glibc.munmap(address, length) }
     }
 
+    /// `madvise(address, length, advice)`.
+    static func madvise(_ address: UnsafeMutableRawPointer, _ length: Int, _ advice: Int32, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("madvise", region) { Glibc.madvise(address, length, advice) }
+    }
+
     /// `mremap(address, old, new, MREMAP_MAYMOVE or 0)`.
     static func mremap(
         _ address: UnsafeMutableRawPointer, _ oldLength: Int, _ newLength: Int, mayMove: Bool, _ region: RegionName?
     ) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
         try retrying("mremap", region, { csm_mremap(address, oldLength, newLength, mayMove ? 1 : 0) }, failed: { $0 == MAP_FAILED || $0 == nil })!
+    }
+
+    /// `memfd_create(label, flags)`.
+    static func memfdCreate(_ label: String, _ flags: UInt32, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("memfd_create", region) { csm_memfd_create(label, flags) }
+    }
+
+    /// `fcntl(fd, F_GET_SEALS)`.
+    static func seals(_ fd: Int32, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("fcntl(F_GET_SEALS)", region) { csm_get_seals(fd) }
+    }
+
+    /// `fcntl(fd, F_ADD_SEALS, seals)`.
+    static func addSeals(_ fd: Int32, _ seals: Int32, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("fcntl(F_ADD_SEALS)", region) { csm_add_seals(fd, seals) }
+    }
+
+    /// `fcntl(fd, F_GETFL)`.
+    static func statusFlags(_ fd: Int32, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("fcntl(F_GETFL)", region) { csm_get_status_flags(fd) }
+    }
+
+    /// `readlink(path)`.
+    static func readLink(_ path: String) throws(SharedMemoryError) -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let count = try retrying("readlink", nil, { Glibc.readlink(path, &buffer, buffer.count - 1) }, failed: { $0 == -1 })
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `sendmsg` of one descriptor (SCM_RIGHTS) and a payload.
+    static func sendDescriptor(_ socket: Int32, _ fd: Int32, _ payload: [UInt8], _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try retrying("sendmsg", region, { payload.withUnsafeBytes { csm_send_descriptor(socket, fd, $0.baseAddress, $0.count) } }, failed: { $0 == -1 })
+    }
+
+    /// `recvmsg` of one message with at most one descriptor: the descriptor (or -1), the payload, and whether
+    /// anything was cut off (extra descriptors are closed).
+    static func receiveDescriptor(_ socket: Int32, capacity: Int) throws(SharedMemoryError) -> (descriptor: Int32, payload: [UInt8], truncated: Bool) {
+        var payload = [UInt8](repeating: 0, count: capacity)
+        var descriptor: Int32 = -1
+        var truncated: Int32 = 0
+        let count = try retrying("recvmsg", nil, {
+            payload.withUnsafeMutableBytes { csm_receive_descriptor(socket, &descriptor, $0.baseAddress, $0.count, &truncated) }
+        }, failed: { $0 == -1 })
+        return (descriptor, Array(payload[..<count]), truncated != 0)
     }
 
     // MARK: Reading the kernel's tables
