@@ -13,7 +13,7 @@ struct Shm: ParsableCommand {
             ipcs -m shows it), posix:/name (in /dev/shm), file:/path.
             """,
         subcommands: [List.self, Stat.self, Create.self, Write.self, Read.self, Resize.self, Remove.self,
-                      GarbageCollect.self, Limits.self]
+                      GarbageCollect.self, Limits.self, Bench.self]
     )
 
     /// Every failure ends here: one line on standard error starting `shm: error:`, and a non-zero exit.

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Who created a posix or file region: the kernel does not record it (System V does, in `shm_cpid`), so
 /// SharedMemory writes it into an extended attribute at creation, `user.sharedmemory.creator`, as
@@ -11,8 +12,18 @@ struct Creator: Hashable {
     var pid: Int32
     var startTime: UInt64?
 
-    /// This process.
-    static var current: Creator { Creator(pid: getpid(), startTime: startTime(of: getpid())) }
+    /// This process. Its start time is read once (and again in a child after `fork`, which has its own).
+    static var current: Creator {
+        let pid = getpid()
+        return cached.withLock { cache in
+            if let cache, cache.pid == pid { return cache }
+            let me = Creator(pid: pid, startTime: startTime(of: pid))
+            cache = me
+            return me
+        }
+    }
+
+    private static let cached = Mutex<Creator?>(nil)
 
     /// Records `current` on a new object's descriptor, as a best effort.
     static func record(on descriptor: Int32) {

@@ -240,11 +240,9 @@ public class FileBackedStorage: RegionStorage {
     private final class func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
         // A tmpfs without a size limit (the kernel's own, behind every memfd) would allocate page after page
         // until the machine runs out of memory: refuse up front what memory cannot hold.
-        if let fs = Syscalls.fstatvfs(descriptor), fs.f_blocks == 0 {
-            let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
-            guard count <= memory else {
-                throw SharedMemoryError(.noSpace, "\(humanSize(count)) is more than this machine's memory (\(humanSize(memory))); ask for less, or create it with reserve: false to allocate on first touch", region: name)
-            }
+        let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
+        if count > memory, let fs = Syscalls.fstatvfs(descriptor), fs.f_blocks == 0 {
+            throw SharedMemoryError(.noSpace, "\(humanSize(count)) is more than this machine's memory (\(humanSize(memory))); ask for less, or create it with reserve: false to allocate on first touch", region: name)
         }
         do {
             try Syscalls.fallocate(descriptor, offset, count, name)

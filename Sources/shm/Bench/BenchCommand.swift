@@ -1,0 +1,150 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SharedMemory
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the same experiments on every mechanism, in Swift and in C, side by side.",
+        discussion: """
+            Every Swift number has the same loop written in C (Benchmarks/c/shmbench.c, built with cc at run \
+            time) measured in the same run beside it, and a Swift/C ratio. Medians and 99th percentiles: the \
+            machine is noisy, compare within one run.
+            """)
+
+    enum Experiment: String, ExpressibleByArgument, CaseIterable {
+        case lifecycle
+        case firstTouch = "first-touch"
+    }
+
+    @Flag(help: "A short run (well under a minute).")
+    var quick = false
+
+    @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
+    var backends: [String] = Backend.allCases.map(\.rawValue)
+
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch (default: all).")
+    var experiments: [Experiment] = Experiment.allCases
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    @Flag(help: "Print CSV instead of a table.")
+    var csv = false
+
+    @Option(help: "Also draw the results as bar charts into this SVG file.")
+    var svg: String?
+
+    func validate() throws {
+        for backend in backends where Backend(rawValue: backend) == nil {
+            throw ValidationError("`\(backend)` is not a backend: use sysv, posix, file, anonymous, memfd")
+        }
+        guard !(json && csv) else { throw ValidationError("choose one of --json and --csv") }
+    }
+
+    func run() throws {
+        let chosen = backends.compactMap(Backend.init(rawValue:))
+        let c = try CBench()
+        defer { c.cleanUp() }
+        var machine = Machine.describe()
+        machine.placementBefore = try? Machine.placement(c)
+        var results: [Measurement] = []
+        let progress = Progress(total: experiments.count * chosen.count)
+
+        for experiment in experiments {
+            switch experiment {
+            case .lifecycle:
+                let iterations = quick ? 300 : 3000
+                for backend in chosen {
+                    progress.step("lifecycle \(backend)")
+                    results.append(try compare("lifecycle", "\(backend)", unit: "µs", rounds: 3) {
+                        try SwiftBench.lifecycle(backend, iterations: iterations / 3)
+                    } c: {
+                        try c.measure(["lifecycle", backend.rawValue, "\(iterations / 3)"])
+                    })
+                }
+            case .firstTouch:
+                let bytes = (quick ? 64 : 256) << 20
+                for backend in chosen where backend != .file {
+                    progress.step("first touch \(backend)")
+                    for mode in ["plain", "prefault", "huge"] {
+                        let label = "\(backend) \(mode) \(bytes >> 20) MiB"
+                        if mode == "huge" {
+                            if let reason = hugePagesMissing(backend, bytes: bytes) {
+                                results.append(Measurement(experiment: "first touch", name: label, unit: "GB/s", skipped: reason))
+                                continue
+                            }
+                        }
+                        let toGBs = { (ns: Double) in Double(bytes) / ns }
+                        var m = try compare("first touch", label, unit: "GB/s", rounds: quick ? 1 : 3) {
+                            try SwiftBench.firstTouch(backend, mode: mode, bytes: bytes, repeats: quick ? 3 : 5)
+                        } c: {
+                            try c.measure(["firsttouch", backend.rawValue, mode, "\(bytes)", quick ? "3" : "5"])
+                        }
+                        // Times to throughput: the slow tail (p99 of time) is the low end of GB/s.
+                        m.swift = m.swift.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
+                        m.c = m.c.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
+                        results.append(m)
+                    }
+                }
+            }
+        }
+        progress.finish()
+        machine.placementAfter = try? Machine.placement(c)
+        let report = Report(machine: machine, results: results)
+        if json {
+            print(try report.json())
+        } else if csv {
+            print(report.csv(), terminator: "")
+        } else {
+            print(report.table())
+        }
+        if let svg { try report.svg().write(toFile: svg, atomically: true, encoding: .utf8) }
+    }
+
+    /// Runs the Swift and the C loop `rounds` times each, alternating so drift hits both alike, and pools the
+    /// samples. Times are in nanoseconds and reported in `unit`.
+    func compare(_ experiment: String, _ name: String, unit: String, rounds: Int,
+                 swift: () throws -> [Double], c: () throws -> Summary) throws -> Measurement {
+        var swiftSamples: [Double] = []
+        var cSummaries: [Summary] = []
+        for _ in 0..<rounds {
+            swiftSamples += try swift()
+            cSummaries.append(try c())
+        }
+        let scale = unit == "µs" ? 1e-3 : 1
+        let cMedian = cSummaries.map(\.median).sorted()[cSummaries.count / 2]
+        let cP99 = cSummaries.map(\.p99).sorted()[cSummaries.count / 2]
+        return Measurement(
+            experiment: experiment, name: name, unit: unit,
+            swift: Summary(swiftSamples).map { $0 * scale },
+            c: Summary(median: cMedian * scale, p99: cP99 * scale, samples: cSummaries.map(\.samples).reduce(0, +)))
+    }
+
+    /// Why explicit 2 MiB pages cannot be measured here, or nil if they can.
+    func hugePagesMissing(_ backend: Backend, bytes: Int) -> String? {
+        guard backend.capabilities.contains(.hugePages) else { return "\(backend) regions cannot have huge pages" }
+        let free = (try? SharedMemory.limits().hugePagesFree) ?? 0
+        let needed = bytes / (2 << 20)
+        return free >= needed ? nil : "needs \(needed) free 2 MiB huge pages, \(free) free (vm.nr_hugepages)"
+    }
+}
+
+/// A progress line on standard error, when it is a terminal.
+final class Progress {
+    let total: Int
+    var done = 0
+    let visible = isatty(2) != 0
+
+    init(total: Int) { self.total = total }
+
+    func step(_ what: String) {
+        done += 1
+        guard visible else { return }
+        FileHandle.standardError.write(Data("\r\u{1b}[K[\(done)/\(total)] \(what)".utf8))
+    }
+
+    func finish() {
+        if visible { FileHandle.standardError.write(Data("\r\u{1b}[K".utf8)) }
+    }
+}

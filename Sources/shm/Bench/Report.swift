@@ -1,0 +1,127 @@
+import Foundation
+import Glibc
+import SharedMemory
+
+/// The machine a run was measured on, recorded with the results.
+struct Machine: Codable {
+    var cpu: String
+    var cores: Int
+    var kernel: String
+    var transparentHugePagesShmem: String?
+    var hugePagesReserved: Int?
+    /// Spin ping-pong round trip between two processes (ns), before and after the run: ~200 ns when the two
+    /// CPUs share a cache, ~700 ns when they do not. Two-process figures move by up to 5× between the two.
+    var placementBefore: Summary?
+    var placementAfter: Summary?
+
+    static func describe() -> Machine {
+        var name = utsname()
+        uname(&name)
+        let kernel = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
+        let limits = try? SharedMemory.limits()
+        return Machine(cpu: model, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), kernel: kernel,
+                       transparentHugePagesShmem: limits?.transparentHugePagesForShmem,
+                       hugePagesReserved: limits?.hugePagesTotal)
+    }
+
+    static func placement(_ c: CBench) throws -> Summary {
+        try c.measure(["placement", "20000"])
+    }
+
+    static func describe(_ placement: Summary?) -> String {
+        guard let placement else { return "not measured" }
+        let kind = placement.median < 500 ? "near (the processes share a cache)" : "far (they do not share a cache)"
+        return "\(Int(placement.median)) ns round trip: \(kind)"
+    }
+}
+
+struct Report: Codable {
+    var machine: Machine
+    var results: [Measurement]
+
+    func table() -> String {
+        var lines = [
+            "machine: \(machine.cpu), \(machine.cores) cores, Linux \(machine.kernel), THP for shmem: \(machine.transparentHugePagesShmem ?? "?"), huge pages reserved: \(machine.hugePagesReserved.map(String.init) ?? "?")",
+            "placement before: \(Machine.describe(machine.placementBefore)); after: \(Machine.describe(machine.placementAfter))",
+            "",
+        ]
+        let header = ["EXPERIMENT", "CASE", "UNIT", "SWIFT", "SWIFT p99", "C", "C p99", "SWIFT/C", "NOTE"]
+        let rows = results.map { m -> [String] in
+            if let skipped = m.skipped { return [m.experiment, m.name, m.unit, "-", "-", "-", "-", "-", "skipped: \(skipped)"] }
+            return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
+                    format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.2f", $0) } ?? "-", ""]
+        }
+        lines.append(alignedTable(header, rows))
+        lines.append("")
+        lines.append("For µs and ns lower is better (SWIFT/C below 1 means Swift is faster); for GB/s higher is better. p99 of a throughput is its slow end.")
+        return lines.joined(separator: "\n")
+    }
+
+    func csv() -> String {
+        var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,skipped\n"
+        for m in results {
+            let fields = [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
+                          format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.3f", $0) } ?? "", m.skipped ?? ""]
+            text += fields.map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",") + "\n"
+        }
+        return text
+    }
+
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// One horizontal bar chart per experiment: a Swift bar and a C bar for each case.
+    func svg() -> String {
+        let groups = Dictionary(grouping: results.filter { $0.skipped == nil }, by: \.experiment)
+        let order = results.map(\.experiment).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let width = 900.0, label = 260.0, bar = 14.0
+        var y = 40.0
+        var body = ""
+        body += "<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">shm bench — \(escape(machine.cpu)), \(machine.cores) cores, Linux \(escape(machine.kernel)); placement \(escape(Machine.describe(machine.placementBefore)))</text>\n"
+        for experiment in order {
+            guard let cases = groups[experiment], let unit = cases.first?.unit else { continue }
+            let top = cases.flatMap { [$0.swift?.median ?? 0, $0.c?.median ?? 0] }.max() ?? 1
+            body += "<text x=\"10\" y=\"\(y + 14)\" font-size=\"14\" font-weight=\"bold\">\(escape(experiment)) (\(unit), \(unit == "GB/s" ? "higher" : "lower") is better)</text>\n"
+            y += 24
+            for m in cases {
+                body += "<text x=\"10\" y=\"\(y + 2 * bar - 4)\" font-size=\"12\">\(escape(m.name))</text>\n"
+                for (i, (who, value, color)) in [("Swift", m.swift?.median, "#f05138"), ("C", m.c?.median, "#5a6d8c")].enumerated() {
+                    guard let value else { continue }
+                    let length = max(1, (width - label - 120) * value / top)
+                    let top = y + Double(i) * (bar + 2)
+                    body += "<rect x=\"\(label)\" y=\"\(top)\" width=\"\(length)\" height=\"\(bar)\" fill=\"\(color)\"/>\n"
+                    body += "<text x=\"\(label + length + 4)\" y=\"\(top + bar - 3)\" font-size=\"11\">\(who) \(format(value))</text>\n"
+                }
+                y += 2 * bar + 10
+            }
+            y += 16
+        }
+        return """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(y + 10))" font-family="sans-serif">
+            <rect width="100%" height="100%" fill="white"/>
+            \(body)</svg>
+
+            """
+    }
+}
+
+func format(_ value: Double?) -> String {
+    guard let value, value.isFinite else { return "-" }
+    if value >= 100 { return String(format: "%.0f", value) }
+    if value >= 10 { return String(format: "%.1f", value) }
+    return String(format: "%.2f", value)
+}
+
+private func escape(_ text: String) -> String {
+    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+}
+
+func alignedTable(_ header: [String], _ rows: [[String]]) -> String {
+    table(header, rows, rightAligned: Set(3..<header.count - 1))
+}

@@ -1,0 +1,53 @@
+import Foundation
+import FoundationXML
+import Testing
+
+/// `shm bench` runs its Swift and C loops side by side and reports them in every format. (What the numbers are
+/// is for Docs/Benchmarks.md, not for a test: the machine is too noisy for timed assertions.)
+@Suite("shm bench")
+struct BenchTests {
+    @Test("a quick run measures Swift and C for each case, with a ratio, and records the machine")
+    func quickRun() throws {
+        let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "memfd", "--experiments", "lifecycle", "first-touch", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let machine = try #require(report["machine"] as? [String: Any])
+        #expect(machine["cores"] as? Int == Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #expect((machine["placementBefore"] as? [String: Any])?["median"] is Double)
+        let results = try #require(report["results"] as? [[String: Any]])
+        let measured = results.filter { $0["skipped"] == nil }
+        #expect(measured.count == 2 + 2 * 2)  // lifecycle × 2 backends; first touch plain and prefault × 2
+        for m in measured {
+            let swift = try #require(m["swift"] as? [String: Any])
+            let c = try #require(m["c"] as? [String: Any])
+            #expect((swift["median"] as? Double ?? 0) > 0)
+            #expect((c["median"] as? Double ?? 0) > 0)
+        }
+        // Huge pages are measured when reserved, and otherwise skipped with the reason.
+        for skipped in results.compactMap({ $0["skipped"] as? String }) {
+            #expect(skipped.contains("huge pages"))
+        }
+    }
+
+    @Test("the table, CSV and SVG outputs")
+    func formats() throws {
+        try withTemporaryDirectory { directory in
+            let svg = directory + "/bench.svg"
+            let table = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "--svg", svg])
+            #expect(table.status == 0, "\(table.error)")
+            #expect(table.output.contains("placement before:"))
+            #expect(table.output.contains("SWIFT/C"))
+            #expect(table.output.split(separator: "\n").contains { $0.hasPrefix("lifecycle") && $0.contains("anonymous") })
+            let drawing = try String(contentsOfFile: svg, encoding: .utf8)
+            #expect(drawing.hasPrefix("<svg"))
+            #expect(drawing.contains("<rect") && drawing.contains("lifecycle"))
+            _ = try XMLDocument(xmlString: drawing)  // well-formed
+
+            let csv = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "--csv"])
+            let lines = csv.output.split(separator: "\n")
+            #expect(lines.first == "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,skipped")
+            #expect(lines.count == 2)
+            #expect(try Shm.run(["bench", "--backends", "nothing"]).error.hasPrefix("shm: error:"))
+        }
+    }
+}
