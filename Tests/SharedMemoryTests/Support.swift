@@ -70,10 +70,6 @@ func socketPair() throws -> (FileDescriptor, FileDescriptor) {
     return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
 }
 
-/// The number of open descriptors in this process.
-func openDescriptorCount() -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
-}
 
 /// Expects `body` to throw a ``SharedMemoryError`` with `code`, and returns it.
 @discardableResult
