@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
     ],
     targets: [
         // Only what Swift cannot import from Glibc: mremap, memfd_create, F_SEAL_*, constants behind macros.
@@ -22,6 +23,7 @@ let package = Package(
             dependencies: [
                 "CSharedMemory",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
         // The command-line tool: one ipcs/ipcrm for every mechanism.
@@ -35,8 +37,10 @@ let package = Package(
         // A second process for the tests: opens regions by name, reads, writes, and can drop to another uid.
         .executableTarget(
             name: "RegionProbe",
-            dependencies: ["SharedMemory"],
-            path: "Tests/RegionProbe"
+            dependencies: ["SharedMemory", .product(name: "Atomics", package: "swift-atomics")],
+            path: "Tests/RegionProbe",
+            // Optimised even in debug builds: it streams a gigabyte through a ring in the tests.
+            swiftSettings: [.unsafeFlags(["-O"])]
         ),
         .testTarget(
             name: "SharedMemoryTests",

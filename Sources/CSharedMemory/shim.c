@@ -1,6 +1,10 @@
 #include "CSharedMemory.h"
 
 #include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -70,3 +74,58 @@ ssize_t csm_receive_descriptor(int socket, int *descriptor, void *payload, size_
     if (count > 1 || (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) *truncated = 1;
     return received;
 }
+
+int csm_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns) {
+    struct timespec timeout = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT, expected, timeout_ns < 0 ? NULL : &timeout, NULL, 0);
+}
+
+int csm_futex_wake(uint32_t *addr, int count) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+int csm_mutex_init(void *mutex) {
+    pthread_mutexattr_t attributes;
+    int error = pthread_mutexattr_init(&attributes);
+    if (!error) error = pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    if (!error) error = pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    if (!error) error = pthread_mutex_init((pthread_mutex_t *)mutex, &attributes);
+    pthread_mutexattr_destroy(&attributes);
+    return error;
+}
+
+static struct timespec deadline(int64_t timeout_ns) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t total = now.tv_nsec + timeout_ns % 1000000000;
+    now.tv_sec += timeout_ns / 1000000000 + total / 1000000000;
+    now.tv_nsec = total % 1000000000;
+    return now;
+}
+
+int csm_mutex_lock_timeout(void *mutex, int64_t timeout_ns) {
+    struct timespec until = deadline(timeout_ns);
+    return pthread_mutex_clocklock((pthread_mutex_t *)mutex, CLOCK_MONOTONIC, &until);
+}
+
+int csm_rwlock_init(void *rwlock) {
+    pthread_rwlockattr_t attributes;
+    int error = pthread_rwlockattr_init(&attributes);
+    if (!error) error = pthread_rwlockattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    if (!error) error = pthread_rwlock_init((pthread_rwlock_t *)rwlock, &attributes);
+    pthread_rwlockattr_destroy(&attributes);
+    return error;
+}
+
+int csm_rwlock_read_timeout(void *rwlock, int64_t timeout_ns) {
+    struct timespec until = deadline(timeout_ns);
+    return pthread_rwlock_clockrdlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, &until);
+}
+
+int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns) {
+    struct timespec until = deadline(timeout_ns);
+    return pthread_rwlock_clockwrlock((pthread_rwlock_t *)rwlock, CLOCK_MONOTONIC, &until);
+}
+
+size_t csm_mutex_size(void) { return sizeof(pthread_mutex_t); }
+size_t csm_rwlock_size(void) { return sizeof(pthread_rwlock_t); }

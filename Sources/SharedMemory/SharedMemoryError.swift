@@ -43,6 +43,12 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
         case foreign
         /// The object exists but its creator has not given it a size yet; try again shortly.
         case notReady
+        /// A wait (a timed lock, a ring's send or receive) ran out of time.
+        case timedOut
+        /// A robust mutex whose owner died was unlocked without being marked consistent: it can never be locked again.
+        case notRecoverable
+        /// The process at the other end (a ring's sender or receiver) died.
+        case peerDied
         /// The kernel gave an answer this library does not expect; ``SharedMemoryError/errno`` says which.
         case unexpected
     }

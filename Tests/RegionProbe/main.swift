@@ -15,10 +15,21 @@
 //                               each ACTION, one answer line each: read:OFFSET:COUNT, write:OFFSET:HEX,
 //                               resize:SIZE, truncate:SIZE (raw ftruncate), mprotect-write (raw mprotect to
 //                               PROT_WRITE); last, `fds BEFORE AFTER`: open descriptors before and after
+//   ring-send NAME BYTES        attach as a ring's sender and send BYTES in messages (see RingMessages), then
+//                               finish; with BYTES 0, send until killed
+//   ring-receive NAME           attach as receiver, read to the end, check every message, print COUNT BYTES
+//   mutex-add NAME COUNT        COUNT times: lock the mutex at 0, add 1 to the Int at 64, unlock
+//   mutex-hold NAME             lock the mutex at 0, print `ok locked`, wait to be killed
+//   rw NAME read|write COUNT MICROSECONDS
+//                               COUNT times hold the read-write lock at 0 that long; count overlapping readers
+//                               at 128 (their maximum at 136) and readers or writers seen inside a write at 152
+//   event-wait NAME MILLISECONDS
+//                               wait for the event at 0: prints `ok signaled` or `ok timeout`
 //
 // --uid drops to that user (and group) before anything else, so permission checks apply even when the tests
 // run as root; --umask sets the umask first.
 
+import Atomics
 import Glibc
 import SharedMemory
 import SystemPackage
@@ -141,6 +152,79 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     case "remove":
         try SharedMemory.remove(name)
         return ""
+    case "ring-send":
+        let sender = try RingSender(try SharedMemory.open(name))
+        let total = Int(rest[0])!
+        var index = 0, sent = 0
+        while total == 0 || sent < total {
+            let size = RingMessages.size(index, limit: sender.maximumMessage)
+            try sender.send(count: size) { RingMessages.fill($0, index: index) }
+            sent += size
+            index += 1
+        }
+        sender.finish()
+        return "\(index) \(sent)"
+    case "ring-receive":
+        let receiver = try RingReceiver(try SharedMemory.open(name))
+        var index = 0, received = 0
+        let limit = receiver.maximumMessage
+        while let ok = try receiver.receive({ RingMessages.check($0, index: index, limit: limit) }) {
+            guard ok else { return "bad message \(index)" }
+            received += RingMessages.size(index, limit: limit)
+            index += 1
+        }
+        return "\(index) \(received)"
+    case "mutex-add":
+        let region = try SharedMemory.open(name)
+        let mutex = try ProcessMutex.existing(in: region, at: 0)
+        let counter = try region.atomic(Int.self, at: 64)  // read and written plainly, under the lock
+        for _ in 0..<Int(rest[0])! {
+            _ = try mutex.lock()
+            counter.store(counter.load(ordering: .relaxed) + 1, ordering: .relaxed)
+            try mutex.unlock()
+        }
+        return ""
+    case "mutex-hold":
+        let region = try SharedMemory.open(name)
+        _ = try ProcessMutex.existing(in: region, at: 0).lock()
+        print("ok locked")
+        fflush(nil)
+        while true {
+            pause()
+            _ = region.size  // keeps the region attached until the process is killed
+        }
+    case "rw":
+        let region = try SharedMemory.open(name)
+        let lock = try ProcessRWLock.existing(in: region, at: 0)
+        let readers = try region.atomic(Int.self, at: 128), most = try region.atomic(Int.self, at: 136)
+        let writers = try region.atomic(Int.self, at: 144), violations = try region.atomic(Int.self, at: 152)
+        let hold = UInt32(rest[2])!
+        for _ in 0..<Int(rest[1])! {
+            if rest[0] == "read" {
+                try lock.lockRead()
+                let inside = readers.wrappingIncrementThenLoad(ordering: .sequentiallyConsistent)
+                var seen = most.load(ordering: .relaxed)
+                while inside > seen, !most.compareExchange(expected: seen, desired: inside, ordering: .relaxed).exchanged {
+                    seen = most.load(ordering: .relaxed)
+                }
+                if writers.load(ordering: .sequentiallyConsistent) != 0 { violations.wrappingIncrement(ordering: .relaxed) }
+                usleep(hold)
+                readers.wrappingDecrement(ordering: .sequentiallyConsistent)
+            } else {
+                try lock.lockWrite()
+                if writers.wrappingIncrementThenLoad(ordering: .sequentiallyConsistent) != 1 { violations.wrappingIncrement(ordering: .relaxed) }
+                if readers.load(ordering: .sequentiallyConsistent) != 0 { violations.wrappingIncrement(ordering: .relaxed) }
+                usleep(hold)
+                writers.wrappingDecrement(ordering: .sequentiallyConsistent)
+            }
+            try lock.unlock()
+            usleep(50)
+        }
+        return ""
+    case "event-wait":
+        let region = try SharedMemory.open(name)
+        let event = try ProcessEvent.existing(in: region, at: 0)
+        return event.wait(timeout: .milliseconds(Int(rest[0])!)) ? "signaled" : "timeout"
     case "hold":
         let region = try SharedMemory.open(name, options: .init(access: access(rest[0])))
         print("ok \(region.size)")
@@ -158,4 +242,34 @@ do {
     print(result.isEmpty ? "ok" : "ok \(result)")
 } catch {
     print("error \(error.code.rawValue) \(error)")
+}
+
+/// The messages of the ring tests: message `index` has a size that cycles through 0 to 64 KiB, and holds its
+/// index followed by words computed from it, so the receiver can check order and every byte.
+enum RingMessages {
+    static let sizes = [0, 8, 24, 104, 4096, 65536, 784, 16]
+
+    static func size(_ index: Int, limit: Int) -> Int { min(limit, sizes[index % sizes.count]) & ~7 }
+
+    static func word(_ index: Int, _ i: Int) -> UInt64 {
+        var x = UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i)
+        x ^= x >> 31
+        return x &* 0xBF58_476D_1CE4_E5B9
+    }
+
+    static func fill(_ buffer: UnsafeMutableRawBufferPointer, index: Int) {
+        let words = buffer.count / 8
+        guard words > 0 else { return }
+        buffer.storeBytes(of: UInt64(index), toByteOffset: 0, as: UInt64.self)
+        for i in 1..<max(1, words) { buffer.storeBytes(of: word(index, i), toByteOffset: i * 8, as: UInt64.self) }
+    }
+
+    static func check(_ buffer: UnsafeRawBufferPointer, index: Int, limit: Int) -> Bool {
+        guard buffer.count == size(index, limit: limit) else { return false }
+        let words = buffer.count / 8
+        guard words > 0 else { return true }
+        guard buffer.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == UInt64(index) else { return false }
+        for i in 1..<max(1, words) where buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != word(index, i) { return false }
+        return true
+    }
 }

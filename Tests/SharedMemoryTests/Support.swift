@@ -157,6 +157,44 @@ enum Probe {
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
+    /// A probe running in the background: read its answer lines, kill it, or wait for its last answer.
+    final class Running {
+        let process = Process()
+        let output = Pipe()
+
+        init(_ arguments: [String]) throws {
+            process.executableURL = URL(fileURLWithPath: Probe.path)
+            process.arguments = arguments
+            process.standardOutput = output
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        /// The next answer line.
+        func line() -> String {
+            String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self)
+        }
+
+        /// Waits for the end and returns the last line.
+        func finish() -> String {
+            let rest = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return rest.split(separator: "\n").last.map(String.init) ?? ""
+        }
+
+        /// SIGKILL, and wait until it is gone.
+        func kill() {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        deinit {
+            if process.isRunning { kill() }
+        }
+    }
+
+    static func start(_ arguments: [String]) throws -> Running { try Running(arguments) }
+
     /// A probe that stays attached until ``release()``.
     final class Holder {
         let process = Process()
@@ -170,11 +208,7 @@ enum Probe {
             process.standardInput = input
             process.standardOutput = output
             try process.run()
-            var line = Data()
-            while let byte = try output.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
-                line.append(byte)
-            }
-            answer = String(decoding: line, as: UTF8.self)
+            answer = String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self)
         }
 
         func release() {
@@ -205,4 +239,13 @@ func injecting<R>(
     let result = try FaultInjection.$plan.withValue(plan, operation: body)
     #expect(plan.unused.isEmpty, "faults never reached: \(plan.unused)", sourceLocation: sourceLocation)
     return result
+}
+
+extension FileHandle {
+    /// Reads one line, byte by byte (the writer keeps the pipe open).
+    func availableLine() -> Data {
+        var line = Data()
+        while let byte = try? read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
+        return line
+    }
 }

@@ -34,6 +34,40 @@ ssize_t csm_send_descriptor(int socket, int descriptor, const void *payload, siz
 /// `*truncated` is nonzero if the payload or the control data did not fit (extra descriptors are closed).
 ssize_t csm_receive_descriptor(int socket, int *descriptor, void *payload, size_t capacity, int *truncated);
 
+/// `futex(addr, FUTEX_WAIT, expected, timeout)` across processes (not FUTEX_PRIVATE): sleeps while `*addr` is
+/// `expected`, at most `timeout_ns` (negative: no limit). 0 when woken, -1 with errno EAGAIN (the value had
+/// changed), ETIMEDOUT or EINTR.
+int csm_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+
+/// `futex(addr, FUTEX_WAKE, count)` across processes: the number of waiters woken.
+int csm_futex_wake(uint32_t *addr, int count);
+
+/// `pthread_mutex_init` with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. Returns an error number.
+int csm_mutex_init(void *mutex);
+
+/// `pthread_mutex_clocklock(CLOCK_MONOTONIC)` with a timeout from now. Returns an error number.
+int csm_mutex_lock_timeout(void *mutex, int64_t timeout_ns);
+
+/// `pthread_rwlock_init` with PTHREAD_PROCESS_SHARED. Returns an error number.
+int csm_rwlock_init(void *rwlock);
+
+/// `pthread_rwlock_clockrdlock` / `clockwrlock(CLOCK_MONOTONIC)` with a timeout from now. Error numbers.
+int csm_rwlock_read_timeout(void *rwlock, int64_t timeout_ns);
+int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns);
+
+/// The sizes and alignments of pthread_mutex_t and pthread_rwlock_t.
+size_t csm_mutex_size(void);
+size_t csm_rwlock_size(void);
+
+/// A hint to the CPU that this is a spin-wait loop (x86 PAUSE, ARM YIELD).
+static inline void csm_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 // Constants newer than this system's headers (Linux 6.3: MFD_NOEXEC_SEAL, F_SEAL_EXEC).
 static const unsigned int CSM_MFD_CLOEXEC = 0x0001U;
 static const unsigned int CSM_MFD_ALLOW_SEALING = 0x0002U;

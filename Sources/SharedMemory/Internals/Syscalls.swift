@@ -254,6 +254,43 @@ enum Syscalls {
         return (descriptor, Array(payload[..<count]), truncated != 0)
     }
 
+    // MARK: Synchronisation
+
+    /// A pthread call, which returns an error number instead of setting errno. Returns 0 or one of `expected`
+    /// (the answers the caller handles: EBUSY for a try, ETIMEDOUT, EOWNERDEAD); anything else is thrown.
+    static func pthread(_ call: String, _ region: RegionName?, expected: [Int32] = [], _ body: () -> Int32) throws(SharedMemoryError) -> Int32 {
+        while true {
+            #if DEBUG
+            if let injected = FaultInjection.next(for: call) {
+                if expected.contains(injected.rawValue) { return injected.rawValue }
+                throw SharedMemoryError(errno: injected, call: call, region: region)
+            }
+            #endif
+            let result = body()
+            if result == 0 || expected.contains(result) { return result }
+            if result == EINTR { continue }
+            throw SharedMemoryError(errno: Errno(rawValue: result), call: call, region: region)
+        }
+    }
+
+    enum FutexWake { case woken, valueChanged, timedOut }
+
+    /// `futex(FUTEX_WAIT)` across processes: sleeps while `*word == expected`, at most `timeout` nanoseconds
+    /// (nil: no limit). A signal counts as a wake (the caller checks its condition again).
+    static func futexWait(_ word: UnsafeMutableRawPointer, _ expected: UInt32, timeout: Int64?) -> FutexWake {
+        if csm_futex_wait(word.assumingMemoryBound(to: UInt32.self), expected, timeout ?? -1) == 0 { return .woken }
+        switch Glibc.errno {
+        case EAGAIN: return .valueChanged
+        case ETIMEDOUT: return .timedOut
+        default: return .woken
+        }
+    }
+
+    /// `futex(FUTEX_WAKE)` across processes.
+    static func futexWake(_ word: UnsafeMutableRawPointer, count: Int32 = .max) {
+        _ = csm_futex_wake(word.assumingMemoryBound(to: UInt32.self), count)
+    }
+
     // MARK: Reading the kernel's tables
 
     /// The whole contents of a (small, /proc or /sys) file, read with `open` and `read`.

@@ -1,0 +1,393 @@
+import Atomics
+import CSharedMemory
+import Glibc
+
+/// A single-producer, single-consumer ring of variable-size messages laid out in a region, for streaming between
+/// two processes without system calls on the fast path.
+///
+/// Layout (all in the region, from `offset`): a 256-byte header, then `capacity` bytes of data (a power of two).
+/// The header holds a magic number, a version, the capacity, the producer's and the consumer's pid and start
+/// time, and, each on a cache line of its own, the write position (head), the read position (tail), and the
+/// futex words the two sides sleep on. Each message is a 4-byte length and its bytes, padded to 8; a message
+/// that would cross the end of the data leaves a wrap marker and starts again at the beginning, so every
+/// message is contiguous (readable in place, with no copy).
+///
+/// ```swift
+/// // One process formats and sends:
+/// try MessageRing.format(region, capacity: 1 << 22)
+/// let sender = try RingSender(region)
+/// try sender.send(Array("hello".utf8))
+/// // The other receives:
+/// let receiver = try RingReceiver(peerRegion)
+/// let message = try receiver.receive()        // nil once the sender has finished and the ring is empty
+/// ```
+///
+/// A side that waits (for data, or for space) checks every 100 ms whether the other side's process still runs,
+/// and throws ``SharedMemoryError/Code/peerDied`` if not, once nothing is left to read.
+public enum MessageRing {
+    /// "SHMRING" and a version byte.
+    static let magic: UInt64 = 0x53_48_4D_52_49_4E_47_00
+    static let version: UInt32 = 1
+    static let headerSize = 256
+
+    // Header offsets.
+    static let magicOffset = 0, versionOffset = 8, headerSizeOffset = 12, capacityOffset = 16
+    static let producerPID = 32, producerStart = 40, consumerPID = 48, consumerStart = 56
+    static let head = 64, finished = 72
+    static let tail = 128
+    static let dataSignal = 192, consumerWaiting = 196
+    static let spaceSignal = 224, producerWaiting = 228
+
+    /// The bytes a ring of `capacity` takes in a region.
+    public static func size(capacity: Int) -> Int { headerSize + capacity }
+
+    /// The largest message a ring of `capacity` carries.
+    public static func maximumMessage(capacity: Int) -> Int { capacity / 2 - 4 }
+
+    /// Writes a new, empty ring at `offset` with `capacity` bytes of data (a power of two, at least 4096; by
+    /// default the largest that fits). Do this once, before either side attaches.
+    @discardableResult
+    public static func format(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, capacity: Int? = nil) throws(SharedMemoryError) -> Int {
+        let room = region.size - offset - headerSize
+        let capacity = capacity ?? (room >= 4096 ? 1 << (Int.bitWidth - 1 - room.leadingZeroBitCount) : 0)
+        guard capacity >= 4096, capacity & (capacity - 1) == 0 else {
+            throw SharedMemoryError(.invalidArgument, "a ring's capacity is a power of two of at least 4096 bytes, not \(capacity)", region: region.name)
+        }
+        let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring")
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
+        base.storeBytes(of: version, toByteOffset: versionOffset, as: UInt32.self)
+        base.storeBytes(of: UInt32(headerSize), toByteOffset: headerSizeOffset, as: UInt32.self)
+        base.storeBytes(of: UInt64(capacity), toByteOffset: capacityOffset, as: UInt64.self)
+        atomic(base, magicOffset, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
+        return capacity
+    }
+
+    /// Checks the header a peer wrote and returns the base address and capacity; anything unexpected is
+    /// `foreign` (another program's data, another version of this library, or a ring that does not fit).
+    static func validate(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> (UnsafeMutableRawPointer, Int) {
+        let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
+        let foundMagic = atomic(base, magicOffset, UInt64.self).load(ordering: .acquiring)
+        guard foundMagic == magic else {
+            throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region.name)
+        }
+        let foundVersion = base.load(fromByteOffset: versionOffset, as: UInt32.self)
+        let foundHeader = base.load(fromByteOffset: headerSizeOffset, as: UInt32.self)
+        guard foundVersion == version, foundHeader == headerSize else {
+            throw SharedMemoryError(.foreign, "the ring was written by version \(foundVersion) of its layout (header \(foundHeader) bytes); this library reads version \(version) only", region: region.name)
+        }
+        let capacity = Int(truncatingIfNeeded: base.load(fromByteOffset: capacityOffset, as: UInt64.self))
+        guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
+            throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
+        }
+        return (base, capacity)
+    }
+
+    static func atomic<T: AtomicValue>(_ base: UnsafeMutableRawPointer, _ offset: Int, _ type: T.Type) -> UnsafeAtomic<T> {
+        UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: T.AtomicRepresentation.self))
+    }
+
+    /// Claims the producer or consumer seat for this process; `busy` if a live process holds it.
+    static func claim(_ base: UnsafeMutableRawPointer, pidOffset: Int, startOffset: Int, role: String, _ region: RegionName) throws(SharedMemoryError) {
+        let pid = atomic(base, pidOffset, Int32.self)
+        let me = Creator.current
+        while true {
+            let holder = pid.load(ordering: .acquiring)
+            if holder != 0, holder != me.pid {
+                let start = base.load(fromByteOffset: startOffset, as: UInt64.self)
+                if Creator(pid: holder, startTime: start == 0 ? nil : start).isAlive {
+                    throw SharedMemoryError(.busy, "process \(holder) is already this ring's \(role); a ring has one of each", region: region)
+                }
+            }
+            base.storeBytes(of: me.startTime ?? 0, toByteOffset: startOffset, as: UInt64.self)
+            if pid.compareExchange(expected: holder, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { return }
+        }
+    }
+
+    /// Whether the process in a seat still runs (an empty seat counts as alive: the peer has not come yet).
+    static func peerAlive(_ base: UnsafeMutableRawPointer, pidOffset: Int, startOffset: Int) -> Bool {
+        let pid = atomic(base, pidOffset, Int32.self).load(ordering: .acquiring)
+        guard pid != 0 else { return true }
+        let start = base.load(fromByteOffset: startOffset, as: UInt64.self)
+        return Creator(pid: pid, startTime: start == 0 ? nil : start).isAlive
+    }
+
+    /// Sleeps on a futex word until it changes, `deadline` passes, or 100 ms go by (to look at the peer).
+    /// Returns false when the deadline has passed.
+    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: ContinuousClock.Instant?) -> Bool {
+        var slice: Int64 = 100_000_000
+        if let deadline {
+            let left = (deadline - .now).nanoseconds
+            if left <= 0 { return false }
+            slice = min(slice, left)
+        }
+        _ = Syscalls.futexWait(word, seen, timeout: slice)
+        return true
+    }
+}
+
+@inline(__always) func align8(_ n: Int) -> Int { (n + 7) & ~7 }
+
+/// The sending side of a ``MessageRing``. It keeps the region attached while it lives, and finishing (or
+/// dropping it) tells the receiver that no more messages will come.
+public struct RingSender: ~Copyable {
+    /// Held only to keep the memory attached; the compiler cannot yet call anything on it from a borrowed self.
+    private let region: any SharedRegion & ~Copyable
+    private let name: RegionName
+    private let base: UnsafeMutableRawPointer
+    private let data: UnsafeMutableRawPointer
+    private let capacity: Int
+    private let mask: UInt64
+    private let head: UnsafeAtomic<UInt64>
+    private let tail: UnsafeAtomic<UInt64>
+    private let consumerWaiting: UnsafeAtomic<UInt32>
+    private let dataSignal: UnsafeAtomic<UInt32>
+    private let producerWaiting: UnsafeAtomic<UInt32>
+    private let spaceSignal: UnsafeAtomic<UInt32>
+    private let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>  // this side's copies
+    /// How this side waits for space.
+    public var strategy: WaitStrategy
+
+    /// The largest message this ring carries.
+    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: capacity) }
+
+    /// Attaches as the ring's only sender; the ring must have been formatted. Takes the region with it.
+    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
+        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+        let (base, capacity) = try MessageRing.validate(region, at: offset)
+        try MessageRing.claim(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart, role: "sender", region.name)
+        self.name = region.name
+        self.region = region
+        self.base = base
+        self.data = base + MessageRing.headerSize
+        self.capacity = capacity
+        self.mask = UInt64(capacity - 1)
+        self.strategy = strategy
+        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
+        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
+        consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
+        dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
+        producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
+        spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
+        position = .allocate(capacity: 1)
+        position.initialize(to: (head.load(ordering: .relaxed), tail.load(ordering: .acquiring)))
+        MessageRing.atomic(base, MessageRing.finished, UInt32.self).store(0, ordering: .releasing)
+    }
+
+    deinit {
+        finish()
+        position.deallocate()
+    }
+
+    /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.
+    public func finish() {
+        MessageRing.atomic(base, MessageRing.finished, UInt32.self).store(1, ordering: .releasing)
+        wakeReceiver(always: true)
+    }
+
+    /// Sends a copy of `bytes`, waiting for room at most `timeout` (nil: as long as the receiver lives).
+    public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
+        _ = try withSlot(count: bytes.count, timeout: timeout, wait: true) { slot in
+            if bytes.count > 0 { slot.copyMemory(from: bytes) }
+        }
+    }
+
+    /// Sends a copy of `bytes`, waiting for room at most `timeout`.
+    public func send(_ bytes: [UInt8], timeout: Duration? = nil) throws(SharedMemoryError) {
+        try send(count: bytes.count, timeout: timeout) { slot in slot.copyBytes(from: bytes) }
+    }
+
+    /// Sends `bytes` if there is room now; whether it did.
+    public func trySend(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> Bool {
+        try withSlot(count: bytes.count, timeout: nil, wait: false) { slot in
+            if bytes.count > 0 { slot.copyMemory(from: bytes) }
+        }
+    }
+
+    /// Zero-copy: reserves `count` bytes in the ring, lets `body` fill them in place, and publishes them as one
+    /// message. The buffer is valid only inside `body`.
+    public func send(count: Int, timeout: Duration? = nil, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
+        _ = try withSlot(count: count, timeout: timeout, wait: true, body)
+    }
+
+    private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> Bool {
+        guard count >= 0, count <= maximumMessage else {
+            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: name)
+        }
+        let need = UInt64(align8(4 + count))
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var spins = strategy.spins
+        while true {
+            let current = position.pointee.head
+            let offset = current & mask
+            let pad = offset + need > UInt64(capacity) ? UInt64(capacity) - offset : 0
+            if current + pad + need - position.pointee.tail > UInt64(capacity) {
+                position.pointee.tail = tail.load(ordering: .acquiring)
+            }
+            if current + pad + need - position.pointee.tail <= UInt64(capacity) {
+                if pad > 0 { data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
+                let start = Int((current + pad) & mask)
+                data.storeBytes(of: UInt32(count), toByteOffset: start, as: UInt32.self)
+                body(UnsafeMutableRawBufferPointer(start: data + start + 4, count: count))
+                position.pointee.head = current + pad + need
+                head.store(position.pointee.head, ordering: .releasing)
+                wakeReceiver(always: false)
+                return true
+            }
+            guard wait else { return false }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            // Full: sleep until the receiver frees space, looking at the receiver every 100 ms.
+            let seen = spaceSignal.load(ordering: .acquiring)
+            producerWaiting.store(1, ordering: .sequentiallyConsistent)
+            position.pointee.tail = tail.load(ordering: .sequentiallyConsistent)
+            if current + pad + need - position.pointee.tail > UInt64(capacity) {
+                if !MessageRing.peerAlive(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
+                    producerWaiting.store(0, ordering: .relaxed)
+                    throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: name)
+                }
+                let inTime = MessageRing.sleep(on: base + MessageRing.spaceSignal, seen: seen, until: deadline)
+                producerWaiting.store(0, ordering: .relaxed)
+                if !inTime {
+                    throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: name)
+                }
+            } else {
+                producerWaiting.store(0, ordering: .relaxed)
+            }
+        }
+    }
+
+    private func wakeReceiver(always: Bool) {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if always || consumerWaiting.load(ordering: .relaxed) != 0 {
+            dataSignal.wrappingIncrement(ordering: .releasing)
+            Syscalls.futexWake(base + MessageRing.dataSignal)
+        }
+    }
+}
+
+/// The receiving side of a ``MessageRing``. It keeps the region attached while it lives.
+public struct RingReceiver: ~Copyable {
+    /// Held only to keep the memory attached; the compiler cannot yet call anything on it from a borrowed self.
+    private let region: any SharedRegion & ~Copyable
+    private let name: RegionName
+    private let base: UnsafeMutableRawPointer
+    private let data: UnsafeMutableRawPointer
+    private let capacity: Int
+    private let mask: UInt64
+    private let head: UnsafeAtomic<UInt64>
+    private let tail: UnsafeAtomic<UInt64>
+    private let finished: UnsafeAtomic<UInt32>
+    private let consumerWaiting: UnsafeAtomic<UInt32>
+    private let dataSignal: UnsafeAtomic<UInt32>
+    private let producerWaiting: UnsafeAtomic<UInt32>
+    private let spaceSignal: UnsafeAtomic<UInt32>
+    private let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
+    /// How this side waits for messages.
+    public var strategy: WaitStrategy
+
+    /// The largest message this ring carries.
+    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: capacity) }
+
+    /// Attaches as the ring's only receiver; the ring must have been formatted. Takes the region with it.
+    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
+        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+        let (base, capacity) = try MessageRing.validate(region, at: offset)
+        try MessageRing.claim(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart, role: "receiver", region.name)
+        self.name = region.name
+        self.region = region
+        self.base = base
+        self.data = base + MessageRing.headerSize
+        self.capacity = capacity
+        self.mask = UInt64(capacity - 1)
+        self.strategy = strategy
+        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
+        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
+        finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
+        consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
+        dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
+        producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
+        spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
+        position = .allocate(capacity: 1)
+        position.initialize(to: (head.load(ordering: .acquiring), tail.load(ordering: .relaxed)))
+    }
+
+    deinit {
+        MessageRing.atomic(base, MessageRing.consumerPID, Int32.self).store(0, ordering: .releasing)
+        position.deallocate()
+    }
+
+    /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
+    /// most `timeout` (nil: as long as the sender lives).
+    public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> [UInt8]? {
+        try receive(timeout: timeout) { Array($0) }
+    }
+
+    /// Zero-copy: calls `body` with the next message in place, then frees its space; nil once the sender has
+    /// finished and the ring is empty. The buffer is valid only inside `body`.
+    public func receive<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+        try next(timeout: timeout, wait: true, body)
+    }
+
+    /// The next message if one is there now, else nil (also when the sender has finished).
+    public func tryReceive() throws(SharedMemoryError) -> [UInt8]? {
+        try next(timeout: nil, wait: false) { Array($0) }
+    }
+
+    /// Whether the sender has finished and every message has been read.
+    public var isFinished: Bool {
+        finished.load(ordering: .acquiring) != 0 && head.load(ordering: .acquiring) == position.pointee.tail
+    }
+
+    private func next<R>(timeout: Duration?, wait: Bool, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var spins = strategy.spins
+        while true {
+            let current = position.pointee.tail
+            if position.pointee.head == current { position.pointee.head = head.load(ordering: .acquiring) }
+            if position.pointee.head != current {
+                let offset = Int(current & mask)
+                let length = data.load(fromByteOffset: offset, as: UInt32.self)
+                if length == UInt32.max {  // wrap marker: the message starts at the beginning
+                    position.pointee.tail = current + UInt64(capacity - offset)
+                    continue
+                }
+                let result = try body(UnsafeRawBufferPointer(start: data + offset + 4, count: Int(length)))
+                position.pointee.tail = current + UInt64(align8(4 + Int(length)))
+                tail.store(position.pointee.tail, ordering: .releasing)
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+                if producerWaiting.load(ordering: .relaxed) != 0 {
+                    spaceSignal.wrappingIncrement(ordering: .releasing)
+                    Syscalls.futexWake(base + MessageRing.spaceSignal)
+                }
+                return result
+            }
+            if finished.load(ordering: .acquiring) != 0 {
+                if head.load(ordering: .acquiring) == current { return nil }
+                continue
+            }
+            guard wait else { return nil }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            // Empty: sleep until the sender publishes, looking at the sender every 100 ms.
+            let seen = dataSignal.load(ordering: .acquiring)
+            consumerWaiting.store(1, ordering: .sequentiallyConsistent)
+            if head.load(ordering: .sequentiallyConsistent) == current, finished.load(ordering: .acquiring) == 0 {
+                if !MessageRing.peerAlive(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
+                    consumerWaiting.store(0, ordering: .relaxed)
+                    throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: name)
+                }
+                let inTime = MessageRing.sleep(on: base + MessageRing.dataSignal, seen: seen, until: deadline)
+                consumerWaiting.store(0, ordering: .relaxed)
+                if !inTime { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: name) }
+            } else {
+                consumerWaiting.store(0, ordering: .relaxed)
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Atomics
+import CSharedMemory
+
+/// How a waiter waits: spinning (fastest wake-up, burns a CPU), sleeping in the kernel (a futex: costs a system
+/// call and a wake-up of about 10 µs), or spinning a little and then sleeping.
+public enum WaitStrategy: Sendable, Hashable {
+    /// Poll until the condition holds. Only when each side has a CPU of its own.
+    case spin
+    /// Sleep in the kernel at once.
+    case sleep
+    /// Poll `spins` times, then sleep. The default, with 2000 spins (a few microseconds).
+    case spinThenSleep(spins: Int)
+
+    public static let `default` = WaitStrategy.spinThenSleep(spins: 2000)
+
+    var spins: Int {
+        switch self {
+        case .spin: .max
+        case .sleep: 0
+        case .spinThenSleep(let spins): spins
+        }
+    }
+}
+
+/// An event in shared memory that processes can wait for: a 32-bit futex word, 0 (not signaled) or 1
+/// (signaled). ``signal()`` wakes every waiter in every process; the event stays signaled until ``reset()``.
+/// Waiting spins a little, then sleeps in the kernel (`FUTEX_WAIT`, shared between processes).
+///
+/// Keep the region attached, and do not resize or remap it, while the event is in use.
+public struct ProcessEvent: @unchecked Sendable {
+    /// Bytes an event takes in a region.
+    public static let size = 4
+    /// The alignment its offset needs.
+    public static let alignment = 4
+
+    let word: UnsafeAtomic<UInt32>
+    let address: UnsafeMutableRawPointer
+
+    private init(address: UnsafeMutableRawPointer) {
+        self.address = address
+        word = UnsafeAtomic(at: address.assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
+    }
+
+    /// Makes a new event at `offset`, not signaled.
+    public static func initialize(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessEvent {
+        let event = try existing(in: region, at: offset)
+        event.word.store(0, ordering: .releasing)
+        return event
+    }
+
+    /// The event another process made at `offset`.
+    public static func existing(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessEvent {
+        ProcessEvent(address: try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "an event"))
+    }
+
+    /// Whether it is signaled now.
+    public var isSignaled: Bool { word.load(ordering: .acquiring) != 0 }
+
+    /// Signals the event and wakes every waiter. The corresponding C call is `futex(FUTEX_WAKE)`.
+    public func signal() {
+        if word.exchange(1, ordering: .acquiringAndReleasing) == 0 { Syscalls.futexWake(address) }
+    }
+
+    /// Makes the event not signaled again.
+    public func reset() {
+        word.store(0, ordering: .releasing)
+    }
+
+    /// Waits until the event is signaled, at most `timeout` (nil: for ever). Returns `false` if the time ran
+    /// out first. The corresponding C call is `futex(FUTEX_WAIT)`.
+    @discardableResult
+    public func wait(timeout: Duration? = nil, strategy: WaitStrategy = .default) -> Bool {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var spins = strategy.spins
+        while true {
+            if word.load(ordering: .acquiring) != 0 { return true }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            var remaining: Int64?
+            if let deadline {
+                let left = (deadline - ContinuousClock.now).nanoseconds
+                if left <= 0 { return false }
+                remaining = left
+            }
+            _ = Syscalls.futexWait(address, 0, timeout: remaining)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Atomics
+import CSharedMemory
+import Glibc
+import SystemPackage
+
+/// A mutex in shared memory that threads of any process attached to the region can lock: a process-shared,
+/// robust `pthread_mutex_t`.
+///
+/// Robust means a dead owner does not deadlock everyone else. When a process dies holding the lock, the next
+/// `lock()` gets it with ``Acquisition/ownerDied``: the data it protects may be half-updated, so repair it, then
+/// call ``markConsistent()`` before unlocking. Unlocking without that makes the mutex `notRecoverable` for good,
+/// and every later lock throws ``SharedMemoryError/Code/notRecoverable`` instead of hanging.
+///
+/// The mutex lives at an address in the region and knows nothing of its attachment: keep the region attached,
+/// and do not resize or remap it, while the mutex is in use. In optimised builds a local `let region` may be
+/// detached right after its last use, even before the end of its scope: keep using it after the mutex (or
+/// keep it in a stored property), or the mutex points at unmapped memory and a process that dies holding it
+/// is never reported as `ownerDied`.
+public struct ProcessMutex: @unchecked Sendable {
+    /// Bytes a mutex takes in a region (`sizeof(pthread_mutex_t)`).
+    public static let size = Int(csm_mutex_size())
+    /// The alignment its offset needs.
+    public static let alignment = 8
+
+    /// How a lock was acquired.
+    public enum Acquisition: Sendable, Hashable {
+        /// Normally.
+        case acquired
+        /// From a process that died holding it: the protected data may be inconsistent. Repair it and call
+        /// ``ProcessMutex/markConsistent()`` before unlocking.
+        case ownerDied
+    }
+
+    let address: UnsafeMutableRawPointer
+    let region: RegionName
+
+    private init(address: UnsafeMutableRawPointer, region: RegionName) {
+        self.address = address
+        self.region = region
+    }
+
+    /// Makes a new mutex at `offset`. Do this once, in one process, before any process locks it; doing it again
+    /// over a mutex in use is undefined.
+    ///
+    /// The corresponding C calls are `pthread_mutexattr_setpshared`, `pthread_mutexattr_setrobust` and
+    /// `pthread_mutex_init`.
+    public static func initialize(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessMutex {
+        let mutex = try existing(in: region, at: offset)
+        _ = try Syscalls.pthread("pthread_mutex_init", region.name) { csm_mutex_init(mutex.address) }
+        return mutex
+    }
+
+    /// The mutex another process made at `offset` with ``initialize(in:at:)``.
+    public static func existing(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessMutex {
+        ProcessMutex(address: try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a mutex"), region: region.name)
+    }
+
+    private var mutex: UnsafeMutablePointer<pthread_mutex_t> { address.assumingMemoryBound(to: pthread_mutex_t.self) }
+
+    /// Waits for the lock.
+    ///
+    /// The corresponding C call is `pthread_mutex_lock`.
+    public func lock() throws(SharedMemoryError) -> Acquisition {
+        try checkRecoverable()
+        return try acquisition(try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) })
+    }
+
+    /// Waits for the lock at most `timeout`, then throws ``SharedMemoryError/Code/timedOut``.
+    ///
+    /// The corresponding C call is `pthread_mutex_clocklock(CLOCK_MONOTONIC)`.
+    public func lock(timeout: Duration) throws(SharedMemoryError) -> Acquisition {
+        if let acquired = try tryLock() { return acquired }
+        let result = try Syscalls.pthread("pthread_mutex_clocklock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, ETIMEDOUT]) {
+            csm_mutex_lock_timeout(address, timeout.nanoseconds)
+        }
+        guard result != ETIMEDOUT else {
+            try checkRecoverable()
+            throw SharedMemoryError(.timedOut, "the mutex was still held after \(timeout)", region: region, systemCall: "pthread_mutex_clocklock", errno: .timedOut)
+        }
+        return try acquisition(result)
+    }
+
+    /// Takes the lock if it is free; `nil` if someone holds it.
+    ///
+    /// The corresponding C call is `pthread_mutex_trylock`.
+    public func tryLock() throws(SharedMemoryError) -> Acquisition? {
+        let result = try Syscalls.pthread("pthread_mutex_trylock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, EBUSY]) { pthread_mutex_trylock(mutex) }
+        if result == EBUSY {
+            try checkRecoverable()
+            return nil
+        }
+        return try acquisition(result)
+    }
+
+    /// Releases the lock, which this thread must hold.
+    ///
+    /// The corresponding C call is `pthread_mutex_unlock`.
+    public func unlock() throws(SharedMemoryError) {
+        do {
+            _ = try Syscalls.pthread("pthread_mutex_unlock", region) { pthread_mutex_unlock(mutex) }
+        } catch where error.errno == .notPermitted {
+            throw SharedMemoryError(.invalidArgument, "this thread does not hold the mutex, so it cannot unlock it", region: region, systemCall: error.systemCall, errno: error.errno)
+        }
+    }
+
+    /// After ``Acquisition/ownerDied`` and repairing the data: makes the mutex usable again.
+    ///
+    /// The corresponding C call is `pthread_mutex_consistent`.
+    public func markConsistent() throws(SharedMemoryError) {
+        _ = try Syscalls.pthread("pthread_mutex_consistent", region) { pthread_mutex_consistent(mutex) }
+    }
+
+    /// Runs `body` holding the lock. If the last owner died holding it, runs `repair` first and marks the mutex
+    /// consistent; without a `repair`, a dead owner's lock is passed on as `ownerDied` would be: unrepaired
+    /// and so, on unlock, not recoverable. Errors from `repair` and `body` pass through as they are (so this
+    /// method throws `any Error`); the lock's own are ``SharedMemoryError``.
+    public func withLock<R>(repair: (() throws -> Void)? = nil, _ body: () throws -> R) throws -> R {
+        if try lock() == .ownerDied, let repair {
+            do {
+                try repair()
+                try markConsistent()
+            } catch {
+                try? unlock()
+                throw error
+            }
+        }
+        defer { try? unlock() }
+        return try body()
+    }
+
+    /// glibc reports a mutex that is not recoverable only to the first locker after it became so; later
+    /// `trylock`s say EBUSY and timed locks wait out their time. Its owner field (`__data.__owner`, the third
+    /// 32-bit word) then holds glibc's PTHREAD_MUTEX_NOTRECOVERABLE (0x7ffffffe), which is what this looks at.
+    private func checkRecoverable() throws(SharedMemoryError) {
+        let owner = UnsafeAtomic<Int32>(at: (address + 8).assumingMemoryBound(to: Int32.AtomicRepresentation.self))
+        if owner.load(ordering: .acquiring) == 0x7fff_fffe { _ = try acquisition(ENOTRECOVERABLE) }
+    }
+
+    private func acquisition(_ result: Int32) throws(SharedMemoryError) -> Acquisition {
+        switch result {
+        case EOWNERDEAD: return .ownerDied
+        case ENOTRECOVERABLE:
+            throw SharedMemoryError(.notRecoverable, "a process died holding this mutex and the next owner unlocked it without marking it consistent, so it can never be locked again; initialize a new one (and repair the data it protected)", region: region, systemCall: "pthread_mutex_lock", errno: Errno(rawValue: ENOTRECOVERABLE))
+        default: return .acquired
+        }
+    }
+}
