@@ -15,6 +15,7 @@
 //                               each ACTION, one answer line each: read:OFFSET:COUNT, write:OFFSET:HEX,
 //                               resize:SIZE, truncate:SIZE (raw ftruncate), mprotect-write (raw mprotect to
 //                               PROT_WRITE); last, `fds BEFORE AFTER`: open descriptors before and after
+//   ring-send NAME BYTES        (NAME memfd:LABEL: the region arrives over the socket on standard input)
 //   ring-send NAME BYTES        attach as a ring's sender and send BYTES in messages (see RingMessages), then
 //                               finish; with BYTES 0, send until killed
 //   ring-receive NAME           attach as receiver, read to the end, check every message, print COUNT BYTES
@@ -75,6 +76,12 @@ func bytes(fromHex text: String) -> [UInt8] {
         index = next
     }
     return result
+}
+
+/// A region by name; for a memfd: name, the region that arrives over the Unix socket on standard input.
+func attach(_ name: RegionName) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    if name.backend == .memfd { return try SharedMemory.receive(from: FileDescriptor(rawValue: 0)) }
+    return try SharedMemory.open(name)
 }
 
 func access(_ text: String) -> Access { text == "ro" ? .readOnly : .readWrite }
@@ -153,7 +160,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         try SharedMemory.remove(name)
         return ""
     case "ring-send":
-        let sender = try RingSender(try SharedMemory.open(name))
+        let sender = try RingSender(try attach(name))
         let total = Int(rest[0])!
         var index = 0, sent = 0
         while total == 0 || sent < total {
@@ -165,7 +172,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         sender.finish()
         return "\(index) \(sent)"
     case "ring-receive":
-        let receiver = try RingReceiver(try SharedMemory.open(name))
+        let receiver = try RingReceiver(try attach(name))
         var index = 0, received = 0
         let limit = receiver.maximumMessage
         while let ok = try receiver.receive({ RingMessages.check($0, index: index, limit: limit) }) {

@@ -162,11 +162,12 @@ enum Probe {
         let process = Process()
         let output = Pipe()
 
-        init(_ arguments: [String]) throws {
+        /// Starts the probe; with `input`, that descriptor (a socket to send it a region) is its standard input.
+        init(_ arguments: [String], input: FileDescriptor? = nil) throws {
             process.executableURL = URL(fileURLWithPath: Probe.path)
             process.arguments = arguments
             process.standardOutput = output
-            process.standardInput = FileHandle.nullDevice
+            process.standardInput = input.map { FileHandle(fileDescriptor: $0.rawValue, closeOnDealloc: false) } ?? FileHandle.nullDevice
             try process.run()
         }
 
@@ -193,7 +194,7 @@ enum Probe {
         }
     }
 
-    static func start(_ arguments: [String]) throws -> Running { try Running(arguments) }
+    static func start(_ arguments: [String], input: FileDescriptor? = nil) throws -> Running { try Running(arguments, input: input) }
 
     /// A probe that stays attached until ``release()``.
     final class Holder {

@@ -86,13 +86,14 @@ public enum MessageRing {
         UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: T.AtomicRepresentation.self))
     }
 
-    /// Claims the producer or consumer seat for this process; `busy` if a live process holds it.
+    /// Claims the producer or consumer seat for this process; `busy` if a live process (this one included)
+    /// holds it. A seat a dead process left is taken over.
     static func claim(_ base: UnsafeMutableRawPointer, pidOffset: Int, startOffset: Int, role: String, _ region: RegionName) throws(SharedMemoryError) {
         let pid = atomic(base, pidOffset, Int32.self)
         let me = Creator.current
         while true {
             let holder = pid.load(ordering: .acquiring)
-            if holder != 0, holder != me.pid {
+            if holder != 0 {
                 let start = base.load(fromByteOffset: startOffset, as: UInt64.self)
                 if Creator(pid: holder, startTime: start == 0 ? nil : start).isAlive {
                     throw SharedMemoryError(.busy, "process \(holder) is already this ring's \(role); a ring has one of each", region: region)
@@ -175,6 +176,7 @@ public struct RingSender: ~Copyable {
 
     deinit {
         finish()
+        MessageRing.atomic(base, MessageRing.producerPID, Int32.self).store(0, ordering: .releasing)
         position.deallocate()
     }
 

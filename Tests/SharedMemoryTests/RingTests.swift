@@ -1,0 +1,155 @@
+import Atomics
+import Foundation
+import SystemPackage
+import Testing
+@testable import SharedMemory
+
+/// The message ring, between real processes, over every backend.
+@Suite("Message ring")
+struct RingTests {
+    /// Starts a probe as sender or receiver of the ring in `region`: by name, or (memfd) by passing the region.
+    static func startProbe(_ operation: [String], _ region: borrowing some SharedRegion & ~Copyable) throws -> Probe.Running {
+        guard region.backend == .memfd else { return try Probe.start(operation) }
+        let (mine, theirs) = try socketPair()
+        defer { try? mine.close(); try? theirs.close() }
+        let probe = try Probe.start(operation, input: theirs)
+        try region.send(over: mine)
+        return probe
+    }
+
+    @Test("messages cross between two processes complete and in order, over every named or passable backend", arguments: Backend.attachable)
+    func betweenProcesses(backend: Backend) throws {
+        try Names.with(backend) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+            try MessageRing.format(region)
+            let receiver = try Self.startProbe(["ring-receive", name.description], region)
+            let sender = try Self.startProbe(["ring-send", name.description, "\(16 << 20)"], region)
+            let sent = sender.finish()
+            let received = receiver.finish()
+            #expect(sent.hasPrefix("ok "))
+            #expect(received == sent, "the receiver saw \(received), the sender sent \(sent)")
+        }
+    }
+
+    @Test("1 GiB through a 4 MiB ring between two processes arrives complete and in order, every message checked")
+    func oneGigabyte() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4 << 20))
+            try MessageRing.format(region)
+            let receiver = try Probe.start(["ring-receive", name.description])
+            let sender = try Probe.start(["ring-send", name.description, "\(1 << 30)"])
+            let sent = sender.finish()
+            let received = receiver.finish()
+            let fields = sent.split(separator: " ")
+            #expect(fields.count == 3 && Int(fields[2])! >= 1 << 30, "\(sent)")
+            #expect(received == sent)
+        }
+    }
+
+    @Test("anonymous memory: a ring shared with a forked child")
+    func acrossFork() async {
+        await #expect(processExitsWith: .success) {
+            let region = try SharedMemory.create(.anonymous, size: MessageRing.size(capacity: 1 << 14))
+            try MessageRing.format(region)
+            let child = fork()
+            if child == 0 {
+                // The child sends 10 000 numbered messages through the memory it inherited.
+                do {
+                    let sender = try RingSender(region)
+                    for i in 0..<10_000 {
+                        var value = UInt64(i)
+                        try withUnsafeBytes(of: &value) { (bytes) throws(SharedMemoryError) in try sender.send(bytes) }
+                    }
+                    sender.finish()
+                } catch {
+                    _exit(3)
+                }
+                _exit(0)
+            }
+            let receiver = try RingReceiver(region)
+            var expected: UInt64 = 0
+            while let value = try receiver.receive({ $0.loadUnaligned(as: UInt64.self) }) {
+                if value != expected { exit(1) }
+                expected += 1
+            }
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            exit(expected == 10_000 && status == 0 ? 0 : 2)
+        }
+    }
+
+    @Test("a sender killed mid-stream is detected by the receiver, after it has read everything sent")
+    func senderDies() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+            try MessageRing.format(region)
+            let sender = try Probe.start(["ring-send", name.description, "0"])
+            let receiver = try RingReceiver(try attachAgain(region))
+            for _ in 0..<1000 { #expect(try receiver.receive() != nil) }
+            sender.kill()
+            let started = ContinuousClock.now
+            let error = expectError(.peerDied) { while try receiver.receive() != nil {} }
+            #expect(error?.reason.contains("sending process died") == true)
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
+    @Test("a receiver killed mid-stream is detected by the sender once the ring is full")
+    func receiverDies() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 14))
+            try MessageRing.format(region)
+            let receiver = try Probe.start(["ring-receive", name.description])
+            let sender = try RingSender(try attachAgain(region))
+            usleep(200_000)  // the probe attaches
+            receiver.kill()
+            let error = expectError(.peerDied) {
+                while true { try sender.send(Array(repeating: 7, count: 1000), timeout: .seconds(10)) }
+            }
+            #expect(error?.reason.contains("receiving process died") == true)
+        }
+    }
+
+    @Test("a ring header written by another version, or not a ring at all, is refused")
+    func foreignHeader() throws {
+        let region = try SharedMemory.create(.memfd("foreign-ring"), size: MessageRing.size(capacity: 8192))
+        expectError(.foreign) { try RingReceiver(try attachAgain(region)) }  // never formatted
+        try MessageRing.format(region)
+        try region.set(UInt32(2), at: MessageRing.versionOffset)
+        let error = expectError(.foreign) { try RingSender(try attachAgain(region)) }
+        #expect(error?.reason.contains("version 2") == true)
+        try MessageRing.format(region)
+        try region.set(UInt64(1 << 40), at: MessageRing.capacityOffset)
+        expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
+        expectError(.invalidArgument) { try MessageRing.format(region, capacity: 5000) }
+        expectError(.outOfBounds) { try MessageRing.format(region, capacity: 1 << 20) }  // does not fit
+        expectError(.invalidArgument) { try MessageRing.format(region, at: 4) }  // not 64-byte aligned
+    }
+
+    @Test("one sender and one receiver; empty, full, timed, finished, zero-copy, too large")
+    func operations() throws {
+        let region = try SharedMemory.create(.memfd("ring-ops"), size: MessageRing.size(capacity: 4096))
+        #expect(try MessageRing.format(region) == 4096)
+        let sender = try RingSender(try attachAgain(region))
+        let receiver = try RingReceiver(try attachAgain(region))
+        expectError(.busy) { try RingSender(try attachAgain(region)) }  // this process already sends; one sender
+        #expect(try receiver.tryReceive() == nil)
+        expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(20)) }
+        expectError(.invalidArgument) { try sender.send(Array(repeating: 0, count: sender.maximumMessage + 1)) }
+
+        try sender.send(count: 5) { $0.copyBytes(from: "hello".utf8) }
+        #expect(try receiver.receive { String(decoding: $0, as: UTF8.self) } == "hello")
+        // Fill it: messages wrap around the end and stay whole.
+        var sent = 0
+        while try [UInt8](repeating: UInt8(sent & 0xff), count: 300).withUnsafeBytes({ try sender.trySend($0) }) { sent += 1 }
+        #expect(sent >= 4096 / 312 - 1)
+        expectError(.timedOut) { try sender.send([UInt8](repeating: 0, count: 300), timeout: .milliseconds(20)) }
+        for i in 0..<sent { #expect(try receiver.receive() == [UInt8](repeating: UInt8(i & 0xff), count: 300)) }
+        try sender.send([])
+        #expect(try receiver.receive() == [])
+        sender.finish()
+        #expect(try receiver.receive() == nil)
+        let finished = receiver.isFinished
+        #expect(finished)
+    }
+}
