@@ -8,6 +8,15 @@
 //
 //   shmbench lifecycle BACKEND ITERATIONS          -> "median_ns p99_ns"
 //   shmbench firsttouch BACKEND MODE BYTES REPEATS -> "median_ns p99_ns" for map + touch every page
+//   shmbench stream BACKEND BYTES MESSAGE          -> "ns 0 1": BYTES through a 4 MiB message ring in messages of
+//                                                     MESSAGE bytes, parent to forked child, the ring's
+//                                                     algorithm and layout exactly as Sources/SharedMemory/
+//                                                     Channel/MessageRing.swift; BACKEND pipe, pipe1m (1 MiB
+//                                                     pipe buffer) or socketpair streams through the kernel
+//   shmbench pingpong KIND STRATEGY ROUNDS         -> "median_ns p99_ns": 64-byte round trips parent ->
+//                                                     child -> parent; KIND ring (two rings in anonymous
+//                                                     memory, STRATEGY spin, spinsleep or sleep), pipe or
+//                                                     socketpair (STRATEGY ignored)
 //   shmbench placement ROUNDS                      -> "median_ns p99_ns" spin ping-pong round trip between a
 //                                                     parent and a forked child: ~0.2 us when the two CPUs
 //                                                     share a cache ("near"), ~0.7 us when not ("far")
@@ -23,6 +32,10 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -117,6 +130,241 @@ static const char *region_name(const char *backend, char *buffer, size_t length,
     return buffer;
 }
 
+// ---- The message ring, as MessageRing.swift lays it out and runs it ----
+
+enum { H_MAGIC = 0, H_VERSION = 8, H_HEADER = 12, H_CAPACITY = 16, H_HEAD = 64, H_FINISHED = 72, H_TAIL = 128,
+       H_DATA_SIGNAL = 192, H_CONSUMER_WAITING = 196, H_SPACE_SIGNAL = 224, H_PRODUCER_WAITING = 228, HEADER = 256 };
+#define AT(base, offset, type) ((type *)((char *)(base) + (offset)))
+#define LOAD(p, order) __atomic_load_n(p, order)
+#define STORE(p, v, order) __atomic_store_n(p, v, order)
+
+struct ring { char *base, *data; uint64_t capacity, mask, head, tail; int spins; };
+
+static void ring_format(char *base, uint64_t capacity) {
+    memset(base, 0, HEADER);
+    *AT(base, H_VERSION, uint32_t) = 1;
+    *AT(base, H_HEADER, uint32_t) = HEADER;
+    *AT(base, H_CAPACITY, uint64_t) = capacity;
+    STORE(AT(base, H_MAGIC, uint64_t), 0x53484D52494E4700ULL, __ATOMIC_RELEASE);
+}
+
+static void ring_attach(struct ring *r, char *base, int spins) {
+    r->base = base;
+    r->data = base + HEADER;
+    r->capacity = *AT(base, H_CAPACITY, uint64_t);
+    r->mask = r->capacity - 1;
+    r->head = LOAD(AT(base, H_HEAD, uint64_t), __ATOMIC_ACQUIRE);
+    r->tail = LOAD(AT(base, H_TAIL, uint64_t), __ATOMIC_ACQUIRE);
+    r->spins = spins;
+}
+
+static void futex_wait(uint32_t *word, uint32_t seen) {
+    struct timespec slice = { 0, 100000000 };
+    syscall(SYS_futex, word, FUTEX_WAIT, seen, &slice, NULL, 0);
+}
+
+static void futex_wake(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0); }
+
+static void ring_send(struct ring *r, const void *bytes, uint32_t count) {
+    uint64_t need = (4 + count + 7) & ~7ULL;
+    int spins = r->spins;
+    for (;;) {
+        uint64_t offset = r->head & r->mask;
+        uint64_t pad = offset + need > r->capacity ? r->capacity - offset : 0;
+        if (r->head + pad + need - r->tail > r->capacity) r->tail = LOAD(AT(r->base, H_TAIL, uint64_t), __ATOMIC_ACQUIRE);
+        if (r->head + pad + need - r->tail <= r->capacity) {
+            if (pad) *(uint32_t *)(r->data + offset) = UINT32_MAX;
+            uint64_t start = (r->head + pad) & r->mask;
+            *(uint32_t *)(r->data + start) = count;
+            memcpy(r->data + start + 4, bytes, count);
+            r->head += pad + need;
+            STORE(AT(r->base, H_HEAD, uint64_t), r->head, __ATOMIC_RELEASE);
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            if (LOAD(AT(r->base, H_CONSUMER_WAITING, uint32_t), __ATOMIC_RELAXED)) {
+                __atomic_fetch_add(AT(r->base, H_DATA_SIGNAL, uint32_t), 1, __ATOMIC_RELEASE);
+                futex_wake(AT(r->base, H_DATA_SIGNAL, uint32_t));
+            }
+            return;
+        }
+        if (spins > 0) { spins--; __builtin_ia32_pause(); continue; }
+        uint32_t seen = LOAD(AT(r->base, H_SPACE_SIGNAL, uint32_t), __ATOMIC_ACQUIRE);
+        STORE(AT(r->base, H_PRODUCER_WAITING, uint32_t), 1, __ATOMIC_SEQ_CST);
+        r->tail = LOAD(AT(r->base, H_TAIL, uint64_t), __ATOMIC_SEQ_CST);
+        if (r->head + pad + need - r->tail > r->capacity) futex_wait(AT(r->base, H_SPACE_SIGNAL, uint32_t), seen);
+        STORE(AT(r->base, H_PRODUCER_WAITING, uint32_t), 0, __ATOMIC_RELAXED);
+    }
+}
+
+static void ring_finish(struct ring *r) {
+    STORE(AT(r->base, H_FINISHED, uint32_t), 1, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_fetch_add(AT(r->base, H_DATA_SIGNAL, uint32_t), 1, __ATOMIC_RELEASE);
+    futex_wake(AT(r->base, H_DATA_SIGNAL, uint32_t));
+}
+
+// Copies the next message into `out`; its length, or -1 once finished and empty.
+static long ring_receive(struct ring *r, void *out) {
+    int spins = r->spins;
+    for (;;) {
+        if (r->head == r->tail) r->head = LOAD(AT(r->base, H_HEAD, uint64_t), __ATOMIC_ACQUIRE);
+        if (r->head != r->tail) {
+            uint64_t offset = r->tail & r->mask;
+            uint32_t length = *(uint32_t *)(r->data + offset);
+            if (length == UINT32_MAX) { r->tail += r->capacity - offset; continue; }
+            memcpy(out, r->data + offset + 4, length);
+            r->tail += (4 + length + 7) & ~7ULL;
+            STORE(AT(r->base, H_TAIL, uint64_t), r->tail, __ATOMIC_RELEASE);
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            if (LOAD(AT(r->base, H_PRODUCER_WAITING, uint32_t), __ATOMIC_RELAXED)) {
+                __atomic_fetch_add(AT(r->base, H_SPACE_SIGNAL, uint32_t), 1, __ATOMIC_RELEASE);
+                futex_wake(AT(r->base, H_SPACE_SIGNAL, uint32_t));
+            }
+            return length;
+        }
+        if (LOAD(AT(r->base, H_FINISHED, uint32_t), __ATOMIC_ACQUIRE)) {
+            if (LOAD(AT(r->base, H_HEAD, uint64_t), __ATOMIC_ACQUIRE) == r->tail) return -1;
+            continue;
+        }
+        if (spins > 0) { spins--; __builtin_ia32_pause(); continue; }
+        uint32_t seen = LOAD(AT(r->base, H_DATA_SIGNAL, uint32_t), __ATOMIC_ACQUIRE);
+        STORE(AT(r->base, H_CONSUMER_WAITING, uint32_t), 1, __ATOMIC_SEQ_CST);
+        if (LOAD(AT(r->base, H_HEAD, uint64_t), __ATOMIC_SEQ_CST) == r->tail && !LOAD(AT(r->base, H_FINISHED, uint32_t), __ATOMIC_ACQUIRE))
+            futex_wait(AT(r->base, H_DATA_SIGNAL, uint32_t), seen);
+        STORE(AT(r->base, H_CONSUMER_WAITING, uint32_t), 0, __ATOMIC_RELAXED);
+    }
+}
+
+static int spins_for(const char *strategy) {
+    return !strcmp(strategy, "spin") ? INT32_MAX : !strcmp(strategy, "sleep") ? 0 : 2000;
+}
+
+// Two descriptors from parent to child (and back, for the ping-pong): pipes or a socketpair.
+static void channel(const char *kind, int to_child[2], int to_parent[2]) {
+    if (!strcmp(kind, "socketpair")) {
+        int s[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, s) < 0) die("socketpair");
+        to_child[0] = s[1]; to_child[1] = s[0]; to_parent[0] = s[0]; to_parent[1] = s[1];
+        return;
+    }
+    if (pipe(to_child) < 0 || pipe(to_parent) < 0) die("pipe");
+    if (!strcmp(kind, "pipe1m")) {
+        fcntl(to_child[1], F_SETPIPE_SZ, 1 << 20);
+        fcntl(to_parent[1], F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+static void read_all(int fd, char *buffer, size_t count) {
+    while (count > 0) {
+        ssize_t n = read(fd, buffer, count);
+        if (n <= 0) die("read");
+        buffer += n;
+        count -= n;
+    }
+}
+
+static void write_all(int fd, const char *buffer, size_t count) {
+    while (count > 0) {
+        ssize_t n = write(fd, buffer, count);
+        if (n <= 0) die("write");
+        buffer += n;
+        count -= n;
+    }
+}
+
+static void stream(const char *backend, size_t total, size_t message) {
+    char *buffer = malloc(message);
+    memset(buffer, 7, message);
+    long long start;
+    pid_t child;
+    if (!strcmp(backend, "pipe") || !strcmp(backend, "pipe1m") || !strcmp(backend, "socketpair")) {
+        int down[2], up[2];
+        channel(backend, down, up);
+        child = fork();
+        if (child == 0) {
+            for (size_t got = 0; got < total;) {
+                ssize_t n = read(down[0], buffer, message);
+                if (n <= 0) die("read");
+                got += n;
+            }
+            _exit(0);
+        }
+        start = now_ns();
+        for (size_t sent = 0; sent < total; sent += message) write_all(down[1], buffer, message);
+    } else {
+        int fd, id;
+        char name[256];
+        size_t size = HEADER + (4 << 20);
+        char *base = create(backend, region_name(backend, name, sizeof name, 0), size, 0, 0, &fd, &id);
+        ring_format(base, 4 << 20);
+        child = fork();
+        if (child == 0) {
+            struct ring r;
+            ring_attach(&r, base, 2000);
+            while (ring_receive(&r, buffer) >= 0) {}
+            _exit(0);
+        }
+        struct ring r;
+        ring_attach(&r, base, 2000);
+        start = now_ns();
+        for (size_t sent = 0; sent < total; sent += message) ring_send(&r, buffer, message);
+        ring_finish(&r);
+        waitpid(child, NULL, 0);
+        long long elapsed = now_ns() - start;
+        destroy(backend, name, base, size, fd, id);
+        printf("%lld %lld 1\n", elapsed, elapsed);
+        return;
+    }
+    waitpid(child, NULL, 0);
+    long long elapsed = now_ns() - start;
+    printf("%lld %lld 1\n", elapsed, elapsed);
+}
+
+static void pingpong(const char *kind, const char *strategy, int rounds) {
+    long long *samples = calloc(rounds, sizeof *samples);
+    char message[64] = { 1 };
+    if (!strcmp(kind, "ring")) {
+        size_t size = 2 * (HEADER + 4096);
+        char *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED) die("mmap");
+        ring_format(base, 4096);
+        ring_format(base + HEADER + 4096, 4096);
+        pid_t child = fork();
+        struct ring in, out;
+        if (child == 0) {
+            ring_attach(&in, base, spins_for(strategy));
+            ring_attach(&out, base + HEADER + 4096, spins_for(strategy));
+            for (int i = 0; i < rounds; i++) { ring_receive(&in, message); ring_send(&out, message, 64); }
+            _exit(0);
+        }
+        ring_attach(&out, base, spins_for(strategy));
+        ring_attach(&in, base + HEADER + 4096, spins_for(strategy));
+        for (int i = 0; i < rounds; i++) {
+            long long t = now_ns();
+            ring_send(&out, message, 64);
+            ring_receive(&in, message);
+            samples[i] = now_ns() - t;
+        }
+        waitpid(child, NULL, 0);
+        munmap(base, size);
+    } else {
+        int down[2], up[2];
+        channel(kind, down, up);
+        pid_t child = fork();
+        if (child == 0) {
+            for (int i = 0; i < rounds; i++) { read_all(down[0], message, 64); write_all(up[1], message, 64); }
+            _exit(0);
+        }
+        for (int i = 0; i < rounds; i++) {
+            long long t = now_ns();
+            write_all(down[1], message, 64);
+            read_all(up[0], message, 64);
+            samples[i] = now_ns() - t;
+        }
+        waitpid(child, NULL, 0);
+    }
+    report(samples, rounds);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see the top of shmbench.c\n"); return 2; }
     const char *backend = argv[2];
@@ -149,6 +397,10 @@ int main(int argc, char **argv) {
             destroy(backend, name, (void *)p, size, fd, id);
         }
         report(samples, n);
+    } else if (!strcmp(argv[1], "stream") && argc == 5) {
+        stream(backend, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
+    } else if (!strcmp(argv[1], "pingpong") && argc == 5) {
+        pingpong(argv[2], argv[3], atoi(argv[4]));
     } else if (!strcmp(argv[1], "placement")) {
         int n = atoi(argv[2]);
         long long *samples = calloc(n, sizeof *samples);

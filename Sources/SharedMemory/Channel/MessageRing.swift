@@ -112,17 +112,18 @@ public enum MessageRing {
         return Creator(pid: pid, startTime: start == 0 ? nil : start).isAlive
     }
 
-    /// Sleeps on a futex word until it changes, `deadline` passes, or 100 ms go by (to look at the peer).
-    /// Returns false when the deadline has passed.
-    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: ContinuousClock.Instant?) -> Bool {
+    enum Sleep { case woken, sliceElapsed, deadlinePassed }
+
+    /// Sleeps on a futex word until it changes, `deadline` passes, or 100 ms go by (after which the caller looks
+    /// at the peer: only then, so a wake-up never pays for reading /proc).
+    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: ContinuousClock.Instant?) -> Sleep {
         var slice: Int64 = 100_000_000
         if let deadline {
             let left = (deadline - .now).nanoseconds
-            if left <= 0 { return false }
+            if left <= 0 { return .deadlinePassed }
             slice = min(slice, left)
         }
-        _ = Syscalls.futexWait(word, seen, timeout: slice)
-        return true
+        return Syscalls.futexWait(word, seen, timeout: slice) == .timedOut ? .sliceElapsed : .woken
     }
 }
 
@@ -218,6 +219,7 @@ public struct RingSender: ~Copyable {
         let need = UInt64(align8(4 + count))
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var spins = strategy.spins
+        var lookAtPeer = false
         while true {
             let current = position.pointee.head
             let offset = current & mask
@@ -241,20 +243,20 @@ public struct RingSender: ~Copyable {
                 csm_cpu_relax()
                 continue
             }
-            // Full: sleep until the receiver frees space, looking at the receiver every 100 ms.
+            // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
+            if lookAtPeer, !MessageRing.peerAlive(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
+                throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: name)
+            }
             let seen = spaceSignal.load(ordering: .acquiring)
             producerWaiting.store(1, ordering: .sequentiallyConsistent)
             position.pointee.tail = tail.load(ordering: .sequentiallyConsistent)
             if current + pad + need - position.pointee.tail > UInt64(capacity) {
-                if !MessageRing.peerAlive(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
-                    producerWaiting.store(0, ordering: .relaxed)
-                    throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: name)
-                }
-                let inTime = MessageRing.sleep(on: base + MessageRing.spaceSignal, seen: seen, until: deadline)
+                let slept = MessageRing.sleep(on: base + MessageRing.spaceSignal, seen: seen, until: deadline)
                 producerWaiting.store(0, ordering: .relaxed)
-                if !inTime {
+                if slept == .deadlinePassed {
                     throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: name)
                 }
+                lookAtPeer = slept == .sliceElapsed
             } else {
                 producerWaiting.store(0, ordering: .relaxed)
             }
@@ -329,13 +331,18 @@ public struct RingReceiver: ~Copyable {
 
     /// Zero-copy: calls `body` with the next message in place, then frees its space; nil once the sender has
     /// finished and the ring is empty. The buffer is valid only inside `body`.
+    @inlinable
     public func receive<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
-        try next(timeout: timeout, wait: true, body)
+        guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
+        defer { release(message) }
+        return try body(message)
     }
 
     /// The next message if one is there now, else nil (also when the sender has finished).
     public func tryReceive() throws(SharedMemoryError) -> [UInt8]? {
-        try next(timeout: nil, wait: false) { Array($0) }
+        guard let message = try nextMessage(timeout: nil, wait: false) else { return nil }
+        defer { release(message) }
+        return Array(message)
     }
 
     /// Whether the sender has finished and every message has been read.
@@ -343,9 +350,25 @@ public struct RingReceiver: ~Copyable {
         finished.load(ordering: .acquiring) != 0 && head.load(ordering: .acquiring) == position.pointee.tail
     }
 
-    private func next<R>(timeout: Duration?, wait: Bool, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+    /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
+    @usableFromInline
+    func release(_ message: UnsafeRawBufferPointer) {
+        position.pointee.tail += UInt64(align8(4 + message.count))
+        tail.store(position.pointee.tail, ordering: .releasing)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if producerWaiting.load(ordering: .relaxed) != 0 {
+            spaceSignal.wrappingIncrement(ordering: .releasing)
+            Syscalls.futexWake(base + MessageRing.spaceSignal)
+        }
+    }
+
+    /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
+    /// when the ring is empty). Its space stays taken until ``release(_:)``.
+    @usableFromInline
+    func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var spins = strategy.spins
+        var lookAtPeer = false
         while true {
             let current = position.pointee.tail
             if position.pointee.head == current { position.pointee.head = head.load(ordering: .acquiring) }
@@ -356,15 +379,7 @@ public struct RingReceiver: ~Copyable {
                     position.pointee.tail = current + UInt64(capacity - offset)
                     continue
                 }
-                let result = try body(UnsafeRawBufferPointer(start: data + offset + 4, count: Int(length)))
-                position.pointee.tail = current + UInt64(align8(4 + Int(length)))
-                tail.store(position.pointee.tail, ordering: .releasing)
-                atomicMemoryFence(ordering: .sequentiallyConsistent)
-                if producerWaiting.load(ordering: .relaxed) != 0 {
-                    spaceSignal.wrappingIncrement(ordering: .releasing)
-                    Syscalls.futexWake(base + MessageRing.spaceSignal)
-                }
-                return result
+                return UnsafeRawBufferPointer(start: data + offset + 4, count: Int(length))
             }
             if finished.load(ordering: .acquiring) != 0 {
                 if head.load(ordering: .acquiring) == current { return nil }
@@ -376,17 +391,17 @@ public struct RingReceiver: ~Copyable {
                 csm_cpu_relax()
                 continue
             }
-            // Empty: sleep until the sender publishes, looking at the sender every 100 ms.
+            // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
+            if lookAtPeer, !MessageRing.peerAlive(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
+                throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: name)
+            }
             let seen = dataSignal.load(ordering: .acquiring)
             consumerWaiting.store(1, ordering: .sequentiallyConsistent)
             if head.load(ordering: .sequentiallyConsistent) == current, finished.load(ordering: .acquiring) == 0 {
-                if !MessageRing.peerAlive(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
-                    consumerWaiting.store(0, ordering: .relaxed)
-                    throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: name)
-                }
-                let inTime = MessageRing.sleep(on: base + MessageRing.dataSignal, seen: seen, until: deadline)
+                let slept = MessageRing.sleep(on: base + MessageRing.dataSignal, seen: seen, until: deadline)
                 consumerWaiting.store(0, ordering: .relaxed)
-                if !inTime { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: name) }
+                if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: name) }
+                lookAtPeer = slept == .sliceElapsed
             } else {
                 consumerWaiting.store(0, ordering: .relaxed)
             }

@@ -15,6 +15,8 @@ struct Bench: ParsableCommand {
     enum Experiment: String, ExpressibleByArgument, CaseIterable {
         case lifecycle
         case firstTouch = "first-touch"
+        case streaming
+        case pingPong = "ping-pong"
     }
 
     @Flag(help: "A short run (well under a minute).")
@@ -23,7 +25,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
     var backends: [String] = Backend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch (default: all).")
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong (default: all).")
     var experiments: [Experiment] = Experiment.allCases
 
     @Flag(help: "Print JSON instead of a table.")
@@ -49,7 +51,7 @@ struct Bench: ParsableCommand {
         var machine = Machine.describe()
         machine.placementBefore = try? Machine.placement(c)
         var results: [Measurement] = []
-        let progress = Progress(total: experiments.count * chosen.count)
+        let progress = Progress(total: experiments.count * (chosen.count + 3))
 
         for experiment in experiments {
             switch experiment {
@@ -86,6 +88,35 @@ struct Bench: ParsableCommand {
                         m.c = m.c.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
                         results.append(m)
                     }
+                }
+            case .streaming:
+                let bytes = (quick ? 256 : 1024) << 20, message = 64 << 10
+                for kind in chosen.map(\.rawValue) + ["pipe", "pipe1m", "socketpair"] {
+                    progress.step("streaming \(kind)")
+                    let label = (Backend(rawValue: kind) != nil ? "ring over \(kind)" : kind == "pipe1m" ? "pipe, 1 MiB buffer" : kind) + ", \(bytes >> 20) MiB in 64 KiB"
+                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 1 : 3) {
+                        [try SwiftBench.stream(kind, total: bytes, message: message)]
+                    } c: {
+                        try c.measure(["stream", kind, "\(bytes)", "\(message)"])
+                    }
+                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                    results.append(m)
+                }
+            case .pingPong:
+                let rounds = quick ? 5_000 : 50_000
+                let cases: [(String, String, WaitStrategy)] = [
+                    ("ring", "spin", .spin), ("ring", "spinsleep", .default), ("ring", "sleep", .sleep),
+                    ("pipe", "-", .sleep), ("socketpair", "-", .sleep),
+                ]
+                for (kind, strategy, wait) in cases {
+                    progress.step("ping-pong \(kind) \(strategy)")
+                    let label = kind == "ring" ? "ring, \(strategy == "spinsleep" ? "spin then sleep" : strategy)" : kind
+                    results.append(try compare("ping-pong 64 B", label, unit: "ns", rounds: quick ? 1 : 3) {
+                        try SwiftBench.pingPong(kind, strategy: wait, rounds: rounds)
+                    } c: {
+                        try c.measure(["pingpong", kind, strategy, "\(rounds)"])
+                    })
                 }
             }
         }

@@ -58,3 +58,160 @@ enum SwiftBench {
         return samples
     }
 }
+
+extension SwiftBench {
+    /// `total` bytes in `message`-byte messages from this process to a forked child: through a 4 MiB message
+    /// ring in a region of `backend`, or through the kernel ("pipe", "pipe1m", "socketpair"). Nanoseconds.
+    static func stream(_ kind: String, total: Int, message: Int) throws -> Double {
+        let payload = UnsafeMutableRawBufferPointer.allocate(byteCount: message, alignment: 64)
+        defer { payload.deallocate() }
+        payload.initializeMemory(as: UInt8.self, repeating: 7)
+        if let backend = Backend(rawValue: kind) {
+            let region = try SharedMemory.create(try name(backend, 0), size: MessageRing.size(capacity: 4 << 20))
+            let created = region.name
+            try MessageRing.format(region)
+            let child = fork()
+            if child == 0 {
+                // The child drains the ring, copying every message out, and leaves.
+                do {
+                    let receiver = try RingReceiver(region)
+                    while try receiver.receive({ payload.copyMemory(from: $0) }) != nil {}
+                } catch {
+                    _exit(1)
+                }
+                _exit(0)
+            }
+            let start = nanoseconds()
+            do {
+                let sender = try RingSender(region)
+                var sent = 0
+                while sent < total {
+                    try sender.send(UnsafeRawBufferPointer(payload))
+                    sent += message
+                }
+                sender.finish()
+                try waitForChild(child)
+            }
+            let elapsed = Double(nanoseconds() - start)
+            if backend.capabilities.contains(.named) { try SharedMemory.remove(created) }
+            return elapsed
+        }
+        let (down, _) = try channel(kind)
+        let child = fork()
+        if child == 0 {
+            var got = 0
+            while got < total {
+                let n = read(down.read, payload.baseAddress, message)
+                if n <= 0 { _exit(1) }
+                got += n
+            }
+            _exit(0)
+        }
+        let start = nanoseconds()
+        var sent = 0
+        while sent < total {
+            try writeAll(down.write, UnsafeRawBufferPointer(payload))
+            sent += message
+        }
+        try waitForChild(child)
+        return Double(nanoseconds() - start)
+    }
+
+    /// 64-byte round trips to a forked child and back, `rounds` times: through two message rings waiting with
+    /// `strategy`, or through the kernel ("pipe", "socketpair"). Nanoseconds each.
+    static func pingPong(_ kind: String, strategy: WaitStrategy, rounds: Int) throws -> [Double] {
+        var samples = [Double](repeating: 0, count: rounds)
+        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 64)
+        defer { message.deallocate() }
+        message.initializeMemory(as: UInt8.self, repeating: 1)
+        if kind == "ring" {
+            let size = MessageRing.size(capacity: 4096)
+            let there = try SharedMemory.create(.anonymous, size: size)
+            let back = try SharedMemory.create(.anonymous, size: size)
+            try MessageRing.format(there)
+            try MessageRing.format(back)
+            let child = fork()
+            if child == 0 {
+                do {
+                    let receiver = try RingReceiver(there, strategy: strategy)
+                    let sender = try RingSender(back, strategy: strategy)
+                    for _ in 0..<rounds {
+                        _ = try receiver.receive { message.copyMemory(from: $0) }
+                        try sender.send(UnsafeRawBufferPointer(message))
+                    }
+                } catch {
+                    _exit(1)
+                }
+                _exit(0)
+            }
+            let sender = try RingSender(there, strategy: strategy)
+            let receiver = try RingReceiver(back, strategy: strategy)
+            for i in 0..<rounds {
+                let start = nanoseconds()
+                try sender.send(UnsafeRawBufferPointer(message))
+                _ = try receiver.receive { message.copyMemory(from: $0) }
+                samples[i] = Double(nanoseconds() - start)
+            }
+            try waitForChild(child)
+            return samples
+        }
+        let (down, up) = try channel(kind)
+        let child = fork()
+        if child == 0 {
+            for _ in 0..<rounds {
+                if !readAll(down.read, message) { _exit(1) }
+                if (try? writeAll(up.write, UnsafeRawBufferPointer(message))) == nil { _exit(1) }
+            }
+            _exit(0)
+        }
+        for i in 0..<rounds {
+            let start = nanoseconds()
+            try writeAll(down.write, UnsafeRawBufferPointer(message))
+            guard readAll(up.read, message) else { throw BenchError("the ping-pong child stopped answering") }
+            samples[i] = Double(nanoseconds() - start)
+        }
+        try waitForChild(child)
+        return samples
+    }
+
+    /// Two one-way channels: pipes (with a 1 MiB buffer for "pipe1m") or the two ends of a socketpair.
+    /// Descriptors are left to close at exit: a benchmark run makes a handful.
+    static func channel(_ kind: String) throws -> (down: (read: Int32, write: Int32), up: (read: Int32, write: Int32)) {
+        if kind == "socketpair" {
+            var ends: [Int32] = [0, 0]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends) == 0 else { throw BenchError("socketpair failed") }
+            return ((ends[1], ends[0]), (ends[0], ends[1]))
+        }
+        var down: [Int32] = [0, 0], up: [Int32] = [0, 0]
+        guard pipe(&down) == 0, pipe(&up) == 0 else { throw BenchError("pipe failed") }
+        if kind == "pipe1m" {
+            _ = fcntl(down[1], 1031, 1 << 20)  // F_SETPIPE_SZ
+            _ = fcntl(up[1], 1031, 1 << 20)  // F_SETPIPE_SZ
+        }
+        return ((down[0], down[1]), (up[0], up[1]))
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            guard n > 0 else { throw BenchError("write failed") }
+            done += n
+        }
+    }
+
+    static func readAll(_ fd: Int32, _ bytes: UnsafeMutableRawBufferPointer) -> Bool {
+        var done = 0
+        while done < bytes.count {
+            let n = read(fd, bytes.baseAddress! + done, bytes.count - done)
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
+    }
+
+    static func waitForChild(_ child: pid_t) throws {
+        var status: Int32 = 0
+        guard waitpid(child, &status, 0) == child, status == 0 else { throw BenchError("the benchmark's child process failed (status \(status))") }
+    }
+}
