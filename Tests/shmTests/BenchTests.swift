@@ -29,6 +29,24 @@ struct BenchTests {
         }
     }
 
+    @Test("streaming and ping-pong run in two processes, in Swift and in C, against pipes and socketpairs")
+    func twoProcesses() throws {
+        let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "streaming", "ping-pong", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = results.map { "\($0["experiment"]!) \($0["name"]!)" }
+        for expected in ["streaming ring over anonymous", "streaming pipe,", "streaming pipe, 1 MiB buffer", "streaming socketpair",
+                         "ping-pong 64 B ring, spin", "ping-pong 64 B ring, spin then sleep", "ping-pong 64 B ring, sleep",
+                         "ping-pong 64 B pipe", "ping-pong 64 B socketpair"] {
+            #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")
+        }
+        for m in results {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
+            #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
+        }
+    }
+
     @Test("the table, CSV and SVG outputs")
     func formats() throws {
         try withTemporaryDirectory { directory in
@@ -45,7 +63,7 @@ struct BenchTests {
 
             let csv = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "--csv"])
             let lines = csv.output.split(separator: "\n")
-            #expect(lines.first == "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,skipped")
+            #expect(lines.first == "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped")
             #expect(lines.count == 2)
             #expect(try Shm.run(["bench", "--backends", "nothing"]).error.hasPrefix("shm: error:"))
         }

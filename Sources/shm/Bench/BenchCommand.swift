@@ -101,6 +101,7 @@ struct Bench: ParsableCommand {
                     }
                     m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
                     m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                    m.placement = try? Machine.placement(c)
                     results.append(m)
                 }
             case .pingPong:
@@ -112,11 +113,13 @@ struct Bench: ParsableCommand {
                 for (kind, strategy, wait) in cases {
                     progress.step("ping-pong \(kind) \(strategy)")
                     let label = kind == "ring" ? "ring, \(strategy == "spinsleep" ? "spin then sleep" : strategy)" : kind
-                    results.append(try compare("ping-pong 64 B", label, unit: "ns", rounds: quick ? 1 : 3) {
+                    var m = try compare("ping-pong 64 B", label, unit: "ns", rounds: quick ? 1 : 3) {
                         try SwiftBench.pingPong(kind, strategy: wait, rounds: rounds)
                     } c: {
                         try c.measure(["pingpong", kind, strategy, "\(rounds)"])
-                    })
+                    }
+                    m.placement = try? Machine.placement(c)
+                    results.append(m)
                 }
             }
         }

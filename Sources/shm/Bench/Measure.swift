@@ -42,6 +42,8 @@ struct Measurement: Codable {
     var c: Summary?
     /// Why a case was not measured, when it was not.
     var skipped: String?
+    /// For two-process cases: the placement probe (spin round trip, ns) taken right after the case.
+    var placement: Summary?
 
     /// Swift's median over C's; for times lower is better, for GB/s higher is.
     var ratio: Double? {

@@ -31,9 +31,12 @@ struct Machine: Codable {
         try c.measure(["placement", "20000"])
     }
 
+    /// Round trips below this are "near": the two CPUs share a cache.
+    static let nearLimit = 500.0
+
     static func describe(_ placement: Summary?) -> String {
         guard let placement else { return "not measured" }
-        let kind = placement.median < 500 ? "near (the processes share a cache)" : "far (they do not share a cache)"
+        let kind = placement.median < nearLimit ? "near (the processes share a cache)" : "far (they do not share a cache)"
         return "\(Int(placement.median)) ns round trip: \(kind)"
     }
 }
@@ -51,8 +54,9 @@ struct Report: Codable {
         let header = ["EXPERIMENT", "CASE", "UNIT", "SWIFT", "SWIFT p99", "C", "C p99", "SWIFT/C", "NOTE"]
         let rows = results.map { m -> [String] in
             if let skipped = m.skipped { return [m.experiment, m.name, m.unit, "-", "-", "-", "-", "-", "skipped: \(skipped)"] }
+            let note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? ""
             return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
-                    format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.2f", $0) } ?? "-", ""]
+                    format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.2f", $0) } ?? "-", note]
         }
         lines.append(alignedTable(header, rows))
         lines.append("")
@@ -61,10 +65,11 @@ struct Report: Codable {
     }
 
     func csv() -> String {
-        var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,skipped\n"
+        var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped\n"
         for m in results {
             let fields = [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
-                          format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.3f", $0) } ?? "", m.skipped ?? ""]
+                          format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.3f", $0) } ?? "",
+                          format(m.placement?.median), m.skipped ?? ""]
             text += fields.map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",") + "\n"
         }
         return text
