@@ -78,6 +78,7 @@ public protocol SharedRegion: ~Copyable {
 
 extension SharedRegion where Self: ~Copyable {
     /// Copies `count` bytes starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds``.
+    @inlinable
     public func get(count: Int, at offset: Int) throws(SharedMemoryError) -> [UInt8] {
         try checkBounds(offset: offset, count: count)
         return withUnsafeBytes { Array($0[offset..<offset + count]) }
@@ -85,6 +86,7 @@ extension SharedRegion where Self: ~Copyable {
 
     /// Copies `bytes` into the region starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds`` (and
     /// writes nothing) if they do not fit, or ``SharedMemoryError/Code/readOnly``.
+    @inlinable
     public func set(bytes: some Collection<UInt8>, at offset: Int) throws(SharedMemoryError) {
         try checkBounds(offset: offset, count: bytes.count)
         try withUnsafeMutableBytes { buffer in
@@ -96,6 +98,7 @@ extension SharedRegion where Self: ~Copyable {
     }
 
     /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
+    @inlinable
     public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
         try checkBounds(offset: offset, count: MemoryLayout<T>.size)
         return withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
@@ -103,6 +106,7 @@ extension SharedRegion where Self: ~Copyable {
 
     /// Writes a value of a trivial type at `offset` (any alignment), or throws
     /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
+    @inlinable
     public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
         try checkBounds(offset: offset, count: MemoryLayout<T>.size)
         try withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: offset, as: T.self) }
@@ -110,6 +114,7 @@ extension SharedRegion where Self: ~Copyable {
 
     /// Throws ``SharedMemoryError/Code/outOfBounds`` unless `offset..<offset+count` lies inside the region,
     /// without overflowing.
+    @inlinable
     public func checkBounds(offset: Int, count: Int) throws(SharedMemoryError) {
         let size = self.size
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {

@@ -94,7 +94,7 @@ struct Bench: ParsableCommand {
                 for kind in chosen.map(\.rawValue) + ["pipe", "pipe1m", "socketpair"] {
                     progress.step("streaming \(kind)")
                     let label = (Backend(rawValue: kind) != nil ? "ring over \(kind)" : kind == "pipe1m" ? "pipe, 1 MiB buffer" : kind) + ", \(bytes >> 20) MiB in 64 KiB"
-                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 1 : 3) {
+                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 1 : 5) {
                         [try SwiftBench.stream(kind, total: bytes, message: message)]
                     } c: {
                         try c.measure(["stream", kind, "\(bytes)", "\(message)"])
