@@ -85,10 +85,11 @@ struct Report: Codable {
     func svg() -> String {
         let groups = Dictionary(grouping: results.filter { $0.skipped == nil }, by: \.experiment)
         let order = results.map(\.experiment).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        let width = 900.0, label = 260.0, bar = 14.0
-        var y = 40.0
+        let width = 900.0, label = 290.0, bar = 14.0
+        var y = 58.0
         var body = ""
-        body += "<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">shm bench — \(escape(machine.cpu)), \(machine.cores) cores, Linux \(escape(machine.kernel)); placement \(escape(Machine.describe(machine.placementBefore)))</text>\n"
+        body += "<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">shm bench — \(escape(machine.cpu)), \(machine.cores) cores, Linux \(escape(machine.kernel))</text>\n"
+        body += "<text x=\"10\" y=\"40\" font-size=\"12\">placement before: \(escape(Machine.describe(machine.placementBefore))); after: \(escape(Machine.describe(machine.placementAfter)))</text>\n"
         for experiment in order {
             guard let cases = groups[experiment], let unit = cases.first?.unit else { continue }
             let top = cases.flatMap { [$0.swift?.median ?? 0, $0.c?.median ?? 0] }.max() ?? 1
