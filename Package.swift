@@ -34,6 +34,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Examples (Examples/): built with the package, run by .ci/run.
+        .executableTarget(name: "messages", dependencies: ["SharedMemory"], path: "Examples/Messages"),
+        .executableTarget(name: "fork-counter", dependencies: ["SharedMemory"], path: "Examples/Fork"),
+        .executableTarget(
+            name: "sealed-memfd",
+            dependencies: ["SharedMemory", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/SealedMemfd"
+        ),
         // A second process for the tests: opens regions by name, reads, writes, and can drop to another uid.
         .executableTarget(
             name: "RegionProbe",

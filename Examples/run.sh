@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every example and checks what it prints. Called by .ci/run after the tests; needs `swift build` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(swift build --show-bin-path)
+fail() { echo "examples: $*" >&2; exit 1; }
+
+# Capture first, then look: grep -q would stop reading early and break the pipe under the program.
+out=$("$bin/fork-counter") || fail "fork-counter: $out"
+grep -qx "4 children × 100000 increments = 400000" <<< "$out" || fail "fork-counter: $out"
+out=$("$bin/sealed-memfd") || fail "sealed-memfd: $out"
+grep -q "making it writable is refused by the kernel" <<< "$out" || fail "sealed-memfd: $out"
+
+# The server/client pair over three backends, each twice (a second run of the server must work), and a region
+# left behind by a dead server is replaced.
+for region in sysv:0x5eed0001 posix:/sm-example-$$ file:/tmp/sm-example-$$; do
+    for run in 1 2; do
+        "$bin/messages" server --region "$region" > /tmp/sm-example-server.$$ &
+        server=$!
+        out=$("$bin/messages" client --region "$region" hello world)
+        wait $server || fail "server on $region, run $run: $(cat /tmp/sm-example-server.$$)"
+        [ "$out" = $'client: hello -> HELLO\nclient: world -> WORLD' ] || fail "client on $region, run $run: $out"
+    done
+done
+"$bin/shm" create posix:/sm-example-stale-$$ --size 4K > /dev/null
+"$bin/messages" server --region posix:/sm-example-stale-$$ > /tmp/sm-example-server.$$ &
+server=$!
+out=$("$bin/messages" client --region posix:/sm-example-stale-$$ again)
+[ "$out" = "client: again -> AGAIN" ] || fail "stale region: $out"
+wait $server
+grep -q "replacing posix:/sm-example-stale-$$" /tmp/sm-example-server.$$ || fail "stale region not replaced"
+rm -f /tmp/sm-example-server.$$
+echo "examples: all ran as expected"
