@@ -105,7 +105,7 @@ extension SharedMemoryError {
         case .fileExists:
             return (.alreadyExists, "a region with this name already exists; open it instead, or remove it first")
         case .noSuchFileOrDirectory:
-            return (.notFound, "no region has this name (it was never created, or it was removed); create it first")
+            return (.notFound, "no region has this name: it was never created, or it was removed (by its owner, `shm rm`, `shm gc`, or systemd's RemoveIPC=yes when its user logged out); create it first")
         case .permissionDenied, .notPermitted:
             return (.permissionDenied, "its owner and mode do not let this user do that; check them\(look)")
         case .noSpace where call == "shmget":

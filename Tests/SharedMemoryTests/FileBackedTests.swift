@@ -103,7 +103,7 @@ struct FileBackedTests {
     func errorDescription() throws {
         try Names.with(.posix) { name in
             let error = try #require(expectError(.notFound) { try SharedMemory.open(name) })
-            #expect(error.description == "\(name): shm_open failed (No such file or directory): no region has this name (it was never created, or it was removed); create it first")
+            #expect(error.description == "\(name): shm_open failed (No such file or directory): no region has this name: it was never created, or it was removed (by its owner, `shm rm`, `shm gc`, or systemd's RemoveIPC=yes when its user logged out); create it first")
             #expect(error.errno == .noSuchFileOrDirectory)
         }
     }
