@@ -12,6 +12,7 @@ public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConve
     /// across `fork`), resizable, and sealable against shrinking, growing and writing.
     case memfd
 
+    /// The name used in region names and on the command line: `sysv`, `posix`, `file`, `anonymous`, `memfd`.
     public var description: String { rawValue }
 
     /// What this backend can do. A call it cannot do throws ``SharedMemoryError/Code/unsupported``, never
@@ -29,7 +30,9 @@ public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConve
 
 /// What a backend can do, as ``Backend/capabilities`` states it.
 public struct Capabilities: OptionSet, Sendable, Hashable {
+    /// The capability bits.
     public let rawValue: UInt32
+    /// Capabilities from their bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// Another process can `open` the region by its name.

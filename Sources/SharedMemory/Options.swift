@@ -36,7 +36,9 @@ public enum HugePages: Hashable, Sendable {
 
 /// The size of an explicit huge page.
 public enum HugePageSize: Int, Hashable, Sendable, CaseIterable {
+    /// 2 MiB pages (x86-64's default huge page; `vm.nr_hugepages`).
     case size2MiB = 2_097_152
+    /// 1 GiB pages (reserve them at boot, before memory fragments).
     case size1GiB = 1_073_741_824
 
     /// The size in bytes.
@@ -61,6 +63,7 @@ public struct CreateOptions: Sendable, Hashable {
     /// Map every page now (`MADV_POPULATE_WRITE`), so the first touch costs nothing. Default: `false`.
     public var prefault: Bool
 
+    /// Options for creating a region; the defaults are mode 0600, space reserved, any address, small pages.
     public init(permissions: FilePermissions = [.ownerReadWrite], reserve: Bool = true, address: AttachAddress? = nil,
                 hugePages: HugePages? = nil, prefault: Bool = false) {
         self.permissions = permissions
@@ -83,6 +86,7 @@ public struct OpenOptions: Sendable, Hashable {
     /// Map every page now (`MADV_POPULATE_WRITE`, or `_READ` for a read-only attachment). Default: `false`.
     public var prefault: Bool
 
+    /// Options for opening a region; the defaults are read-write, any size, any address.
     public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil, prefault: Bool = false) {
         self.access = access
         self.minimumSize = minimumSize

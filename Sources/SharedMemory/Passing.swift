@@ -21,6 +21,7 @@ public struct ReceiveOptions: Sendable, Hashable {
     /// Map every page now.
     public var prefault: Bool
 
+    /// Demands for a received region; the defaults accept any non-empty posix, file or memfd region, read-write.
     public init(access: Access = .readWrite, minimumSize: Int = 1, requiredSeals: Seals = [],
                 backends: Set<Backend> = [.posix, .file, .memfd], prefault: Bool = false) {
         self.access = access

@@ -4,7 +4,7 @@ import SystemPackage
 /// ``SystemVRegion``, ``POSIXRegion``, ``FileRegion``, ``AnonymousRegion``; or take `any SharedRegion & ~Copyable`
 /// from ``SharedMemory`` and let the region name choose.
 ///
-/// Each backend adds what only it has in an extension (a System V region's ``SystemVRegion/id``, a file region's
+/// Each backend adds what only it has in an extension (a System V region's `id`, a file region's
 /// descriptor).
 public struct Region<Storage: RegionStorage>: SharedRegion, ~Copyable {
     @usableFromInline let storage: Storage

@@ -59,14 +59,21 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Nanoseconds past ``seconds``.
     public var nanoseconds: Int
 
+    /// A timestamp from seconds (and nanoseconds) since the epoch.
     public init(seconds: Int, nanoseconds: Int = 0) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
     }
 
+    /// Whether `a` is earlier than `b`.
     public static func < (a: Timestamp, b: Timestamp) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
 
-    public var description: String { nanoseconds == 0 ? "\(seconds)" : "\(seconds).\(nanoseconds)" }
+    /// Seconds since the epoch, with nine digits of fraction when there is one.
+    public var description: String {
+        guard nanoseconds != 0 else { return "\(seconds)" }
+        let fraction = String(nanoseconds)
+        return "\(seconds)." + String(repeating: "0", count: max(0, 9 - fraction.count)) + fraction
+    }
 }

@@ -180,11 +180,13 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
 
     // MARK: Codable as the string form
 
+    /// Decodes the string form, refusing invalid names as ``init(_:)`` does.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         self = try RegionName(try container.decode(String.self))
     }
 
+    /// Encodes the string form.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)

@@ -73,6 +73,7 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
         self.errno = errno
     }
 
+    /// `REGION: CALL failed (ERRNO): REASON`, leaving out what is not known.
     public var description: String {
         var text = ""
         if let region { text += "\(region): " }

@@ -51,7 +51,9 @@ public final class MemfdObject: FileBackedStorage {
 
 /// Seals on a memfd (`F_ADD_SEALS`): once added, a seal binds every holder of the object, for good.
 public struct Seals: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    /// The `F_SEAL_*` bits.
     public let rawValue: Int32
+    /// Seals from their `F_SEAL_*` bits.
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
     /// No more seals can be added (`F_SEAL_SEAL`).
@@ -69,6 +71,7 @@ public struct Seals: OptionSet, Sendable, Hashable, CustomStringConvertible {
     /// The exec bits of the mode can never be set (`F_SEAL_EXEC`, which `MFD_NOEXEC_SEAL` adds on Linux 6.3+).
     public static let exec = Seals(rawValue: CSM_F_SEAL_EXEC)
 
+    /// The seals by name: `[shrink, grow, seal]`.
     public var description: String {
         let names: [(Seals, String)] = [(.seal, "seal"), (.shrink, "shrink"), (.grow, "grow"), (.write, "write"), (.futureWrite, "futureWrite"), (.exec, "exec")]
         let present = names.filter { contains($0.0) }.map(\.1)

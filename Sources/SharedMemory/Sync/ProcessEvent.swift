@@ -11,6 +11,7 @@ public enum WaitStrategy: Sendable, Hashable {
     /// Poll `spins` times, then sleep. The default, with 2000 spins (a few microseconds).
     case spinThenSleep(spins: Int)
 
+    /// Spin 2000 times (a few microseconds), then sleep.
     public static let `default` = WaitStrategy.spinThenSleep(spins: 2000)
 
     var spins: Int {
