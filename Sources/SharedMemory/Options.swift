@@ -85,12 +85,22 @@ public struct OpenOptions: Sendable, Hashable {
     public var address: AttachAddress?
     /// Map every page now (`MADV_POPULATE_WRITE`, or `_READ` for a read-only attachment). Default: `false`.
     public var prefault: Bool
+    /// Refuse, as ``SharedMemoryError/Code/foreign``, a region that this user id does not own: a name someone else
+    /// made first is never adopted. Default: any owner the kernel lets in. ``SharedMemory/openOrCreate(_:size:options:)``
+    /// always requires its own user.
+    public var requiredOwner: UInt32?
+    /// Refuse, as ``SharedMemoryError/Code/foreign``, a region whose mode gives group or others any access.
+    /// Default: `false`.
+    public var requirePrivateMode: Bool
 
-    /// Options for opening a region; the defaults are read-write, any size, any address.
-    public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil, prefault: Bool = false) {
+    /// Options for opening a region; the defaults are read-write, any size, any address, any owner.
+    public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil, prefault: Bool = false,
+                requiredOwner: UInt32? = nil, requirePrivateMode: Bool = false) {
         self.access = access
         self.minimumSize = minimumSize
         self.address = address
         self.prefault = prefault
+        self.requiredOwner = requiredOwner
+        self.requirePrivateMode = requirePrivateMode
     }
 }

@@ -48,7 +48,8 @@ public struct RegionInfo: Sendable, Hashable {
     public var systemVID: Int32?
     /// The System V key; 0 for `IPC_PRIVATE` and for segments marked for removal.
     public var systemVKey: Int32?
-    /// System V only: removed with `IPC_RMID` but still attached (`SHM_DEST`); it goes when the last one detaches.
+    /// Removed but still attached: a System V segment marked `SHM_DEST` (it goes when the last attachment
+    /// detaches), or, in an attachment's own `info()`, a posix or file object whose name was unlinked.
     public var isMarkedForRemoval: Bool
 }
 

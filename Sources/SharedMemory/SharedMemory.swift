@@ -41,7 +41,9 @@ public enum SharedMemory {
     }
 
     /// Opens the region if it exists (it must hold at least `size` bytes; it is never resized), and creates it
-    /// with `size` bytes if not. Safe against a racing creator: exactly one process creates it.
+    /// with `size` bytes if not. Safe against a racing creator: exactly one process creates it. An existing
+    /// region must belong to this user: a name another user made first is ``SharedMemoryError/Code/foreign``,
+    /// never adopted.
     public static func openOrCreate(
         _ name: RegionName, size: Int, options: CreateOptions = .init()
     ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
@@ -49,7 +51,7 @@ public enum SharedMemory {
         if case .systemVPrivate = name.location {
             throw SharedMemoryError(.invalidArgument, "sysv:private makes a new segment each time and cannot be opened; use create", region: name)
         }
-        let openOptions = OpenOptions(access: .readWrite, minimumSize: size, address: options.address)
+        let openOptions = OpenOptions(access: .readWrite, minimumSize: size, address: options.address, requiredOwner: geteuid())
         // Create exclusively; if someone else has it, open theirs; if it vanished in between, try again.
         for _ in 0..<100 {
             do {

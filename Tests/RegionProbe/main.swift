@@ -24,6 +24,12 @@
 //   rw NAME read|write COUNT MICROSECONDS
 //                               COUNT times hold the read-write lock at 0 that long; count overlapping readers
 //                               at 128 (their maximum at 136) and readers or writers seen inside a write at 152
+//   resize NAME SIZE            open read-write and resize
+//   create-hold NAME SIZE HEX   create, write HEX at 0, print `ok`, wait to be killed
+//   load PREFIX SECONDS COUNTER for SECONDS, over and over on every backend: create, attach, write, detach and
+//                               remove regions from a small pool of names shared with other loaders (PREFIX),
+//                               adding 1 to the atomic Int at 64 in region COUNTER per operation; prints
+//                               `ok OPERATIONS EXPECTED-ERRORS` or the first unexpected error
 //   event-wait NAME MILLISECONDS
 //                               wait for the event at 0: prints `ok signaled` or `ok timeout`
 //
@@ -57,6 +63,11 @@ while let flag = arguments.first, flag.hasPrefix("--") {
     }
 }
 guard arguments.count >= 2 else { fail("OPERATION NAME ...") }
+
+if arguments[0] == "load" {
+    load(prefix: arguments[1], seconds: Double(arguments[2])!, counter: arguments[3])
+    exit(0)
+}
 
 if arguments[0] == "receive" {
     receive(access: access(arguments[1]), Array(arguments.dropFirst(2)))
@@ -228,6 +239,19 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
             usleep(50)
         }
         return ""
+    case "resize":
+        let region = try SharedMemory.open(name)
+        try region.resize(to: Int(rest[0])!)
+        return "\(region.size)"
+    case "create-hold":
+        let region = try SharedMemory.create(name, size: Int(rest[0])!)
+        try region.set(bytes: bytes(fromHex: rest[1]), at: 0)
+        print("ok")
+        fflush(nil)
+        while true {
+            pause()
+            _ = region.size  // keeps the region attached until the process is killed
+        }
     case "event-wait":
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)
@@ -279,4 +303,59 @@ enum RingMessages {
         for i in 1..<max(1, words) where buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != word(index, i) { return false }
         return true
     }
+}
+
+/// The load test's loop: churn regions with names shared between processes, and count every operation in a
+/// shared atomic counter. alreadyExists and notFound are expected (another loader got there first); anything
+/// else is reported.
+func load(prefix: String, seconds: Double, counter: String) {
+    do {
+        let total = try SharedMemory.open(try RegionName(counter))
+        let count = try total.atomic(Int.self, at: 64)
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        var operations = 0, expected = 0
+        var generator = SystemRandomNumberGenerator()
+        let backends: [Backend] = [.sysv, .posix, .file, .anonymous, .memfd]
+        while ContinuousClock.now < deadline {
+            let backend = backends[Int(generator.next() % UInt64(backends.count))]
+            let slot = Int(generator.next() % 4)
+            let name: RegionName
+            switch backend {
+            case .sysv: name = try .sysv(key: Int32(bitPattern: 0x5a00_0000 | (stableHash(prefix) & 0xfff) << 8 | UInt32(slot)))
+            case .posix: name = try .posix("/\(prefix)-\(slot)")
+            case .file: name = try .file(FilePath("/tmp/\(prefix)-\(slot)"))
+            case .anonymous: name = .anonymous
+            case .memfd: name = try .memfd(prefix)
+            }
+            do {
+                if backend.capabilities.contains(.named) {
+                    try churn(try SharedMemory.openOrCreate(name, size: 4096), remove: true)
+                } else {
+                    try churn(try SharedMemory.create(name, size: 4096), remove: false)
+                }
+            } catch where [.alreadyExists, .notFound, .notReady, .removed].contains(error.code) {
+                expected += 1  // another loader created or removed it in between
+            } catch where error.code == .invalidArgument && error.reason.contains("fewer than") {
+                expected += 1  // opened while another loader's region was being sized
+            }
+            count.wrappingIncrement(ordering: .relaxed)
+            operations += 1
+        }
+        print("ok \(operations) \(expected)")
+    } catch {
+        print("error \(error.code.rawValue) \(error)")
+    }
+}
+
+/// FNV-1a: the same in every process (Swift's hashValue is seeded per process).
+func stableHash(_ text: String) -> UInt32 {
+    text.utf8.reduce(2_166_136_261) { ($0 ^ UInt32($1)) &* 16_777_619 }
+}
+
+/// Writes and reads a region, removes its name if asked, and detaches it.
+func churn(_ region: consuming some SharedRegion & ~Copyable, remove: Bool) throws(SharedMemoryError) {
+    try region.set(UInt64(getpid()), at: 8)
+    _ = try region.get(UInt64.self, at: 8)
+    if remove { try region.remove() }
+    try region.detach()
 }

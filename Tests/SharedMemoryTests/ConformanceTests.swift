@@ -243,7 +243,10 @@ struct ConformanceTests {
             // The name can be used again at once, for a new region that has nothing to do with the old one.
             let successor = try SharedMemory.create(name, size: 100)
             #expect(try successor.get(count: 4, at: 0) == [0, 0, 0, 0])
-            expectError(.notFound) { try region.remove() }  // never removes the successor
+            // This attachment sees that it was replaced, and never removes the successor.
+            expectError(.removed) { try region.remove() }
+            #expect(try region.info().isMarkedForRemoval)
+            #expect(!(try successor.info().isMarkedForRemoval))
             #expect(try SharedMemory.info(name).size == 100)
         }
     }

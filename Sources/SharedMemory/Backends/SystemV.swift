@@ -62,6 +62,9 @@ public final class SystemVSegment: RegionStorage {
                 throw error
             }
             return SystemVSegment(name: created, access: .readWrite, id: id, base: base, size: size)
+        } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
+            // Another process found the new segment by its key and removed it before we could attach.
+            throw SharedMemoryError(.removed, "another process removed the segment while it was being created; try again", region: created, systemCall: error.systemCall, errno: error.errno)
         } catch {
             try? Syscalls.shmRemove(id, created)  // back out
             throw options.hugePages?.explain(error) ?? error
@@ -73,6 +76,7 @@ public final class SystemVSegment: RegionStorage {
         try Checks.address(options.address, name)
         let id = try lookUp(name)
         let ds = try stat(id, name)
+        try Checks.trust(owner: ds.shm_perm.uid, mode: ds.shm_perm.mode, options, name)
         let size = Int(ds.shm_segsz)
         try Checks.actualSize(size, atLeast: options.minimumSize, name)
         let base = try attach(id, access: options.access, address: options.address, name)
@@ -118,13 +122,17 @@ public final class SystemVSegment: RegionStorage {
     private static func attach(_ id: Int32, access: Access, address: AttachAddress?, _ name: RegionName) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
         let flags: Int32 = access == .readOnly ? SHM_RDONLY : 0
         switch address {
-        case nil:
-            return try Syscalls.shmat(id, nil, flags, name)
-        case .hint(let value):
-            if let base = try? Syscalls.shmat(id, UnsafeRawPointer(bitPattern: value), flags | SHM_RND, name) {
+        case nil, .hint:
+            if case .hint(let value)? = address,
+               let base = try? Syscalls.shmat(id, UnsafeRawPointer(bitPattern: value), flags | SHM_RND, name) {
                 return base
             }
-            return try Syscalls.shmat(id, nil, flags, name)
+            do {
+                return try Syscalls.shmat(id, nil, flags, name)
+            } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
+                _ = try stat(id, name)  // gone since we looked: notFound
+                throw error
+            }
         case .fixed(let value):
             do {
                 return try Syscalls.shmat(id, UnsafeRawPointer(bitPattern: value), flags, name)
@@ -160,7 +168,15 @@ public final class SystemVSegment: RegionStorage {
     }
 
     override func remove() throws(SharedMemoryError) {
-        _ = try Self.stat(id, name)  // a second remove is notFound, not a silent success
+        do {
+            _ = try Self.stat(id, name)  // a second remove is notFound, not a silent success
+        } catch where error.code == .notFound {
+            // If the key now names another segment, say that ours was replaced, and leave the new one alone.
+            if case .systemV(let key) = name.location, let current = try? Syscalls.shmget(key, 0, 0, name), current != id {
+                throw SharedMemoryError(.removed, "this attachment's segment was removed and its key now belongs to another segment (id \(current)), which was left alone", region: name)
+            }
+            throw error
+        }
         try Syscalls.shmRemove(id, name)
     }
 

@@ -39,6 +39,16 @@ enum Checks {
         }
     }
 
+    /// The owner and mode an opener demands (``OpenOptions/requiredOwner``, ``OpenOptions/requirePrivateMode``).
+    static func trust(owner: UInt32, mode: UInt32, _ options: OpenOptions, _ region: RegionName) throws(SharedMemoryError) {
+        if let required = options.requiredOwner, owner != required {
+            throw SharedMemoryError(.foreign, "it belongs to uid \(owner), not uid \(required): someone else made this name first; it was not opened", region: region)
+        }
+        if options.requirePrivateMode, mode & 0o077 != 0 {
+            throw SharedMemoryError(.foreign, "its mode \(octal(mode & 0o777)) lets group or others in, and a private region was required", region: region)
+        }
+    }
+
     /// The region is at least `minimum` bytes.
     static func actualSize(_ size: Int, atLeast minimum: Int, _ region: RegionName) throws(SharedMemoryError) {
         guard size >= minimum else {

@@ -84,6 +84,7 @@ public class FileBackedStorage: RegionStorage {
         do throws(SharedMemoryError) {
             let status = try Syscalls.fstat(descriptor, name)
             try checkRegularFile(status, name)
+            try Checks.trust(owner: status.st_uid, mode: status.st_mode, options, name)
             let size = Int(status.st_size)
             guard size > 0 else {
                 throw SharedMemoryError(.notReady, "it exists but is still empty: its creator has not set its size yet; try again shortly", region: name)
@@ -131,9 +132,10 @@ public class FileBackedStorage: RegionStorage {
         try requireWritable()
         try Checks.size(newSize, name)
         let current = Int(try Syscalls.fstat(descriptor, name).st_size)
-        if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, name) }
-        try Syscalls.ftruncate(descriptor, newSize, name)
         do {
+            // posix_fallocate extends the size by itself, so a failure after it must put the size back too.
+            if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, name) }
+            try Syscalls.ftruncate(descriptor, newSize, name)
             try mapAgain(newSize)
         } catch {
             try? Syscalls.ftruncate(descriptor, current, name)  // leave the object as it was
@@ -177,7 +179,7 @@ public class FileBackedStorage: RegionStorage {
             throw SharedMemoryError(.notFound, "it was already removed", region: name, systemCall: error.systemCall, errno: error.errno)
         }
         guard named.st_dev == ours.st_dev, named.st_ino == ours.st_ino else {
-            throw SharedMemoryError(.notFound, "it was already removed, and the name now belongs to another object, which was left alone", region: name)
+            throw SharedMemoryError(.removed, "this attachment's object was removed and the name now belongs to another object, which was left alone", region: name)
         }
         try Self.unlinkName(name)
     }
@@ -227,7 +229,7 @@ public class FileBackedStorage: RegionStorage {
             lastChangeTime: Timestamp(seconds: status.st_ctim.tv_sec, nanoseconds: status.st_ctim.tv_nsec),
             device: UInt64(status.st_dev),
             inode: UInt64(status.st_ino),
-            isMarkedForRemoval: false)
+            isMarkedForRemoval: name.backend != .memfd && status.st_nlink == 0)
     }
 
     private static func checkRegularFile(_ status: stat, _ name: RegionName) throws(SharedMemoryError) {
