@@ -129,61 +129,79 @@ public enum MessageRing {
 
 @inline(__always) func align8(_ n: Int) -> Int { (n + 7) & ~7 }
 
-/// The sending side of a ``MessageRing``. It keeps the region attached while it lives, and finishing (or
-/// dropping it) tells the receiver that no more messages will come.
-public struct RingSender: ~Copyable {
-    /// Held only to keep the memory attached; the compiler cannot yet call anything on it from a borrowed self.
-    private let region: any SharedRegion & ~Copyable
-    private let name: RegionName
-    private let base: UnsafeMutableRawPointer
-    private let data: UnsafeMutableRawPointer
-    private let capacity: Int
-    private let mask: UInt64
-    private let head: UnsafeAtomic<UInt64>
-    private let tail: UnsafeAtomic<UInt64>
-    private let consumerWaiting: UnsafeAtomic<UInt32>
-    private let dataSignal: UnsafeAtomic<UInt32>
-    private let producerWaiting: UnsafeAtomic<UInt32>
-    private let spaceSignal: UnsafeAtomic<UInt32>
-    private let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>  // this side's copies
-    /// How this side waits for space.
-    public var strategy: WaitStrategy
+/// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
+/// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
+struct RingView {
+    let name: RegionName
+    let base: UnsafeMutableRawPointer
+    let data: UnsafeMutableRawPointer
+    let capacity: Int
+    let mask: UInt64
+    let head: UnsafeAtomic<UInt64>
+    let tail: UnsafeAtomic<UInt64>
+    let finished: UnsafeAtomic<UInt32>
+    let consumerWaiting: UnsafeAtomic<UInt32>
+    let dataSignal: UnsafeAtomic<UInt32>
+    let producerWaiting: UnsafeAtomic<UInt32>
+    let spaceSignal: UnsafeAtomic<UInt32>
+    let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
 
-    /// The largest message this ring carries.
-    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: capacity) }
-
-    /// Attaches as the ring's only sender; the ring must have been formatted. Takes the region with it.
-    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+    /// Validates the header at `offset` and takes the seat at `pidOffset`/`startOffset` for this process.
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, pidOffset: Int, startOffset: Int, role: String) throws(SharedMemoryError) {
         let (base, capacity) = try MessageRing.validate(region, at: offset)
-        try MessageRing.claim(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart, role: "sender", region.name)
-        self.name = region.name
-        self.region = region
+        try MessageRing.claim(base, pidOffset: pidOffset, startOffset: startOffset, role: role, region.name)
+        name = region.name
         self.base = base
-        self.data = base + MessageRing.headerSize
+        data = base + MessageRing.headerSize
         self.capacity = capacity
-        self.mask = UInt64(capacity - 1)
-        self.strategy = strategy
+        mask = UInt64(capacity - 1)
         head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
         tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
+        finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
         consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
         dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
         producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
         spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
         position = .allocate(capacity: 1)
-        position.initialize(to: (head.load(ordering: .relaxed), tail.load(ordering: .acquiring)))
-        MessageRing.atomic(base, MessageRing.finished, UInt32.self).store(0, ordering: .releasing)
+        position.initialize(to: (head.load(ordering: .acquiring), tail.load(ordering: .acquiring)))
+    }
+
+    /// Gives the seat back and frees this side's copies.
+    func leave(pidOffset: Int) {
+        MessageRing.atomic(base, pidOffset, Int32.self).store(0, ordering: .releasing)
+        position.deallocate()
+    }
+}
+
+/// The sending side of a ``MessageRing``. It keeps the region attached while it lives, and finishing (or
+/// dropping it) tells the receiver that no more messages will come.
+public struct RingSender: ~Copyable {
+    /// Held to keep the memory attached (nothing is called on it: Swift 6.3 cannot, from a borrowed self).
+    private let region: any SharedRegion & ~Copyable
+    let ring: RingView
+    /// How this side waits for space.
+    public var strategy: WaitStrategy
+
+    /// The largest message this ring carries.
+    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
+
+    /// Attaches as the ring's only sender; the ring must have been formatted. Takes the region with it.
+    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
+        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+        ring = try RingView(region, at: offset, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart, role: "sender")
+        self.region = region
+        self.strategy = strategy
+        ring.finished.store(0, ordering: .releasing)
     }
 
     deinit {
         finish()
-        MessageRing.atomic(base, MessageRing.producerPID, Int32.self).store(0, ordering: .releasing)
-        position.deallocate()
+        ring.leave(pidOffset: MessageRing.producerPID)
     }
 
     /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.
     public func finish() {
-        MessageRing.atomic(base, MessageRing.finished, UInt32.self).store(1, ordering: .releasing)
+        ring.finished.store(1, ordering: .releasing)
         wakeReceiver(always: true)
     }
 
@@ -214,26 +232,26 @@ public struct RingSender: ~Copyable {
 
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> Bool {
         guard count >= 0, count <= maximumMessage else {
-            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: name)
+            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
         }
         let need = UInt64(align8(4 + count))
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
-            let current = position.pointee.head
-            let offset = current & mask
-            let pad = offset + need > UInt64(capacity) ? UInt64(capacity) - offset : 0
-            if current + pad + need - position.pointee.tail > UInt64(capacity) {
-                position.pointee.tail = tail.load(ordering: .acquiring)
+            let current = ring.position.pointee.head
+            let offset = current & ring.mask
+            let pad = offset + need > UInt64(ring.capacity) ? UInt64(ring.capacity) - offset : 0
+            if current + pad + need - ring.position.pointee.tail > UInt64(ring.capacity) {
+                ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
             }
-            if current + pad + need - position.pointee.tail <= UInt64(capacity) {
-                if pad > 0 { data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
-                let start = Int((current + pad) & mask)
-                data.storeBytes(of: UInt32(count), toByteOffset: start, as: UInt32.self)
-                body(UnsafeMutableRawBufferPointer(start: data + start + 4, count: count))
-                position.pointee.head = current + pad + need
-                head.store(position.pointee.head, ordering: .releasing)
+            if current + pad + need - ring.position.pointee.tail <= UInt64(ring.capacity) {
+                if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
+                let start = Int((current + pad) & ring.mask)
+                ring.data.storeBytes(of: UInt32(count), toByteOffset: start, as: UInt32.self)
+                body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
+                ring.position.pointee.head = current + pad + need
+                ring.head.store(ring.position.pointee.head, ordering: .releasing)
                 wakeReceiver(always: false)
                 return true
             }
@@ -244,83 +262,55 @@ public struct RingSender: ~Copyable {
                 continue
             }
             // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
-            if lookAtPeer, !MessageRing.peerAlive(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
-                throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: name)
+            if lookAtPeer, !MessageRing.peerAlive(ring.base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
+                throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: ring.name)
             }
-            let seen = spaceSignal.load(ordering: .acquiring)
-            producerWaiting.store(1, ordering: .sequentiallyConsistent)
-            position.pointee.tail = tail.load(ordering: .sequentiallyConsistent)
-            if current + pad + need - position.pointee.tail > UInt64(capacity) {
-                let slept = MessageRing.sleep(on: base + MessageRing.spaceSignal, seen: seen, until: deadline)
-                producerWaiting.store(0, ordering: .relaxed)
+            let seen = ring.spaceSignal.load(ordering: .acquiring)
+            ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
+            ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
+            if current + pad + need - ring.position.pointee.tail > UInt64(ring.capacity) {
+                let slept = MessageRing.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
+                ring.producerWaiting.store(0, ordering: .relaxed)
                 if slept == .deadlinePassed {
-                    throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: name)
+                    throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
                 }
                 lookAtPeer = slept == .sliceElapsed
             } else {
-                producerWaiting.store(0, ordering: .relaxed)
+                ring.producerWaiting.store(0, ordering: .relaxed)
             }
         }
     }
 
     private func wakeReceiver(always: Bool) {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if always || consumerWaiting.load(ordering: .relaxed) != 0 {
-            dataSignal.wrappingIncrement(ordering: .releasing)
-            Syscalls.futexWake(base + MessageRing.dataSignal)
+        if always || ring.consumerWaiting.load(ordering: .relaxed) != 0 {
+            ring.dataSignal.wrappingIncrement(ordering: .releasing)
+            Syscalls.futexWake(ring.base + MessageRing.dataSignal)
         }
     }
 }
 
 /// The receiving side of a ``MessageRing``. It keeps the region attached while it lives.
 public struct RingReceiver: ~Copyable {
-    /// Held only to keep the memory attached; the compiler cannot yet call anything on it from a borrowed self.
+    /// Held to keep the memory attached (nothing is called on it: Swift 6.3 cannot, from a borrowed self).
     private let region: any SharedRegion & ~Copyable
-    private let name: RegionName
-    private let base: UnsafeMutableRawPointer
-    private let data: UnsafeMutableRawPointer
-    private let capacity: Int
-    private let mask: UInt64
-    private let head: UnsafeAtomic<UInt64>
-    private let tail: UnsafeAtomic<UInt64>
-    private let finished: UnsafeAtomic<UInt32>
-    private let consumerWaiting: UnsafeAtomic<UInt32>
-    private let dataSignal: UnsafeAtomic<UInt32>
-    private let producerWaiting: UnsafeAtomic<UInt32>
-    private let spaceSignal: UnsafeAtomic<UInt32>
-    private let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
+    let ring: RingView
     /// How this side waits for messages.
     public var strategy: WaitStrategy
 
     /// The largest message this ring carries.
-    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: capacity) }
+    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
 
     /// Attaches as the ring's only receiver; the ring must have been formatted. Takes the region with it.
     public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
-        let (base, capacity) = try MessageRing.validate(region, at: offset)
-        try MessageRing.claim(base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart, role: "receiver", region.name)
-        self.name = region.name
+        ring = try RingView(region, at: offset, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart, role: "receiver")
         self.region = region
-        self.base = base
-        self.data = base + MessageRing.headerSize
-        self.capacity = capacity
-        self.mask = UInt64(capacity - 1)
         self.strategy = strategy
-        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
-        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
-        finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
-        consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
-        dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
-        producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
-        spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
-        position = .allocate(capacity: 1)
-        position.initialize(to: (head.load(ordering: .acquiring), tail.load(ordering: .relaxed)))
     }
 
     deinit {
-        MessageRing.atomic(base, MessageRing.consumerPID, Int32.self).store(0, ordering: .releasing)
-        position.deallocate()
+        ring.leave(pidOffset: MessageRing.consumerPID)
     }
 
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
@@ -347,18 +337,18 @@ public struct RingReceiver: ~Copyable {
 
     /// Whether the sender has finished and every message has been read.
     public var isFinished: Bool {
-        finished.load(ordering: .acquiring) != 0 && head.load(ordering: .acquiring) == position.pointee.tail
+        ring.finished.load(ordering: .acquiring) != 0 && ring.head.load(ordering: .acquiring) == ring.position.pointee.tail
     }
 
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
     @usableFromInline
     func release(_ message: UnsafeRawBufferPointer) {
-        position.pointee.tail += UInt64(align8(4 + message.count))
-        tail.store(position.pointee.tail, ordering: .releasing)
+        ring.position.pointee.tail += UInt64(align8(4 + message.count))
+        ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if producerWaiting.load(ordering: .relaxed) != 0 {
-            spaceSignal.wrappingIncrement(ordering: .releasing)
-            Syscalls.futexWake(base + MessageRing.spaceSignal)
+        if ring.producerWaiting.load(ordering: .relaxed) != 0 {
+            ring.spaceSignal.wrappingIncrement(ordering: .releasing)
+            Syscalls.futexWake(ring.base + MessageRing.spaceSignal)
         }
     }
 
@@ -370,19 +360,19 @@ public struct RingReceiver: ~Copyable {
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
-            let current = position.pointee.tail
-            if position.pointee.head == current { position.pointee.head = head.load(ordering: .acquiring) }
-            if position.pointee.head != current {
-                let offset = Int(current & mask)
-                let length = data.load(fromByteOffset: offset, as: UInt32.self)
+            let current = ring.position.pointee.tail
+            if ring.position.pointee.head == current { ring.position.pointee.head = ring.head.load(ordering: .acquiring) }
+            if ring.position.pointee.head != current {
+                let offset = Int(current & ring.mask)
+                let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
                 if length == UInt32.max {  // wrap marker: the message starts at the beginning
-                    position.pointee.tail = current + UInt64(capacity - offset)
+                    ring.position.pointee.tail = current + UInt64(ring.capacity - offset)
                     continue
                 }
-                return UnsafeRawBufferPointer(start: data + offset + 4, count: Int(length))
+                return UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length))
             }
-            if finished.load(ordering: .acquiring) != 0 {
-                if head.load(ordering: .acquiring) == current { return nil }
+            if ring.finished.load(ordering: .acquiring) != 0 {
+                if ring.head.load(ordering: .acquiring) == current { return nil }
                 continue
             }
             guard wait else { return nil }
@@ -392,18 +382,18 @@ public struct RingReceiver: ~Copyable {
                 continue
             }
             // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
-            if lookAtPeer, !MessageRing.peerAlive(base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
-                throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: name)
+            if lookAtPeer, !MessageRing.peerAlive(ring.base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
+                throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: ring.name)
             }
-            let seen = dataSignal.load(ordering: .acquiring)
-            consumerWaiting.store(1, ordering: .sequentiallyConsistent)
-            if head.load(ordering: .sequentiallyConsistent) == current, finished.load(ordering: .acquiring) == 0 {
-                let slept = MessageRing.sleep(on: base + MessageRing.dataSignal, seen: seen, until: deadline)
-                consumerWaiting.store(0, ordering: .relaxed)
-                if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: name) }
+            let seen = ring.dataSignal.load(ordering: .acquiring)
+            ring.consumerWaiting.store(1, ordering: .sequentiallyConsistent)
+            if ring.head.load(ordering: .sequentiallyConsistent) == current, ring.finished.load(ordering: .acquiring) == 0 {
+                let slept = MessageRing.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
+                ring.consumerWaiting.store(0, ordering: .relaxed)
+                if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
                 lookAtPeer = slept == .sliceElapsed
             } else {
-                consumerWaiting.store(0, ordering: .relaxed)
+                ring.consumerWaiting.store(0, ordering: .relaxed)
             }
         }
     }
