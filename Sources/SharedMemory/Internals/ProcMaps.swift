@@ -45,11 +45,6 @@ enum ProcMaps {
         return counts
     }
 
-    /// The number of offset-0 mappings of one file in the processes we may inspect.
-    static func mappingCount(device: UInt64, inode: UInt64) -> Int? {
-        mappingCounts().map { $0[FileID(device: device, inode: inode)] ?? 0 }
-    }
-
     /// `start-end perms offset major:minor inode [path]`: the file of a mapping at offset 0 with an inode.
     private static func parse(_ line: ArraySlice<UInt8>) -> FileID? {
         let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
