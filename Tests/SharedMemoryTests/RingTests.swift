@@ -121,6 +121,20 @@ struct RingTests {
         try MessageRing.format(region)
         try region.set(UInt64(1 << 40), at: MessageRing.capacityOffset)
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
+        // A corrupt message length (what Fuzz/FuzzRingHeader found) is refused, never read past the ring.
+        try MessageRing.format(region)
+        do {
+            let sender = try RingSender(try attachAgain(region))
+            let receiver = try RingReceiver(try attachAgain(region))
+            try sender.send([1, 2, 3])
+            try region.set(UInt32(0x7171_7171), at: MessageRing.headerSize)
+            let corrupt = expectError(.foreign) { try receiver.tryReceive() }
+            #expect(corrupt?.reason.contains("corrupt") == true)
+            try region.set(UInt32(3), at: MessageRing.headerSize)
+            #expect(try receiver.tryReceive() == [1, 2, 3])
+            try region.set(UInt64(1 << 40), at: MessageRing.head)  // more published than the ring holds
+            expectError(.foreign) { try receiver.tryReceive() }
+        }
         expectError(.invalidArgument) { try MessageRing.format(region, capacity: 5000) }
         expectError(.outOfBounds) { try MessageRing.format(region, capacity: 1 << 20) }  // does not fit
         expectError(.invalidArgument) { try MessageRing.format(region, at: 4) }  // not 64-byte aligned

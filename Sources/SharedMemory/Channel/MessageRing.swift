@@ -363,11 +363,19 @@ public struct RingReceiver: ~Copyable {
             let current = ring.position.pointee.tail
             if ring.position.pointee.head == current { ring.position.pointee.head = ring.head.load(ordering: .acquiring) }
             if ring.position.pointee.head != current {
+                // Everything read from the ring is the other process's word: check it before trusting it, so a
+                // broken or hostile sender can never make this process read outside the ring.
+                let published = ring.position.pointee.head &- current
                 let offset = Int(current & ring.mask)
                 let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
-                if length == UInt32.max {  // wrap marker: the message starts at the beginning
+                if length == UInt32.max, published <= UInt64(ring.capacity) {  // wrap marker: the next message starts at 0
                     ring.position.pointee.tail = current + UInt64(ring.capacity - offset)
                     continue
+                }
+                guard published <= UInt64(ring.capacity), Int(length) <= maximumMessage,
+                      UInt64(align8(4 + Int(length))) <= published, offset + 4 + Int(length) <= ring.capacity
+                else {
+                    throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)
                 }
                 return UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length))
             }
