@@ -28,7 +28,8 @@ public enum SharedMemory {
     }
 
     /// Attaches an existing region at its current size. Opening never creates, grows or shrinks it.
-    /// Anonymous memory has no name to open: ``SharedMemoryError/Code/unsupported``.
+    /// Anonymous and memfd regions have no name to open (``SharedMemoryError/Code/unsupported``): share them across
+    /// `fork`, or send a memfd's descriptor (``SharedRegion/send(over:access:)``).
     public static func open(
         _ name: RegionName, options: OpenOptions = .init()
     ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
@@ -56,6 +57,8 @@ public enum SharedMemory {
         for _ in 0..<100 {
             do {
                 return try create(name, size: size, options: options)
+            } catch where error.code == .removed {
+                continue  // another process removed it while we were making it
             } catch where error.code == .alreadyExists {
                 do {
                     return try open(name, options: openOptions)
@@ -90,6 +93,8 @@ public enum SharedMemory {
             }
             do {
                 return try create(name, size: size, options: options)
+            } catch where error.code == .removed {
+                continue  // another process removed it while we were making it
             } catch where error.code == .alreadyExists {
                 continue
             }
