@@ -58,6 +58,13 @@ struct PrefaultTests {
                 let opened = try SharedMemory.open(name, options: .init(access: .readOnly, prefault: true))
                 #expect(try smaps(of: opened.withUnsafeBytes { $0.baseAddress! }).residentKiB == size / 1024)
             }
+            if backend.capabilities.contains(.descriptorPassing) {
+                let (a, b) = try socketPair()
+                defer { try? a.close(); try? b.close() }
+                try eager.send(over: a)
+                let received = try SharedMemory.receive(from: b, options: .init(access: .readOnly, prefault: true))
+                #expect(try smaps(of: received.withUnsafeBytes { $0.baseAddress! }).residentKiB == size / 1024)
+            }
         }
     }
 }
