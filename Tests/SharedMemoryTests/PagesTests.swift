@@ -125,6 +125,30 @@ struct HugePagesTests {
         }
     }
 
+    @Test("a file region on a hugetlbfs mount is made of huge pages without any option")
+    func fileOnHugetlbfs() throws {
+        let mountPoint = "/tmp/smtest-hugetlbfs-\(getpid())"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        try Self.withReservedPages(8) {
+            // In a mount namespace of its own, so the mount goes with it.
+            let script = """
+                mount -t hugetlbfs none \(mountPoint) || exit 9
+                '\(Probe.path)' create file:\(mountPoint)/region 4194304
+                '\(Probe.path)' write file:\(mountPoint)/region 0 abcd
+                '\(Probe.path)' read file:\(mountPoint)/region 0 2
+                grep HugePages_Free /proc/meminfo | tr -s ' '
+                '\(Probe.path)' create file:\(mountPoint)/odd 100
+                """
+            let lines = try run("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script]).output.split(separator: "\n")
+            try #require(lines.count == 5, "\(lines)")
+            #expect(lines[0] == "ok 4194304")
+            #expect(lines[2] == "ok abcd")
+            #expect(lines[3] == "HugePages_Free: 6")  // the region's two 2 MiB pages came from the pool
+            #expect(lines[4].hasPrefix("error invalidArgument"))  // not a whole number of huge pages
+        }
+    }
+
     @Test("sizes must be whole huge pages, and posix and file regions cannot have explicit ones")
     func refusals() throws {
         for backend in Self.hugeBackends {

@@ -130,6 +130,11 @@ struct CommandTests {
                 #expect(!result.error.contains("Fatal error") && !result.error.contains("Stack"), "\(label)")
             }
             #expect(Set(cases.map(\.1.error)).count == cases.count)
+            // Bad input exits 64 (EX_USAGE); a failed operation exits 1.
+            for (label, result) in cases {
+                let badInput = ["invalid name", "invalid size", "invalid mode"].contains(label)
+                #expect(result.status == (badInput ? 64 : 1), "\(label) exited \(result.status)")
+            }
             // Nothing was changed by the failures.
             let stat = try #require(try json(try Shm.run(["stat", name, "--json"]).output) as? [String: Any])
             #expect(stat["size"] as? Int == 4096)

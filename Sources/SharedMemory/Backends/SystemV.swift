@@ -103,14 +103,18 @@ public final class SystemVSegment: RegionStorage {
         }
     }
 
-    /// `IPC_STAT`, with a segment that is gone or marked for removal reported as `notFound`.
-    private static func stat(_ id: Int32, _ name: RegionName) throws(SharedMemoryError) -> shmid_ds {
-        let ds: shmid_ds
+    /// `IPC_STAT`, with a segment that is gone reported as `notFound`.
+    private static func statIfPresent(_ id: Int32, _ name: RegionName) throws(SharedMemoryError) -> shmid_ds {
         do {
-            ds = try Syscalls.shmStat(id, name)
+            return try Syscalls.shmStat(id, name)
         } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
             throw SharedMemoryError(.notFound, "no segment has this id (it was never created, or it was removed)", region: name, systemCall: error.systemCall, errno: error.errno)
         }
+    }
+
+    /// `IPC_STAT`, with a segment that is gone or marked for removal reported as `notFound`.
+    private static func stat(_ id: Int32, _ name: RegionName) throws(SharedMemoryError) -> shmid_ds {
+        let ds = try statIfPresent(id, name)
         if ds.shm_perm.mode & markedForRemoval != 0 {
             throw SharedMemoryError(.notFound, "it was removed (IPC_RMID) and lives on only until its last attachment detaches", region: name)
         }
@@ -202,11 +206,7 @@ public final class SystemVSegment: RegionStorage {
 
     static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
         let id = try lookUp(name)
-        do {
-            return info(name, id: id, try Syscalls.shmStat(id, name))
-        } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
-            throw SharedMemoryError(.notFound, "no segment has this id (it was never created, or it was removed)", region: name, systemCall: error.systemCall, errno: error.errno)
-        }
+        return info(name, id: id, try statIfPresent(id, name))
     }
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {

@@ -57,14 +57,15 @@ struct Creator: Hashable {
         return boot + Int(ticks / hertz) <= changed + 1
     }
 
-    /// When the system booted, in seconds since the epoch (`btime` in /proc/stat).
-    private static var bootTime: Int? {
+    /// When the system booted, in seconds since the epoch (`btime` in /proc/stat): read once, since listing
+    /// segments asks for every creator.
+    private static let bootTime: Int? = {
         guard let contents = try? Syscalls.readFile("/proc/stat") else { return nil }
         for line in String(decoding: contents, as: UTF8.self).split(separator: "\n") where line.hasPrefix("btime ") {
             return Int(line.dropFirst(6))
         }
         return nil
-    }
+    }()
 
     /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
     static func startTime(of pid: Int32) -> UInt64? {
