@@ -121,6 +121,15 @@ struct RingTests {
         try MessageRing.format(region)
         try region.set(UInt64(1 << 40), at: MessageRing.capacityOffset)
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
+        // Positions that are not 8-byte slots (the fuzzer's second find: a misaligned read), or more than a ring apart.
+        for (head, tail) in [(UInt64(0), UInt64(0x0002_0202_0202_0202)), (3, 0), (1 << 20, 0)] {
+            try MessageRing.format(region)
+            try region.set(head, at: MessageRing.head)
+            try region.set(tail, at: MessageRing.tail)
+            let error = expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
+            #expect(error?.reason.contains("position") == true)
+            expectError(.foreign) { try RingSender(try attachAgain(region)) }
+        }
         // A corrupt message length (what Fuzz/FuzzRingHeader found) is refused, never read past the ring.
         try MessageRing.format(region)
         do {
@@ -138,6 +147,27 @@ struct RingTests {
         expectError(.invalidArgument) { try MessageRing.format(region, capacity: 5000) }
         expectError(.outOfBounds) { try MessageRing.format(region, capacity: 1 << 20) }  // does not fit
         expectError(.invalidArgument) { try MessageRing.format(region, at: 4) }  // not 64-byte aligned
+    }
+
+    @Test("positions run free: a ring keeps working where they wrap around 2^64")
+    func positionsWrap() throws {
+        let region = try SharedMemory.create(.memfd("ring-wraps"), size: MessageRing.size(capacity: 4096))
+        try MessageRing.format(region)
+        let start = UInt64.max - 8191  // two rings' worth before the wrap
+        try region.set(start, at: MessageRing.head)
+        try region.set(start, at: MessageRing.tail)
+        let sender = try RingSender(try attachAgain(region))
+        let receiver = try RingReceiver(try attachAgain(region))
+        for round in 0..<100 {
+            let message = Array(repeating: UInt8(truncatingIfNeeded: round), count: 1 + round * 13 % 700)
+            try sender.send(message)
+            #expect(try receiver.tryReceive() == message)
+        }
+        #expect(try region.get(UInt64.self, at: MessageRing.head) < start)  // it did wrap
+        // A read position that is ahead of the write position is not a receiver's: the sender refuses it.
+        try region.set(try region.get(UInt64.self, at: MessageRing.head) &+ 64, at: MessageRing.tail)
+        let error = expectError(.foreign) { while true { try sender.send(Array(repeating: 1, count: 1000)) } }
+        #expect(error?.reason.contains("read position") == true)
     }
 
     @Test("one sender and one receiver; empty, full, timed, finished, zero-copy, too large")

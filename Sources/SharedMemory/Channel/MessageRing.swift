@@ -79,6 +79,12 @@ public enum MessageRing {
         guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
             throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
         }
+        // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
+        let head = atomic(base, MessageRing.head, UInt64.self).load(ordering: .acquiring)
+        let tail = atomic(base, MessageRing.tail, UInt64.self).load(ordering: .acquiring)
+        guard head & 7 == 0, tail & 7 == 0, head &- tail <= UInt64(capacity) else {
+            throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(head) and read position \(tail) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
+        }
         return (base, capacity)
     }
 
@@ -242,15 +248,17 @@ public struct RingSender: ~Copyable {
             let current = ring.position.pointee.head
             let offset = current & ring.mask
             let pad = offset + need > UInt64(ring.capacity) ? UInt64(ring.capacity) - offset : 0
-            if current + pad + need - ring.position.pointee.tail > UInt64(ring.capacity) {
+            let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
+            if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
                 ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
+                try checkTail(current)
             }
-            if current + pad + need - ring.position.pointee.tail <= UInt64(ring.capacity) {
+            if end &- ring.position.pointee.tail <= UInt64(ring.capacity) {
                 if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
-                let start = Int((current + pad) & ring.mask)
+                let start = Int((current &+ pad) & ring.mask)
                 ring.data.storeBytes(of: UInt32(count), toByteOffset: start, as: UInt32.self)
                 body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
-                ring.position.pointee.head = current + pad + need
+                ring.position.pointee.head = end
                 ring.head.store(ring.position.pointee.head, ordering: .releasing)
                 wakeReceiver(always: false)
                 return true
@@ -268,7 +276,8 @@ public struct RingSender: ~Copyable {
             let seen = ring.spaceSignal.load(ordering: .acquiring)
             ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
             ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
-            if current + pad + need - ring.position.pointee.tail > UInt64(ring.capacity) {
+            try checkTail(current)
+            if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
                 let slept = MessageRing.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
                 ring.producerWaiting.store(0, ordering: .relaxed)
                 if slept == .deadlinePassed {
@@ -278,6 +287,15 @@ public struct RingSender: ~Copyable {
             } else {
                 ring.producerWaiting.store(0, ordering: .relaxed)
             }
+        }
+    }
+
+    /// The read position is the receiver's word: one that is ahead of what was sent, or a ring behind, is not a
+    /// SharedMemory receiver's (and would make the sender write over unread messages).
+    private func checkTail(_ head: UInt64) throws(SharedMemoryError) {
+        let unread = head &- ring.position.pointee.tail
+        guard unread <= UInt64(ring.capacity) else {
+            throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(ring.position.pointee.tail) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
         }
     }
 
@@ -343,7 +361,7 @@ public struct RingReceiver: ~Copyable {
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
     @usableFromInline
     func release(_ message: UnsafeRawBufferPointer) {
-        ring.position.pointee.tail += UInt64(align8(4 + message.count))
+        ring.position.pointee.tail &+= UInt64(align8(4 + message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if ring.producerWaiting.load(ordering: .relaxed) != 0 {
@@ -369,7 +387,7 @@ public struct RingReceiver: ~Copyable {
                 let offset = Int(current & ring.mask)
                 let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
                 if length == UInt32.max, published <= UInt64(ring.capacity) {  // wrap marker: the next message starts at 0
-                    ring.position.pointee.tail = current + UInt64(ring.capacity - offset)
+                    ring.position.pointee.tail = current &+ UInt64(ring.capacity - offset)
                     continue
                 }
                 guard published <= UInt64(ring.capacity), Int(length) <= maximumMessage,
