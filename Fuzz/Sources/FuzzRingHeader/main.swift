@@ -1,18 +1,15 @@
 // libFuzzer: any bytes as the start of a region that should hold a message ring, as a broken or hostile sender
-// could leave it. Attaching either succeeds with a header that really fits, or is refused; every message read
-// lies inside the ring; nothing crashes, nothing reads past the region.
+// could leave it, read by a receiver and written to by a sender. Attaching either succeeds with a header that
+// really fits, or is refused; nothing crashes, nothing reads or writes past the ring.
 import Glibc
 import SharedMemory
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
-    let region = try! SharedMemory.create(.memfd("fuzz"), size: 64 * 1024)
-    try! region.withUnsafeMutableBytes { bytes in
-        bytes.copyMemory(from: UnsafeRawBufferPointer(start: data, count: min(size, bytes.count)))
-    }
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    // As the receiver, of what a "sender" left: every message read lies inside the ring.
     do {
-        let receiver = try RingReceiver(region)
-        // Read what the "sender" left, as far as it goes: every message must lie inside the ring.
+        let receiver = try RingReceiver(region(holding: input))
         for _ in 0..<64 {
             guard let message = try receiver.tryReceive() else { break }
             precondition(message.count <= receiver.maximumMessage)
@@ -21,7 +18,26 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         // Refused as not a ring (or corrupt), or the consumer seat names a live process: both are answers.
         precondition(error.code == .foreign || error.code == .busy, "\(error)")
     }
+    // As the sender, over what a "receiver" left: sends of sizes taken from the input never write outside.
+    do {
+        let sender = try RingSender(region(holding: input))
+        for (index, byte) in input.suffix(64).enumerated() {
+            let count = (Int(byte) << (index % 8)) % (sender.maximumMessage + 1)
+            guard try sender.trySend(UnsafeRawBufferPointer(start: data, count: min(count, size))) else { break }
+        }
+    } catch {
+        precondition(error.code == .foreign || error.code == .busy, "\(error)")
+    }
     return 0
+}
+
+/// A fresh memfd region whose first bytes are the input.
+func region(holding input: UnsafeRawBufferPointer) -> any SharedRegion & ~Copyable {
+    let region = try! SharedMemory.create(.memfd("fuzz"), size: 64 * 1024)
+    try! region.withUnsafeMutableBytes { bytes in
+        bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: input.prefix(bytes.count)))
+    }
+    return region
 }
 
 // libFuzzer's own main does not run in a SwiftPM executable (Swift's does), so hand it the loop.
