@@ -129,6 +129,9 @@ struct RingTests {
             let error = expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
             #expect(error?.reason.contains("position") == true)
             expectError(.foreign) { try RingSender(try attachAgain(region)) }
+            // Refused, each side gave its seat back.
+            #expect(try region.get(Int32.self, at: MessageRing.producerPID) == 0)
+            #expect(try region.get(Int32.self, at: MessageRing.consumerPID) == 0)
         }
         // A corrupt message length (what Fuzz/FuzzRingHeader found) is refused, never read past the ring.
         try MessageRing.format(region)

@@ -79,12 +79,6 @@ public enum MessageRing {
         guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
             throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
         }
-        // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
-        let head = atomic(base, MessageRing.head, UInt64.self).load(ordering: .acquiring)
-        let tail = atomic(base, MessageRing.tail, UInt64.self).load(ordering: .acquiring)
-        guard head & 7 == 0, tail & 7 == 0, head &- tail <= UInt64(capacity) else {
-            throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(head) and read position \(tail) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
-        }
         return (base, capacity)
     }
 
@@ -156,6 +150,14 @@ struct RingView {
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, pidOffset: Int, startOffset: Int, role: String) throws(SharedMemoryError) {
         let (base, capacity) = try MessageRing.validate(region, at: offset)
         try MessageRing.claim(base, pidOffset: pidOffset, startOffset: startOffset, role: role, region.name)
+        // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
+        // Checked with the seat held, so this side's own position stands still and a live peer's only closes in.
+        let written = MessageRing.atomic(base, MessageRing.head, UInt64.self).load(ordering: .acquiring)
+        let read = MessageRing.atomic(base, MessageRing.tail, UInt64.self).load(ordering: .acquiring)
+        guard written & 7 == 0, read & 7 == 0, written &- read <= UInt64(capacity) else {
+            MessageRing.atomic(base, pidOffset, Int32.self).store(0, ordering: .releasing)
+            throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
+        }
         name = region.name
         self.base = base
         data = base + MessageRing.headerSize
