@@ -87,6 +87,12 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
 }
 
 extension SharedMemoryError {
+    /// `count` bytes at `offset` that do not fit in `size`.
+    @usableFromInline
+    static func outOfBounds(offset: Int, count: Int, size: Int, region: RegionName) -> SharedMemoryError {
+        SharedMemoryError(.outOfBounds, "\(count) bytes at offset \(offset) do not fit in a region of \(size) bytes", region: region)
+    }
+
     /// Turns a failed system call into an error: the code and the advice follow from the errno and the call.
     /// Call sites that know more (which file system is full, which limit applies) replace ``reason`` afterwards.
     init(errno: Errno, call: String, region: RegionName?) {

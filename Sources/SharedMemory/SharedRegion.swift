@@ -29,6 +29,15 @@ public protocol SharedRegion: ~Copyable {
         _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
     ) throws(SharedMemoryError) -> R
 
+    /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
+    /// (A requirement, with a default below, so that a call through `any SharedRegion` goes straight to the
+    /// backend's own implementation.)
+    func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T
+
+    /// Writes a value of a trivial type at `offset` (any alignment), or throws
+    /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
+    func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError)
+
     /// Changes the region's size, keeping the contents up to the smaller of the two sizes; new bytes read as
     /// zero. Other attachments keep their old size until they call ``remap()`` (reading past the new end of a
     /// shrunk region from another process is a SIGBUS). Backends that cannot resize throw
@@ -118,10 +127,7 @@ extension SharedRegion where Self: ~Copyable {
     public func checkBounds(offset: Int, count: Int) throws(SharedMemoryError) {
         let size = self.size
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
-            throw SharedMemoryError(
-                .outOfBounds,
-                "\(count) bytes at offset \(offset) do not fit in a region of \(size) bytes",
-                region: name)
+            throw .outOfBounds(offset: offset, count: count, size: size, region: name)
         }
     }
 }
