@@ -25,7 +25,7 @@ func fail(_ message: String) -> Never {
 }
 
 /// Creates the server's region; one left by a server that died is replaced, one a live server uses is refused.
-func createRegion(_ name: RegionName) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+func createRegion(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
     let size = 2 * MessageRing.size(capacity: capacity)
     do {
         return try SharedMemory.create(name, size: size)

@@ -65,7 +65,7 @@ extension SharedMemory {
     /// never from the sender's word.
     ///
     /// The corresponding C call is `recvmsg` with an `SCM_RIGHTS` control message.
-    public static func receive(from socket: FileDescriptor, options: ReceiveOptions = .init()) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    public static func receive(from socket: FileDescriptor, options: ReceiveOptions = .init()) throws(SharedMemoryError) -> AnyRegion {
         let message = try Syscalls.receiveDescriptor(socket.rawValue, capacity: 64)
         let descriptor = message.descriptor
         guard descriptor >= 0 else {
@@ -102,9 +102,9 @@ extension SharedMemory {
                 }
             }
             switch name.backend {
-            case .memfd: return MemfdRegion(try .adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-            case .posix: return POSIXRegion(try .adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-            default: return FileRegion(try .adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+            case .memfd: return AnyRegion(try MemfdObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+            case .posix: return AnyRegion(try POSIXObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+            default: return AnyRegion(try MappedFile.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
             }
         } catch {
             Syscalls.close(descriptor)

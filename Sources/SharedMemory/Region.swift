@@ -1,8 +1,25 @@
 import SystemPackage
 
+/// A region whose backend was chosen at run time by its name: what ``SharedMemory/create(_:size:options:)``,
+/// ``SharedMemory/open(_:options:)`` and ``SharedMemory/receive(from:options:)`` return.
+///
+/// A concrete type rather than `any SharedRegion`, so a class or an actor can keep one in a stored property and
+/// call it (Swift 6.3 cannot open a noncopyable existential it only borrows), and so its calls need no dynamic
+/// dispatch beyond the backend's own. Any backend's region becomes one with ``Region/erased()``.
+///
+/// ```swift
+/// actor OrderBook {
+///     let region: AnyRegion
+///     init(_ region: consuming AnyRegion) { self.region = region }
+///     func count() throws -> UInt64 { try region.get(UInt64.self, at: 0) }
+/// }
+/// let book = OrderBook(try SharedMemory.open(RegionName("posix:/orders")))
+/// ```
+public typealias AnyRegion = Region<RegionStorage>
+
 /// An attachment to a region, generic over the backend's storage. Use the backend's name for it:
-/// ``SystemVRegion``, ``POSIXRegion``, ``FileRegion``, ``AnonymousRegion``; or take `any SharedRegion & ~Copyable`
-/// from ``SharedMemory`` and let the region name choose.
+/// ``SystemVRegion``, ``POSIXRegion``, ``FileRegion``, ``AnonymousRegion``, ``MemfdRegion``; or take an
+/// ``AnyRegion`` from ``SharedMemory`` and let the region name choose.
 ///
 /// Each backend adds what only it has in an extension (a System V region's `id`, a file region's
 /// descriptor).
@@ -11,7 +28,19 @@ public struct Region<Storage: RegionStorage>: SharedRegion, ~Copyable {
 
     init(_ storage: Storage) { self.storage = storage }
 
-    deinit { storage.detachQuietly() }
+    deinit {
+        if storage.handedOver {
+            storage.handedOver = false  // erased(): the new handle owns the attachment now
+        } else {
+            storage.detachQuietly()
+        }
+    }
+
+    /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
+    public consuming func erased() -> AnyRegion {
+        storage.handedOver = true
+        return AnyRegion(storage)
+    }
 
     public var name: RegionName { storage.name }
     public var backend: Backend { storage.name.backend }
@@ -75,6 +104,9 @@ public class RegionStorage {
     @usableFromInline @exclusivity(unchecked) final var size: Int
     /// Whether ``release()`` is still to be done.
     private final var attached = true
+    /// Set while one ``Region`` hands this storage to another (``Region/erased()``), so the first one's deinit
+    /// leaves it attached.
+    final var handedOver = false
 
     init(name: RegionName, access: Access, base: UnsafeMutableRawPointer?, size: Int) {
         self.name = name

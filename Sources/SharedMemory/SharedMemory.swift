@@ -17,13 +17,13 @@ public enum SharedMemory {
     /// otherwise, applied exactly whatever the umask. A failure part-way removes whatever was made.
     public static func create(
         _ name: RegionName, size: Int, options: CreateOptions = .init()
-    ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .sysv: try SystemVRegion.create(name, size: size, options: options)
-        case .posix: try POSIXRegion.create(name, size: size, options: options)
-        case .file: try FileRegion.create(name, size: size, options: options)
-        case .anonymous: try AnonymousRegion.create(size: size, options: options)
-        case .memfd: try MemfdRegion.create(name, size: size, options: options)
+        case .sysv: try SystemVRegion.create(name, size: size, options: options).erased()
+        case .posix: try POSIXRegion.create(name, size: size, options: options).erased()
+        case .file: try FileRegion.create(name, size: size, options: options).erased()
+        case .anonymous: try AnonymousRegion.create(size: size, options: options).erased()
+        case .memfd: try MemfdRegion.create(name, size: size, options: options).erased()
         }
     }
 
@@ -32,11 +32,11 @@ public enum SharedMemory {
     /// `fork`, or send a memfd's descriptor (``SharedRegion/send(over:access:)``).
     public static func open(
         _ name: RegionName, options: OpenOptions = .init()
-    ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .sysv: return try SystemVRegion.open(name, options: options)
-        case .posix: return try POSIXRegion.open(name, options: options)
-        case .file: return try FileRegion.open(name, options: options)
+        case .sysv: return try SystemVRegion.open(name, options: options).erased()
+        case .posix: return try POSIXRegion.open(name, options: options).erased()
+        case .file: return try FileRegion.open(name, options: options).erased()
         case .anonymous, .memfd: throw noName(name, "open")
         }
     }
@@ -47,7 +47,7 @@ public enum SharedMemory {
     /// never adopted.
     public static func openOrCreate(
         _ name: RegionName, size: Int, options: CreateOptions = .init()
-    ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    ) throws(SharedMemoryError) -> AnyRegion {
         guard name.backend.capabilities.contains(.named) else { throw noName(name, "open") }
         if case .systemVPrivate = name.location {
             throw SharedMemoryError(.invalidArgument, "sysv:private makes a new segment each time and cannot be opened; use create", region: name)
@@ -78,7 +78,7 @@ public enum SharedMemory {
     /// `sysv:private`, whose id the kernel guarantees fresh. Anonymous memory has no name and is simply created.
     public static func createUnique(
         _ backend: Backend, size: Int, options: CreateOptions = .init(), directory: FilePath = "/tmp"
-    ) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    ) throws(SharedMemoryError) -> AnyRegion {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<100 {
             let random = "sm-" + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)

@@ -128,7 +128,7 @@ struct Write: ParsableCommand {
     }
 
     /// Opens read-write; if this user may read but not write, says so as `readOnly`, not as a bare refusal.
-    private func openForWriting(_ name: RegionName) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+    private func openForWriting(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
         let failure: SharedMemoryError
         do {
             return try SharedMemory.open(name)

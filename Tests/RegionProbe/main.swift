@@ -90,7 +90,7 @@ func bytes(fromHex text: String) -> [UInt8] {
 }
 
 /// A region by name; for a memfd: name, the region that arrives over the Unix socket on standard input.
-func attach(_ name: RegionName) throws(SharedMemoryError) -> any SharedRegion & ~Copyable {
+func attach(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
     if name.backend == .memfd { return try SharedMemory.receive(from: FileDescriptor(rawValue: 0)) }
     return try SharedMemory.open(name)
 }

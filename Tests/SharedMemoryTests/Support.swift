@@ -51,7 +51,7 @@ extension Backend {
 
 /// A second attachment of `region`: by name where it has one, otherwise by sending its descriptor over a
 /// socket pair to ourselves.
-func attachAgain(_ region: borrowing some SharedRegion & ~Copyable, access: Access = .readWrite) throws -> any SharedRegion & ~Copyable {
+func attachAgain(_ region: borrowing some SharedRegion & ~Copyable, access: Access = .readWrite) throws -> AnyRegion {
     if region.backend.capabilities.contains(.named) {
         return try SharedMemory.open(region.name, options: .init(access: access))
     }

@@ -32,7 +32,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 }
 
 /// A fresh memfd region whose first bytes are the input.
-func region(holding input: UnsafeRawBufferPointer) -> any SharedRegion & ~Copyable {
+func region(holding input: UnsafeRawBufferPointer) -> AnyRegion {
     let region = try! SharedMemory.create(.memfd("fuzz"), size: 64 * 1024)
     try! region.withUnsafeMutableBytes { bytes in
         bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: input.prefix(bytes.count)))

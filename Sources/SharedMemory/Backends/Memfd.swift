@@ -102,8 +102,11 @@ extension Region where Storage == MemfdObject {
     /// Any change after ``Seals/seal`` is ``SharedMemoryError/Code/sealed``.
     ///
     /// The corresponding C call is `fcntl(fd, F_ADD_SEALS, seals)`.
-    public func addSeals(_ seals: Seals) throws(SharedMemoryError) {
-        let descriptor = storage.descriptor
+    public func addSeals(_ seals: Seals) throws(SharedMemoryError) { try storage.addSeals(seals) }
+}
+
+extension MemfdObject {
+    func addSeals(_ seals: Seals) throws(SharedMemoryError) {
         do {
             try Syscalls.addSeals(descriptor, seals.rawValue, name)
         } catch where error.errno == .notPermitted {
@@ -111,6 +114,32 @@ extension Region where Storage == MemfdObject {
         } catch where error.errno == .resourceBusy {
             throw SharedMemoryError(.busy, "a writable mapping of it exists (this attachment's, or another holder's), so it cannot be sealed against writing; use .futureWrite to keep this mapping writable while no new one can be", region: name, systemCall: error.systemCall, errno: error.errno)
         }
+    }
+}
+
+extension Region where Storage == RegionStorage {
+    /// The seals on the object, as a ``MemfdRegion``'s `seals` (or a posix or file region's) says; sysv and
+    /// anonymous regions have no descriptor to seal (``SharedMemoryError/Code/unsupported``).
+    ///
+    /// The corresponding C call is `fcntl(fd, F_GET_SEALS)`.
+    public var seals: Seals {
+        get throws(SharedMemoryError) {
+            guard let file = storage as? FileBackedStorage else {
+                throw storage.unsupported("have seals", because: "they have no file descriptor; only memfd regions can be sealed")
+            }
+            return try Seals(descriptor: file.descriptor, name)
+        }
+    }
+
+    /// Adds seals to a memfd region, as a ``MemfdRegion``'s `addSeals` says; any other backend is
+    /// ``SharedMemoryError/Code/unsupported``.
+    ///
+    /// The corresponding C call is `fcntl(fd, F_ADD_SEALS, seals)`.
+    public func addSeals(_ seals: Seals) throws(SharedMemoryError) {
+        guard let memfd = storage as? MemfdObject else {
+            throw storage.unsupported("be sealed", because: "only memfd regions can (memfd_create with MFD_ALLOW_SEALING)")
+        }
+        try memfd.addSeals(seals)
     }
 }
 
