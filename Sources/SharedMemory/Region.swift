@@ -7,6 +7,10 @@ import SystemPackage
 /// call it (Swift 6.3 cannot open a noncopyable existential it only borrows), and so its calls need no dynamic
 /// dispatch beyond the backend's own. Any backend's region becomes one with ``Region/erased()``.
 ///
+/// Regions are not `Sendable`: ``SharedRegion/resize(to:)`` and ``SharedRegion/remap()`` move the mapping that
+/// every other call reads. To use one from many tasks, keep it in an actor, as below; a fresh region can be
+/// handed to the actor (or to one task) as it is.
+///
 /// ```swift
 /// actor OrderBook {
 ///     let region: AnyRegion
