@@ -10,7 +10,12 @@ import Glibc
 /// time, and, each on a cache line of its own, the write position (head), the read position (tail), and the
 /// futex words the two sides sleep on. Each message is a 4-byte length and its bytes, padded to 8; a message
 /// that would cross the end of the data leaves a wrap marker and starts again at the beginning, so every
-/// message is contiguous (readable in place, with no copy).
+/// message is contiguous (readable in place, with no copy). The positions count bytes since the ring was
+/// formatted and wrap around at 2^64.
+///
+/// Neither side trusts the other's words: a side that attaches checks the header and both positions, the
+/// receiver checks every length and position the sender publishes, and the sender the position the receiver
+/// frees; what does not add up is ``SharedMemoryError/Code/foreign``, never a read or a write outside the ring.
 ///
 /// ```swift
 /// // One process formats and sends:
