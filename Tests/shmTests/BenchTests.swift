@@ -45,6 +45,15 @@ struct BenchTests {
             #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
             #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
         }
+        // A streaming case is 3 whole transfers on each side, pooled alike: both p99s are the slowest transfer,
+        // below the median (equal only if two transfers took the same nanosecond; C's p99 once was its median).
+        for m in results where m["experiment"] as? String == "streaming" {
+            for side in ["swift", "c"] {
+                let summary = try #require(m[side] as? [String: Any])
+                #expect(summary["samples"] as? Int == 3, "\(side) \(m["name"]!)")
+                #expect((summary["p99"] as? Double ?? .infinity) < (summary["median"] as? Double ?? 0), "\(side) \(m["name"]!)")
+            }
+        }
     }
 
     @Test("the table, CSV and SVG outputs")
