@@ -11,7 +11,8 @@ let package = Package(
     name: "SharedMemoryFuzz",
     dependencies: [.package(name: "SharedMemory", path: "../")],
     targets: [
-        .executableTarget(name: "FuzzRegionName", dependencies: [.product(name: "SharedMemory", package: "SharedMemory")]),
-        .executableTarget(name: "FuzzRingHeader", dependencies: [.product(name: "SharedMemory", package: "SharedMemory")]),
+        .target(name: "FuzzDriver"),
+        .executableTarget(name: "FuzzRegionName", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
+        .executableTarget(name: "FuzzRingHeader", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
     ]
 )

@@ -95,6 +95,16 @@ func attach(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
     return try SharedMemory.open(name)
 }
 
+/// Tells the parent `line`, then keeps `region` attached until the process is killed.
+func holdUntilKilled(_ region: consuming some SharedRegion & ~Copyable, saying line: String) -> Never {
+    print(line)
+    fflush(nil)
+    while true {
+        pause()
+        _ = region.size  // keeps the region attached to the end
+    }
+}
+
 func access(_ text: String) -> Access { text == "ro" ? .readOnly : .readWrite }
 
 func openDescriptors() -> Int {
@@ -205,12 +215,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     case "mutex-hold":
         let region = try SharedMemory.open(name)
         _ = try ProcessMutex.existing(in: region, at: 0).lock()
-        print("ok locked")
-        fflush(nil)
-        while true {
-            pause()
-            _ = region.size  // keeps the region attached until the process is killed
-        }
+        holdUntilKilled(region, saying: "ok locked")
     case "rw":
         let region = try SharedMemory.open(name)
         let lock = try ProcessRWLock.existing(in: region, at: 0)
@@ -246,12 +251,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     case "create-hold":
         let region = try SharedMemory.create(name, size: Int(rest[0])!)
         try region.set(bytes: bytes(fromHex: rest[1]), at: 0)
-        print("ok")
-        fflush(nil)
-        while true {
-            pause()
-            _ = region.size  // keeps the region attached until the process is killed
-        }
+        holdUntilKilled(region, saying: "ok")
     case "event-wait":
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)

@@ -1,6 +1,7 @@
 // libFuzzer: any bytes as a region name string. A name either parses and prints back to something that parses
 // to the same name, or is refused with invalidName; nothing crashes, and no refusal reaches a system call.
 import Glibc
+import FuzzDriver
 import SharedMemory
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -17,13 +18,4 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     return 0
 }
 
-// libFuzzer's own main does not run in a SwiftPM executable (Swift's does), so hand it the loop.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { data, size in fuzz(data, size) })
+runFuzzer { data, size in fuzz(data, size) }

@@ -2,6 +2,7 @@
 // could leave it, read by a receiver and written to by a sender. Attaching either succeeds with a header that
 // really fits, or is refused; nothing crashes, nothing reads or writes past the ring.
 import Glibc
+import FuzzDriver
 import SharedMemory
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -40,13 +41,4 @@ func region(holding input: UnsafeRawBufferPointer) -> AnyRegion {
     return region
 }
 
-// libFuzzer's own main does not run in a SwiftPM executable (Swift's does), so hand it the loop.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { data, size in fuzz(data, size) })
+runFuzzer { data, size in fuzz(data, size) }

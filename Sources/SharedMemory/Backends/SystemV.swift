@@ -62,7 +62,7 @@ public final class SystemVSegment: RegionStorage {
                 throw error
             }
             return SystemVSegment(name: created, access: .readWrite, id: id, base: base, size: size)
-        } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
+        } catch where error.segmentGone {
             // Another process found the new segment by its key and removed it before we could attach.
             throw SharedMemoryError(.removed, "another process removed the segment while it was being created; try again", region: created, systemCall: error.systemCall, errno: error.errno)
         } catch {
@@ -107,7 +107,7 @@ public final class SystemVSegment: RegionStorage {
     private static func statIfPresent(_ id: Int32, _ name: RegionName) throws(SharedMemoryError) -> shmid_ds {
         do {
             return try Syscalls.shmStat(id, name)
-        } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
+        } catch where error.segmentGone {
             throw SharedMemoryError(.notFound, "no segment has this id (it was never created, or it was removed)", region: name, systemCall: error.systemCall, errno: error.errno)
         }
     }
@@ -133,7 +133,7 @@ public final class SystemVSegment: RegionStorage {
             }
             do {
                 return try Syscalls.shmat(id, nil, flags, name)
-            } catch where error.errno == .invalidArgument || error.errno == .identifierRemoved {
+            } catch where error.segmentGone {
                 _ = try stat(id, name)  // gone since we looked: notFound
                 throw error
             }
@@ -282,4 +282,9 @@ extension Region where Storage == SystemVSegment {
 
     /// The segment id, as `ipcs -m` shows it.
     public var id: Int32 { storage.id }
+}
+
+private extension SharedMemoryError {
+    /// What shmat and shmctl say of an id whose segment no longer exists (EINVAL, or EIDRM while it goes).
+    var segmentGone: Bool { errno == .invalidArgument || errno == .identifierRemoved }
 }

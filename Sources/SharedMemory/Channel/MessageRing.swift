@@ -91,30 +91,44 @@ public enum MessageRing {
         UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: T.AtomicRepresentation.self))
     }
 
-    /// Claims the producer or consumer seat for this process; `busy` if a live process (this one included)
-    /// holds it. A seat a dead process left is taken over.
-    static func claim(_ base: UnsafeMutableRawPointer, pidOffset: Int, startOffset: Int, role: String, _ region: RegionName) throws(SharedMemoryError) {
-        let pid = atomic(base, pidOffset, Int32.self)
+    /// The header's two seats: the process that sends and the one that receives.
+    enum Seat {
+        case sender, receiver
+        var pidOffset: Int { self == .sender ? MessageRing.producerPID : MessageRing.consumerPID }
+        var startOffset: Int { self == .sender ? MessageRing.producerStart : MessageRing.consumerStart }
+    }
+
+    /// The process in `seat`, or nil if it is empty.
+    static func occupant(of seat: Seat, _ base: UnsafeMutableRawPointer) -> Creator? {
+        let pid = atomic(base, seat.pidOffset, Int32.self).load(ordering: .acquiring)
+        guard pid != 0 else { return nil }
+        let start = base.load(fromByteOffset: seat.startOffset, as: UInt64.self)
+        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+    }
+
+    /// Claims `seat` for this process; `busy` if a live process (this one included) holds it. A seat a dead
+    /// process left is taken over.
+    static func claim(_ seat: Seat, _ base: UnsafeMutableRawPointer, _ region: RegionName) throws(SharedMemoryError) {
         let me = Creator.current
         while true {
-            let holder = pid.load(ordering: .acquiring)
-            if holder != 0 {
-                let start = base.load(fromByteOffset: startOffset, as: UInt64.self)
-                if Creator(pid: holder, startTime: start == 0 ? nil : start).isAlive {
-                    throw SharedMemoryError(.busy, "process \(holder) is already this ring's \(role); a ring has one of each", region: region)
-                }
+            let holder = occupant(of: seat, base)
+            if let holder, holder.isAlive {
+                throw SharedMemoryError(.busy, "process \(holder.pid) is already this ring's \(seat); a ring has one of each", region: region)
             }
-            base.storeBytes(of: me.startTime ?? 0, toByteOffset: startOffset, as: UInt64.self)
-            if pid.compareExchange(expected: holder, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { return }
+            base.storeBytes(of: me.startTime ?? 0, toByteOffset: seat.startOffset, as: UInt64.self)
+            let pid = atomic(base, seat.pidOffset, Int32.self)
+            if pid.compareExchange(expected: holder?.pid ?? 0, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { return }
         }
     }
 
-    /// Whether the process in a seat still runs (an empty seat counts as alive: the peer has not come yet).
-    static func peerAlive(_ base: UnsafeMutableRawPointer, pidOffset: Int, startOffset: Int) -> Bool {
-        let pid = atomic(base, pidOffset, Int32.self).load(ordering: .acquiring)
-        guard pid != 0 else { return true }
-        let start = base.load(fromByteOffset: startOffset, as: UInt64.self)
-        return Creator(pid: pid, startTime: start == 0 ? nil : start).isAlive
+    /// Gives `seat` back.
+    static func leave(_ seat: Seat, _ base: UnsafeMutableRawPointer) {
+        atomic(base, seat.pidOffset, Int32.self).store(0, ordering: .releasing)
+    }
+
+    /// Whether the process in `seat` still runs (an empty seat counts as alive: the peer has not come yet).
+    static func isAlive(_ seat: Seat, _ base: UnsafeMutableRawPointer) -> Bool {
+        occupant(of: seat, base)?.isAlive ?? true
     }
 
     enum Sleep { case woken, sliceElapsed, deadlinePassed }
@@ -128,7 +142,7 @@ public enum MessageRing {
             if left <= 0 { return .deadlinePassed }
             slice = min(slice, left)
         }
-        return Syscalls.futexWait(word, seen, timeout: slice) == .timedOut ? .sliceElapsed : .woken
+        return Syscalls.futexWait(word, seen, timeout: slice) ? .sliceElapsed : .woken
     }
 }
 
@@ -151,16 +165,17 @@ struct RingView {
     let spaceSignal: UnsafeAtomic<UInt32>
     let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
 
-    /// Validates the header at `offset` and takes the seat at `pidOffset`/`startOffset` for this process.
-    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, pidOffset: Int, startOffset: Int, role: String) throws(SharedMemoryError) {
+    /// Validates the header at `offset` and takes `seat` for this process.
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, seat: MessageRing.Seat) throws(SharedMemoryError) {
         let (base, capacity) = try MessageRing.validate(region, at: offset)
-        try MessageRing.claim(base, pidOffset: pidOffset, startOffset: startOffset, role: role, region.name)
+        try MessageRing.claim(seat, base, region.name)
+        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
+        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
         // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
         // Checked with the seat held, so this side's own position stands still and a live peer's only closes in.
-        let written = MessageRing.atomic(base, MessageRing.head, UInt64.self).load(ordering: .acquiring)
-        let read = MessageRing.atomic(base, MessageRing.tail, UInt64.self).load(ordering: .acquiring)
+        let written = head.load(ordering: .acquiring), read = tail.load(ordering: .acquiring)
         guard written & 7 == 0, read & 7 == 0, written &- read <= UInt64(capacity) else {
-            MessageRing.atomic(base, pidOffset, Int32.self).store(0, ordering: .releasing)
+            MessageRing.leave(seat, base)
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
         name = region.name
@@ -168,20 +183,18 @@ struct RingView {
         data = base + MessageRing.headerSize
         self.capacity = capacity
         mask = UInt64(capacity - 1)
-        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
-        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
         finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
         consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
         dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
         producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
         spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
         position = .allocate(capacity: 1)
-        position.initialize(to: (head.load(ordering: .acquiring), tail.load(ordering: .acquiring)))
+        position.initialize(to: (written, read))
     }
 
     /// Gives the seat back and frees this side's copies.
-    func leave(pidOffset: Int) {
-        MessageRing.atomic(base, pidOffset, Int32.self).store(0, ordering: .releasing)
+    func leave(_ seat: MessageRing.Seat) {
+        MessageRing.leave(seat, base)
         position.deallocate()
     }
 }
@@ -201,7 +214,7 @@ public struct RingSender: ~Copyable {
     /// Attaches as the ring's only sender; the ring must have been formatted. Takes the region with it.
     public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
-        ring = try RingView(region, at: offset, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart, role: "sender")
+        ring = try RingView(region, at: offset, seat: .sender)
         self.region = region
         self.strategy = strategy
         ring.finished.store(0, ordering: .releasing)
@@ -209,7 +222,7 @@ public struct RingSender: ~Copyable {
 
     deinit {
         finish()
-        ring.leave(pidOffset: MessageRing.producerPID)
+        ring.leave(.sender)
     }
 
     /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.
@@ -277,7 +290,7 @@ public struct RingSender: ~Copyable {
                 continue
             }
             // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
-            if lookAtPeer, !MessageRing.peerAlive(ring.base, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart) {
+            if lookAtPeer, !MessageRing.isAlive(.receiver, ring.base) {
                 throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: ring.name)
             }
             let seen = ring.spaceSignal.load(ordering: .acquiring)
@@ -329,13 +342,13 @@ public struct RingReceiver: ~Copyable {
     /// Attaches as the ring's only receiver; the ring must have been formatted. Takes the region with it.
     public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
-        ring = try RingView(region, at: offset, pidOffset: MessageRing.consumerPID, startOffset: MessageRing.consumerStart, role: "receiver")
+        ring = try RingView(region, at: offset, seat: .receiver)
         self.region = region
         self.strategy = strategy
     }
 
     deinit {
-        ring.leave(pidOffset: MessageRing.consumerPID)
+        ring.leave(.receiver)
     }
 
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
@@ -415,7 +428,7 @@ public struct RingReceiver: ~Copyable {
                 continue
             }
             // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
-            if lookAtPeer, !MessageRing.peerAlive(ring.base, pidOffset: MessageRing.producerPID, startOffset: MessageRing.producerStart) {
+            if lookAtPeer, !MessageRing.isAlive(.sender, ring.base) {
                 throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: ring.name)
             }
             let seen = ring.dataSignal.load(ordering: .acquiring)

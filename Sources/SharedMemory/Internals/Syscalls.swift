@@ -273,17 +273,12 @@ enum Syscalls {
         }
     }
 
-    enum FutexWake { case woken, valueChanged, timedOut }
-
     /// `futex(FUTEX_WAIT)` across processes: sleeps while `*word == expected`, at most `timeout` nanoseconds
-    /// (nil: no limit). A signal counts as a wake (the caller checks its condition again).
-    static func futexWait(_ word: UnsafeMutableRawPointer, _ expected: UInt32, timeout: Int64?) -> FutexWake {
-        if csm_futex_wait(word.assumingMemoryBound(to: UInt32.self), expected, timeout ?? -1) == 0 { return .woken }
-        switch Glibc.errno {
-        case EAGAIN: return .valueChanged
-        case ETIMEDOUT: return .timedOut
-        default: return .woken
-        }
+    /// (nil: no limit), and says whether the time ran out. A wake, a signal, or a word that had already changed
+    /// all return `false`: the caller looks at its condition again.
+    @discardableResult
+    static func futexWait(_ word: UnsafeMutableRawPointer, _ expected: UInt32, timeout: Int64?) -> Bool {
+        csm_futex_wait(word.assumingMemoryBound(to: UInt32.self), expected, timeout ?? -1) != 0 && Glibc.errno == ETIMEDOUT
     }
 
     /// `futex(FUTEX_WAKE)` across processes.

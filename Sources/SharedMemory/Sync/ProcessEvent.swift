@@ -86,7 +86,7 @@ public struct ProcessEvent: @unchecked Sendable {
                 if left <= 0 { return false }
                 remaining = left
             }
-            _ = Syscalls.futexWait(address, 0, timeout: remaining)
+            Syscalls.futexWait(address, 0, timeout: remaining)
         }
     }
 }
