@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -28,6 +29,12 @@ int csm_shm_limits(unsigned long *shmmax, unsigned long *shmmin, unsigned long *
 }
 
 int csm_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int csm_openat(int dirfd, const char *name, int flags, unsigned int mode) { return openat(dirfd, name, flags, (mode_t)mode); }
+
+int csm_rename_noreplace(int olddirfd, const char *old, int newdirfd, const char *new_name) {
+    return renameat2(olddirfd, old, newdirfd, new_name, RENAME_NOREPLACE);
+}
 
 int csm_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
 

@@ -89,18 +89,25 @@ public struct OpenOptions: Sendable, Hashable {
     /// made first is never adopted. Default: any owner the kernel lets in. ``SharedMemory/openOrCreate(_:size:options:)``
     /// always requires its own user.
     public var requiredOwner: UInt32?
-    /// Refuse, as ``SharedMemoryError/Code/foreign``, a region whose mode gives group or others any access.
-    /// Default: `false`.
+    /// Refuse, as ``SharedMemoryError/Code/foreign``, a region whose mode gives group or others any access, or
+    /// (System V) that another user created. Default: `false`.
     public var requirePrivateMode: Bool
+    /// Open a posix or file region whose object has more than one name (hard links). By default such an object
+    /// is ``SharedMemoryError/Code/foreign``: a hard link is how another user can put an object they can reach
+    /// under a name you trust. Default: `false`.
+    public var acceptHardLinks: Bool
+    /// The most access the region's mode may give (openOrCreate: the permissions it would create with).
+    var allowedPermissions: UInt32?
 
-    /// Options for opening a region; the defaults are read-write, any size, any address, any owner.
+    /// Options for opening a region; the defaults are read-write, any size, any address, any owner, one name.
     public init(access: Access = .readWrite, minimumSize: Int = 0, address: AttachAddress? = nil, prefault: Bool = false,
-                requiredOwner: UInt32? = nil, requirePrivateMode: Bool = false) {
+                requiredOwner: UInt32? = nil, requirePrivateMode: Bool = false, acceptHardLinks: Bool = false) {
         self.access = access
         self.minimumSize = minimumSize
         self.address = address
         self.prefault = prefault
         self.requiredOwner = requiredOwner
         self.requirePrivateMode = requirePrivateMode
+        self.acceptHardLinks = acceptHardLinks
     }
 }

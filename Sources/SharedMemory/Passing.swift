@@ -1,3 +1,4 @@
+import CSharedMemory
 import Glibc
 import SystemPackage
 
@@ -13,6 +14,10 @@ public struct ReceiveOptions: Sendable, Hashable {
     public var access: Access
     /// Refuse a region smaller than this. Default 1: an empty region is refused.
     public var minimumSize: Int
+    /// Refuse a region larger than this, before anything is mapped, so a peer cannot make this process map,
+    /// prefault or reserve more than it meant to (a sparse file of a terabyte costs the sender nothing).
+    /// Default: this machine's physical memory.
+    public var maximumSize: Int
     /// Refuse a region that does not carry all of these seals (for example ``Seals/shrink``, so that the sender
     /// can never make this process SIGBUS by shrinking it).
     public var requiredSeals: Seals
@@ -21,15 +26,22 @@ public struct ReceiveOptions: Sendable, Hashable {
     /// Map every page now.
     public var prefault: Bool
 
-    /// Demands for a received region; the defaults accept any non-empty posix, file or memfd region, read-write.
-    public init(access: Access = .readWrite, minimumSize: Int = 1, requiredSeals: Seals = [],
-                backends: Set<Backend> = [.posix, .file, .memfd], prefault: Bool = false) {
+    /// Demands for a received region; the defaults accept any non-empty posix, file or memfd region no larger
+    /// than physical memory, read-write.
+    public init(access: Access = .readWrite, minimumSize: Int = 1, maximumSize: Int = ReceiveOptions.physicalMemory,
+                requiredSeals: Seals = [], backends: Set<Backend> = [.posix, .file, .memfd], prefault: Bool = false) {
         self.access = access
         self.minimumSize = minimumSize
+        self.maximumSize = maximumSize
         self.requiredSeals = requiredSeals
         self.backends = backends
         self.prefault = prefault
     }
+}
+
+extension ReceiveOptions {
+    /// This machine's physical memory in bytes (`sysconf(_SC_PHYS_PAGES)` pages): the default ``maximumSize``.
+    public static var physicalMemory: Int { Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize }
 }
 
 /// The payload that travels with the descriptor: a magic number and a version, so a receiver knows the message
@@ -80,7 +92,10 @@ extension SharedMemory {
             let name = try identify(descriptor)
             let status = try Syscalls.fstat(descriptor, name)
             guard status.st_mode & S_IFMT == S_IFREG else {
-                throw SharedMemoryError(.foreign, "the descriptor is not a regular file or memfd", region: name)
+                throw SharedMemoryError(.foreign, "the descriptor is \(FileBackedStorage.describe(status)), not a regular file or memfd", region: name)
+            }
+            guard try Syscalls.statusFlags(descriptor, name) & CSM_O_PATH == 0 else {
+                throw SharedMemoryError(.foreign, "the descriptor was opened with O_PATH: it names a file but cannot read or map it", region: name)
             }
             guard options.backends.contains(name.backend) else {
                 throw SharedMemoryError(.foreign, "it is a \(name.backend) region, and only \(options.backends.map(\.rawValue).sorted().joined(separator: ", ")) were accepted", region: name)
@@ -88,6 +103,9 @@ extension SharedMemory {
             let size = Int(status.st_size)
             guard size >= max(1, options.minimumSize) else {
                 throw SharedMemoryError(.foreign, "it holds \(size) bytes, fewer than the \(max(1, options.minimumSize)) required", region: name)
+            }
+            guard size <= options.maximumSize else {
+                throw SharedMemoryError(.foreign, "it holds \(size) bytes (\(humanSize(size))), more than the \(options.maximumSize) allowed (ReceiveOptions.maximumSize)", region: name)
             }
             let seals = try Seals(descriptor: descriptor, name)
             guard seals.isSuperset(of: options.requiredSeals) else {
@@ -101,10 +119,14 @@ extension SharedMemory {
                     throw SharedMemoryError(.sealed, "it is sealed against writing (seals: \(seals)); receive it with access .readOnly", region: name)
                 }
             }
-            switch name.backend {
-            case .memfd: return AnyRegion(try MemfdObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-            case .posix: return AnyRegion(try POSIXObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-            default: return AnyRegion(try MappedFile.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+            do {
+                switch name.backend {
+                case .memfd: return AnyRegion(try MemfdObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+                case .posix: return AnyRegion(try POSIXObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+                default: return AnyRegion(try MappedFile.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+                }
+            } catch where error.systemCall == "mmap" && [Errno.operationNotSupportedByDevice, .invalidArgument, .badFileDescriptor].contains(error.errno ?? .invalidArgument) {
+                throw SharedMemoryError(.foreign, "the kernel will not map it shared: it is a file of a kind that cannot be shared memory (in /proc or /sys, or a device)", region: name, systemCall: error.systemCall, errno: error.errno)
             }
         } catch {
             Syscalls.close(descriptor)

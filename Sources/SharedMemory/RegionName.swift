@@ -219,3 +219,10 @@ extension StringProtocol {
         hasPrefix(prefix) ? dropFirst(prefix.count) : nil
     }
 }
+
+/// 16 hex digits: 64 bits from the system's secure random generator.
+func randomHex() -> String {
+    var generator = SystemRandomNumberGenerator()
+    return hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+        + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+}

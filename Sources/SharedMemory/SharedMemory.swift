@@ -42,9 +42,11 @@ public enum SharedMemory {
     }
 
     /// Opens the region if it exists (it must hold at least `size` bytes; it is never resized), and creates it
-    /// with `size` bytes if not. Safe against a racing creator: exactly one process creates it. An existing
-    /// region must belong to this user: a name another user made first is ``SharedMemoryError/Code/foreign``,
-    /// never adopted.
+    /// with `size` bytes if not. Safe against a racing creator: exactly one process creates it, and an opener that
+    /// finds it before its creator has sized it waits (up to 2 seconds) rather than fail. An existing region is
+    /// adopted only if it is this user's own, from its creation (System V: created by this user, not given to
+    /// it), has one name (no hard links), and its mode gives no more access than `options.permissions`: anything
+    /// else is ``SharedMemoryError/Code/foreign``, never adopted.
     public static func openOrCreate(
         _ name: RegionName, size: Int, options: CreateOptions = .init()
     ) throws(SharedMemoryError) -> AnyRegion {
@@ -52,17 +54,23 @@ public enum SharedMemory {
         if case .systemVPrivate = name.location {
             throw SharedMemoryError(.invalidArgument, "sysv:private makes a new segment each time and cannot be opened; use create", region: name)
         }
-        let openOptions = OpenOptions(access: .readWrite, minimumSize: size, address: options.address, requiredOwner: geteuid())
+        var openOptions = OpenOptions(access: .readWrite, minimumSize: size, address: options.address, requiredOwner: geteuid())
+        openOptions.allowedPermissions = UInt32(options.permissions.rawValue)
+        let deadline = ContinuousClock.now + .seconds(2)
         // Create exclusively; if someone else has it, open theirs; if it vanished in between, try again.
-        for _ in 0..<100 {
+        var vanished = 0
+        while vanished < 100 {
             do {
                 return try create(name, size: size, options: options)
             } catch where error.code == .removed {
-                continue  // another process removed it while we were making it
+                vanished += 1  // another process removed it while we were making it
             } catch where error.code == .alreadyExists {
                 do {
                     return try open(name, options: openOptions)
                 } catch where error.code == .notFound {
+                    vanished += 1
+                } catch where error.code == .notReady && ContinuousClock.now < deadline {
+                    usleep(1000)  // its creator has not sized it yet
                     continue
                 }
             }
@@ -79,10 +87,8 @@ public enum SharedMemory {
     public static func createUnique(
         _ backend: Backend, size: Int, options: CreateOptions = .init(), directory: FilePath = "/tmp"
     ) throws(SharedMemoryError) -> AnyRegion {
-        var generator = SystemRandomNumberGenerator()
         for _ in 0..<100 {
-            let random = "sm-" + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
-                + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+            let random = "sm-" + randomHex()
             let name: RegionName
             switch backend {
             case .sysv: name = .systemVPrivate

@@ -26,10 +26,21 @@
 //                               at 128 (their maximum at 136) and readers or writers seen inside a write at 152
 //   resize NAME SIZE            open read-write and resize
 //   create-hold NAME SIZE HEX   create, write HEX at 0, print `ok`, wait to be killed
-//   load PREFIX SECONDS COUNTER for SECONDS, over and over on every backend: create, attach, write, detach and
-//                               remove regions from a small pool of names shared with other loaders (PREFIX),
+//   load PREFIX SECONDS COUNTER for SECONDS, over and over on every backend: openOrCreate (create for anonymous
+//                               and memfd), write, grow (posix and file, one name in four), remove and detach
+//                               regions from a small pool of names shared with other loaders (PREFIX),
 //                               adding 1 to the atomic Int at 64 in region COUNTER per operation; prints
 //                               `ok OPERATIONS EXPECTED-ERRORS` or the first unexpected error
+//   chown NAME UID GID          open and give the region to UID and GID (System V: IPC_SET, the creator keeps
+//                               its rights)
+//   race-replace NAME SECONDS SIZE
+//                               for SECONDS, over and over: unlink whatever the name holds (raw unlink), create
+//                               a region of SIZE under it, and check a moment later that it still has its name;
+//                               prints `ok ROUNDS LOST`, LOST being successors some other process unlinked
+//   race-remove NAME SECONDS SIZE
+//                               for SECONDS, over and over: create a region of SIZE under the name and remove it
+//                               (remove() of the attachment); a create that fails (the name is taken, or the file
+//                               system is full) backs out; prints `ok ROUNDS CREATED`
 //   event-wait NAME MILLISECONDS
 //                               wait for the event at 0: prints `ok signaled` or `ok timeout`
 //
@@ -256,6 +267,39 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)
         return event.wait(timeout: .milliseconds(Int(rest[0])!)) ? "signaled" : "timeout"
+    case "chown":
+        let region = try SharedMemory.open(name)
+        try region.setOwner(uid: UInt32(rest[0])!, gid: UInt32(rest[1])!)
+        return ""
+    case "race-replace":
+        let path = name.description.dropPrefix("posix:").map { "/dev/shm" + $0 } ?? String(name.description.dropFirst("file:".count))
+        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000))
+        var rounds = 0, lost = 0
+        while ContinuousClock.now < deadline {
+            unlink(path)
+            rounds += 1
+            guard let region = try? SharedMemory.create(name, size: Int(rest[1])!) else { continue }
+            let moment = ContinuousClock.now + .microseconds(20)
+            while ContinuousClock.now < moment {}  // the window in which a wrongful unlink would land
+            var status = stat()
+            fstat(region.fileDescriptor!.rawValue, &status)
+            if status.st_nlink == 0 { lost += 1 }  // only this process unlinks, and it has not yet
+        }
+        return "\(rounds) \(lost)"
+    case "race-remove":
+        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000))
+        var rounds = 0, created = 0
+        while ContinuousClock.now < deadline {
+            rounds += 1
+            do {
+                let region = try SharedMemory.create(name, size: Int(rest[1])!)
+                created += 1
+                try region.remove()
+            } catch where [.alreadyExists, .noSpace, .removed, .notFound].contains(error.code) {
+                continue
+            }
+        }
+        return "\(rounds) \(created)"
     case "hold":
         let region = try SharedMemory.open(name, options: .init(access: access(rest[0])))
         print("ok \(region.size)")
@@ -329,14 +373,12 @@ func load(prefix: String, seconds: Double, counter: String) {
             }
             do {
                 if backend.capabilities.contains(.named) {
-                    try churn(try SharedMemory.openOrCreate(name, size: 4096), remove: true)
+                    try churn(try SharedMemory.openOrCreate(name, size: 4096), remove: true, resize: slot == 0 && backend != .sysv)
                 } else {
-                    try churn(try SharedMemory.create(name, size: 4096), remove: false)
+                    try churn(try SharedMemory.create(name, size: 4096), remove: false, resize: false)
                 }
-            } catch where [.alreadyExists, .notFound, .notReady, .removed].contains(error.code) {
-                expected += 1  // another loader created or removed it in between
-            } catch where error.code == .invalidArgument && error.reason.contains("fewer than") {
-                expected += 1  // opened while another loader's region was being sized
+            } catch where [.notFound, .removed].contains(error.code) {
+                expected += 1  // another loader removed it first (notFound), or removed it and made another (removed)
             }
             count.wrappingIncrement(ordering: .relaxed)
             operations += 1
@@ -352,10 +394,11 @@ func stableHash(_ text: String) -> UInt32 {
     text.utf8.reduce(2_166_136_261) { ($0 ^ UInt32($1)) &* 16_777_619 }
 }
 
-/// Writes and reads a region, removes its name if asked, and detaches it.
-func churn(_ region: consuming some SharedRegion & ~Copyable, remove: Bool) throws(SharedMemoryError) {
+/// Writes and reads a region, grows it if asked, removes its name if asked, and detaches it.
+func churn(_ region: consuming some SharedRegion & ~Copyable, remove: Bool, resize: Bool) throws(SharedMemoryError) {
     try region.set(UInt64(getpid()), at: 8)
     _ = try region.get(UInt64.self, at: 8)
+    if resize { try region.resize(to: region.size + 4096) }
     if remove { try region.remove() }
     try region.detach()
 }

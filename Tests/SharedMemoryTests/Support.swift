@@ -120,12 +120,15 @@ enum Probe {
         return executable.deletingLastPathComponent().appendingPathComponent("RegionProbe").path
     }()
 
-    /// Runs one operation and returns its answer line: `ok ...` or `error CODE ...`.
-    static func run(_ arguments: [String], uid: UInt32? = nil, umask: String? = nil) throws -> String {
+    /// Runs one operation and returns its answer line: `ok ...` or `error CODE ...`. With `timeout` (seconds),
+    /// a probe still running then is killed, and the test fails.
+    static func run(_ arguments: [String], uid: UInt32? = nil, umask: String? = nil, timeout: Int? = nil) throws -> String {
         var flags: [String] = []
         if let uid { flags += ["--uid", "\(uid)"] }
         if let umask { flags += ["--umask", umask] }
-        let result = try SharedMemoryTests.run(path, flags + arguments)
+        let result = try timeout.map { seconds in
+            try SharedMemoryTests.run("/usr/bin/timeout", ["-s", "KILL", "\(seconds)", path] + flags + arguments)
+        } ?? SharedMemoryTests.run(path, flags + arguments)
         #expect(result.status == 0, "probe \(arguments) exited \(result.status)")
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -27,6 +27,12 @@ int csm_get_seals(int fd);
 /// `fcntl(fd, F_GETFL)`: the access mode and status flags of an open file description.
 int csm_get_status_flags(int fd);
 
+/// `openat(dirfd, name, flags, mode)`: variadic in glibc.
+int csm_openat(int dirfd, const char *name, int flags, unsigned int mode);
+
+/// `renameat2(olddirfd, old, newdirfd, new, RENAME_NOREPLACE)`: fails with EEXIST rather than replace `new`.
+int csm_rename_noreplace(int olddirfd, const char *old, int newdirfd, const char *new_name);
+
 /// `sendmsg` with one descriptor in an SCM_RIGHTS message and `length` bytes of payload.
 ssize_t csm_send_descriptor(int socket, int descriptor, const void *payload, size_t length);
 
@@ -79,6 +85,7 @@ static const int CSM_F_SEAL_GROW = 0x0004;
 static const int CSM_F_SEAL_WRITE = 0x0008;
 static const int CSM_F_SEAL_FUTURE_WRITE = 0x0010;
 static const int CSM_F_SEAL_EXEC = 0x0020;
+static const int CSM_O_PATH = 010000000;
 static const int CSM_MADV_POPULATE_READ = 22;
 static const int CSM_MADV_POPULATE_WRITE = 23;
 /// The log2 of a huge page size goes in bits 26..31 of MAP_*, SHM_* and MFD_* flags (MAP_HUGE_SHIFT).

@@ -12,6 +12,11 @@ public final class POSIXObject: FileBackedStorage {
         return "/dev/shm" + object
     }
 
+    override class func parent(of name: RegionName) throws(SharedMemoryError) -> ParentDirectory {
+        guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
+        return try .system("/dev/shm", entry: String(object.dropFirst()), name)
+    }
+
     override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
         guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
         return try Syscalls.shmOpen(object, flags, mode, name)
@@ -42,7 +47,7 @@ public final class POSIXObject: FileBackedStorage {
                   let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
                   status.st_mode & S_IFMT == S_IFREG
             else { continue }
-            regions.append(info(name, status, creator: Creator.recorded(on: .path(path(of: name))), attachCounts: counts))
+            regions.append(info(name, status, creator: Creator.recorded(on: .path(path(of: name)), status), attachCounts: counts))
         }
         return regions
     }

@@ -76,7 +76,7 @@ public final class SystemVSegment: RegionStorage {
         try Checks.address(options.address, name)
         let id = try lookUp(name)
         let ds = try stat(id, name)
-        try Checks.trust(owner: ds.shm_perm.uid, mode: ds.shm_perm.mode, options, name)
+        try Checks.trust(owner: ds.shm_perm.uid, creator: ds.shm_perm.cuid, mode: ds.shm_perm.mode, options, name)
         let size = Int(ds.shm_segsz)
         try Checks.actualSize(size, atLeast: options.minimumSize, name)
         let base = try attach(id, access: options.access, address: options.address, name)
@@ -212,7 +212,12 @@ public final class SystemVSegment: RegionStorage {
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
         let id = try lookUp(name)
         _ = try stat(id, name)
-        try Syscalls.shmRemove(id, name)
+        do {
+            try Syscalls.shmRemove(id, name)
+        } catch where error.segmentGone {
+            // Another process removed it between the look-up and IPC_RMID.
+            throw SharedMemoryError(.notFound, "it was removed (by another process) while this one was removing it", region: name, systemCall: error.systemCall, errno: error.errno)
+        }
     }
 
     /// Every segment on the machine, from /proc/sysvipc/shm (what `ipcs -m` reads), including segments marked for

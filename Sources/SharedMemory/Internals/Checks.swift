@@ -39,13 +39,25 @@ enum Checks {
         }
     }
 
-    /// The owner and mode an opener demands (``OpenOptions/requiredOwner``, ``OpenOptions/requirePrivateMode``).
-    static func trust(owner: UInt32, mode: UInt32, _ options: OpenOptions, _ region: RegionName) throws(SharedMemoryError) {
+    /// The owner and mode an opener demands (``OpenOptions/requiredOwner``, ``OpenOptions/requirePrivateMode``,
+    /// and the mode ``SharedMemory/openOrCreate(_:size:options:)`` asked for). `creator` is System V's `cuid`: the
+    /// creator of a segment keeps its owner's rights whoever the owner is now, so a segment another user created
+    /// and then gave away (`IPC_SET`) is neither ours nor private.
+    static func trust(owner: UInt32, creator: UInt32?, mode: UInt32, _ options: OpenOptions, _ region: RegionName) throws(SharedMemoryError) {
         if let required = options.requiredOwner, owner != required {
             throw SharedMemoryError(.foreign, "it belongs to uid \(owner), not uid \(required): someone else made this name first; it was not opened", region: region)
         }
+        if let required = options.requiredOwner, let creator, creator != required {
+            throw SharedMemoryError(.foreign, "it was created by uid \(creator), who keeps an owner's rights over it, and later given to uid \(owner): someone else made this name first; it was not opened", region: region)
+        }
         if options.requirePrivateMode, mode & 0o077 != 0 {
             throw SharedMemoryError(.foreign, "its mode \(octal(mode & 0o777)) lets group or others in, and a private region was required", region: region)
+        }
+        if options.requirePrivateMode, let creator, creator != owner {
+            throw SharedMemoryError(.foreign, "it was created by uid \(creator), who keeps an owner's rights over it, so it is not private to uid \(owner)", region: region)
+        }
+        if let allowed = options.allowedPermissions, mode & 0o777 & ~allowed != 0 {
+            throw SharedMemoryError(.foreign, "its mode \(octal(mode & 0o777)) gives more access than the \(octal(allowed)) asked for (someone else may have made or widened it); it was not adopted", region: region)
         }
     }
 

@@ -5,7 +5,11 @@ import Synchronization
 /// SharedMemory writes it into an extended attribute at creation, `user.sharedmemory.creator`, as
 /// `PID:STARTTIME` (the process's start time in clock ticks since boot, from /proc/PID/stat). With the start
 /// time a reused pid is not mistaken for the creator. File systems without user extended attributes simply
-/// have no record: the creator is then unknown, and `shm gc` leaves such objects alone.
+/// have no record: the creator is then unknown.
+///
+/// Anyone who may write an object may set its user extended attributes, so the record is believed only on an
+/// object that its owner alone may write (no write bit for group or others): otherwise another user could have
+/// forged it. `shm gc` never decides on it (it uses the lifetime records, see ``LifetimeRecords``).
 struct Creator: Hashable {
     static let attributeName = "user.sharedmemory.creator"
 
@@ -31,9 +35,10 @@ struct Creator: Hashable {
         _ = Syscalls.setAttribute(descriptor, attributeName, "\(me.pid):\(me.startTime ?? 0)")
     }
 
-    /// The recorded creator of an object, if it has one.
-    static func recorded(on target: Syscalls.AttributeTarget) -> Creator? {
-        guard let text = Syscalls.attribute(of: target, attributeName) else { return nil }
+    /// The recorded creator of an object whose `stat` is `status`, if it has a record that only its owner could
+    /// have written.
+    static func recorded(on target: Syscalls.AttributeTarget, _ status: stat) -> Creator? {
+        guard status.st_mode & 0o022 == 0, let text = Syscalls.attribute(of: target, attributeName) else { return nil }
         let parts = text.split(separator: ":")
         guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return nil }
         return Creator(pid: pid, startTime: start == 0 ? nil : start)

@@ -23,15 +23,22 @@ public class FileBackedStorage: RegionStorage {
 
     // MARK: What each backend supplies
 
-    /// The path of the object on disk (/dev/shm/NAME for POSIX, where glibc's `shm_open` puts it).
+    /// The path of the object on disk (/dev/shm/NAME for POSIX, where glibc's `shm_open` puts it), for messages.
     class func path(of name: RegionName) -> String { preconditionFailure("a backend overrides this") }
 
-    /// Opens the object (`shm_open`, `open`, `memfd_create`); `flags` already hold `O_NOFOLLOW | O_CLOEXEC`.
+    /// The directory holding the name, open, and the name's last component. A memfd has no name:
+    /// ``SharedMemoryError/Code/unsupported``.
+    class func parent(of name: RegionName) throws(SharedMemoryError) -> ParentDirectory {
+        throw SharedMemoryError(.unsupported, "\(name.backend) regions have no name in any directory", region: name)
+    }
+
+    /// Opens the object (`shm_open`, `openat`, `memfd_create`); `flags` already hold
+    /// `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK` (a FIFO planted at the name must not block the open).
     class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
         preconditionFailure("a backend overrides this")
     }
 
-    /// Removes the name (`shm_unlink` or `unlink`).
+    /// Removes the name, whatever object it holds (`shm_unlink`, or `unlinkat` in the file's directory).
     class func unlinkName(_ name: RegionName) throws(SharedMemoryError) { preconditionFailure("a backend overrides this") }
 
     /// Throws `invalidName` unless the name is this backend's.
@@ -50,9 +57,11 @@ public class FileBackedStorage: RegionStorage {
         try options.hugePages?.check(size: size, name)
         let descriptor: Int32
         do {
-            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode, hugePages: options.hugePages)
-        } catch where error.code == .notFound {
+            descriptor = try openDescriptor(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode, hugePages: options.hugePages)
+        } catch where error.code == .notFound && name.backend == .posix {
             throw SharedMemoryError(.notFound, "the directory it would go in does not exist; create it first", region: name, systemCall: error.systemCall, errno: error.errno)
+        } catch {
+            throw explain(error, name)
         }
         do throws(SharedMemoryError) {
             try Syscalls.fchmod(descriptor, mode, name)  // the exact mode, whatever the umask
@@ -69,9 +78,11 @@ public class FileBackedStorage: RegionStorage {
             return Self(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
                         reserve: options.reserve, fixedAddress: options.address.isFixed)
         } catch {
-            // Back out: nothing half-made stays behind.
+            // Back out: nothing half-made stays behind; and only what this call made (another process may have
+            // removed it and made its own under the name meanwhile).
+            let made = try? Syscalls.fstat(descriptor, name)
             Syscalls.close(descriptor)
-            try? unlinkName(name)
+            if let made { try? parent(of: name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name) }
             throw options.hugePages?.explain(error) ?? error
         }
     }
@@ -80,11 +91,22 @@ public class FileBackedStorage: RegionStorage {
         try requireName(name)
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
-        let descriptor = try openDescriptor(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0, hugePages: nil)
+        let descriptor: Int32
+        do {
+            descriptor = try openDescriptor(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0, hugePages: nil)
+        } catch {
+            throw explain(error, name)
+        }
         do throws(SharedMemoryError) {
             let status = try Syscalls.fstat(descriptor, name)
             try checkRegularFile(status, name)
-            try Checks.trust(owner: status.st_uid, mode: status.st_mode, options, name)
+            if status.st_nlink == 0 {
+                throw SharedMemoryError(.notFound, "it was removed while it was being opened", region: name)
+            }
+            if status.st_nlink > 1 && !options.acceptHardLinks {
+                throw SharedMemoryError(.foreign, "it has \(status.st_nlink) names (hard links), so it may be another object that someone linked here; it was not opened. If you made the links, open it with acceptHardLinks", region: name)
+            }
+            try Checks.trust(owner: status.st_uid, creator: nil, mode: status.st_mode, options, name)
             let size = Int(status.st_size)
             guard size > 0 else {
                 throw SharedMemoryError(.notReady, "it exists but is still empty: its creator has not set its size yet; try again shortly", region: name)
@@ -172,21 +194,13 @@ public class FileBackedStorage: RegionStorage {
         // Only our own object: if the name now belongs to another (ours was removed and the name re-created),
         // say so rather than removing someone else's region.
         let ours = try Syscalls.fstat(descriptor, name)
-        let named: stat
-        do {
-            named = try Syscalls.lstat(Self.path(of: name), name)
-        } catch where error.code == .notFound {
-            throw SharedMemoryError(.notFound, "it was already removed", region: name, systemCall: error.systemCall, errno: error.errno)
-        }
-        guard named.st_dev == ours.st_dev, named.st_ino == ours.st_ino else {
-            throw SharedMemoryError(.removed, "this attachment's object was removed and the name now belongs to another object, which was left alone", region: name)
-        }
-        try Self.unlinkName(name)
+        try Self.parent(of: name).remove(ifStill: UInt64(ours.st_dev), UInt64(ours.st_ino), name)
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
-        Self.info(name, try Syscalls.fstat(descriptor, name), creator: Creator.recorded(on: .descriptor(descriptor)),
-                  attachCounts: ProcMaps.mappingCounts())
+        let status = try Syscalls.fstat(descriptor, name)
+        return Self.info(name, status, creator: Creator.recorded(on: .descriptor(descriptor), status),
+                         attachCounts: ProcMaps.mappingCounts())
     }
 
     override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
@@ -201,9 +215,10 @@ public class FileBackedStorage: RegionStorage {
 
     static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
         try requireName(name)
-        let status = try Syscalls.lstat(path(of: name), name)
+        let parent = try parent(of: name)
+        let status = try parent.status(name)
         try checkRegularFile(status, name)
-        return info(name, status, creator: Creator.recorded(on: .path(path(of: name))), attachCounts: ProcMaps.mappingCounts())
+        return info(name, status, creator: Creator.recorded(on: .path(parent.entryPath), status), attachCounts: ProcMaps.mappingCounts())
     }
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
@@ -232,10 +247,35 @@ public class FileBackedStorage: RegionStorage {
             isMarkedForRemoval: name.backend != .memfd && status.st_nlink == 0)
     }
 
-    private static func checkRegularFile(_ status: stat, _ name: RegionName) throws(SharedMemoryError) {
+    static func checkRegularFile(_ status: stat, _ name: RegionName) throws(SharedMemoryError) {
         guard status.st_mode & S_IFMT == S_IFREG else {
-            throw SharedMemoryError(.foreign, "it is not a regular file (a directory, device, FIFO or link); SharedMemory maps only regular files", region: name)
+            throw SharedMemoryError(.foreign, "it is \(describe(status)), not a regular file; SharedMemory maps only regular files (remove it if it is not yours)", region: name)
         }
+    }
+
+    /// What kind of file a `stat` describes: `a directory`, `a FIFO`, ...
+    static func describe(_ status: stat) -> String {
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: "a regular file"
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO (named pipe)"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link (SharedMemory never follows one)"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        default: "an unknown kind of file"
+        }
+    }
+
+    /// A failed open or create, explained: when the name holds something that is not a regular file (glibc's
+    /// `shm_open` turns EISDIR into EINVAL; a socket is ENXIO; a symbolic link ELOOP, or EEXIST when creating),
+    /// ``SharedMemoryError/Code/foreign`` saying what is there.
+    private static func explain(_ error: SharedMemoryError, _ name: RegionName) -> SharedMemoryError {
+        let suspicious: [Errno] = [.invalidArgument, .noSuchAddressOrDevice, .isDirectory, .tooManySymbolicLinkLevels, .fileExists, .notDirectory]
+        guard let errno = error.errno, suspicious.contains(errno), name.backend != .memfd,
+              let status = try? parent(of: name).status(name), status.st_mode & S_IFMT != S_IFREG
+        else { return error }
+        return SharedMemoryError(.foreign, "the name holds \(describe(status)), not a region; SharedMemory maps only regular files and follows no links. Remove it if it is not yours", region: name, systemCall: error.systemCall, errno: error.errno)
     }
 
     /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.

@@ -96,9 +96,46 @@ enum Syscalls {
         try int32("open", region) { Glibc.open(path, flags, mode) }
     }
 
-    /// `unlink(path)`.
-    static func unlink(_ path: String, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("unlink", region) { Glibc.unlink(path) }
+    /// `openat(directory, name, flags, mode)`: `name` is one component, looked up in the open `directory`.
+    static func openat(_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
+        try int32("openat", region) { csm_openat(directory, name, flags, UInt32(mode)) }
+    }
+
+    /// `fstatat(directory, name, AT_SYMLINK_NOFOLLOW)`: about the name itself, never what a link points to.
+    static func fstatat(_ directory: Int32, _ name: String, _ region: RegionName?) throws(SharedMemoryError) -> stat {
+        var st = stat()
+        _ = try int32("fstatat", region) { Glibc.fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) }
+        return st
+    }
+
+    /// `unlinkat(directory, name, 0)`, or with `AT_REMOVEDIR` for an empty directory.
+    static func unlinkat(_ directory: Int32, _ name: String, removingDirectory: Bool = false, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("unlinkat", region) { Glibc.unlinkat(directory, name, removingDirectory ? AT_REMOVEDIR : 0) }
+    }
+
+    /// `renameat2(directory, old, directory, new, RENAME_NOREPLACE)`: EEXIST rather than replace `new`.
+    static func renameNoReplace(_ directory: Int32, _ old: String, _ new: String, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("renameat2", region) { csm_rename_noreplace(directory, old, directory, new) }
+    }
+
+    /// `renameat(directory, old, directory, new)`: replaces `new` if it exists.
+    static func renameat(_ directory: Int32, _ old: String, _ new: String, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("renameat", region) { Glibc.renameat(directory, old, directory, new) }
+    }
+
+    /// `mkdirat(directory, name, mode)`.
+    static func mkdirat(_ directory: Int32, _ name: String, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) {
+        _ = try int32("mkdirat", region) { Glibc.mkdirat(directory, name, mode) }
+    }
+
+    /// `write(fd, bytes)`, all of them.
+    static func write(_ fd: Int32, _ bytes: [UInt8], _ region: RegionName?) throws(SharedMemoryError) {
+        var written = 0
+        while written < bytes.count {
+            written += try retrying("write", region, {
+                bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            }, failed: { $0 == -1 })
+        }
     }
 
     /// `close(fd)`. Never retried: on Linux the descriptor is gone even when close reports EINTR.
@@ -292,6 +329,11 @@ enum Syscalls {
     static func readFile(_ path: String) throws(SharedMemoryError) -> [UInt8] {
         let fd = try open(path, O_RDONLY | O_CLOEXEC, 0, nil)
         defer { close(fd) }
+        return try readAll(fd)
+    }
+
+    /// The rest of an open file, read with `read`.
+    static func readAll(_ fd: Int32) throws(SharedMemoryError) -> [UInt8] {
         var contents: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
