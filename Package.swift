@@ -27,11 +27,14 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
+        // The C side of `shm bench`, linked into the tool so an installed `shm` needs no source tree or compiler.
+        .target(name: "CShmBench"),
         // The command-line tool: one ipcs/ipcrm for every mechanism.
         .executableTarget(
             name: "shm",
             dependencies: [
                 "SharedMemory",
+                "CShmBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

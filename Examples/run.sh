@@ -22,6 +22,16 @@ for region in sysv:0x5eed0001 posix:/sm-example-$$ file:/tmp/sm-example-$$; do
         [ "$out" = $'client: hello -> HELLO\nclient: world -> WORLD' ] || fail "client on $region, run $run: $out"
     done
 done
+# The client may start first: it waits for the server to create and format the region (20 times in a row).
+for run in $(seq 20); do
+    "$bin/messages" client --region posix:/sm-example-race-$$ hi > /tmp/sm-example-client.$$ &
+    client=$!
+    sleep 0.2
+    "$bin/messages" server --region posix:/sm-example-race-$$ > /tmp/sm-example-server.$$ || fail "server after client, run $run: $(cat /tmp/sm-example-server.$$)"
+    wait $client || fail "client before server, run $run: $(cat /tmp/sm-example-client.$$)"
+    [ "$(cat /tmp/sm-example-client.$$)" = "client: hi -> HI" ] || fail "client before server, run $run: $(cat /tmp/sm-example-client.$$)"
+done
+rm -f /tmp/sm-example-client.$$
 "$bin/shm" create posix:/sm-example-stale-$$ --size 4K > /dev/null
 "$bin/messages" server --region posix:/sm-example-stale-$$ > /tmp/sm-example-server.$$ &
 server=$!

@@ -57,16 +57,24 @@ func server(_ name: RegionName) throws(SharedMemoryError) {
     print("server: done")
 }
 
-func client(_ name: RegionName, _ words: [String]) throws(SharedMemoryError) {
-    // Wait for the server to create and format the region.
-    var attempts = 0
-    while (try? SharedMemory.info(name)) == nil {
-        attempts += 1
-        if attempts > 500 { fail("no server made \(name)") }
-        usleep(10_000)
+/// Opens the server's region, waiting up to 10 seconds for the server to create it and format both rings: the
+/// client may start first.
+func openServerRegion(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while true {
+        do {
+            let region = try SharedMemory.open(name, options: .init(minimumSize: 2 * MessageRing.size(capacity: capacity)))
+            try MessageRing.waitUntilFormatted(region, at: 0, timeout: .seconds(10))
+            try MessageRing.waitUntilFormatted(region, at: replies, timeout: .seconds(10))
+            return region
+        } catch where [.notFound, .notReady, .invalidArgument].contains(error.code) && ContinuousClock.now < deadline {
+            usleep(10_000)  // not created, not sized, or a dead server's smaller region not yet replaced
+        }
     }
-    usleep(50_000)
-    let requests = try RingSender(try SharedMemory.open(name))
+}
+
+func client(_ name: RegionName, _ words: [String]) throws(SharedMemoryError) {
+    let requests = try RingSender(try openServerRegion(name))
     let answers = try RingReceiver(try SharedMemory.open(name), at: replies)
     for word in words {
         try requests.send(Array(word.utf8))

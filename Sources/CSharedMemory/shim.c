@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +32,15 @@ int csm_shm_limits(unsigned long *shmmax, unsigned long *shmmin, unsigned long *
 int csm_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
 
 int csm_openat(int dirfd, const char *name, int flags, unsigned int mode) { return openat(dirfd, name, flags, (mode_t)mode); }
+
+int csm_birth_time(int dirfd, const char *path, int64_t *seconds, uint32_t *nanoseconds) {
+    struct statx st;
+    int flags = AT_SYMLINK_NOFOLLOW | (path[0] == 0 ? AT_EMPTY_PATH : 0);
+    if (statx(dirfd, path, flags, STATX_BTIME, &st) < 0) return -1;
+    *seconds = (st.stx_mask & STATX_BTIME) ? st.stx_btime.tv_sec : 0;
+    *nanoseconds = (st.stx_mask & STATX_BTIME) ? st.stx_btime.tv_nsec : 0;
+    return 0;
+}
 
 int csm_rename_noreplace(int olddirfd, const char *old, int newdirfd, const char *new_name) {
     return renameat2(olddirfd, old, newdirfd, new_name, RENAME_NOREPLACE);

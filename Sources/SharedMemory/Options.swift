@@ -45,6 +45,19 @@ public enum HugePageSize: Int, Hashable, Sendable, CaseIterable {
     public var bytes: Int { rawValue }
 }
 
+/// Whether a region is meant to outlive the process that created it: what `shm gc`
+/// (``SharedMemory/orphans(includingOtherUsers:)``) may remove.
+public enum Lifetime: String, Sendable, Hashable, CaseIterable {
+    /// It lives until someone removes it (a named region) or its last mapping and descriptor go (anonymous,
+    /// memfd), as the kernel keeps it: nothing in SharedMemory ever removes it on its own. The default, and what
+    /// every region made by another program (`ipcmk`, `sysv_ipc`, C) is taken to be.
+    case persistent
+    /// It belongs to the process that created it: once that process is gone and nothing attaches it, `shm gc`
+    /// removes it. Recorded at creation in a record only this user can write (see Docs/CLI.md); anonymous and
+    /// memfd memory already dies with its processes, so nothing is recorded for them.
+    case process
+}
+
 /// How to create a region.
 public struct CreateOptions: Sendable, Hashable {
     /// The exact mode of the new region, whatever the process's umask (applied again with `fchmod` or `IPC_SET`).
@@ -62,15 +75,20 @@ public struct CreateOptions: Sendable, Hashable {
     public var hugePages: HugePages?
     /// Map every page now (`MADV_POPULATE_WRITE`), so the first touch costs nothing. Default: `false`.
     public var prefault: Bool
+    /// Whether the region outlives this process (``Lifetime/persistent``, the default) or is collected by
+    /// `shm gc` once this process is gone and nothing attaches it (``Lifetime/process``).
+    public var lifetime: Lifetime
 
-    /// Options for creating a region; the defaults are mode 0600, space reserved, any address, small pages.
+    /// Options for creating a region; the defaults are mode 0600, space reserved, any address, small pages,
+    /// persistent.
     public init(permissions: FilePermissions = [.ownerReadWrite], reserve: Bool = true, address: AttachAddress? = nil,
-                hugePages: HugePages? = nil, prefault: Bool = false) {
+                hugePages: HugePages? = nil, prefault: Bool = false, lifetime: Lifetime = .persistent) {
         self.permissions = permissions
         self.reserve = reserve
         self.address = address
         self.hugePages = hugePages
         self.prefault = prefault
+        self.lifetime = lifetime
     }
 }
 

@@ -32,6 +32,10 @@ public struct RegionInfo: Sendable, Hashable {
     /// Whether the creator still runs, where ``creatorPID`` is known. A reused pid does not count: SharedMemory
     /// compares the process's start time with the creation (posix, file) or the segment's change time (sysv).
     public var creatorIsAlive: Bool?
+    /// Whether the region outlives its creator (``Lifetime/persistent``) or is collected once its creator is gone
+    /// and nothing attaches it (``Lifetime/process``): `.process` only where SharedMemory's lifetime record for it
+    /// is found and believed (see ``CreateOptions/lifetime``), and for anonymous and memfd memory.
+    public var lifetime: Lifetime = .persistent
     /// The last process to attach or detach (System V `shm_lpid`).
     public var lastPID: Int32?
     /// The last attach (System V `shm_atime`), or the last access for files (`st_atime`); `nil` if never.
@@ -40,6 +44,10 @@ public struct RegionInfo: Sendable, Hashable {
     public var lastDetachTime: Timestamp?
     /// The last change of mode, owner or size (`shm_ctime`, `st_ctime`).
     public var lastChangeTime: Timestamp?
+    /// When the object was created (`statx` birth time; posix and file, where the file system records it). With
+    /// ``device`` and ``inode`` it tells a re-created object from the original even where inode numbers are reused
+    /// at once (ext4).
+    public var creationTime: Timestamp?
     /// The device and inode that identify the object (posix and file), to tell a re-created name from the original.
     public var device: UInt64?
     /// See ``device``.

@@ -79,7 +79,8 @@ public enum SharedMemory {
     }
 
     /// Creates a region under a fresh name that no other process has or can guess, and returns it; read the name
-    /// from ``SharedRegion/name`` to tell a peer.
+    /// from ``SharedRegion/name`` to tell a peer. It belongs to this process (``Lifetime/process``, whatever
+    /// `options` say): once this process is gone and nothing attaches it, `shm gc` removes it.
     ///
     /// posix names are `/sm-` and 16 hex digits (64 bits from the system's secure random generator); file names
     /// are the same in `directory`; a name that exists is never adopted, another is drawn. sysv regions use
@@ -87,6 +88,8 @@ public enum SharedMemory {
     public static func createUnique(
         _ backend: Backend, size: Int, options: CreateOptions = .init(), directory: FilePath = "/tmp"
     ) throws(SharedMemoryError) -> AnyRegion {
+        var options = options
+        options.lifetime = .process
         for _ in 0..<100 {
             let random = "sm-" + randomHex()
             let name: RegionName
@@ -143,19 +146,37 @@ public enum SharedMemory {
         }
     }
 
-    /// Regions left behind by processes that are gone: System V segments with no attachments whose creator no
-    /// longer runs, and POSIX objects that SharedMemory created (so their creator is recorded) whose creator no
-    /// longer runs and that no process maps. Only this user's, unless `includingOtherUsers`. Never a segment
-    /// marked for removal, an attached one, or an object whose creator or attach count is unknown.
+    /// Regions created with ``Lifetime/process`` whose creator is gone and that nothing attaches: what `shm gc`
+    /// removes. Found through SharedMemory's lifetime records (see ``CreateOptions/lifetime``), so file regions
+    /// are among them too. Only this user's, unless `includingOtherUsers`. Never a region that another program
+    /// made, or that was created ``Lifetime/persistent`` (see ``leftovers(includingOtherUsers:)``), never one
+    /// marked for removal, attached, or whose attach count is unknown.
+    ///
+    /// The attach count of a posix or file region comes from the /proc/PID/maps this user may read: run as root
+    /// to see every process's mappings.
     public static func orphans(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
-        let candidates = try list(.sysv) + list(.posix)
-        return candidates.filter { isOrphan($0, includingOtherUsers: includingOtherUsers) }
+        var candidates = try list(.sysv) + list(.posix)
+        for record in LifetimeRecords.all(owner: includingOtherUsers ? nil : geteuid()).records where record.name.backend == .file {
+            if let info = try? MappedFile.info(record.name) { candidates.append(info) }
+        }
+        return candidates.filter { isUnused($0, includingOtherUsers: includingOtherUsers) && $0.lifetime == .process }
+    }
+
+    /// Regions whose creator is gone and that nothing attaches, but that were not created with
+    /// ``Lifetime/process``: made by another program (`ipcmk`, `sysv_ipc`, C), or by SharedMemory as
+    /// ``Lifetime/persistent``, the normal state of a region meant to outlive its creator. `shm gc` lists them and
+    /// keeps them. System V segments, and posix objects whose creator is recorded.
+    public static func leftovers(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
+        (try list(.sysv) + list(.posix)).filter { isUnused($0, includingOtherUsers: includingOtherUsers) && $0.lifetime == .persistent }
     }
 
     /// Removes a region ``orphans(includingOtherUsers:)`` found, after checking again that it is the same object
-    /// and still an orphan. Returns whether it removed it; `false` means it is gone or has come back to life.
+    /// and still an orphan; and its lifetime record. With `includingPersistent`, a region from
+    /// ``leftovers(includingOtherUsers:)`` too: only ever on a person's explicit word (`shm gc
+    /// --remove-persistent-too`), since such a region was meant to outlive its creator. Returns whether it removed
+    /// it; `false` means it is gone, has come back to life, or another object has its name now (left alone).
     @discardableResult
-    public static func removeOrphan(_ orphan: RegionInfo, includingOtherUsers: Bool = false) throws(SharedMemoryError) -> Bool {
+    public static func removeOrphan(_ orphan: RegionInfo, includingOtherUsers: Bool = false, includingPersistent: Bool = false) throws(SharedMemoryError) -> Bool {
         // By id for System V, so a new segment that took the key in the meantime is never touched.
         let name = try orphan.systemVID.map { id throws(SharedMemoryError) in try RegionName.sysv(id: id) } ?? orphan.name
         let now: RegionInfo
@@ -164,18 +185,49 @@ public enum SharedMemory {
         } catch where error.code == .notFound {
             return false
         }
-        guard now.inode == orphan.inode, now.systemVID == orphan.systemVID,
-              isOrphan(now, includingOtherUsers: includingOtherUsers)
+        guard now.inode == orphan.inode, now.device == orphan.device, now.creationTime == orphan.creationTime,
+              now.systemVID == orphan.systemVID, now.creatorPID == orphan.creatorPID,
+              isUnused(now, includingOtherUsers: includingOtherUsers), now.lifetime == .process || includingPersistent
         else { return false }
         do {
-            try remove(name)
-        } catch where error.code == .notFound {
+            switch name.backend {
+            case .sysv:
+                try remove(name)
+            case .posix:
+                try POSIXObject.remove(name, ifStill: now.device!, now.inode!, owner: now.ownerUID)
+            case .file:
+                try MappedFile.remove(name, ifStill: now.device!, now.inode!, owner: now.ownerUID)
+            case .anonymous, .memfd:
+                return false
+            }
+        } catch where error.code == .notFound || error.code == .removed {
             return false
         }
         return true
     }
 
-    private static func isOrphan(_ region: RegionInfo, includingOtherUsers: Bool) -> Bool {
+    /// Removes SharedMemory's lifetime records that no longer describe a region (it was removed by something
+    /// other than SharedMemory, such as `ipcrm`, or its remover died before removing the record) and record files
+    /// that cannot be read. Returns the names of the regions whose records it removed (or the paths of unreadable
+    /// ones). Only this user's, unless `includingOtherUsers`. A record only ever makes a region collectable, so
+    /// removing one never removes a region.
+    @discardableResult
+    public static func removeStaleRecords(includingOtherUsers: Bool = false) -> [String] {
+        let found = LifetimeRecords.all(owner: includingOtherUsers ? nil : geteuid())
+        var removed: [String] = []
+        for record in found.records where !LifetimeRecords.isCurrent(record) {
+            LifetimeRecords.removeFile(record.file, owner: record.owner)
+            removed.append(record.name.description)
+        }
+        for (owner, file) in found.unreadable {
+            LifetimeRecords.removeFile(file, owner: owner)
+            removed.append("/dev/shm/\(LifetimeRecords.directoryName(owner))/\(file)")
+        }
+        return removed
+    }
+
+    /// Unattached, creator gone, not marked for removal, and this user's unless `includingOtherUsers`.
+    private static func isUnused(_ region: RegionInfo, includingOtherUsers: Bool) -> Bool {
         guard includingOtherUsers || region.ownerUID == geteuid(),
               !region.isMarkedForRemoval, region.attachCount == 0, region.creatorIsAlive == false
         else { return false }

@@ -30,12 +30,12 @@ struct List: ParsableCommand {
             return
         }
         let rows = regions.map { r -> [String] in
-            [r.backend.rawValue, r.name.description, r.systemVID.map(String.init) ?? "-", humanSize(r.size),
+            [r.backend.rawValue, printable(r.name.description), r.systemVID.map(String.init) ?? "-", humanSize(r.size),
              octalMode(r.permissions) ?? "-", userName(r.ownerUID), r.attachCount.map(String.init) ?? "?",
              r.creatorPID.map(String.init) ?? "?",
-             r.creatorIsAlive.map { $0 ? "yes" : "no" } ?? "?", r.isMarkedForRemoval ? "removed" : ""]
+             r.creatorIsAlive.map { $0 ? "yes" : "no" } ?? "?", r.lifetime.rawValue, r.isMarkedForRemoval ? "removed" : ""]
         }
-        print(table(["BACKEND", "NAME", "ID", "SIZE", "MODE", "OWNER", "ATTACHED", "CPID", "ALIVE", "STATUS"], rows,
+        print(table(["BACKEND", "NAME", "ID", "SIZE", "MODE", "OWNER", "ATTACHED", "CPID", "ALIVE", "LIFETIME", "STATUS"], rows,
                     rightAligned: [2, 3, 6, 7]))
     }
 }
@@ -53,7 +53,7 @@ struct Stat: ParsableCommand {
             return
         }
         var lines: [(String, String)] = [
-            ("name", info.name.description), ("backend", info.backend.rawValue),
+            ("name", printable(info.name.description)), ("backend", info.backend.rawValue),
             ("size", "\(info.size) (\(humanSize(info.size)))"),
             ("mode", octalMode(info.permissions) ?? "-"),
             ("owner", "\(userName(info.ownerUID)) (uid \(info.ownerUID), gid \(info.ownerGID))"),
@@ -63,6 +63,7 @@ struct Stat: ParsableCommand {
         if let uid = info.creatorUID { lines.append(("creator", "\(userName(uid)) (uid \(uid), gid \(info.creatorGID ?? 0))")) }
         lines.append(("attached", info.attachCount.map(String.init) ?? "unknown"))
         lines.append(("creator pid", info.creatorPID.map { "\($0) (\(info.creatorIsAlive == true ? "running" : "gone"))" } ?? "unknown"))
+        lines.append(("lifetime", info.lifetime == .process ? "process (shm gc removes it once its creator is gone and nothing attaches it)" : "persistent (shm gc keeps it)"))
         if let pid = info.lastPID { lines.append(("last pid", "\(pid)")) }
         if info.backend == .sysv {
             lines.append(("last attach", humanTime(info.lastAttachTime)))
@@ -81,7 +82,7 @@ struct Create: ParsableCommand {
 
     @OptionGroup var region: RegionArgument
 
-    @Option(help: ByteCount.help, transform: ByteCount.parse)
+    @Option(parsing: .unconditional, help: ByteCount.help, transform: ByteCount.parseSize)
     var size: Int
 
     @Option(help: "The exact mode, in octal (default 0600). The umask does not change it.")
@@ -90,20 +91,28 @@ struct Create: ParsableCommand {
     @Flag(help: "Open the region if it exists (it must hold at least --size bytes) instead of failing.")
     var openExisting = false
 
+    @Flag(help: "Mark it temporary: shm gc removes it once nothing attaches it (its creator, this command, is gone at once).")
+    var temporary = false
+
     func validate() throws {
         guard let value = CModeT(mode, radix: 8), value <= 0o777 else {
             throw ValidationError("`\(mode)` is not a mode: give 0 to 0777 in octal, for example 0640")
+        }
+        let name = try region.name()
+        guard name.backend.capabilities.contains(.named) else {
+            throw ValidationError("\(name.backend) regions have no name outside the process that makes them: shm create would make one and lose it as it exits. Use posix:/NAME, sysv:KEY or file:/PATH for a region other processes open by name; make \(name.backend) regions in your program and share them across fork\(name.backend == .memfd ? " or by sending the descriptor" : "")")
         }
     }
 
     func run() throws {
         let name = try region.name()
-        let options = CreateOptions(permissions: FilePermissions(rawValue: CModeT(mode, radix: 8)!))
+        let options = CreateOptions(permissions: FilePermissions(rawValue: CModeT(mode, radix: 8)!),
+                                    lifetime: temporary ? .process : .persistent)
         let created = openExisting
             ? try SharedMemory.openOrCreate(name, size: size, options: options)
             : try SharedMemory.create(name, size: size, options: options)
         let info = try created.info()
-        print("\(openExisting ? "ready" : "created") \(created.name) (\(humanSize(created.size)), mode \(octalMode(info.permissions) ?? "-"))")
+        print("\(openExisting ? "ready" : "created") \(printable(created.name.description)) (\(humanSize(created.size)), mode \(octalMode(info.permissions) ?? "-")\(info.lifetime == .process ? ", temporary" : ""))")
     }
 }
 
@@ -114,7 +123,7 @@ struct Write: ParsableCommand {
 
     @OptionGroup var region: RegionArgument
 
-    @Option(help: "Where to start, in bytes from the beginning.", transform: ByteCount.parse)
+    @Option(parsing: .unconditional, help: "Where to start, in bytes from the beginning.", transform: ByteCount.parseOffset)
     var offset: Int = 0
 
     @Option(help: "Write this text (UTF-8) instead of standard input.")
@@ -160,10 +169,10 @@ struct Read: ParsableCommand {
 
     @OptionGroup var region: RegionArgument
 
-    @Option(help: "Where to start, in bytes from the beginning.", transform: ByteCount.parse)
+    @Option(parsing: .unconditional, help: "Where to start, in bytes from the beginning.", transform: ByteCount.parseOffset)
     var offset: Int = 0
 
-    @Option(help: "How many bytes (default: to the end).", transform: ByteCount.parse)
+    @Option(parsing: .unconditional, help: "How many bytes (default: to the end).", transform: ByteCount.parseOffset)
     var count: Int?
 
     @Flag(help: "Print a hex dump (offset, 16 bytes in hex, and as text) instead of raw bytes.")
@@ -200,7 +209,7 @@ struct Resize: ParsableCommand {
 
     @OptionGroup var region: RegionArgument
 
-    @Option(help: ByteCount.help, transform: ByteCount.parse)
+    @Option(parsing: .unconditional, help: ByteCount.help, transform: ByteCount.parseSize)
     var size: Int
 
     func run() throws {
@@ -242,36 +251,62 @@ struct Remove: ParsableCommand {
 struct GarbageCollect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Remove shared memory left behind by processes that are gone.",
+        abstract: "Remove temporary shared memory whose creator is gone.",
         discussion: """
-            Removes System V segments with no attachments whose creator is dead, and POSIX objects that \
-            SharedMemory created (it records the creator) whose creator is dead and that nothing maps. Never an \
-            attached segment, never an object whose creator is unknown, never another user's unless --all-users.
+            Removes regions created with a process lifetime (shm create --temporary, SharedMemory's \
+            createUnique, lifetime: .process) whose creator has exited and that nothing attaches, and \
+            SharedMemory's records of regions that no longer exist. Everything else stays: regions other programs \
+            made (ipcmk, sysv_ipc, C) and persistent ones are listed as kept, with the command that would remove \
+            each. Only this user's, unless --all-users.
             """)
 
     @Flag(help: "Only say what would be removed.")
     var dryRun = false
 
-    @Flag(help: "Also remove other users' orphans (root only, in practice).")
+    @Flag(help: "Also remove other users' temporary regions (root only, in practice).")
     var allUsers = false
+
+    @Flag(help: "Also remove the kept regions: unattached, creator gone, but meant to persist. Each is printed. Never the default; give it again on every run that should.")
+    var removePersistentToo = false
 
     func run() throws {
         let orphans = try SharedMemory.orphans(includingOtherUsers: allUsers)
+        let kept = try SharedMemory.leftovers(includingOtherUsers: allUsers)
         var failed = false
-        for orphan in orphans {
-            let what = "\(orphan.name) (\(humanSize(orphan.size)), owner \(userName(orphan.ownerUID)), creator \(orphan.creatorPID.map(String.init) ?? "?") gone)"
+        func describe(_ region: RegionInfo) -> String {
+            "\(printable(region.name.description)) (\(humanSize(region.size)), owner \(userName(region.ownerUID)), creator \(region.creatorPID.map(String.init) ?? "?") gone)"
+        }
+        func collect(_ region: RegionInfo, persistent: Bool) {
+            let what = (persistent ? "persistent " : "") + describe(region)
             if dryRun {
                 print("would remove \(what)")
-                continue
+                return
             }
             do {
-                if try SharedMemory.removeOrphan(orphan, includingOtherUsers: allUsers) { print("removed \(what)") }
+                if try SharedMemory.removeOrphan(region, includingOtherUsers: allUsers, includingPersistent: persistent) {
+                    print("removed \(what)")
+                }
             } catch {
                 Shm.report(error.description)
                 failed = true
             }
         }
-        if orphans.isEmpty { print("no orphans") }
+        for orphan in orphans { collect(orphan, persistent: false) }
+        if removePersistentToo {
+            for region in kept { collect(region, persistent: true) }
+        }
+        if !dryRun {
+            for record in SharedMemory.removeStaleRecords(includingOtherUsers: allUsers) {
+                print("removed the lifetime record of \(printable(record)), which no longer exists")
+            }
+        }
+        if orphans.isEmpty { print("no temporary regions to remove") }
+        if !kept.isEmpty && !removePersistentToo {
+            print("kept: unattached, creator gone, not marked temporary (remove one with the command shown):")
+            for region in kept {
+                print("  \(describe(region))  shm rm \(region.systemVID.map { "sysv-id:\($0)" } ?? shellQuoted(region.name.description))")
+            }
+        }
         if failed { throw ExitCode.failure }
     }
 }

@@ -9,8 +9,21 @@ import SystemPackage
 enum ByteCount {
     static let help: ArgumentHelp = "Bytes (4096), or with K, M, G, T for powers of 1024 (64K, 1MiB, 2G) or KB, MB, GB, TB for powers of 1000."
 
-    /// For `@Option(transform:)`: the byte count, or an error that says what a size looks like.
-    static func parse(_ text: String) throws -> Int {
+    /// For `@Option(transform:)` of a size: a byte count of at least 1, or an error that says what is wrong.
+    static func parseSize(_ text: String) throws -> Int {
+        let bytes = try parse(text, "a size is at least 1 byte")
+        guard bytes > 0 else { throw ValidationError("a size is at least 1 byte, not 0") }
+        return bytes
+    }
+
+    /// For `@Option(transform:)` of an offset or a count: 0 or more.
+    static func parseOffset(_ text: String) throws -> Int { try parse(text, "give 0 or more bytes") }
+
+    /// A byte count of 0 or more, or an error that says what a size looks like (or that it is negative).
+    private static func parse(_ text: String, _ rule: String) throws -> Int {
+        if text.trimmingCharacters(in: .whitespaces).hasPrefix("-") {
+            throw ValidationError("`\(text)` is negative: \(rule)")
+        }
         guard let bytes = bytes(text) else {
             throw ValidationError("`\(text)` is not a size: write bytes (4096) or a number with K, M, G, T (64K, 1MiB, 2G)")
         }
@@ -61,13 +74,14 @@ func userName(_ uid: UInt32) -> String {
     return String(validatingCString: name) ?? "\(uid)"
 }
 
-/// A table with aligned columns, left-aligned text and right-aligned numbers.
+/// A table with aligned columns, left-aligned text and right-aligned numbers; columns are as wide as their
+/// widest cell on a terminal (a CJK character takes two columns, a combining accent none).
 func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int>) -> String {
-    var widths = header.map(\.count)
-    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    var widths = header.map(displayWidth)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], displayWidth(cell)) } }
     func line(_ cells: [String]) -> String {
         cells.enumerated().map { i, cell in
-            let pad = String(repeating: " ", count: widths[i] - cell.count)
+            let pad = String(repeating: " ", count: widths[i] - displayWidth(cell))
             return rightAligned.contains(i) ? pad + cell : cell + pad
         }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
     }
@@ -98,6 +112,7 @@ extension RegionInfo {
             "creatorPID": creatorPID.map { $0 as Any } ?? NSNull(),
             "creatorAlive": creatorIsAlive.map { $0 as Any } ?? NSNull(),
             "markedForRemoval": isMarkedForRemoval,
+            "lifetime": lifetime.rawValue,
         ]
     }
 
@@ -126,4 +141,49 @@ func humanTime(_ timestamp: Timestamp?) -> String {
     var buffer = [CChar](repeating: 0, count: 32)
     let length = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
     return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// A name as `ls -b` shows it: control characters as C escapes (`\n`, `\t`, `\033`) and a backslash doubled, so
+/// a name can neither move the cursor nor break a table's rows.
+func printable(_ text: String) -> String {
+    var result = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\t": result += "\\t"
+        case "\r": result += "\\r"
+        case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+            let digits = String(scalar.value, radix: 8)
+            result += "\\" + String(repeating: "0", count: 3 - digits.count) + digits
+        case _ where (0x80...0x9f).contains(scalar.value) || scalar.properties.generalCategory == .format:
+            result += "\\u{" + String(scalar.value, radix: 16) + "}"  // C1 controls, bidirectional overrides
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
+}
+
+/// How many terminal columns `text` takes: 2 for East Asian wide and fullwidth characters and emoji, 0 for
+/// combining marks, 1 for the rest.
+func displayWidth(_ text: String) -> Int {
+    let wide: [ClosedRange<UInt32>] = [
+        0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+        0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F300...0x1F64F,
+        0x1F900...0x1F9FF, 0x20000...0x2FFFD, 0x30000...0x3FFFD,
+    ]
+    return text.unicodeScalars.reduce(0) { width, scalar in
+        switch scalar.properties.generalCategory {
+        case .nonspacingMark, .enclosingMark, .format: return width
+        default: return width + (wide.contains { $0.contains(scalar.value) } ? 2 : 1)
+        }
+    }
+}
+
+/// `text` as one shell word: as it is if it is safe, else in single quotes.
+func shellQuoted(_ text: String) -> String {
+    let safe = text.unicodeScalars.allSatisfy { scalar in
+        scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "/:._-+@%=,".unicodeScalars.contains(scalar))
+    }
+    return safe ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }

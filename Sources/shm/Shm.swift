@@ -12,8 +12,9 @@ struct Shm: ParsableCommand {
             Regions are named as in the SharedMemory library: sysv:0x1234 (a key), sysv-id:32768 (an id, as \
             ipcs -m shows it), posix:/name (in /dev/shm), file:/path.
             """,
+        version: "shm 0.1.0 (SharedMemory, not yet released)",
         subcommands: [List.self, Stat.self, Create.self, Write.self, Read.self, Resize.self, Remove.self,
-                      GarbageCollect.self, Limits.self, Bench.self]
+                      GarbageCollect.self, Limits.self, Bench.self, CBenchCommand.self]
     )
 
     /// Every failure ends here: one line on standard error starting `shm: error:`, and a non-zero exit.

@@ -3,7 +3,8 @@
 //
 //   RegionProbe [--uid UID] [--umask OCTAL] OPERATION ARGUMENTS...
 //
-//   create NAME SIZE [MODE]     create exclusively (mode in octal, default 0600)
+//   create NAME SIZE [MODE [process]]
+//                               create exclusively (mode in octal, default 0600; with a process lifetime)
 //   open NAME ro|rw             attach, print the size
 //   read NAME OFFSET COUNT      print the bytes in hex
 //   write NAME OFFSET HEX       write the bytes
@@ -25,12 +26,15 @@
 //                               COUNT times hold the read-write lock at 0 that long; count overlapping readers
 //                               at 128 (their maximum at 136) and readers or writers seen inside a write at 152
 //   resize NAME SIZE            open read-write and resize
-//   create-hold NAME SIZE HEX   create, write HEX at 0, print `ok`, wait to be killed
+//   create-hold NAME SIZE HEX [process]
+//                               create (with a process lifetime if asked), write HEX at 0, print `ok`, wait to
+//                               be killed
 //   load PREFIX SECONDS COUNTER for SECONDS, over and over on every backend: openOrCreate (create for anonymous
 //                               and memfd), write, grow (posix and file, one name in four), remove and detach
 //                               regions from a small pool of names shared with other loaders (PREFIX),
 //                               adding 1 to the atomic Int at 64 in region COUNTER per operation; prints
-//                               `ok OPERATIONS EXPECTED-ERRORS` or the first unexpected error
+//                               `ok OPERATIONS EXPECTED-ERRORS [DISPLACED...]` (see race-remove) or the first
+//                               unexpected error
 //   chown NAME UID GID          open and give the region to UID and GID (System V: IPC_SET, the creator keeps
 //                               its rights)
 //   race-replace NAME SECONDS SIZE
@@ -40,7 +44,8 @@
 //   race-remove NAME SECONDS SIZE
 //                               for SECONDS, over and over: create a region of SIZE under the name and remove it
 //                               (remove() of the attachment); a create that fails (the name is taken, or the file
-//                               system is full) backs out; prints `ok ROUNDS CREATED`
+//                               system is full) backs out; prints `ok ROUNDS CREATED [DISPLACED...]`, DISPLACED
+//                               the names a successor was left under when a third object took the name at once
 //   event-wait NAME MILLISECONDS
 //                               wait for the event at 0: prints `ok signaled` or `ok timeout`
 //
@@ -176,7 +181,8 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     switch operation {
     case "create":
         let mode = rest.count > 1 ? CModeT(rest[1], radix: 8)! : 0o600
-        let region = try SharedMemory.create(name, size: Int(rest[0])!, options: .init(permissions: FilePermissions(rawValue: mode)))
+        let lifetime: Lifetime = rest.count > 2 && rest[2] == "process" ? .process : .persistent
+        let region = try SharedMemory.create(name, size: Int(rest[0])!, options: .init(permissions: FilePermissions(rawValue: mode), lifetime: lifetime))
         return "\(region.size)"
     case "open":
         let region = try SharedMemory.open(name, options: .init(access: access(rest[0])))
@@ -260,7 +266,8 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         try region.resize(to: Int(rest[0])!)
         return "\(region.size)"
     case "create-hold":
-        let region = try SharedMemory.create(name, size: Int(rest[0])!)
+        let lifetime: Lifetime = rest.count > 2 && rest[2] == "process" ? .process : .persistent
+        let region = try SharedMemory.create(name, size: Int(rest[0])!, options: .init(lifetime: lifetime))
         try region.set(bytes: bytes(fromHex: rest[1]), at: 0)
         holdUntilKilled(region, saying: "ok")
     case "event-wait":
@@ -288,18 +295,21 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         return "\(rounds) \(lost)"
     case "race-remove":
         let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000))
-        var rounds = 0, created = 0
+        var rounds = 0, created = 0, displaced: [String] = []
         while ContinuousClock.now < deadline {
             rounds += 1
             do {
                 let region = try SharedMemory.create(name, size: Int(rest[1])!)
                 created += 1
                 try region.remove()
+            } catch where error.code == .removed && error.reason.contains("is now .sm-removing-") {
+                // The documented limit: a successor, then a third object, took the name in the instant between.
+                displaced.append(String(error.reason.split(separator: " ").last { $0.hasPrefix(".sm-removing-") }!))
             } catch where [.alreadyExists, .noSpace, .removed, .notFound].contains(error.code) {
                 continue
             }
         }
-        return "\(rounds) \(created)"
+        return "\(rounds) \(created)" + displaced.map { " " + $0 }.joined()
     case "hold":
         let region = try SharedMemory.open(name, options: .init(access: access(rest[0])))
         print("ok \(region.size)")
@@ -357,7 +367,7 @@ func load(prefix: String, seconds: Double, counter: String) {
         let total = try SharedMemory.open(try RegionName(counter))
         let count = try total.atomic(Int.self, at: 64)
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        var operations = 0, expected = 0
+        var operations = 0, expected = 0, displaced: [String] = []
         var generator = SystemRandomNumberGenerator()
         let backends: [Backend] = [.sysv, .posix, .file, .anonymous, .memfd]
         while ContinuousClock.now < deadline {
@@ -377,13 +387,15 @@ func load(prefix: String, seconds: Double, counter: String) {
                 } else {
                     try churn(try SharedMemory.create(name, size: 4096), remove: false, resize: false)
                 }
+            } catch where error.code == .removed && error.reason.contains("is now .sm-removing-") {
+                displaced.append(String(error.reason.split(separator: " ").last { $0.hasPrefix(".sm-removing-") }!))
             } catch where [.notFound, .removed].contains(error.code) {
                 expected += 1  // another loader removed it first (notFound), or removed it and made another (removed)
             }
             count.wrappingIncrement(ordering: .relaxed)
             operations += 1
         }
-        print("ok \(operations) \(expected)")
+        print("ok \(operations) \(expected)" + displaced.map { " " + $0 }.joined())
     } catch {
         print("error \(error.code.rawValue) \(error)")
     }

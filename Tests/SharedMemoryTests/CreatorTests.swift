@@ -2,8 +2,8 @@ import Foundation
 import Testing
 @testable import SharedMemory
 
-/// Who created a region, whether it still runs, and which regions are orphans.
-@Suite("Creators and orphans")
+/// Who created a region, whether it still runs, its lifetime, and which regions are orphans.
+@Suite("Creators, lifetimes and orphans")
 struct CreatorTests {
     @Test("the creator is known, and so is whether it still runs", arguments: [Backend.sysv, .posix, .file])
     func creator(backend: Backend) throws {
@@ -22,12 +22,40 @@ struct CreatorTests {
         }
     }
 
-    @Test("an orphan is unattached with a dead creator; removeOrphan checks again before removing", arguments: [Backend.sysv, .posix])
+    @Test("a process lifetime is recorded, shown, and its record goes with the region", arguments: Backend.allCases)
+    func lifetime(backend: Backend) throws {
+        try Names.with(backend) { name in
+            let persistent = try SharedMemory.create(name, size: 4096)
+            let expected: Lifetime = backend.capabilities.contains(.named) ? .persistent : .process
+            #expect(try persistent.info().lifetime == expected)
+            guard backend.capabilities.contains(.named) else { return }
+            try persistent.remove()
+
+            let temporary = try SharedMemory.create(name, size: 4096, options: .init(lifetime: .process))
+            let info = try temporary.info()
+            #expect(info.lifetime == .process)
+            #expect(try SharedMemory.info(backend == .sysv ? RegionName.sysv(id: info.systemVID!) : name).lifetime == .process)
+            let records = LifetimeRecords.all(owner: getuid()).records.filter { $0.name == name }
+            #expect(records.count == 1)
+            try temporary.remove()
+            #expect(!LifetimeRecords.all(owner: getuid()).records.contains { $0.name == name }, "the record outlived the region")
+        }
+    }
+
+    @Test("createUnique makes process-lifetime regions", arguments: Backend.named)
+    func uniqueIsTemporary(backend: Backend) throws {
+        let region = try SharedMemory.createUnique(backend, size: 4096)
+        defer { try? region.remove() }
+        #expect(try region.info().lifetime == .process)
+    }
+
+    @Test("an orphan is a process-lifetime region, unattached, with a dead creator; removeOrphan checks again", arguments: [Backend.sysv, .posix, .file])
     func orphans(backend: Backend) throws {
         try Names.with(backend) { name throws in
-            #expect(try Probe.run(["create", name.description, "4096"]) == "ok 4096")
+            #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
             let orphan = try #require(try SharedMemory.orphans().first { $0.name == name })
-            #expect(orphan.attachCount == 0)
+            #expect(orphan.attachCount == 0 && orphan.lifetime == .process)
+            #expect(!(try SharedMemory.leftovers()).contains { $0.name == name })
 
             // Attached again, it is no orphan: removeOrphan leaves it.
             let holder = try Probe.Holder(name)
@@ -38,6 +66,33 @@ struct CreatorTests {
             #expect(try SharedMemory.removeOrphan(orphan) == true)
             expectError(.notFound) { try SharedMemory.info(name) }
             #expect(try SharedMemory.removeOrphan(orphan) == false)
+            #expect(!LifetimeRecords.all(owner: getuid()).records.contains { $0.name == name }, "the record outlived the region")
+        }
+    }
+
+    @Test("a persistent region whose creator is gone is a leftover, kept: never an orphan", arguments: [Backend.sysv, .posix])
+    func persistentIsKept(backend: Backend) throws {
+        try Names.with(backend) { name throws in
+            #expect(try Probe.run(["create", name.description, "4096"]) == "ok 4096")
+            #expect(!(try SharedMemory.orphans()).contains { $0.name == name })
+            let leftover = try #require(try SharedMemory.leftovers().first { $0.name == name })
+            #expect(leftover.lifetime == .persistent)
+            #expect(try SharedMemory.removeOrphan(leftover) == false)
+            _ = try SharedMemory.info(name)
+            #expect(try SharedMemory.removeOrphan(leftover, includingPersistent: true) == true)
+            expectError(.notFound) { try SharedMemory.info(name) }
+        }
+    }
+
+    @Test("an orphan re-created under the same name between listing and removal is left alone", arguments: [Backend.posix, .file])
+    func recreated(backend: Backend) throws {
+        try Names.with(backend) { name throws in
+            #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
+            let orphan = try #require(try SharedMemory.orphans().first { $0.name == name })
+            try SharedMemory.remove(name)
+            #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")  // an orphan too
+            #expect(try SharedMemory.removeOrphan(orphan) == false)
+            #expect(try SharedMemory.info(name).creatorPID != orphan.creatorPID)  // the new one is still there
         }
     }
 
@@ -48,7 +103,42 @@ struct CreatorTests {
             let info = try SharedMemory.info(name)
             #expect(info.creatorPID == nil)
             #expect(info.creatorIsAlive == nil)
+            #expect(info.lifetime == .persistent)
             #expect(!(try SharedMemory.orphans()).contains { $0.name == name })
+        }
+    }
+
+    @Test("a corrupt record makes its region persistent, and gc removes the record; a stale one too")
+    func corruptRecord() throws {
+        try Names.with(.posix) { name throws in
+            #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
+            let info = try SharedMemory.info(name)
+            let file = "/dev/shm/.sharedmemory-\(getuid())/posix-\(info.device!)-\(info.inode!)"
+            try "sharedmemory-lifetime 1\ncreator x".write(toFile: file, atomically: false, encoding: .utf8)
+            #expect(try SharedMemory.info(name).lifetime == .persistent)
+            #expect(!(try SharedMemory.orphans()).contains { $0.name == name })
+            #expect(SharedMemory.removeStaleRecords().contains(file))
+            #expect(!FileManager.default.fileExists(atPath: file))
+            _ = try SharedMemory.info(name)  // the region itself is untouched
+        }
+        try Names.with(.sysv) { name throws in
+            #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
+            _ = try shell("ipcrm -M \(name.description.dropFirst(5))")  // removed behind the library's back
+            #expect(SharedMemory.removeStaleRecords().contains(name.description))
+        }
+    }
+
+    @Test("another user's record directory, or one others can write, is never used or believed")
+    func squattedRecordDirectory() throws {
+        let directory = "/dev/shm/.sharedmemory-65534"
+        try #require(mkdir(directory, 0o777) == 0 && chmod(directory, 0o777) == 0)  // root's, open to all: not 65534's
+        defer { rmdir(directory) }
+        try Names.with(.posix) { name throws in
+            let answer = try Probe.run(["create", name.description, "4096", "600", "process"], uid: 65534)
+            #expect(answer.hasPrefix("error foreign") && answer.contains(directory), "\(answer)")
+            expectError(.notFound) { try SharedMemory.info(name) }  // nothing half-made
+            #expect(try Probe.run(["create", name.description, "4096", "600"], uid: 65534) == "ok 4096")
+            #expect(try SharedMemory.info(name).lifetime == .persistent)
         }
     }
 }

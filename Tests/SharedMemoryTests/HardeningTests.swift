@@ -162,10 +162,10 @@ struct HardeningTests {
 
     // MARK: Crashes and cleanup
 
-    @Test("SIGKILL the creator: the region persists, a survivor reads everything, and gc removes it once nobody is attached", arguments: [Backend.sysv, .posix])
+    @Test("SIGKILL the creator: the region persists, a survivor reads everything, and gc removes it once nobody is attached (process lifetime)", arguments: [Backend.sysv, .posix, .file])
     func creatorKilled(backend: Backend) throws {
         try Names.with(backend) { name in
-            let creator = try Probe.start(["create-hold", name.description, "4096", "c0ffee"])
+            let creator = try Probe.start(["create-hold", name.description, "4096", "c0ffee", "process"])
             #expect(creator.line() == "ok")
             let survivor = try SharedMemory.open(name)
             creator.kill()
@@ -212,12 +212,19 @@ struct HardeningTests {
         let loaders = try (0..<16).map { _ in try Probe.start(["load", prefix, "20", counter.description]) }
         let answers = loaders.map { $0.finish() }
         let elapsed = ContinuousClock.now - started
-        var operations = 0
+        var operations = 0, displaced = 0
         for answer in answers {
             let fields = answer.split(separator: " ")
             #expect(fields.first == "ok", "a loader failed: \(answer)")
             operations += fields.count > 1 ? Int(fields[1]) ?? 0 : 0
+            // The documented limit of remove(): a successor left under the random name the error gave, in the
+            // directory of its name (/dev/shm or /tmp), never unlinked. Remove those here.
+            for aside in fields.dropFirst(3) {
+                displaced += 1
+                #expect(unlink("/dev/shm/\(aside)") == 0 || unlink("/tmp/\(aside)") == 0, "\(aside) is not where the error said")
+            }
         }
+        print("load: \(displaced) successors displaced by a third object taking their name in the same instant")
         #expect(try total.get(Int.self, at: 64) == operations, "counts were lost")
         #expect(operations > 1000)
         print("load: \(operations) operations by 16 processes in \(elapsed): \(Int(Double(operations) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))) per second")

@@ -114,9 +114,16 @@ struct LocalUserTests {
         let replacer = try Probe.start(["race-replace", name.description, "4", "4096"])
         let remover = try Probe.start(["race-remove", name.description, "4", "4096"])
         let replaced = replacer.finish().split(separator: " "), removed = remover.finish().split(separator: " ")
-        try #require(replaced.count == 3 && removed.count == 3, "\(replaced) \(removed)")
+        try #require(replaced.count == 3 && removed.count >= 3, "\(replaced) \(removed)")
+        // The documented limit: a successor left under a random name when a third object took the name in the
+        // same instant. It is not unlinked: it is there, and the error named it. Clean it up.
+        let directory = URL(fileURLWithPath: path(of: name)).deletingLastPathComponent().path
+        for aside in removed.dropFirst(3) {
+            #expect(unlink(directory + "/" + aside) == 0, "the displaced successor \(aside) is not where the error said")
+        }
         #expect(Int(replaced[1])! > 100 && Int(removed[2])! > 100, "the race was not run: \(replaced), \(removed)")
         #expect(replaced[2] == "0", "\(replaced[2]) objects were unlinked by a process that did not hold them")
+        print("removeRace \(backend): \(replaced[1]) replacements, \(removed[2]) creates and removes, \(removed.count - 3) successors displaced, 0 unlinked")
     }
 
     @Test("a create that fails on a full file system backs out only what it made (a racing process, 4 s)")
@@ -174,7 +181,7 @@ struct LocalUserTests {
     func systemVRemoveRace() throws {
         try Names.with(.sysv) { name in
             _ = try SharedMemory.create(name, size: 4096)
-            injecting(["shmctl(IPC_RMID)": [.invalidArgument]]) {
+            _ = injecting(["shmctl(IPC_RMID)": [.invalidArgument]]) {
                 expectError(.notFound) { try SharedMemory.remove(name) }
             }
         }

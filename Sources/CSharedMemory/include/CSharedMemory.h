@@ -30,6 +30,10 @@ int csm_get_status_flags(int fd);
 /// `openat(dirfd, name, flags, mode)`: variadic in glibc.
 int csm_openat(int dirfd, const char *name, int flags, unsigned int mode);
 
+/// `statx(dirfd, path, AT_SYMLINK_NOFOLLOW, STATX_BTIME)` (with an empty path, AT_EMPTY_PATH: `dirfd` itself):
+/// the birth time, or 0 seconds where the file system does not record it. Returns 0 or -1 with errno set.
+int csm_birth_time(int dirfd, const char *path, int64_t *seconds, uint32_t *nanoseconds);
+
 /// `renameat2(olddirfd, old, newdirfd, new, RENAME_NOREPLACE)`: fails with EEXIST rather than replace `new`.
 int csm_rename_noreplace(int olddirfd, const char *old, int newdirfd, const char *new_name);
 

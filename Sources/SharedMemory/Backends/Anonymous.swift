@@ -49,7 +49,7 @@ public final class AnonymousMemory: RegionStorage {
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
-        RegionInfo(name: name, size: size, permissions: nil, ownerUID: getuid(), ownerGID: getgid(),
+        RegionInfo(name: name, size: size, permissions: nil, ownerUID: getuid(), ownerGID: getgid(), lifetime: .process,
                    isMarkedForRemoval: false)
     }
 

@@ -47,7 +47,8 @@ public final class POSIXObject: FileBackedStorage {
                   let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
                   status.st_mode & S_IFMT == S_IFREG
             else { continue }
-            regions.append(info(name, status, creator: Creator.recorded(on: .path(path(of: name)), status), attachCounts: counts))
+            regions.append(info(name, status, born: try? Syscalls.birthTime(AT_FDCWD, path(of: name), name),
+                                creator: Creator.recorded(on: .path(path(of: name)), status), attachCounts: counts))
         }
         return regions
     }

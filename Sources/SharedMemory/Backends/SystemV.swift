@@ -57,6 +57,7 @@ public final class SystemVSegment: RegionStorage {
             let base = try attach(id, access: .readWrite, address: options.address, created)
             do {
                 try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created)
+                if options.lifetime == .process { try LifetimeRecords.write(created, id: id) }
             } catch {
                 try? Syscalls.shmdt(base, created)
                 throw error
@@ -172,8 +173,9 @@ public final class SystemVSegment: RegionStorage {
     }
 
     override func remove() throws(SharedMemoryError) {
+        let ds: shmid_ds
         do {
-            _ = try Self.stat(id, name)  // a second remove is notFound, not a silent success
+            ds = try Self.stat(id, name)  // a second remove is notFound, not a silent success
         } catch where error.code == .notFound {
             // If the key now names another segment, say that ours was replaced, and leave the new one alone.
             if case .systemV(let key) = name.location, let current = try? Syscalls.shmget(key, 0, 0, name), current != id {
@@ -182,6 +184,7 @@ public final class SystemVSegment: RegionStorage {
             throw error
         }
         try Syscalls.shmRemove(id, name)
+        LifetimeRecords.remove(name, owner: ds.shm_perm.cuid, id: id)
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
@@ -211,13 +214,14 @@ public final class SystemVSegment: RegionStorage {
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
         let id = try lookUp(name)
-        _ = try stat(id, name)
+        let ds = try stat(id, name)
         do {
             try Syscalls.shmRemove(id, name)
         } catch where error.segmentGone {
             // Another process removed it between the look-up and IPC_RMID.
             throw SharedMemoryError(.notFound, "it was removed (by another process) while this one was removing it", region: name, systemCall: error.systemCall, errno: error.errno)
         }
+        LifetimeRecords.remove(name, owner: ds.shm_perm.cuid, id: id)
     }
 
     /// Every segment on the machine, from /proc/sysvipc/shm (what `ipcs -m` reads), including segments marked for
@@ -235,10 +239,12 @@ public final class SystemVSegment: RegionStorage {
                   let atime = Int(f[11]), let dtime = Int(f[12]), let ctime = Int(f[13])
             else { continue }
             let name = key == IPC_PRIVATE ? try! RegionName.sysv(id: id) : try! RegionName.sysv(key: key)
+            let record = LifetimeRecords.record(for: name, owner: cuid, id: id, creatorPID: cpid)
             regions.append(RegionInfo(
                 name: name, size: size, permissions: FilePermissions(rawValue: CModeT(perms & 0o777)),
                 ownerUID: uid, ownerGID: gid, creatorUID: cuid, creatorGID: cgid, attachCount: nattch,
-                creatorPID: cpid, creatorIsAlive: Creator.isAlive(pid: cpid, changed: ctime), lastPID: lpid,
+                creatorPID: cpid, creatorIsAlive: record?.creator.isAlive ?? Creator.isAlive(pid: cpid, changed: ctime),
+                lifetime: record == nil ? .persistent : .process, lastPID: lpid,
                 lastAttachTime: atime == 0 ? nil : Timestamp(seconds: atime),
                 lastDetachTime: dtime == 0 ? nil : Timestamp(seconds: dtime),
                 lastChangeTime: Timestamp(seconds: ctime),
@@ -248,7 +254,8 @@ public final class SystemVSegment: RegionStorage {
     }
 
     private static func info(_ name: RegionName, id: Int32, _ ds: shmid_ds) -> RegionInfo {
-        RegionInfo(
+        let record = LifetimeRecords.record(for: name, owner: ds.shm_perm.cuid, id: id, creatorPID: ds.shm_cpid)
+        return RegionInfo(
             name: name,
             size: Int(ds.shm_segsz),
             permissions: FilePermissions(rawValue: CModeT(ds.shm_perm.mode & 0o777)),
@@ -258,7 +265,8 @@ public final class SystemVSegment: RegionStorage {
             creatorGID: ds.shm_perm.cgid,
             attachCount: Int(ds.shm_nattch),
             creatorPID: ds.shm_cpid,
-            creatorIsAlive: Creator.isAlive(pid: ds.shm_cpid, changed: ds.shm_ctime),
+            creatorIsAlive: record?.creator.isAlive ?? Creator.isAlive(pid: ds.shm_cpid, changed: ds.shm_ctime),
+            lifetime: record == nil ? .persistent : .process,
             lastPID: ds.shm_lpid,
             lastAttachTime: ds.shm_atime == 0 ? nil : Timestamp(seconds: ds.shm_atime),
             lastDetachTime: ds.shm_dtime == 0 ? nil : Timestamp(seconds: ds.shm_dtime),

@@ -50,13 +50,22 @@ public enum MessageRing {
     public static func maximumMessage(capacity: Int) -> Int { capacity / 2 - 4 }
 
     /// Writes a new, empty ring at `offset` with `capacity` bytes of data (a power of two, at least 4096; by
-    /// default the largest that fits). Do this once, before either side attaches.
+    /// default the largest that fits). Do this once, before either side attaches; a side that may start first
+    /// waits for it with ``waitUntilFormatted(_:at:timeout:)``.
+    ///
+    /// The ring takes ``size(capacity:)`` bytes from `offset`: the capacity and a 256-byte header. A region of
+    /// exactly `1 << 22` bytes holds a ring of capacity `1 << 21` at most; create it with
+    /// `MessageRing.size(capacity: 1 << 22)` bytes for a ring of capacity `1 << 22`.
     @discardableResult
     public static func format(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, capacity: Int? = nil) throws(SharedMemoryError) -> Int {
         let room = region.size - offset - headerSize
-        let capacity = capacity ?? (room >= 4096 ? 1 << (Int.bitWidth - 1 - room.leadingZeroBitCount) : 0)
+        let capacity = capacity ?? (room >= 4096 ? 1 << (Int.bitWidth - 1 - room.leadingZeroBitCount) : 4096)
         guard capacity >= 4096, capacity & (capacity - 1) == 0 else {
             throw SharedMemoryError(.invalidArgument, "a ring's capacity is a power of two of at least 4096 bytes, not \(capacity)", region: region.name)
+        }
+        guard offset >= 0, capacity <= room else {
+            let fits = room >= 4096 ? "; the largest that fits is \(1 << (Int.bitWidth - 1 - room.leadingZeroBitCount))" : ""
+            throw SharedMemoryError(.invalidArgument, "a ring of capacity \(capacity) needs MessageRing.size(capacity: \(capacity)) = \(size(capacity: capacity)) bytes (the capacity and a \(headerSize)-byte header) from offset \(offset), and the region holds \(region.size) bytes: create it with at least \(offset + size(capacity: capacity)) bytes, or ask for a smaller capacity\(fits)", region: region.name)
         }
         let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring")
         base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
@@ -64,7 +73,38 @@ public enum MessageRing {
         base.storeBytes(of: UInt32(headerSize), toByteOffset: headerSizeOffset, as: UInt32.self)
         base.storeBytes(of: UInt64(capacity), toByteOffset: capacityOffset, as: UInt64.self)
         atomic(base, magicOffset, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
+        Syscalls.futexWake(base + magicOffset)  // for sides waiting in waitUntilFormatted (the magic's low half)
         return capacity
+    }
+
+    /// Waits until a ring has been formatted at `offset` (by ``format(_:at:capacity:)`` in any process), at
+    /// most `timeout`: the readiness handshake for a side that may start before the one that formats. It sleeps
+    /// on a futex that `format` wakes, so it returns as soon as the ring is ready. A region with something
+    /// else at `offset` is ``SharedMemoryError/Code/foreign`` once the time is up, or at once if what is there
+    /// claims to be a ring of another version; no ring in time is ``SharedMemoryError/Code/timedOut``.
+    ///
+    /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
+    public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
+        let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
+        let word = atomic(base, magicOffset, UInt32.self)  // little-endian: the magic's low half
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let seen = word.load(ordering: .acquiring)
+            if seen == UInt32(truncatingIfNeeded: magic) {
+                _ = try validate(region, at: offset)
+                return
+            }
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                if seen == 0 {
+                    throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
+                }
+                _ = try validate(region, at: offset)  // something else is there: foreign, with what it is
+                return
+            }
+            let nanoseconds = min(Int64(left.components.seconds) * 1_000_000_000 + left.components.attoseconds / 1_000_000_000, 100_000_000)
+            Syscalls.futexWait(base + magicOffset, seen, timeout: max(nanoseconds, 1))
+        }
     }
 
     /// Checks the header a peer wrote and returns the base address and capacity; anything unexpected is

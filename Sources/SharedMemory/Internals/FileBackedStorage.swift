@@ -68,6 +68,11 @@ public class FileBackedStorage: RegionStorage {
             Creator.record(on: descriptor)
             try Syscalls.ftruncate(descriptor, size, name)
             if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
+            if options.lifetime == .process && name.backend != .memfd {
+                let made = try Syscalls.fstat(descriptor, name)
+                try LifetimeRecords.write(name, device: UInt64(made.st_dev), inode: UInt64(made.st_ino),
+                                          born: try Syscalls.birthTime(descriptor, "", name))
+            }
             let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
             do {
                 try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, name)
@@ -195,12 +200,13 @@ public class FileBackedStorage: RegionStorage {
         // say so rather than removing someone else's region.
         let ours = try Syscalls.fstat(descriptor, name)
         try Self.parent(of: name).remove(ifStill: UInt64(ours.st_dev), UInt64(ours.st_ino), name)
+        LifetimeRecords.remove(name, owner: ours.st_uid, device: UInt64(ours.st_dev), inode: UInt64(ours.st_ino))
     }
 
     override func info() throws(SharedMemoryError) -> RegionInfo {
         let status = try Syscalls.fstat(descriptor, name)
-        return Self.info(name, status, creator: Creator.recorded(on: .descriptor(descriptor), status),
-                         attachCounts: ProcMaps.mappingCounts())
+        return Self.info(name, status, born: try? Syscalls.birthTime(descriptor, "", name),
+                         creator: Creator.recorded(on: .descriptor(descriptor), status), attachCounts: ProcMaps.mappingCounts())
     }
 
     override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
@@ -218,18 +224,36 @@ public class FileBackedStorage: RegionStorage {
         let parent = try parent(of: name)
         let status = try parent.status(name)
         try checkRegularFile(status, name)
-        return info(name, status, creator: Creator.recorded(on: .path(parent.entryPath), status), attachCounts: ProcMaps.mappingCounts())
+        return info(name, status, born: try? Syscalls.birthTime(parent.descriptor, parent.entry, name),
+                    creator: Creator.recorded(on: .path(parent.entryPath), status), attachCounts: ProcMaps.mappingCounts())
     }
 
     static func remove(_ name: RegionName) throws(SharedMemoryError) {
         try requireName(name)
+        let status = try? parent(of: name).status(name)
         try unlinkName(name)
+        if let status {
+            LifetimeRecords.remove(name, owner: status.st_uid, device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+        }
+    }
+
+    /// Removes the name only if it still holds the object with this device and inode (see
+    /// ``ParentDirectory/remove(ifStill:_:_:)``), and its lifetime record.
+    static func remove(_ name: RegionName, ifStill device: UInt64, _ inode: UInt64, owner: UInt32) throws(SharedMemoryError) {
+        try requireName(name)
+        try parent(of: name).remove(ifStill: device, inode, name)
+        LifetimeRecords.remove(name, owner: owner, device: device, inode: inode)
     }
 
     // MARK: Helpers
 
-    static func info(_ name: RegionName, _ status: stat, creator: Creator?, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
+    /// What is known of an object: `stat`, the creator (the lifetime record's if there is one, else the creator
+    /// attribute's), the lifetime, and how many mappings of it `attachCounts` found.
+    static func info(_ name: RegionName, _ status: stat, born: Timestamp?, creator: Creator?, attachCounts: [ProcMaps.FileID: Int]?) -> RegionInfo {
         let id = ProcMaps.FileID(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+        let record = name.backend == .memfd ? nil
+            : LifetimeRecords.record(for: name, owner: status.st_uid, device: UInt64(status.st_dev), inode: UInt64(status.st_ino), born: born)
+        let creator = record?.creator ?? creator
         return RegionInfo(
             name: name,
             size: Int(status.st_size),
@@ -239,9 +263,11 @@ public class FileBackedStorage: RegionStorage {
             attachCount: attachCounts.map { $0[id] ?? 0 },
             creatorPID: creator?.pid,
             creatorIsAlive: creator?.isAlive,
+            lifetime: record != nil || name.backend == .memfd ? .process : .persistent,
             lastAttachTime: nil,
             lastDetachTime: nil,
             lastChangeTime: Timestamp(seconds: status.st_ctim.tv_sec, nanoseconds: status.st_ctim.tv_nsec),
+            creationTime: born,
             device: UInt64(status.st_dev),
             inode: UInt64(status.st_ino),
             isMarkedForRemoval: name.backend != .memfd && status.st_nlink == 0)
@@ -293,6 +319,10 @@ public class FileBackedStorage: RegionStorage {
             if let fs = Syscalls.fstatvfs(descriptor) {
                 let total = Int(fs.f_blocks) * Int(fs.f_frsize)
                 let free = Int(fs.f_bavail) * Int(fs.f_frsize)
+                if total > 0 && count > total {
+                    let advice = self == POSIXObject.self ? "raise /dev/shm's size (in a container, `docker run --shm-size`) or use a sysv region" : "put it on a larger file system"
+                    throw SharedMemoryError(.noSpace, "\(humanSize(count)) is more than the whole file system holding it, \(humanSize(total)) (\(humanSize(free)) free): ask for less, or \(advice)", region: name, systemCall: error.systemCall, errno: error.errno)
+                }
                 reason += ": the file system holding it has \(humanSize(free)) free of \(humanSize(total))"
             }
             reason += noSpaceAdvice

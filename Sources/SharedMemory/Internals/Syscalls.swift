@@ -108,6 +108,15 @@ enum Syscalls {
         return st
     }
 
+    /// `statx(STATX_BTIME)` of `name` in `directory` (or of `directory` itself with an empty name): when the
+    /// file was created, which tells a new file from an old one whose inode number it reuses; nil where the file
+    /// system does not record it.
+    static func birthTime(_ directory: Int32, _ name: String = "", _ region: RegionName?) throws(SharedMemoryError) -> Timestamp? {
+        var seconds: Int64 = 0, nanoseconds: UInt32 = 0
+        _ = try int32("statx", region) { csm_birth_time(directory, name, &seconds, &nanoseconds) }
+        return seconds == 0 ? nil : Timestamp(seconds: Int(seconds), nanoseconds: Int(nanoseconds))
+    }
+
     /// `unlinkat(directory, name, 0)`, or with `AT_REMOVEDIR` for an empty directory.
     static func unlinkat(_ directory: Int32, _ name: String, removingDirectory: Bool = false, _ region: RegionName?) throws(SharedMemoryError) {
         _ = try int32("unlinkat", region) { Glibc.unlinkat(directory, name, removingDirectory ? AT_REMOVEDIR : 0) }

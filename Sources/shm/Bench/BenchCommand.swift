@@ -7,8 +7,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the same experiments on every mechanism, in Swift and in C, side by side.",
         discussion: """
-            Every Swift number has the same loop written in C (Benchmarks/c/shmbench.c, built with cc at run \
-            time) measured in the same run beside it, and a Swift/C ratio. Medians and 99th percentiles: the \
+            Every Swift number has the same loop written in C (Sources/CShmBench/shmbench.c, linked into shm) \
+            measured in the same run beside it, and a Swift/C ratio. Medians and 99th percentiles: the \
             machine is noisy, compare within one run.
             """)
 

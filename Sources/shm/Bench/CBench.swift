@@ -1,31 +1,21 @@
+import CShmBench
+import ArgumentParser
 import Foundation
 import Glibc
 
-/// The C side of the benchmarks: Benchmarks/c/shmbench.c, compiled with the system's cc at run time.
+/// The C side of the benchmarks: Sources/CShmBench/shmbench.c, linked into `shm`. Each experiment runs in a
+/// process of its own (`shm c-bench ARGUMENTS`), as the Swift side's do, so neither disturbs the other.
 struct CBench {
+    /// This executable.
     let binary: String
-    let directory: String
-
-    /// Where the C source is: found from this file's place in the package, so `shm bench` works from any
-    /// directory as long as the package's sources are where they were built.
-    static let source = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Benchmarks/c/shmbench.c").path
 
     init() throws {
-        guard FileManager.default.fileExists(atPath: Self.source) else {
-            throw BenchError("the C benchmark source \(Self.source) is missing; run shm bench from a checkout of SharedMemory")
-        }
-        directory = NSTemporaryDirectory() + "shmbench-\(getpid())"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        binary = directory + "/shmbench"
-        let compile = try run("/usr/bin/env", ["cc", "-O2", "-o", binary, Self.source, "-lrt", "-lpthread"])
-        guard compile.status == 0 else { throw BenchError("cc failed to build \(Self.source): \(compile.error)") }
+        binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     }
 
     /// Runs one C experiment; its output is `median p99 samples`, times in nanoseconds.
     func measure(_ arguments: [String]) throws -> Summary {
-        let result = try run(binary, arguments)
+        let result = try run(binary, ["c-bench"] + arguments)
         let fields = result.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
         guard result.status == 0, fields.count >= 2 else {
             throw BenchError("the C benchmark \(arguments.joined(separator: " ")) failed: \(result.error)")
@@ -33,7 +23,25 @@ struct CBench {
         return Summary(median: fields[0], p99: fields[1], samples: Int(fields.count > 2 ? fields[2] : 0))
     }
 
-    func cleanUp() { try? FileManager.default.removeItem(atPath: directory) }
+    func cleanUp() {}
+}
+
+/// `shm c-bench ARGUMENTS`: runs shmbench.c's experiment in this process (hidden: `shm bench` starts it).
+struct CBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "c-bench", abstract: "Run one experiment of the C side of shm bench.", shouldDisplay: false)
+
+    @Argument(parsing: .captureForPassthrough)
+    var arguments: [String] = []
+
+    func run() throws {
+        let words = ["shmbench"] + arguments
+        var argv = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let status = shmbench_main(Int32(words.count), &argv)
+        fflush(nil)
+        Glibc.exit(status)
+    }
 }
 
 struct BenchError: Error, CustomStringConvertible {

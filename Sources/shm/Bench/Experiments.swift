@@ -3,7 +3,8 @@ import Glibc
 import SharedMemory
 import SystemPackage
 
-/// The Swift side of the benchmarks: the same loops as Benchmarks/c/shmbench.c, through SharedMemory.
+/// The Swift side of the benchmarks: the same loops as Sources/CShmBench/shmbench.c, through SharedMemory. Every
+/// region is made with a process lifetime, so `shm gc` collects what a killed run leaves.
 enum SwiftBench {
     /// A fresh name for iteration `i`: what the C loop uses, with "swift" in place of "c".
     static func name(_ backend: Backend, _ i: Int) throws -> RegionName {
@@ -25,7 +26,7 @@ enum SwiftBench {
         for i in 0..<iterations {
             let name = try name(backend, i)
             let start = nanoseconds()
-            let region = try SharedMemory.create(name, size: page)
+            let region = try SharedMemory.create(name, size: page, options: .init(lifetime: .process))
             try region.withUnsafeMutableBytes { $0[0] = 1 }
             if removable { try region.remove() }
             try region.detach()
@@ -37,7 +38,7 @@ enum SwiftBench {
     /// create (plain, prefaulted, or with 2 MiB huge pages) and write one byte in every page; nanoseconds each.
     static func firstTouch(_ backend: Backend, mode: String, bytes: Int, repeats: Int) throws -> [Double] {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let options = CreateOptions(hugePages: mode == "huge" ? .explicit(.size2MiB) : nil, prefault: mode == "prefault")
+        let options = CreateOptions(hugePages: mode == "huge" ? .explicit(.size2MiB) : nil, prefault: mode == "prefault", lifetime: .process)
         var samples: [Double] = []
         for i in 0..<repeats {
             let name = try name(backend, i)
@@ -67,7 +68,7 @@ extension SwiftBench {
         defer { payload.deallocate() }
         payload.initializeMemory(as: UInt8.self, repeating: 7)
         if let backend = Backend(rawValue: kind) {
-            let region = try SharedMemory.create(try name(backend, 0), size: MessageRing.size(capacity: 4 << 20))
+            let region = try SharedMemory.create(try name(backend, 0), size: MessageRing.size(capacity: 4 << 20), options: .init(lifetime: .process))
             let created = region.name
             try MessageRing.format(region)
             let child = fork()

@@ -1,23 +1,25 @@
 // The C side of `shm bench`: the same loops as the Swift side, written against the system calls directly, so
-// every Swift number has a C number measured in the same run beside it. `shm bench` compiles this with the
-// system's cc (-O2) at run time.
+// every Swift number has a C number measured in the same run beside it. It is built with the package and linked
+// into `shm`, which runs it in a process of its own as `shm c-bench ARGUMENTS` (so an installed `shm` needs
+// neither the source nor a C compiler).
 //
 // Each loop makes the same system calls SharedMemory makes for the same operation (exclusive create, exact
-// mode with fchmod, the creator record, posix_fallocate, the identity check before unlinking), so a ratio
-// measures what Swift and the library add, not what safety costs.
+// mode with fchmod, the creator record, posix_fallocate, the lifetime record of a process-lifetime region,
+// a file's directory reached without following links, and removal by renaming aside, checking and unlinking),
+// so a ratio measures what Swift and the library add, not what safety costs.
 //
-//   shmbench lifecycle BACKEND ITERATIONS          -> "median_ns p99_ns"
-//   shmbench firsttouch BACKEND MODE BYTES REPEATS -> "median_ns p99_ns" for map + touch every page
-//   shmbench stream BACKEND BYTES MESSAGE          -> "ns 0 1": BYTES through a 4 MiB message ring in messages of
+//   shm c-bench lifecycle BACKEND ITERATIONS          -> "median_ns p99_ns"
+//   shm c-bench firsttouch BACKEND MODE BYTES REPEATS -> "median_ns p99_ns" for map + touch every page
+//   shm c-bench stream BACKEND BYTES MESSAGE          -> "ns 0 1": BYTES through a 4 MiB message ring in messages of
 //                                                     MESSAGE bytes, parent to forked child, the ring's
 //                                                     algorithm and layout exactly as Sources/SharedMemory/
 //                                                     Channel/MessageRing.swift; BACKEND pipe, pipe1m (1 MiB
 //                                                     pipe buffer) or socketpair streams through the kernel
-//   shmbench pingpong KIND STRATEGY ROUNDS         -> "median_ns p99_ns": 64-byte round trips parent ->
+//   shm c-bench pingpong KIND STRATEGY ROUNDS         -> "median_ns p99_ns": 64-byte round trips parent ->
 //                                                     child -> parent; KIND ring (two rings in anonymous
 //                                                     memory, STRATEGY spin, spinsleep or sleep), pipe or
 //                                                     socketpair (STRATEGY ignored)
-//   shmbench placement ROUNDS                      -> "median_ns p99_ns" spin ping-pong round trip between a
+//   shm c-bench placement ROUNDS                      -> "median_ns p99_ns" spin ping-pong round trip between a
 //                                                     parent and a forked child: ~0.2 us when the two CPUs
 //                                                     share a cache ("near"), ~0.7 us when not ("far")
 //
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <linux/futex.h>
@@ -74,7 +77,87 @@ static void record_creator(int fd) {
     fsetxattr(fd, "user.sharedmemory.creator", value, strlen(value), 0);
 }
 
-// Create, map, and (for the first-touch loop) prefault a region as SharedMemory.create does; returns the mapping.
+// The directory holding a posix or file name, open, as SharedMemory reaches it: /dev/shm; or from / one
+// component at a time with O_NOFOLLOW. *entry is the last component.
+static int open_parent(const char *backend, const char *name, const char **entry) {
+    if (!strcmp(backend, "posix")) {
+        *entry = name + 1;
+        return open("/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+    int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    const char *start = name + 1, *slash;
+    char component[256];
+    while ((slash = strchr(start, '/'))) {
+        snprintf(component, sizeof component, "%.*s", (int)(slash - start), start);
+        int next = openat(dir, component, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(dir);
+        if (next < 0) die("openat");
+        dir = next;
+        start = slash + 1;
+    }
+    *entry = start;
+    return dir;
+}
+
+// The lifetime record of a process-lifetime region, written and removed as LifetimeRecords does.
+static void record_file(const char *backend, int id, int fd, char *file, size_t length) {
+    if (id >= 0) { snprintf(file, length, "sysv-%d", id); return; }
+    struct stat st;
+    if (fstat(fd, &st) < 0) die("fstat");
+    snprintf(file, length, "%s-%lu-%lu", backend, (unsigned long)st.st_dev, (unsigned long)st.st_ino);
+}
+
+static int open_record_directory(int creating) {
+    char directory[64];
+    snprintf(directory, sizeof directory, ".sharedmemory-%u", geteuid());
+    int shm = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (creating && mkdirat(shm, directory, 0700) < 0 && errno != EEXIST) die("mkdirat");
+    int dir = openat(shm, directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(shm);
+    struct stat st;
+    if (dir >= 0 && fstat(dir, &st) < 0) die("fstat");
+    return dir;
+}
+
+static void write_record(const char *backend, const char *name, int id, int fd) {
+    char file[128], temporary[64], text[640];
+    record_file(backend, id, fd, file, sizeof file);
+    int dir = open_record_directory(1);
+    if (dir < 0) die("openat record directory");
+    unsigned long long random;
+    if (getrandom(&random, sizeof random, 0) != sizeof random) die("getrandom");
+    snprintf(temporary, sizeof temporary, ".tmp-%016llx", random);
+    int record = openat(dir, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (record < 0) die("openat record");
+    struct statx born = {0};
+    if (id < 0 && statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &born) < 0) die("statx");
+    int length = id >= 0
+        ? snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn 0 0\nname sysv-id:%d", getpid(), id)
+        : snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn %lld %u\nname %s:%s", getpid(),
+                   (long long)born.stx_btime.tv_sec, born.stx_btime.tv_nsec, backend, name);
+    if (write(record, text, length) != length) die("write");
+    close(record);
+    if (renameat(dir, temporary, dir, file) < 0) die("renameat");
+    close(dir);
+}
+
+static void remove_record(const char *backend, int id, int fd) {
+    char file[128], directory[64];
+    record_file(backend, id, fd, file, sizeof file);
+    int dir = open_record_directory(0);
+    if (dir < 0) return;
+    int removed = unlinkat(dir, file, 0) == 0;
+    close(dir);
+    if (removed) {
+        int shm = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        snprintf(directory, sizeof directory, ".sharedmemory-%u", geteuid());
+        unlinkat(shm, directory, AT_REMOVEDIR);  // fails while other records are there
+        close(shm);
+    }
+}
+
+// Create, map, and (for the first-touch loop) prefault a process-lifetime region as SharedMemory.create does;
+// returns the mapping.
 static void *create(const char *backend, const char *name, size_t size, int prefault, int huge, int *fd, int *id) {
     void *p = NULL;
     *fd = -1;
@@ -86,18 +169,28 @@ static void *create(const char *backend, const char *name, size_t size, int pref
         if (shmctl(*id, IPC_STAT, &ds) < 0) die("shmctl");
         p = shmat(*id, NULL, 0);
         if (p == (void *)-1) die("shmat");
+        write_record(backend, name, *id, -1);
     } else if (!strcmp(backend, "anonymous")) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | (huge ? MAP_HUGETLB | HUGE_2MB : 0), -1, 0);
         if (p == MAP_FAILED) die("mmap");
     } else {
-        if (!strcmp(backend, "posix")) *fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        else if (!strcmp(backend, "file")) *fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
-        else *fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | (huge ? MFD_HUGETLB | HUGE_2MB : 0));
+        int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+        if (!strcmp(backend, "posix")) {
+            *fd = shm_open(name, flags, 0600);
+        } else if (!strcmp(backend, "file")) {
+            const char *entry;
+            int dir = open_parent(backend, name, &entry);
+            *fd = openat(dir, entry, flags, 0600);
+            close(dir);
+        } else {
+            *fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | (huge ? MFD_HUGETLB | HUGE_2MB : 0));
+        }
         if (*fd < 0) die("open");
         if (fchmod(*fd, 0600) < 0) die("fchmod");
         record_creator(*fd);
         if (ftruncate(*fd, size) < 0) die("ftruncate");
         if (posix_fallocate(*fd, 0, size) != 0) die("posix_fallocate");
+        if (strcmp(backend, "memfd")) write_record(backend, name, -1, *fd);
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
         if (p == MAP_FAILED) die("mmap");
     }
@@ -110,15 +203,26 @@ static void destroy(const char *backend, const char *name, void *p, size_t size,
     if (!strcmp(backend, "sysv")) {
         struct shmid_ds ds;
         if (shmctl(id, IPC_STAT, &ds) < 0 || shmctl(id, IPC_RMID, NULL) < 0) die("shmctl");
+        remove_record(backend, id, -1);
         if (shmdt(p) < 0) die("shmdt");
         return;
     }
     if (!strcmp(backend, "posix") || !strcmp(backend, "file")) {
-        struct stat ours, named;
-        char path[512];
-        snprintf(path, sizeof path, "%s%s", !strcmp(backend, "posix") ? "/dev/shm" : "", name);
-        if (fstat(fd, &ours) < 0 || lstat(path, &named) < 0) die("stat");
-        if (!strcmp(backend, "posix") ? shm_unlink(name) : unlink(name)) die("unlink");
+        // Only our own object: rename it aside, check it there, unlink it.
+        struct stat ours, named, moved;
+        const char *entry;
+        char aside[64];
+        unsigned long long random;
+        if (fstat(fd, &ours) < 0) die("fstat");
+        int dir = open_parent(backend, name, &entry);
+        if (fstatat(dir, entry, &named, AT_SYMLINK_NOFOLLOW) < 0) die("fstatat");
+        if (getrandom(&random, sizeof random, 0) != sizeof random) die("getrandom");
+        snprintf(aside, sizeof aside, ".sm-removing-%016llx", random);
+        if (renameat2(dir, entry, dir, aside, RENAME_NOREPLACE) < 0) die("renameat2");
+        if (fstatat(dir, aside, &moved, AT_SYMLINK_NOFOLLOW) < 0) die("fstatat");
+        if (moved.st_ino != ours.st_ino || unlinkat(dir, aside, 0) < 0) die("unlinkat");
+        close(dir);
+        remove_record(backend, -1, fd);
     }
     if (munmap(p, size) < 0) die("munmap");
     if (fd >= 0) close(fd);
@@ -365,7 +469,7 @@ static void pingpong(const char *kind, const char *strategy, int rounds) {
     report(samples, rounds);
 }
 
-int main(int argc, char **argv) {
+int shmbench_main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see the top of shmbench.c\n"); return 2; }
     const char *backend = argv[2];
     char name[256];
