@@ -35,6 +35,8 @@
 //                               adding 1 to the atomic Int at 64 in region COUNTER per operation; prints
 //                               `ok OPERATIONS EXPECTED-ERRORS [DISPLACED...]` (see race-remove) or the first
 //                               unexpected error
+//   ring-wait NAME MILLISECONDS wait that long for a ring to be formatted at 0, attach as its receiver and print
+//                               the first message
 //   chown NAME UID GID          open and give the region to UID and GID (System V: IPC_SET, the creator keeps
 //                               its rights)
 //   race-replace NAME SECONDS SIZE
@@ -274,6 +276,11 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)
         return event.wait(timeout: .milliseconds(Int(rest[0])!)) ? "signaled" : "timeout"
+    case "ring-wait":
+        let region = try SharedMemory.open(name)
+        try MessageRing.waitUntilFormatted(region, timeout: .milliseconds(Int(rest[0])!))
+        let receiver = try RingReceiver(region)
+        return String(decoding: try receiver.receive(timeout: .seconds(10)) ?? [], as: UTF8.self)
     case "chown":
         let region = try SharedMemory.open(name)
         try region.setOwner(uid: UInt32(rest[0])!, gid: UInt32(rest[1])!)

@@ -153,6 +153,27 @@ struct RingTests {
         expectError(.invalidArgument) { try MessageRing.format(region, at: 4) }  // not 64-byte aligned
     }
 
+    @Test("a receiver that starts first waits for the ring to be formatted; no ring in time is timedOut, something else foreign")
+    func waitsForFormat() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+            let waiter = try Probe.start(["ring-wait", name.description, "10000"])
+            usleep(300_000)
+            let started = ContinuousClock.now
+            try MessageRing.format(region, capacity: 4096)
+            let sender = try RingSender(try attachAgain(region))
+            try sender.send(Array("ready".utf8))
+            #expect(waiter.finish() == "ok ready")
+            #expect(ContinuousClock.now - started < .seconds(5))
+
+            let empty = try SharedMemory.create(.anonymous, size: 8192)
+            let timedOut = expectError(.timedOut) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
+            #expect(timedOut?.reason.contains("no message ring was formatted") == true)
+            try empty.set(UInt64(0x1234), at: 0)
+            expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
+        }
+    }
+
     @Test("positions run free: a ring keeps working where they wrap around 2^64")
     func positionsWrap() throws {
         let region = try SharedMemory.create(.memfd("ring-wraps"), size: MessageRing.size(capacity: 4096))
