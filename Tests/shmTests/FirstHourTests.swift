@@ -40,7 +40,7 @@ struct FirstHourTests {
     @Test("names with control characters are escaped in ls and stat, and wide names keep the columns aligned")
     func oddNames() throws {
         let pid = getpid()
-        let odd = "/smtest-\(pid)-a\nb\u{1b}[31m", wide = "/smtest-\(pid)-共享内存", plain = "/smtest-\(pid)-plain"
+        let odd = "/smtest-odd-\(pid)-a\nb\u{1b}[31m", wide = "/smtest-odd-\(pid)-共享内存", plain = "/smtest-odd-\(pid)-plain"
         for object in [odd, wide, plain] {
             #expect(FileManager.default.createFile(atPath: "/dev/shm" + object, contents: Data(count: 4096), attributes: [.posixPermissions: 0o600]))
         }
@@ -48,7 +48,7 @@ struct FirstHourTests {
         let listing = try Shm.run(["ls", "--backend", "posix"])
         #expect(listing.status == 0)
         #expect(!listing.output.contains("\u{1b}") && listing.output.contains("-a\\nb\\033[31m"), "\(listing.output)")
-        let lines = listing.output.split(separator: "\n").filter { $0.contains("smtest-\(pid)-") }
+        let lines = listing.output.split(separator: "\n").filter { $0.contains("smtest-odd-\(pid)-") }
         #expect(lines.count == 3, "a name broke a row: \(listing.output)")
         // The SIZE column ends at the same terminal column on every row (共享内存 takes 8 columns, not 4).
         let ends = lines.map { line -> Int in
