@@ -194,9 +194,9 @@ public enum SharedMemory {
             case .sysv:
                 try remove(name)
             case .posix:
-                try POSIXObject.remove(name, ifStill: now.device!, now.inode!, owner: now.ownerUID)
+                try POSIXObject.remove(name, ifStill: now.device!, now.inode!, born: now.creationTime, owner: now.ownerUID)
             case .file:
-                try MappedFile.remove(name, ifStill: now.device!, now.inode!, owner: now.ownerUID)
+                try MappedFile.remove(name, ifStill: now.device!, now.inode!, born: now.creationTime, owner: now.ownerUID)
             case .anonymous, .memfd:
                 return false
             }

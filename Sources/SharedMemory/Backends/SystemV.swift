@@ -68,6 +68,7 @@ public final class SystemVSegment: RegionStorage {
             throw SharedMemoryError(.removed, "another process removed the segment while it was being created; try again", region: created, systemCall: error.systemCall, errno: error.errno)
         } catch {
             try? Syscalls.shmRemove(id, created)  // back out
+            LifetimeRecords.remove(created, owner: geteuid(), id: id)
             throw options.hugePages?.explain(error) ?? error
         }
     }

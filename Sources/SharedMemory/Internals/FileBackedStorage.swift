@@ -87,7 +87,10 @@ public class FileBackedStorage: RegionStorage {
             // removed it and made its own under the name meanwhile).
             let made = try? Syscalls.fstat(descriptor, name)
             Syscalls.close(descriptor)
-            if let made { try? parent(of: name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name) }
+            if let made {
+                try? parent(of: name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name)
+                LifetimeRecords.remove(name, owner: made.st_uid, device: UInt64(made.st_dev), inode: UInt64(made.st_ino))
+            }
             throw options.hugePages?.explain(error) ?? error
         }
     }
@@ -237,11 +240,11 @@ public class FileBackedStorage: RegionStorage {
         }
     }
 
-    /// Removes the name only if it still holds the object with this device and inode (see
-    /// ``ParentDirectory/remove(ifStill:_:_:)``), and its lifetime record.
-    static func remove(_ name: RegionName, ifStill device: UInt64, _ inode: UInt64, owner: UInt32) throws(SharedMemoryError) {
+    /// Removes the name only if it still holds the object with this device, inode and birth time (see
+    /// ``ParentDirectory/remove(ifStill:_:born:_:)``), and its lifetime record.
+    static func remove(_ name: RegionName, ifStill device: UInt64, _ inode: UInt64, born: Timestamp?, owner: UInt32) throws(SharedMemoryError) {
         try requireName(name)
-        try parent(of: name).remove(ifStill: device, inode, name)
+        try parent(of: name).remove(ifStill: device, inode, born: born, name)
         LifetimeRecords.remove(name, owner: owner, device: device, inode: inode)
     }
 

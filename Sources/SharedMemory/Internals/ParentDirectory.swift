@@ -82,7 +82,10 @@ struct ParentDirectory: ~Copyable {
     /// another made under the name in the microseconds between the check and the rename), it is renamed back
     /// with `RENAME_NOREPLACE`; only if a third object took the name in that instant too does the successor stay
     /// under the random name, which the error then gives.
-    func remove(ifStill device: UInt64, _ inode: UInt64, _ region: RegionName) throws(SharedMemoryError) {
+    ///
+    /// With `born` (the object's birth time), an object that merely reuses the inode number is not taken for it
+    /// either; callers that hold the object open need not pass it, since its inode cannot be reused meanwhile.
+    func remove(ifStill device: UInt64, _ inode: UInt64, born: Timestamp? = nil, _ region: RegionName) throws(SharedMemoryError) {
         func isOurs(_ status: stat) -> Bool { UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode }
         let replaced = SharedMemoryError(.removed, "this attachment's object was removed and the name now belongs to another object, which was left alone", region: region)
         let now: stat
@@ -103,7 +106,7 @@ struct ParentDirectory: ~Copyable {
             return
         }
         let moved = try Syscalls.fstatat(descriptor, aside, region)
-        if isOurs(moved) {
+        if isOurs(moved), born == nil || (try? Syscalls.birthTime(descriptor, aside, region)) == born {
             try Syscalls.unlinkat(descriptor, aside, region)
             return
         }
