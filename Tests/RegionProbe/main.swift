@@ -35,6 +35,8 @@
 //                               adding 1 to the atomic Int at 64 in region COUNTER per operation; prints
 //                               `ok OPERATIONS EXPECTED-ERRORS [DISPLACED...]` (see race-remove) or the first
 //                               unexpected error
+//   ring-serve NAME             attach as a ring's sender, send `hello`, print `ok sent`, and wait to be killed
+//                               without touching the sender again
 //   ring-wait NAME MILLISECONDS wait that long for a ring to be formatted at 0, attach as its receiver and print
 //                               the first message
 //   chown NAME UID GID          open and give the region to UID and GID (System V: IPC_SET, the creator keeps
@@ -276,6 +278,13 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)
         return event.wait(timeout: .milliseconds(Int(rest[0])!)) ? "signaled" : "timeout"
+    case "ring-serve":
+        // The handle is not used after the send: a handle's lifetime must not end the stream.
+        let sender = try RingSender(try SharedMemory.open(name))
+        try sender.send(Array("hello".utf8))
+        print("ok sent")
+        fflush(nil)
+        while true { pause() }
     case "ring-wait":
         let region = try SharedMemory.open(name)
         try MessageRing.waitUntilFormatted(region, timeout: .milliseconds(Int(rest[0])!))

@@ -153,6 +153,60 @@ struct RingTests {
         expectError(.invalidArgument) { try MessageRing.format(region, at: 4) }  // not 64-byte aligned
     }
 
+    /// The probe to run `ring-serve` with: the debug build beside the tests, or (CI) a release build, where the
+    /// optimiser ends a handle's lifetime after its last use.
+    static let servingProbe = ProcessInfo.processInfo.environment["SHM_RELEASE_PROBE"] ?? Probe.path
+
+    @Test("a sender that serves forever never ends the stream; killed, it is peerDied within a second")
+    func serveForever() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+            try MessageRing.format(region, capacity: 4096)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.servingProbe)
+            process.arguments = ["ring-serve", name.description]
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+            #expect(String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self) == "ok sent")
+            let receiver = try RingReceiver(try attachAgain(region))
+            #expect(try receiver.receive(timeout: .seconds(10)) == Array("hello".utf8))
+            expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(1500)) }  // not nil: not finished
+            let finished = receiver.isFinished
+            #expect(!finished)
+
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let killed = ContinuousClock.now
+            expectError(.peerDied) { try receiver.receive(timeout: .seconds(5)) }
+            #expect(ContinuousClock.now - killed < .seconds(1))
+        }
+    }
+
+    @Test("a dropped handle ends nothing and frees its process to attach again; close() gives the seat to others")
+    func droppedHandle() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+            try MessageRing.format(region, capacity: 4096)
+            let receiver = try RingReceiver(try attachAgain(region))
+            do {
+                let sender = try RingSender(try attachAgain(region))
+                try sender.send([1])
+            }
+            #expect(try receiver.tryReceive() == [1])
+            let finished = receiver.isFinished
+            #expect(!finished)
+            let again = try RingSender(try attachAgain(region))  // this process, no live handle: allowed
+            expectError(.busy) { try RingSender(try attachAgain(region)) }  // a live one: busy
+            try again.send([2])
+            again.close()
+            #expect(try receiver.receive(timeout: .seconds(1)) == [2])
+            #expect(try receiver.receive(timeout: .seconds(1)) == nil)  // close() finished it
+            #expect(try Probe.run(["ring-send", name.description, "8"]).hasPrefix("ok"))  // the seat is free for others
+        }
+    }
+
     @Test("a receiver that starts first waits for the ring to be formatted; no ring in time is timedOut, something else foreign")
     func waitsForFormat() throws {
         try Names.with(.posix) { name in

@@ -1,6 +1,7 @@
 import Atomics
 import CSharedMemory
 import Glibc
+import Synchronization
 
 /// A single-producer, single-consumer ring of variable-size messages laid out in a region, for streaming between
 /// two processes without system calls on the fast path.
@@ -38,8 +39,8 @@ public enum MessageRing {
     // Header offsets.
     static let magicOffset = 0, versionOffset = 8, headerSizeOffset = 12, capacityOffset = 16
     static let producerPID = 32, producerStart = 40, consumerPID = 48, consumerStart = 56
-    static let head = 64, finished = 72
-    static let tail = 128
+    static let head = 64, finished = 72, producerToken = 80
+    static let tail = 128, consumerToken = 136
     static let dataSignal = 192, consumerWaiting = 196
     static let spaceSignal = 224, producerWaiting = 228
 
@@ -136,7 +137,13 @@ public enum MessageRing {
         case sender, receiver
         var pidOffset: Int { self == .sender ? MessageRing.producerPID : MessageRing.consumerPID }
         var startOffset: Int { self == .sender ? MessageRing.producerStart : MessageRing.consumerStart }
+        var tokenOffset: Int { self == .sender ? MessageRing.producerToken : MessageRing.consumerToken }
     }
+
+    /// The tokens of the seats this process holds through a live handle. A handle that goes away without
+    /// `finish()` or `close()` changes nothing in the ring (a handle's lifetime is no protocol event: the
+    /// optimiser may end it early); it only drops its token here, so that this process may claim the seat again.
+    static let liveTokens = Mutex<Set<UInt64>>([])
 
     /// The process in `seat`, or nil if it is empty.
     static func occupant(of seat: Seat, _ base: UnsafeMutableRawPointer) -> Creator? {
@@ -146,22 +153,31 @@ public enum MessageRing {
         return Creator(pid: pid, startTime: start == 0 ? nil : start)
     }
 
-    /// Claims `seat` for this process; `busy` if a live process (this one included) holds it. A seat a dead
-    /// process left is taken over.
-    static func claim(_ seat: Seat, _ base: UnsafeMutableRawPointer, _ region: RegionName) throws(SharedMemoryError) {
+    /// Claims `seat` for this process and returns the seat's new token; `busy` if a live process holds it through
+    /// a live handle (this process's own handles included). A seat a dead process left, or one this process holds
+    /// through no live handle any more, is taken over.
+    static func claim(_ seat: Seat, _ base: UnsafeMutableRawPointer, _ region: RegionName) throws(SharedMemoryError) -> UInt64 {
         let me = Creator.current
+        let token = atomic(base, seat.tokenOffset, UInt64.self)
         while true {
             let holder = occupant(of: seat, base)
-            if let holder, holder.isAlive {
+            if let holder, holder.isAlive,
+               holder != me || liveTokens.withLock({ $0.contains(token.load(ordering: .acquiring)) }) {
                 throw SharedMemoryError(.busy, "process \(holder.pid) is already this ring's \(seat); a ring has one of each", region: region)
             }
             base.storeBytes(of: me.startTime ?? 0, toByteOffset: seat.startOffset, as: UInt64.self)
             let pid = atomic(base, seat.pidOffset, Int32.self)
-            if pid.compareExchange(expected: holder?.pid ?? 0, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { return }
+            if pid.compareExchange(expected: holder?.pid ?? 0, desired: me.pid, ordering: .acquiringAndReleasing).exchanged {
+                var generator = SystemRandomNumberGenerator()
+                let mine = generator.next() as UInt64 | 1
+                token.store(mine, ordering: .releasing)
+                liveTokens.withLock { _ = $0.insert(mine) }
+                return mine
+            }
         }
     }
 
-    /// Gives `seat` back.
+    /// Gives `seat` back (an explicit `close()`, or a refused attach).
     static func leave(_ seat: Seat, _ base: UnsafeMutableRawPointer) {
         atomic(base, seat.pidOffset, Int32.self).store(0, ordering: .releasing)
     }
@@ -204,11 +220,13 @@ struct RingView {
     let producerWaiting: UnsafeAtomic<UInt32>
     let spaceSignal: UnsafeAtomic<UInt32>
     let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
+    /// This handle's token for its seat (see ``MessageRing/liveTokens``).
+    let token: UInt64
 
     /// Validates the header at `offset` and takes `seat` for this process.
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, seat: MessageRing.Seat) throws(SharedMemoryError) {
         let (base, capacity) = try MessageRing.validate(region, at: offset)
-        try MessageRing.claim(seat, base, region.name)
+        token = try MessageRing.claim(seat, base, region.name)
         head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
         tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
         // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
@@ -216,6 +234,8 @@ struct RingView {
         let written = head.load(ordering: .acquiring), read = tail.load(ordering: .acquiring)
         guard written & 7 == 0, read & 7 == 0, written &- read <= UInt64(capacity) else {
             MessageRing.leave(seat, base)
+            let claimed = token
+            MessageRing.liveTokens.withLock { _ = $0.remove(claimed) }
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
         name = region.name
@@ -232,15 +252,17 @@ struct RingView {
         position.initialize(to: (written, read))
     }
 
-    /// Gives the seat back and frees this side's copies.
-    func leave(_ seat: MessageRing.Seat) {
-        MessageRing.leave(seat, base)
+    /// This handle is going: forget its token and free this side's copies. Nothing in the ring changes.
+    func drop() {
+        MessageRing.liveTokens.withLock { _ = $0.remove(token) }
         position.deallocate()
     }
 }
 
-/// The sending side of a ``MessageRing``. It keeps the region attached while it lives, and finishing (or
-/// dropping it) tells the receiver that no more messages will come.
+/// The sending side of a ``MessageRing``. It keeps the region attached while it lives. Only ``finish()`` (or
+/// ``close()``) tells the receiver that no more messages will come, or this process's death (`peerDied`): a
+/// handle that goes away without them ends nothing, since a handle's lifetime is no protocol event (the
+/// optimiser may end it after its last use). The seat stays this process's until it exits or attaches again.
 public struct RingSender: ~Copyable {
     /// Held to keep the memory attached (nothing is called on it: Swift 6.3 cannot, from a borrowed self).
     private let region: any SharedRegion & ~Copyable
@@ -261,8 +283,13 @@ public struct RingSender: ~Copyable {
     }
 
     deinit {
+        ring.drop()
+    }
+
+    /// Finishes the stream and gives the sender's seat back, so another process may attach as the sender.
+    public consuming func close() {
         finish()
-        ring.leave(.sender)
+        MessageRing.leave(.sender, ring.base)
     }
 
     /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.
@@ -360,7 +387,7 @@ public struct RingSender: ~Copyable {
     }
 
     private func wakeReceiver(always: Bool) {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
         if always || ring.consumerWaiting.load(ordering: .relaxed) != 0 {
             ring.dataSignal.wrappingIncrement(ordering: .releasing)
             Syscalls.futexWake(ring.base + MessageRing.dataSignal)
@@ -388,7 +415,13 @@ public struct RingReceiver: ~Copyable {
     }
 
     deinit {
-        ring.leave(.receiver)
+        ring.drop()
+    }
+
+    /// Gives the receiver's seat back, so another process may attach as the receiver. Dropping the handle does
+    /// not: the sender keeps counting this process as its receiver until it exits.
+    public consuming func close() {
+        MessageRing.leave(.receiver, ring.base)
     }
 
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
@@ -423,7 +456,7 @@ public struct RingReceiver: ~Copyable {
     func release(_ message: UnsafeRawBufferPointer) {
         ring.position.pointee.tail &+= UInt64(align8(4 + message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
         if ring.producerWaiting.load(ordering: .relaxed) != 0 {
             ring.spaceSignal.wrappingIncrement(ordering: .releasing)
             Syscalls.futexWake(ring.base + MessageRing.spaceSignal)
