@@ -1,7 +1,7 @@
 /// A kernel mechanism for sharing memory between processes.
 public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// System V shared memory: `shmget`, `shmat`, `shmdt`, `shmctl`. Named by a key or an id; fixed size.
-    case sysv
+    case systemV = "sysv"
     /// POSIX shared memory: `shm_open` (a file in /dev/shm), `ftruncate`, `mmap`.
     case posix
     /// A file on any file system mapped with `mmap(MAP_SHARED)`.
@@ -19,7 +19,7 @@ public enum Backend: String, Sendable, Hashable, CaseIterable, CustomStringConve
     /// something subtly different.
     public var capabilities: Capabilities {
         switch self {
-        case .sysv: [.named, .sharedWithChildren, .readOnlyAttach, .exactAttachCount, .listable, .survivesProcessExit, .changeOwner, .hugePages]
+        case .systemV: [.named, .sharedWithChildren, .readOnlyAttach, .exactAttachCount, .listable, .survivesProcessExit, .changeOwner, .hugePages]
         case .posix: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .listable, .survivesProcessExit, .changeOwner, .descriptorPassing]
         case .file: [.named, .sharedWithChildren, .resizable, .readOnlyAttach, .survivesProcessExit, .changeOwner, .descriptorPassing]
         case .anonymous: [.sharedWithChildren, .hugePages]

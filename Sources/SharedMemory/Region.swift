@@ -82,9 +82,9 @@ public struct Region<Storage: RegionStorage>: SharedRegion, ~Copyable {
         UnsafeMutableRawBufferPointer(start: storage.base, count: storage.size).storeBytes(of: value, toByteOffset: offset, as: T.self)
     }
 
-    public func resize(to newSize: Int) throws(SharedMemoryError) { try storage.resize(to: newSize) }
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try storage.resize(to: newSize) }
     @discardableResult
-    public func remap() throws(SharedMemoryError) -> Int { try storage.remap() }
+    public mutating func remap() throws(SharedMemoryError) -> Int { try storage.remap() }
     public func remove() throws(SharedMemoryError) { try storage.remove() }
     public func info() throws(SharedMemoryError) -> RegionInfo { try storage.info() }
     public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {

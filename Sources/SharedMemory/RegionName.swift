@@ -43,7 +43,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     /// The backend that serves this name.
     public var backend: Backend {
         switch location {
-        case .systemV, .systemVPrivate, .systemVID: .sysv
+        case .systemV, .systemVPrivate, .systemVID: .systemV
         case .posix: .posix
         case .file: .file
         case .anonymous: .anonymous
@@ -67,7 +67,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     // MARK: Making names
 
     /// A System V segment by key. The key may not be 0: that is `IPC_PRIVATE`, written ``systemVPrivate``.
-    public static func sysv(key: Int32) throws(SharedMemoryError) -> RegionName {
+    public static func systemV(key: Int32) throws(SharedMemoryError) -> RegionName {
         guard key != 0 else {
             throw invalid("sysv:0", "key 0 is IPC_PRIVATE; write `sysv:private` to create a segment without a key")
         }
@@ -78,7 +78,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     public static let systemVPrivate = RegionName(checked: .systemVPrivate)
 
     /// An existing System V segment by id, as `shmget` returned it and `ipcs -m` lists it.
-    public static func sysv(id: Int32) throws(SharedMemoryError) -> RegionName {
+    public static func systemV(id: Int32) throws(SharedMemoryError) -> RegionName {
         guard id >= 0 else { throw invalid("sysv-id:\(id)", "a System V id is 0 or more") }
         return RegionName(checked: .systemVID(id))
     }
@@ -142,12 +142,12 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
             guard let value = Self.parseKey(key) else {
                 throw Self.invalid(string, "a System V key is a number: decimal, or hex with 0x (for example sysv:0x5eed), or `private`")
             }
-            self = try .sysv(key: value)
+            self = try .systemV(key: value)
         } else if let id = string.dropPrefix("sysv-id:") {
             guard let value = Int32(id), value >= 0 else {
                 throw Self.invalid(string, "a System V id is a decimal number from 0 to \(Int32.max), as `ipcs -m` shows it")
             }
-            self = try .sysv(id: value)
+            self = try .systemV(id: value)
         } else if let name = string.dropPrefix("posix:") {
             self = try .posix(String(name))
         } else if let label = string.dropPrefix("memfd:") {
@@ -175,7 +175,7 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
             throw SharedMemoryError(.invalidArgument, "ftok's project id must not be 0; use 1 to 255")
         }
         let key = try Syscalls.ftok(path, Int32(projectID))
-        return try .sysv(key: key)
+        return try .systemV(key: key)
     }
 
     // MARK: Codable as the string form

@@ -19,7 +19,7 @@ public enum SharedMemory {
         _ name: RegionName, size: Int, options: CreateOptions = .init()
     ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .sysv: try SystemVRegion.create(name, size: size, options: options).erased()
+        case .systemV: try SystemVRegion.create(name, size: size, options: options).erased()
         case .posix: try POSIXRegion.create(name, size: size, options: options).erased()
         case .file: try FileRegion.create(name, size: size, options: options).erased()
         case .anonymous: try AnonymousRegion.create(size: size, options: options).erased()
@@ -34,7 +34,7 @@ public enum SharedMemory {
         _ name: RegionName, options: OpenOptions = .init()
     ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .sysv: return try SystemVRegion.open(name, options: options).erased()
+        case .systemV: return try SystemVRegion.open(name, options: options).erased()
         case .posix: return try POSIXRegion.open(name, options: options).erased()
         case .file: return try FileRegion.open(name, options: options).erased()
         case .anonymous, .memfd: throw noName(name, "open")
@@ -94,7 +94,7 @@ public enum SharedMemory {
             let random = "sm-" + randomHex()
             let name: RegionName
             switch backend {
-            case .sysv: name = .systemVPrivate
+            case .systemV: name = .systemVPrivate
             case .posix: name = try .posix("/" + random)
             case .file: name = try .file(directory.appending(random))
             case .anonymous: name = .anonymous
@@ -114,7 +114,7 @@ public enum SharedMemory {
     /// What the kernel knows about a region, without attaching it.
     public static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
         switch name.backend {
-        case .sysv: try SystemVSegment.info(name)
+        case .systemV: try SystemVSegment.info(name)
         case .posix: try POSIXObject.info(name)
         case .file: try MappedFile.info(name)
         case .anonymous, .memfd: throw noName(name, "look up")
@@ -125,7 +125,7 @@ public enum SharedMemory {
     /// keep working until they detach. A missing name is ``SharedMemoryError/Code/notFound``.
     public static func remove(_ name: RegionName) throws(SharedMemoryError) {
         switch name.backend {
-        case .sysv: try SystemVSegment.remove(name)
+        case .systemV: try SystemVSegment.remove(name)
         case .posix: try POSIXObject.remove(name)
         case .file: try MappedFile.remove(name)
         case .anonymous, .memfd: throw noName(name, "remove")
@@ -137,7 +137,7 @@ public enum SharedMemory {
     /// ``SharedMemoryError/Code/unsupported``.
     public static func list(_ backend: Backend) throws(SharedMemoryError) -> [RegionInfo] {
         switch backend {
-        case .sysv: return try SystemVSegment.list()
+        case .systemV: return try SystemVSegment.list()
         case .posix: return try POSIXObject.list()
         case .file:
             throw SharedMemoryError(.unsupported, "file regions cannot be listed: a file region can be any file on any file system")
@@ -155,7 +155,7 @@ public enum SharedMemory {
     /// The attach count of a posix or file region comes from the /proc/PID/maps this user may read: run as root
     /// to see every process's mappings.
     public static func orphans(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
-        var candidates = try list(.sysv) + list(.posix)
+        var candidates = try list(.systemV) + list(.posix)
         for record in LifetimeRecords.all(owner: includingOtherUsers ? nil : geteuid()).records where record.name.backend == .file {
             if let info = try? MappedFile.info(record.name) { candidates.append(info) }
         }
@@ -167,7 +167,7 @@ public enum SharedMemory {
     /// ``Lifetime/persistent``, the normal state of a region meant to outlive its creator. `shm gc` lists them and
     /// keeps them. System V segments, and posix objects whose creator is recorded.
     public static func leftovers(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
-        (try list(.sysv) + list(.posix)).filter { isUnused($0, includingOtherUsers: includingOtherUsers) && $0.lifetime == .persistent }
+        (try list(.systemV) + list(.posix)).filter { isUnused($0, includingOtherUsers: includingOtherUsers) && $0.lifetime == .persistent }
     }
 
     /// Removes a region ``orphans(includingOtherUsers:)`` found, after checking again that it is the same object
@@ -178,7 +178,7 @@ public enum SharedMemory {
     @discardableResult
     public static func removeOrphan(_ orphan: RegionInfo, includingOtherUsers: Bool = false, includingPersistent: Bool = false) throws(SharedMemoryError) -> Bool {
         // By id for System V, so a new segment that took the key in the meantime is never touched.
-        let name = try orphan.systemVID.map { id throws(SharedMemoryError) in try RegionName.sysv(id: id) } ?? orphan.name
+        let name = try orphan.systemVID.map { id throws(SharedMemoryError) in try RegionName.systemV(id: id) } ?? orphan.name
         let now: RegionInfo
         do {
             now = try info(name)
@@ -191,7 +191,7 @@ public enum SharedMemory {
         else { return false }
         do {
             switch name.backend {
-            case .sysv:
+            case .systemV:
                 try remove(name)
             case .posix:
                 try POSIXObject.remove(name, ifStill: now.device!, now.inode!, born: now.creationTime, owner: now.ownerUID)

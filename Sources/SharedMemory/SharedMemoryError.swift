@@ -11,46 +11,62 @@ import SystemPackage
 /// ```
 public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What kind of failure this is. Switch on this, not on ``errno``: the same code comes from every backend.
-    public enum Code: String, Sendable, Hashable, CaseIterable {
+    ///
+    /// A struct with a static member per code rather than an enum, so that a new code in a later version does not
+    /// break a `switch` that handles the ones it knows (`case .notFound:` reads as it would on an enum; add a
+    /// `default:`), as swift-subprocess does with `SubprocessError.Code`.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        /// The code's name, as the static member spells it (`"notFound"`).
+        public let rawValue: String
+        /// A code from its name; the library's codes are the static members.
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The name.
+        public var description: String { rawValue }
+
         /// An argument is out of range: a size of 0 or less, an offset past the end, an option the call cannot take.
-        case invalidArgument
+        public static let invalidArgument = Code(rawValue: "invalidArgument")
         /// A region name that no backend accepts, refused before any system call.
-        case invalidName
+        public static let invalidName = Code(rawValue: "invalidName")
         /// Exclusive creation found a region with that name; it was left untouched.
-        case alreadyExists
+        public static let alreadyExists = Code(rawValue: "alreadyExists")
         /// No region has that name (never created, or removed).
-        case notFound
+        public static let notFound = Code(rawValue: "notFound")
         /// The region's owner and mode do not allow this user the operation.
-        case permissionDenied
+        public static let permissionDenied = Code(rawValue: "permissionDenied")
         /// The backend cannot do this at all (for example resizing a System V segment).
-        case unsupported
+        public static let unsupported = Code(rawValue: "unsupported")
         /// A write through an attachment that was opened read-only.
-        case readOnly
+        public static let readOnly = Code(rawValue: "readOnly")
         /// An offset and count that reach outside the region.
-        case outOfBounds
+        public static let outOfBounds = Code(rawValue: "outOfBounds")
         /// Not enough memory or file-system space (a full /dev/shm, an exhausted tmpfs, no address space).
-        case noSpace
+        public static let noSpace = Code(rawValue: "noSpace")
         /// A kernel or process limit is reached (SHMMAX, SHMMNI, SHMALL, open files).
-        case limitExceeded
+        public static let limitExceeded = Code(rawValue: "limitExceeded")
         /// The address or object is in use (a fixed attach address that is already mapped; a write seal while a
         /// writable mapping exists).
-        case busy
+        public static let busy = Code(rawValue: "busy")
         /// A seal forbids the change (a memfd sealed against shrinking, growing, writing or more seals).
-        case sealed
+        public static let sealed = Code(rawValue: "sealed")
         /// The object was removed, or replaced by another with the same name, while it was in use.
-        case removed
+        public static let removed = Code(rawValue: "removed")
         /// The object under the name is not one we can use: not a regular file, a symbolic link, a device.
-        case foreign
+        public static let foreign = Code(rawValue: "foreign")
         /// The object exists but its creator has not given it a size yet; try again shortly.
-        case notReady
+        public static let notReady = Code(rawValue: "notReady")
         /// A wait (a timed lock, a ring's send or receive) ran out of time.
-        case timedOut
+        public static let timedOut = Code(rawValue: "timedOut")
         /// A robust mutex whose owner died was unlocked without being marked consistent: it can never be locked again.
-        case notRecoverable
+        public static let notRecoverable = Code(rawValue: "notRecoverable")
         /// The process at the other end (a ring's sender or receiver) died.
-        case peerDied
+        public static let peerDied = Code(rawValue: "peerDied")
         /// The kernel gave an answer this library does not expect; ``SharedMemoryError/errno`` says which.
-        case unexpected
+        public static let unexpected = Code(rawValue: "unexpected")
+
+        /// Every code this version of the library throws.
+        public static let all: [Code] = [
+            .invalidArgument, .invalidName, .alreadyExists, .notFound, .permissionDenied, .unsupported, .readOnly, .outOfBounds, .noSpace, .limitExceeded, .busy, .sealed, .removed, .foreign, .notReady, .timedOut, .notRecoverable, .peerDied, .unexpected,
+        ]
     }
 
     /// What kind of failure this is.

@@ -44,14 +44,19 @@ public protocol SharedRegion: ~Copyable {
     /// ``SharedMemoryError/Code/unsupported``.
     ///
     /// The corresponding C functions are `posix_fallocate`, `ftruncate` and `mremap`.
-    func resize(to newSize: Int) throws(SharedMemoryError)
+    ///
+    /// It is `mutating`, so it needs exclusive access to the region: resizing while a view of the same region's
+    /// bytes is in use (inside ``withUnsafeBytes(_:)``, or with a `let` region) does not compile.
+    mutating func resize(to newSize: Int) throws(SharedMemoryError)
 
     /// Maps the region again at its current size, after another attachment resized it, and returns that size.
     /// If the object is now empty the attachment maps nothing and ``size`` is 0 until it grows again.
     ///
     /// The corresponding C functions are `fstat` and `mremap`.
     @discardableResult
-    func remap() throws(SharedMemoryError) -> Int
+    ///
+    /// `mutating`, as ``resize(to:)`` is: the mapping may move, so no view of the bytes may be in use.
+    mutating func remap() throws(SharedMemoryError) -> Int
 
     /// Removes the region's name now. Attachments, this one included, keep working until they detach; a new
     /// `open` gets ``SharedMemoryError/Code/notFound``. Removing twice is ``SharedMemoryError/Code/notFound``.
@@ -86,6 +91,28 @@ public protocol SharedRegion: ~Copyable {
 }
 
 extension SharedRegion where Self: ~Copyable {
+    /// Calls `body` with the region's bytes as a `RawSpan`: the safe way in. The compiler keeps the span inside
+    /// `body` (it cannot be stored, returned or captured), and ``resize(to:)`` cannot be called while it is in use,
+    /// so it never outlives or outruns the mapping. Reads are bounds-checked.
+    @inlinable
+    public func withBytes<R: ~Copyable, E: Error>(_ body: (RawSpan) throws(E) -> R) throws(E) -> R {
+        try withUnsafeBytes { (buffer: UnsafeRawBufferPointer) throws(E) -> R in
+            try body(RawSpan(_unsafeBytes: buffer))
+        }
+    }
+
+    /// Calls `body` with the region's bytes for writing, as a `MutableRawSpan` that cannot leave `body`. Throws
+    /// ``SharedMemoryError/Code/readOnly`` on a read-only attachment without calling `body`.
+    @inlinable
+    public func withMutableBytes<R: ~Copyable>(
+        _ body: (inout MutableRawSpan) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R {
+        try withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R in
+            var bytes = MutableRawSpan(_unsafeBytes: buffer)
+            return try body(&bytes)
+        }
+    }
+
     /// Copies `count` bytes starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds``.
     @inlinable
     public func get(count: Int, at offset: Int) throws(SharedMemoryError) -> [UInt8] {

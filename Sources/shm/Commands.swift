@@ -65,7 +65,7 @@ struct Stat: ParsableCommand {
         lines.append(("creator pid", info.creatorPID.map { "\($0) (\(info.creatorIsAlive == true ? "running" : "gone"))" } ?? "unknown"))
         lines.append(("lifetime", info.lifetime == .process ? "process (shm gc removes it once its creator is gone and nothing attaches it)" : "persistent (shm gc keeps it)"))
         if let pid = info.lastPID { lines.append(("last pid", "\(pid)")) }
-        if info.backend == .sysv {
+        if info.backend == .systemV {
             lines.append(("last attach", humanTime(info.lastAttachTime)))
             lines.append(("last detach", humanTime(info.lastDetachTime)))
         }
@@ -213,7 +213,7 @@ struct Resize: ParsableCommand {
     var size: Int
 
     func run() throws {
-        let target = try SharedMemory.open(try region.name())
+        var target = try SharedMemory.open(try region.name())
         let old = target.size
         try target.resize(to: size)
         print("resized \(target.name) from \(humanSize(old)) to \(humanSize(target.size))")

@@ -156,7 +156,7 @@ func receive(access: Access, _ actions: [String]) {
             options.requiredSeals = Seals(list.split(separator: ",").map { names[String($0)]! })
             actions.removeFirst()
         }
-        let region = try SharedMemory.receive(from: FileDescriptor(rawValue: 0), options: options)
+        var region = try SharedMemory.receive(from: FileDescriptor(rawValue: 0), options: options)
         print("ok \(region.backend) \(region.size)")
         for action in actions {
             let parts = action.split(separator: ":").map(String.init)
@@ -266,7 +266,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         }
         return ""
     case "resize":
-        let region = try SharedMemory.open(name)
+        var region = try SharedMemory.open(name)
         try region.resize(to: Int(rest[0])!)
         return "\(region.size)"
     case "create-hold":
@@ -385,13 +385,13 @@ func load(prefix: String, seconds: Double, counter: String) {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         var operations = 0, expected = 0, displaced: [String] = []
         var generator = SystemRandomNumberGenerator()
-        let backends: [Backend] = [.sysv, .posix, .file, .anonymous, .memfd]
+        let backends: [Backend] = [.systemV, .posix, .file, .anonymous, .memfd]
         while ContinuousClock.now < deadline {
             let backend = backends[Int(generator.next() % UInt64(backends.count))]
             let slot = Int(generator.next() % 4)
             let name: RegionName
             switch backend {
-            case .sysv: name = try .sysv(key: Int32(bitPattern: 0x5a00_0000 | (stableHash(prefix) & 0xfff) << 8 | UInt32(slot)))
+            case .systemV: name = try .systemV(key: Int32(bitPattern: 0x5a00_0000 | (stableHash(prefix) & 0xfff) << 8 | UInt32(slot)))
             case .posix: name = try .posix("/\(prefix)-\(slot)")
             case .file: name = try .file(FilePath("/tmp/\(prefix)-\(slot)"))
             case .anonymous: name = .anonymous
@@ -399,7 +399,7 @@ func load(prefix: String, seconds: Double, counter: String) {
             }
             do {
                 if backend.capabilities.contains(.named) {
-                    try churn(try SharedMemory.openOrCreate(name, size: 4096), remove: true, resize: slot == 0 && backend != .sysv)
+                    try churn(try SharedMemory.openOrCreate(name, size: 4096), remove: true, resize: slot == 0 && backend != .systemV)
                 } else {
                     try churn(try SharedMemory.create(name, size: 4096), remove: false, resize: false)
                 }

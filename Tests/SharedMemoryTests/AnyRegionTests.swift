@@ -48,13 +48,13 @@ struct AnyRegionTests {
         }
     }
 
-    @Test("erased() hands the attachment over: nothing detached, nothing mapped again", arguments: [Backend.sysv, .posix])
+    @Test("erased() hands the attachment over: nothing detached, nothing mapped again", arguments: [Backend.systemV, .posix])
     func erasedKeepsTheAttachment(backend: Backend) throws {
         try Names.with(backend) { name in
             do {
                 let typed: AnyRegion
                 switch backend {
-                case .sysv:
+                case .systemV:
                     let segment = try SystemVRegion.create(name, size: 4096)
                     try segment.set(UInt32(0xfeed), at: 0)
                     typed = segment.erased()
@@ -73,7 +73,7 @@ struct AnyRegionTests {
 
     @Test("seals through AnyRegion: a memfd's can be added and read; other backends say unsupported")
     func seals() throws {
-        let memfd = try SharedMemory.create(.memfd("anyregion-seals"), size: 8192)
+        var memfd = try SharedMemory.create(.memfd("anyregion-seals"), size: 8192)
         #expect(try memfd.seals.isDisjoint(with: [.shrink, .grow]))
         try memfd.addSeals([.shrink, .grow])
         #expect(try memfd.seals.isSuperset(of: [.shrink, .grow]))
@@ -84,7 +84,7 @@ struct AnyRegionTests {
             let error = expectError(.unsupported) { try posix.addSeals([.shrink]) }
             #expect(error?.reason.contains("only memfd") == true)
         }
-        for backend in [Backend.sysv, .anonymous] {
+        for backend in [Backend.systemV, .anonymous] {
             try Names.with(backend) { name in
                 let region = try SharedMemory.create(name, size: 4096)
                 expectError(.unsupported) { try region.seals }

@@ -150,7 +150,7 @@ struct ConformanceTests {
                 expectError(.unsupported) { try SharedMemory.open(name, options: .init(access: .readOnly)) }
                 return
             }
-            let reader = try attachAgain(writer, access: .readOnly)
+            var reader = try attachAgain(writer, access: .readOnly)
             #expect(reader.access == .readOnly)
             #expect(try reader.get(count: 3, at: 0) == [9, 8, 7])
             expectError(.readOnly) { try reader.set(bytes: [1], at: 0) }
@@ -185,7 +185,7 @@ struct ConformanceTests {
     @Test("resize grows and shrinks where supported, and says unsupported elsewhere", arguments: Backend.allCases)
     func resize(backend: Backend) throws {
         try Names.with(backend) { name in
-            let region = try SharedMemory.create(name, size: 4096)
+            var region = try SharedMemory.create(name, size: 4096)
             try region.set(bytes: Array(repeating: 0xAB, count: 4096), at: 0)
             guard backend.capabilities.contains(.resizable) else {
                 let error = expectError(.unsupported) { try region.resize(to: 8192) }
@@ -194,7 +194,7 @@ struct ConformanceTests {
                 #expect(try region.get(count: 4096, at: 0).allSatisfy { $0 == 0xAB })
                 return
             }
-            let other = try attachAgain(region)
+            var other = try attachAgain(region)
             try region.resize(to: 10000)
             #expect(region.size == 10000)
             #expect(try region.info().size == 10000)
@@ -285,7 +285,7 @@ struct ConformanceTests {
             #expect(info.ownerGID == getgid())
             #expect(info == (try SharedMemory.info(name)))
             switch backend {
-            case .sysv:
+            case .systemV:
                 let id = try #require(info.systemVID)
                 // key shmid owner perms bytes nattch status
                 let line = try shell("ipcs -m | awk '$2 == \(id)'").split(separator: " ", omittingEmptySubsequences: true)
@@ -334,16 +334,16 @@ struct ConformanceTests {
                 #expect(listed == (try region.info()))
                 try region.remove()
                 #expect(!(try SharedMemory.list(backend)).contains { $0.name == name })
-                if backend == .sysv {
+                if backend == .systemV {
                     // Marked for removal, the segment is still listed under its id until the last detach.
                     let id = try #require(try region.info().systemVID)
-                    let marked = try #require(try SharedMemory.list(.sysv).first { $0.systemVID == id })
+                    let marked = try #require(try SharedMemory.list(.systemV).first { $0.systemVID == id })
                     #expect(marked.isMarkedForRemoval)
-                    #expect(marked.name == (try RegionName.sysv(id: id)))
+                    #expect(marked.name == (try RegionName.systemV(id: id)))
                 }
             }
-            if backend == .sysv {
-                #expect(!(try SharedMemory.list(.sysv)).contains { $0.size == 2222 && $0.creatorPID == getpid() })
+            if backend == .systemV {
+                #expect(!(try SharedMemory.list(.systemV)).contains { $0.size == 2222 && $0.creatorPID == getpid() })
             }
         }
     }
@@ -456,7 +456,7 @@ struct ConformanceTests {
 
     @Test("a failure half-way through create backs everything out", arguments: Backend.named)
     func createBacksOut(backend: Backend) throws {
-        let attach = backend == .sysv ? "shmat" : "mmap"
+        let attach = backend == .systemV ? "shmat" : "mmap"
         try Names.with(backend) { name in
             _ = injecting([attach: [.noMemory]]) {
                 expectError(.noSpace) { try SharedMemory.create(name, size: 4096) }

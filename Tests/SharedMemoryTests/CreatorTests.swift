@@ -5,7 +5,7 @@ import Testing
 /// Who created a region, whether it still runs, its lifetime, and which regions are orphans.
 @Suite("Creators, lifetimes and orphans")
 struct CreatorTests {
-    @Test("the creator is known, and so is whether it still runs", arguments: [Backend.sysv, .posix, .file])
+    @Test("the creator is known, and so is whether it still runs", arguments: [Backend.systemV, .posix, .file])
     func creator(backend: Backend) throws {
         try Names.with(backend) { name in
             let mine = try SharedMemory.create(name, size: 4096)
@@ -34,7 +34,7 @@ struct CreatorTests {
             let temporary = try SharedMemory.create(name, size: 4096, options: .init(lifetime: .process))
             let info = try temporary.info()
             #expect(info.lifetime == .process)
-            #expect(try SharedMemory.info(backend == .sysv ? RegionName.sysv(id: info.systemVID!) : name).lifetime == .process)
+            #expect(try SharedMemory.info(backend == .systemV ? RegionName.systemV(id: info.systemVID!) : name).lifetime == .process)
             let records = LifetimeRecords.all(owner: getuid()).records.filter { $0.name == name }
             #expect(records.count == 1)
             try temporary.remove()
@@ -49,7 +49,7 @@ struct CreatorTests {
         #expect(try region.info().lifetime == .process)
     }
 
-    @Test("an orphan is a process-lifetime region, unattached, with a dead creator; removeOrphan checks again", arguments: [Backend.sysv, .posix, .file])
+    @Test("an orphan is a process-lifetime region, unattached, with a dead creator; removeOrphan checks again", arguments: [Backend.systemV, .posix, .file])
     func orphans(backend: Backend) throws {
         try Names.with(backend) { name throws in
             #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
@@ -70,7 +70,7 @@ struct CreatorTests {
         }
     }
 
-    @Test("a persistent region whose creator is gone is a leftover, kept: never an orphan", arguments: [Backend.sysv, .posix])
+    @Test("a persistent region whose creator is gone is a leftover, kept: never an orphan", arguments: [Backend.systemV, .posix])
     func persistentIsKept(backend: Backend) throws {
         try Names.with(backend) { name throws in
             #expect(try Probe.run(["create", name.description, "4096"]) == "ok 4096")
@@ -121,7 +121,7 @@ struct CreatorTests {
             #expect(!FileManager.default.fileExists(atPath: file))
             _ = try SharedMemory.info(name)  // the region itself is untouched
         }
-        try Names.with(.sysv) { name throws in
+        try Names.with(.systemV) { name throws in
             #expect(try Probe.run(["create", name.description, "4096", "600", "process"]) == "ok 4096")
             _ = try shell("ipcrm -M \(name.description.dropFirst(5))")  // removed behind the library's back
             #expect(SharedMemory.removeStaleRecords().contains(name.description))

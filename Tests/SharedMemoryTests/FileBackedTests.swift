@@ -20,7 +20,7 @@ struct FileBackedTests {
     @Test("growing past the free space is noSpace, and the region keeps its size and bytes", arguments: [Backend.posix])
     func resizeFull(backend: Backend) throws {
         try Names.with(backend) { name in
-            let region = try SharedMemory.create(name, size: 4096)
+            var region = try SharedMemory.create(name, size: 4096)
             try region.set(bytes: [1, 2, 3], at: 0)
             expectError(.noSpace) { try region.resize(to: 1 << 40) }
             #expect(region.size == 4096)

@@ -40,7 +40,7 @@ struct HardeningTests {
         let text = name.description
         await #expect(processExitsWith: .signal(SIGBUS)) { [text = text as String] in
             let name = try RegionName(text)
-            let writer = try SharedMemory.create(name, size: 3 * 4096)
+            var writer = try SharedMemory.create(name, size: 3 * 4096)
             let reader = try SharedMemory.open(name)
             try writer.resize(to: 4096)
             _ = reader.withUnsafeBytes { $0[3 * 4096 - 1] }
@@ -51,7 +51,7 @@ struct HardeningTests {
 
     /// Every system call SharedMemory.create makes, per backend (with prefault, so madvise is among them).
     static let createCalls: [(Backend, String)] = [
-        (.sysv, "shmget"), (.sysv, "shmctl(IPC_STAT)"), (.sysv, "shmat"), (.sysv, "madvise"),
+        (.systemV, "shmget"), (.systemV, "shmctl(IPC_STAT)"), (.systemV, "shmat"), (.systemV, "madvise"),
         (.posix, "shm_open"), (.posix, "fchmod"), (.posix, "ftruncate"), (.posix, "posix_fallocate"), (.posix, "mmap"), (.posix, "madvise"),
         (.file, "open"), (.file, "fchmod"), (.file, "ftruncate"), (.file, "posix_fallocate"), (.file, "mmap"), (.file, "madvise"),
         (.memfd, "memfd_create"), (.memfd, "fchmod"), (.memfd, "ftruncate"), (.memfd, "posix_fallocate"), (.memfd, "mmap"), (.memfd, "madvise"),
@@ -80,7 +80,7 @@ struct HardeningTests {
     @Test("resize failures leave the region as it was", arguments: [Backend.posix, .file, .memfd])
     func resizeFailureBacksOut(backend: Backend) throws {
         try Names.with(backend) { name in
-            let region = try SharedMemory.create(name, size: 4096)
+            var region = try SharedMemory.create(name, size: 4096)
             try region.set(bytes: [1, 2, 3], at: 4093)
             for call in ["posix_fallocate", "ftruncate", "mremap"] {
                 injecting([call: [.noMemory]]) {
@@ -146,7 +146,7 @@ struct HardeningTests {
             for i in 0..<60 {
                 do {
                     let name = try RegionName.posix("/smtest-eintr-\(getpid())-\(i)")
-                    let region = try SharedMemory.create(name, size: 8 << 20)
+                    var region = try SharedMemory.create(name, size: 8 << 20)
                     try region.resize(to: 16 << 20)
                     try region.remove()
                     _ = try SharedMemory.create(.memfd("eintr"), size: 8 << 20, options: .init(prefault: true))
@@ -162,7 +162,7 @@ struct HardeningTests {
 
     // MARK: Crashes and cleanup
 
-    @Test("SIGKILL the creator: the region persists, a survivor reads everything, and gc removes it once nobody is attached (process lifetime)", arguments: [Backend.sysv, .posix, .file])
+    @Test("SIGKILL the creator: the region persists, a survivor reads everything, and gc removes it once nobody is attached (process lifetime)", arguments: [Backend.systemV, .posix, .file])
     func creatorKilled(backend: Backend) throws {
         try Names.with(backend) { name in
             let creator = try Probe.start(["create-hold", name.description, "4096", "c0ffee", "process"])
@@ -182,7 +182,7 @@ struct HardeningTests {
 
     @Test("systemd's RemoveIPC: every name of a user removed while attached; attachments work on, new opens say why")
     func removeIPC() throws {
-        let names = [Names.unique(.sysv), Names.unique(.posix)]
+        let names = [Names.unique(.systemV), Names.unique(.posix)]
         defer { names.forEach(Names.cleanUp) }
         let sysv = try SharedMemory.create(names[0], size: 4096)
         let posix = try SharedMemory.create(names[1], size: 4096)
@@ -232,7 +232,7 @@ struct HardeningTests {
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: "/dev/shm")).contains { $0.hasPrefix(prefix) })
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: "/tmp")).contains { $0.hasPrefix(prefix) })
         let key = 0x5a00_0000 | (stableHash(prefix) & 0xfff) << 8
-        #expect(try SharedMemory.list(.sysv).filter { UInt32(bitPattern: $0.systemVKey ?? 0) & ~0xff == key }.isEmpty)
+        #expect(try SharedMemory.list(.systemV).filter { UInt32(bitPattern: $0.systemVKey ?? 0) & ~0xff == key }.isEmpty)
         #expect(try total.info().attachCount == 1)
     }
 }

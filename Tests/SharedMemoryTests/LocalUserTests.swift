@@ -19,7 +19,7 @@ struct LocalUserTests {
 
     @Test("a System V key squatted by another user and given to root is foreign, even with the demands met on paper")
     func squattedSystemVKey() throws {
-        try Names.with(.sysv) { name throws in
+        try Names.with(.systemV) { name throws in
             #expect(try Probe.run(["create", name.description, "4096", "600"], uid: 65534) == "ok 4096")
             #expect(try Probe.run(["write", name.description, "0", "5371756174"], uid: 65534) == "ok")
             #expect(try Probe.run(["chown", name.description, "0", "0"], uid: 65534) == "ok")
@@ -179,7 +179,7 @@ struct LocalUserTests {
 
     @Test("removing a System V key that another process removes at the same moment is notFound")
     func systemVRemoveRace() throws {
-        try Names.with(.sysv) { name in
+        try Names.with(.systemV) { name in
             _ = try SharedMemory.create(name, size: 4096)
             _ = injecting(["shmctl(IPC_RMID)": [.invalidArgument]]) {
                 expectError(.notFound) { try SharedMemory.remove(name) }

@@ -26,7 +26,7 @@ struct MemfdTests {
 
     @Test("seals can be added and read; sealed sizes and further seals are refused")
     func seals() throws {
-        let region = try MemfdRegion.create(try .memfd("seals"), size: 8192)
+        var region = try MemfdRegion.create(try .memfd("seals"), size: 8192)
         let initial = try region.seals
         #expect(initial.isSubset(of: [.exec]))  // MFD_NOEXEC_SEAL adds the exec seal on Linux 6.3+
         try region.addSeals([.grow])

@@ -178,7 +178,7 @@ struct HugePagesTests {
         let off = expectError(.unsupported) { try SharedMemory.create(.anonymous, size: 4 << 20, options: .init(hugePages: .transparent)) }
         #expect(off?.reason.contains("shmem_enabled") == true)
         try Self.write("advise", to: Self.shmemTHP)
-        for backend in [Backend.sysv, .posix, .anonymous, .memfd] {
+        for backend in [Backend.systemV, .posix, .anonymous, .memfd] {
             try Names.with(backend) { name in
                 let region = try SharedMemory.create(name, size: 4 << 20, options: .init(hugePages: .transparent))
                 let base = region.withUnsafeBytes { UInt(bitPattern: $0.baseAddress!) }

@@ -78,7 +78,7 @@ struct PassingTests {
     @Test("without seals, a peer that shrinks a region makes readers past the new end SIGBUS")
     func unsealedShrinkIsSIGBUS() async {
         await #expect(processExitsWith: .signal(SIGBUS)) {
-            let region = try MemfdRegion.create(try .memfd("unsealed"), size: 3 * 4096)
+            var region = try MemfdRegion.create(try .memfd("unsealed"), size: 3 * 4096)
             let reader = try attachAgain(region)
             try region.resize(to: 4096)  // the other attachment still maps three pages
             _ = reader.withUnsafeBytes { $0[3 * 4096 - 1] }

@@ -6,13 +6,13 @@ import Testing
 @Suite("Region names")
 struct RegionNameTests {
     @Test("every valid form parses and prints back", arguments: [
-        ("sysv:0x5eed", "sysv:0x00005eed", Backend.sysv),
-        ("sysv:24301", "sysv:0x00005eed", .sysv),
-        ("sysv:0xFFFFFFFF", "sysv:0xffffffff", .sysv),
-        ("sysv:-1", "sysv:0xffffffff", .sysv),
-        ("sysv:private", "sysv:private", .sysv),
-        ("sysv-id:32768", "sysv-id:32768", .sysv),
-        ("sysv-id:0", "sysv-id:0", .sysv),
+        ("sysv:0x5eed", "sysv:0x00005eed", Backend.systemV),
+        ("sysv:24301", "sysv:0x00005eed", .systemV),
+        ("sysv:0xFFFFFFFF", "sysv:0xffffffff", .systemV),
+        ("sysv:-1", "sysv:0xffffffff", .systemV),
+        ("sysv:private", "sysv:private", .systemV),
+        ("sysv-id:32768", "sysv-id:32768", .systemV),
+        ("sysv-id:0", "sysv-id:0", .systemV),
         ("posix:/orders", "posix:/orders", .posix),
         ("posix:/a b.c-d_e", "posix:/a b.c-d_e", .posix),
         ("posix:/..." , "posix:/...", .posix),
@@ -78,7 +78,7 @@ struct RegionNameTests {
         let name = try RegionName.ftok(path: FilePath(path), projectID: 0x41)
         // ftok(3): low 8 bits of the id, low 8 bits of the device's minor number, low 16 bits of the inode.
         let expected = UInt32(0x41) << 24 | (UInt32(truncatingIfNeeded: st.st_dev) & 0xff) << 16 | UInt32(truncatingIfNeeded: st.st_ino) & 0xffff
-        #expect(name == (try .sysv(key: Int32(bitPattern: expected))))
+        #expect(name == (try .systemV(key: Int32(bitPattern: expected))))
         expectError(.invalidArgument) { try RegionName.ftok(path: FilePath(path), projectID: 0) }
         expectError(.notFound) { try RegionName.ftok(path: "/nonexistent/smtest", projectID: 1) }
     }

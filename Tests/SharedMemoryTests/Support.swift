@@ -14,10 +14,10 @@ enum Names {
         let n = counter.add(1, ordering: .relaxed).newValue
         let random = UInt32.random(in: 0...0xffff)
         switch backend {
-        case .sysv:
+        case .systemV:
             // 0x5d PPPPP CCC: a key space of its own for this test run.
             let key = UInt32(0x5d00_0000) | (UInt32(truncatingIfNeeded: pid) & 0xfff) << 12 | UInt32(n & 0xfff)
-            return try! .sysv(key: Int32(bitPattern: key))
+            return try! .systemV(key: Int32(bitPattern: key))
         case .posix:
             return try! .posix("/smtest-\(pid)-\(n)-\(String(random, radix: 16))")
         case .file:

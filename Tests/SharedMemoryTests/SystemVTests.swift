@@ -10,7 +10,7 @@ struct SystemVTests {
     func privateSegment() throws {
         let region = try SystemVRegion.create(.systemVPrivate, size: 5000)
         defer { try? region.remove() }
-        #expect(region.name == (try .sysv(id: region.id)))
+        #expect(region.name == (try .systemV(id: region.id)))
         let info = try region.info()
         #expect(info.systemVKey == 0)
         #expect(info.systemVID == region.id)
@@ -18,12 +18,12 @@ struct SystemVTests {
         #expect(try Probe.run(["read", "sysv-id:\(region.id)", "4998", "2"]) == "ok aabb")
         expectError(.invalidArgument) { try SharedMemory.open(.systemVPrivate) }
         expectError(.invalidArgument) { try SharedMemory.openOrCreate(.systemVPrivate, size: 10) }
-        expectError(.invalidArgument) { try SharedMemory.create(try .sysv(id: 5), size: 10) }
+        expectError(.invalidArgument) { try SharedMemory.create(try .systemV(id: 5), size: 10) }
     }
 
     @Test("IPC_RMID frees the key at once; the segment lives until its last attachment detaches")
     func removeFreesKeyNow() throws {
-        try Names.with(.sysv) { name in
+        try Names.with(.systemV) { name in
             var oldID: Int32 = 0
             do {
                 let old = try SystemVRegion.create(name, size: 4096)
@@ -34,26 +34,26 @@ struct SystemVTests {
                 #expect(successor.id != old.id)
                 #expect(try successor.get(count: 1, at: 0) == [0])
                 #expect(try old.get(count: 1, at: 0) == [1])
-                let marked = try SharedMemory.info(try .sysv(id: old.id))
+                let marked = try SharedMemory.info(try .systemV(id: old.id))
                 #expect(marked.isMarkedForRemoval)
                 #expect(marked.systemVKey == 0)
                 #expect(marked.attachCount == 1)
                 // A marked segment cannot be opened again, even by id (Linux would allow it; we do not).
-                expectError(.notFound) { try SharedMemory.open(try .sysv(id: old.id)) }
+                expectError(.notFound) { try SharedMemory.open(try .systemV(id: old.id)) }
             }
             // After the last detach the segment is gone.
-            #expect(!(try SharedMemory.list(.sysv)).contains { $0.systemVID == oldID })
-            expectError(.notFound) { try SharedMemory.info(try .sysv(id: oldID)) }
-            expectError(.notFound) { try SharedMemory.open(try .sysv(id: oldID)) }
-            expectError(.notFound) { try SharedMemory.remove(try .sysv(id: oldID)) }
+            #expect(!(try SharedMemory.list(.systemV)).contains { $0.systemVID == oldID })
+            expectError(.notFound) { try SharedMemory.info(try .systemV(id: oldID)) }
+            expectError(.notFound) { try SharedMemory.open(try .systemV(id: oldID)) }
+            expectError(.notFound) { try SharedMemory.remove(try .systemV(id: oldID)) }
         }
     }
 
     @Test("a segment opened by id is the same as by key")
     func openByID() throws {
-        try Names.with(.sysv) { name in
+        try Names.with(.systemV) { name in
             let region = try SystemVRegion.create(name, size: 100)
-            let byID = try SystemVRegion.open(try .sysv(id: region.id))
+            let byID = try SystemVRegion.open(try .systemV(id: region.id))
             #expect(byID.id == region.id)
             try byID.set(bytes: [3], at: 50)
             #expect(try region.get(count: 1, at: 50) == [3])
@@ -65,7 +65,7 @@ struct SystemVTests {
     func foreignSegment() throws {
         let output = try shell("ipcmk -M 8192 -p 0640")
         let id = try #require(Int32(output.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""))
-        let name = try RegionName.sysv(id: id)
+        let name = try RegionName.systemV(id: id)
         defer { try? SharedMemory.remove(name) }
         let region = try SharedMemory.open(name)
         #expect(region.size == 8192)
@@ -77,7 +77,7 @@ struct SystemVTests {
     @Test("sizes above kernel.shmmax, and segments beyond kernel.shmmni, are limitExceeded")
     func kernelLimits() throws {
         // sysctls are per IPC namespace: lower them in a namespace of the probe's own.
-        let key = Names.unique(.sysv).description
+        let key = Names.unique(.systemV).description
         let script = """
             echo 4096 > /proc/sys/kernel/shmmax && '\(Probe.path)' create \(key) 8192
             echo 0 > /proc/sys/kernel/shmmni && '\(Probe.path)' create \(key) 100
@@ -96,7 +96,7 @@ struct SystemVTests {
 
     @Test("a C program's segment and ours see the same bytes")
     func interoperatesWithC() throws {
-        try Names.with(.sysv) { name in
+        try Names.with(.systemV) { name in
             guard case .systemV(let key) = name.location else { return }
             let region = try SystemVRegion.create(name, size: 4096, options: .init(permissions: [.ownerReadWrite]))
             try region.set(bytes: Array("from swift\0".utf8), at: 0)

@@ -35,7 +35,7 @@ let benchmarks: @Sendable () -> Void = {
                 let i = String(1_000_000_000 + i)
                 let name: RegionName
                 switch backend {
-                case .sysv: name = .systemVPrivate
+                case .systemV: name = .systemVPrivate
                 case .posix: name = try .posix("/smbench-\(pid)-\(i)")
                 case .file: name = try .file(FilePath("/tmp/smbench-\(pid)-\(i)"))
                 case .anonymous: name = .anonymous

@@ -46,7 +46,7 @@ public final class SystemVSegment: RegionStorage {
         } catch {
             throw options.hugePages?.explain(error) ?? error
         }
-        let created = key == IPC_PRIVATE ? try! RegionName.sysv(id: id) : name
+        let created = key == IPC_PRIVATE ? try! RegionName.systemV(id: id) : name
         do throws(SharedMemoryError) {
             // shmget does not apply the umask, but set the mode once more so the promise does not rest on that.
             var ds = try Syscalls.shmStat(id, created)
@@ -239,7 +239,7 @@ public final class SystemVSegment: RegionStorage {
                   let uid = UInt32(f[7]), let gid = UInt32(f[8]), let cuid = UInt32(f[9]), let cgid = UInt32(f[10]),
                   let atime = Int(f[11]), let dtime = Int(f[12]), let ctime = Int(f[13])
             else { continue }
-            let name = key == IPC_PRIVATE ? try! RegionName.sysv(id: id) : try! RegionName.sysv(key: key)
+            let name = key == IPC_PRIVATE ? try! RegionName.systemV(id: id) : try! RegionName.systemV(key: key)
             let record = LifetimeRecords.record(for: name, owner: cuid, id: id, creatorPID: cpid)
             regions.append(RegionInfo(
                 name: name, size: size, permissions: FilePermissions(rawValue: CModeT(perms & 0o777)),

@@ -32,7 +32,7 @@ enum LifetimeRecords {
     /// The record's file name for a region: `sysv-ID`, `posix-DEV-INO`, `file-DEV-INO`.
     static func recordName(_ name: RegionName, id: Int32?, device: UInt64?, inode: UInt64?) -> String? {
         switch name.backend {
-        case .sysv: id.map { "sysv-\($0)" }
+        case .systemV: id.map { "sysv-\($0)" }
         case .posix, .file: device.flatMap { device in inode.map { "\(name.backend.rawValue)-\(device)-\($0)" } }
         case .anonymous, .memfd: nil
         }
@@ -105,7 +105,7 @@ enum LifetimeRecords {
         defer { Syscalls.close(directory) }
         guard let record = read(file, in: directory, owner: owner) else { return nil }
         switch name.backend {
-        case .sysv: return record.name.backend == .sysv && record.creator.pid == creatorPID ? record : nil
+        case .systemV: return record.name.backend == .systemV && record.creator.pid == creatorPID ? record : nil
         default: return record.name == name && record.matches(born: born) ? record : nil
         }
     }
@@ -114,7 +114,7 @@ enum LifetimeRecords {
     static func isCurrent(_ record: Record) -> Bool {
         let parts = record.file.split(separator: "-")
         switch record.name.backend {
-        case .sysv:
+        case .systemV:
             guard parts.count == 2, let id = Int32(parts[1]), let ds = try? Syscalls.shmStat(id, nil) else { return false }
             return ds.shm_perm.cuid == record.owner && ds.shm_cpid == record.creator.pid && ds.shm_perm.mode & 0o1000 == 0
         case .posix, .file:

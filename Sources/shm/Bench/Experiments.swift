@@ -9,7 +9,7 @@ enum SwiftBench {
     /// A fresh name for iteration `i`: what the C loop uses, with "swift" in place of "c".
     static func name(_ backend: Backend, _ i: Int) throws -> RegionName {
         switch backend {
-        case .sysv: .systemVPrivate
+        case .systemV: .systemVPrivate
         case .posix: try .posix("/shmbench-swift-\(getpid())-\(i)")
         case .file: try .file(FilePath("/tmp/shmbench-swift-\(getpid())-\(i)"))
         case .anonymous: .anonymous
