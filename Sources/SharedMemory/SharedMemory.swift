@@ -247,8 +247,6 @@ public enum SharedMemory {
             guard let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return nil }
             return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
         }
-        let thp = String(decoding: (try? Syscalls.readFile("/sys/kernel/mm/transparent_hugepage/shmem_enabled")) ?? [], as: UTF8.self)
-        let chosen = thp.split(separator: " ").first { $0.hasPrefix("[") }.map { String($0.dropFirst().prefix { $0 != "]" }) }
         return SystemLimits(
             systemVMaximumSize: sysv.shmmax, systemVMinimumSize: sysv.shmmin,
             systemVMaximumSegments: sysv.shmmni, systemVMaximumTotalPages: sysv.shmall,
@@ -256,7 +254,7 @@ public enum SharedMemory {
             devShmFree: shm.map { Int($0.f_bavail) * Int($0.f_frsize) },
             hugePagesTotal: field("HugePages_Total"), hugePagesFree: field("HugePages_Free"),
             hugePageSize: field("Hugepagesize").map { $0 * 1024 },
-            transparentHugePagesForShmem: chosen)
+            transparentHugePagesForShmem: HugePages.transparentPolicy)
     }
 
     private static func noName(_ name: RegionName, _ operation: String) -> SharedMemoryError {

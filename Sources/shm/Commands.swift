@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import SharedMemory
+@_spi(Formatting) import SharedMemory
 import SystemPackage
 
 // One ParsableCommand per subcommand; they share RegionArgument and OutputOptions.

@@ -49,18 +49,6 @@ enum ByteCount {
     }
 }
 
-/// `4.0 KiB`.
-func humanSize(_ bytes: Int) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1024, unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}
-
 /// `0640`.
 func octalMode(_ permissions: FilePermissions?) -> String? {
     guard let permissions else { return nil }

@@ -21,13 +21,8 @@ public final class AnonymousMemory: RegionStorage {
         var flags = MAP_ANONYMOUS | (options.reserve ? 0 : MAP_NORESERVE)
         if case .explicit? = options.hugePages { flags |= MAP_HUGETLB | options.hugePages!.sizeBits }
         do throws(SharedMemoryError) {
-            let base = try Mapping.map(descriptor: -1, size: size, access: .readWrite, address: options.address, flags: flags, name)
-            do {
-                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, name)
-            } catch {
-                try? Syscalls.munmap(base, size, name)
-                throw error
-            }
+            let base = try Mapping.mapPrepared(descriptor: -1, size: size, access: .readWrite, address: options.address, flags: flags,
+                                               hugePages: options.hugePages, prefault: options.prefault, name)
             return AnonymousMemory(name: name, access: .readWrite, base: base, size: size)
         } catch {
             throw options.hugePages?.explain(error) ?? error

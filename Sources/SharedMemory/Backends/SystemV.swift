@@ -55,12 +55,16 @@ public final class SystemVSegment: RegionStorage {
                 try Syscalls.shmSet(id, ds, created)
             }
             let base = try attach(id, access: .readWrite, address: options.address, created)
-            do {
-                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created)
-                if options.lifetime == .process { try LifetimeRecords.write(created, id: id) }
-            } catch {
+            try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created) {
                 try? Syscalls.shmdt(base, created)
-                throw error
+            }
+            if options.lifetime == .process {
+                do {
+                    try LifetimeRecords.write(created, id: id)
+                } catch {
+                    try? Syscalls.shmdt(base, created)
+                    throw error
+                }
             }
             return SystemVSegment(name: created, access: .readWrite, id: id, base: base, size: size)
         } catch where error.segmentGone {
@@ -82,11 +86,8 @@ public final class SystemVSegment: RegionStorage {
         let size = Int(ds.shm_segsz)
         try Checks.actualSize(size, atLeast: options.minimumSize, name)
         let base = try attach(id, access: options.access, address: options.address, name)
-        do {
-            try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name)
-        } catch {
+        try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name) {
             try? Syscalls.shmdt(base, name)
-            throw error
         }
         return SystemVSegment(name: name, access: options.access, id: id, base: base, size: size)
     }

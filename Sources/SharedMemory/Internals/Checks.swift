@@ -78,8 +78,9 @@ func octal<T: BinaryInteger>(_ mode: T) -> String {
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
 }
 
-/// `1.5 MiB`-style text for a byte count.
-func humanSize(_ bytes: Int) -> String {
+/// `1.5 MiB`-style text for a byte count (`100 bytes` below a KiB): the one size formatter, which the `shm` tool
+/// uses too (through `@_spi(Formatting)`).
+@_spi(Formatting) public func humanSize(_ bytes: Int) -> String {
     let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"]
     var value = Double(bytes)
     var unit = 0

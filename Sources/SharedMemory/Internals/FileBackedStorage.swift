@@ -73,13 +73,8 @@ public class FileBackedStorage: RegionStorage {
                 try LifetimeRecords.write(name, device: UInt64(made.st_dev), inode: UInt64(made.st_ino),
                                           born: try Syscalls.birthTime(descriptor, "", name))
             }
-            let base = try Mapping.map(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0, name)
-            do {
-                try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, name)
-            } catch {
-                try? Syscalls.munmap(base, size, name)
-                throw error
-            }
+            let base = try Mapping.mapPrepared(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0,
+                                               hugePages: options.hugePages, prefault: options.prefault, name)
             return Self(name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
                         reserve: options.reserve, fixedAddress: options.address.isFixed)
         } catch {
@@ -120,13 +115,8 @@ public class FileBackedStorage: RegionStorage {
                 throw SharedMemoryError(.notReady, "it exists but is still empty: its creator has not set its size yet; try again shortly", region: name)
             }
             try Checks.actualSize(size, atLeast: options.minimumSize, name)
-            let base = try Mapping.map(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0, name)
-            do {
-                try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name)
-            } catch {
-                try? Syscalls.munmap(base, size, name)
-                throw error
-            }
+            let base = try Mapping.mapPrepared(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0,
+                                               hugePages: nil, prefault: options.prefault, name)
             return Self(name: name, access: options.access, descriptor: descriptor, base: base, size: size,
                               reserve: true, fixedAddress: options.address.isFixed)
         } catch {
@@ -138,13 +128,8 @@ public class FileBackedStorage: RegionStorage {
     /// Maps a descriptor received from another process (see ``SharedMemory/receive(from:options:)``). On
     /// failure the caller still owns the descriptor.
     static func adopt(_ descriptor: Int32, name: RegionName, size: Int, access: Access, prefault: Bool) throws(SharedMemoryError) -> Self {
-        let base = try Mapping.map(descriptor: descriptor, size: size, access: access, address: nil, flags: 0, name)
-        do {
-            try Mapping.prepare(base, size: size, access: access, hugePages: nil, prefault: prefault, name)
-        } catch {
-            try? Syscalls.munmap(base, size, name)
-            throw error
-        }
+        let base = try Mapping.mapPrepared(descriptor: descriptor, size: size, access: access, address: nil, flags: 0,
+                                           hugePages: nil, prefault: prefault, name)
         return Self(name: name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false)
     }
 

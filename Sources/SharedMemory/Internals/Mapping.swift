@@ -33,19 +33,38 @@ enum Mapping {
             region: region)
     }
 
+    /// `mmap` (see ``map(descriptor:size:access:address:flags:_:)``), then ``prepare(_:size:access:hugePages:prefault:_:undo:)``;
+    /// a failure unmaps what was mapped.
+    static func mapPrepared(
+        descriptor: Int32, size: Int, access: Access, address: AttachAddress?, flags: Int32, hugePages: HugePages?,
+        prefault: Bool, _ region: RegionName
+    ) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        let base = try map(descriptor: descriptor, size: size, access: access, address: address, flags: flags, region)
+        try prepare(base, size: size, access: access, hugePages: hugePages, prefault: prefault, region) {
+            try? Syscalls.munmap(base, size, region)
+        }
+        return base
+    }
+
     /// After a mapping is made: `MADV_HUGEPAGE` for transparent huge pages, and `MADV_POPULATE_WRITE` (or
-    /// `_READ` for a read-only mapping) to prefault every page.
+    /// `_READ` for a read-only mapping) to prefault every page. On failure, `undo` takes the mapping away
+    /// (`munmap`, `shmdt`) before the error is thrown.
     static func prepare(
         _ base: UnsafeMutableRawPointer, size: Int, access: Access, hugePages: HugePages?, prefault: Bool,
-        _ region: RegionName
+        _ region: RegionName, undo: () -> Void
     ) throws(SharedMemoryError) {
-        if hugePages == .transparent { try Syscalls.madvise(base, size, MADV_HUGEPAGE, region) }
-        if prefault {
-            do {
-                try Syscalls.madvise(base, size, access == .readWrite ? CSM_MADV_POPULATE_WRITE : CSM_MADV_POPULATE_READ, region)
-            } catch where error.errno == .noMemory || error.errno == .badAddress {
-                throw SharedMemoryError(.noSpace, "there is not enough memory to prefault all \(humanSize(size)); create it without prefault, or free memory", region: region, systemCall: error.systemCall, errno: error.errno)
+        do throws(SharedMemoryError) {
+            if hugePages == .transparent { try Syscalls.madvise(base, size, MADV_HUGEPAGE, region) }
+            if prefault {
+                do {
+                    try Syscalls.madvise(base, size, access == .readWrite ? CSM_MADV_POPULATE_WRITE : CSM_MADV_POPULATE_READ, region)
+                } catch where error.errno == .noMemory || error.errno == .badAddress {
+                    throw SharedMemoryError(.noSpace, "there is not enough memory to prefault all \(humanSize(size)); create it without prefault, or free memory", region: region, systemCall: error.systemCall, errno: error.errno)
+                }
             }
+        } catch {
+            undo()
+            throw error
         }
     }
 }
