@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(name: "fork-counter", dependencies: ["SharedMemory"], path: "Examples/Fork"),
         .executableTarget(
             name: "sealed-memfd",
-            dependencies: ["SharedMemory", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SharedMemory"],
             path: "Examples/SealedMemfd"
         ),
         // A second process for the tests: opens regions by name, reads, writes, and can drop to another uid.

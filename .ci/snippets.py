@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Compiles every Swift snippet in README.md, Docs/ and the DocC catalog against the library.
 
-Each ```swift block becomes a function in a throwaway package that depends on this one by path; its imports are
-hoisted, and it may use the names the docs assume without declaring them: `name` (a RegionName), `region` (an
-AnyRegion, borrowed), `socket` (a FileDescriptor), and `repair()`, `handle(_:)`, `parse(_:)`. A block whose first
-line is `// Package.swift` is a manifest fragment: it must name the package and the SharedMemory product. Run from
-anywhere; exits non-zero, with the compiler's words, if any snippet does not compile.
+Each ```swift block becomes a function in a throwaway package that depends on this one by path and on nothing
+else (so `import SharedMemory` must be enough); its imports are hoisted, and it may use the names the docs assume
+without declaring them: `name` (a RegionName), `region` (an AnyRegion, borrowed), `socket` (a FileDescriptor), and
+`repair()`, `handle(_:)`, `parse(_:)`. A block whose first line is `// Package.swift` is a manifest fragment: it
+must name the package and the SharedMemory product. Run from anywhere; exits non-zero, with the compiler's words,
+if any snippet does not compile.
 """
 import glob, os, re, shutil, subprocess, sys, tempfile
 
@@ -13,7 +14,7 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 files = ["README.md"] + sorted(glob.glob("Docs/*.md", root_dir=root)) + \
     sorted(glob.glob("Sources/SharedMemory/SharedMemory.docc/*.md", root_dir=root))
 
-functions, manifests, imports, origins = [], [], {"SharedMemory", "SystemPackage"}, []
+functions, manifests, imports, origins = [], [], {"SharedMemory"}, []
 for path in files:
     text = open(os.path.join(root, path)).read()
     for match in re.finditer(r"```swift\n(.*?)```", text, re.S):
@@ -45,14 +46,8 @@ try:
 import PackageDescription
 let package = Package(
     name: "Snippets",
-    dependencies: [
-        .package(name: "SharedMemory", path: "{root}"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-    ],
-    targets: [.executableTarget(name: "Snippets", dependencies: [
-        .product(name: "SharedMemory", package: "SharedMemory"),
-        .product(name: "SystemPackage", package: "swift-system"),
-    ])]
+    dependencies: [.package(name: "SharedMemory", path: "{root}")],
+    targets: [.executableTarget(name: "Snippets", dependencies: [.product(name: "SharedMemory", package: "SharedMemory")])]
 )
 """)
     preamble = "\n".join(f"import {m}" for m in sorted(imports)) + """

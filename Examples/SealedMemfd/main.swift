@@ -8,7 +8,6 @@
 
 import Glibc
 import SharedMemory
-import SystemPackage
 
 if CommandLine.arguments.dropFirst().first == "receive" {
     // The other process: the region arrives on standard input, which is one end of a socket pair.
