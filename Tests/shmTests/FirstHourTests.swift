@@ -81,8 +81,7 @@ struct FirstHourTests {
     @Test("an installed shm bench needs neither the source tree nor a C compiler")
     func benchWithoutSources() throws {
         try withTemporaryDirectory { directory in
-            let installed = directory + "/shm"
-            try FileManager.default.copyItem(atPath: Shm.path, toPath: installed)
+            let installed = try installShm(in: directory)
             let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().appendingPathComponent("Sources").path
             // The package's sources hidden under an empty tmpfs, and no cc on the PATH.

@@ -13,9 +13,7 @@ struct GarbageCollectTests {
           .enabled(if: python != nil, "set SHM_TEST_PYTHON to a Python with sysv_ipc and posix_ipc (.ci/run does)"))
     func keepsWhatShouldPersist() throws {
         try withTemporaryDirectory { directory in
-            let shm = directory + "/shm"
-            try FileManager.default.copyItem(atPath: Shm.path, toPath: shm)
-            chmod(shm, 0o755)
+            let shm = try installShm(in: directory)
             let probe = URL(fileURLWithPath: Shm.path).deletingLastPathComponent().appendingPathComponent("RegionProbe").path
             let hold = try compileC(holdSource, named: "hold", in: directory)
             let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"

@@ -78,11 +78,20 @@ enum Names {
 /// closed to other users).
 func runAsNobody(_ arguments: [String], input: Data? = nil) throws -> Result {
     try withTemporaryDirectory { directory in
-        let copy = directory + "/shm"
-        try FileManager.default.copyItem(atPath: Shm.path, toPath: copy)
-        chmod(copy, 0o755)
+        let copy = try installShm(in: directory)
         return try Command.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", copy] + arguments, input: input)
     }
+}
+
+/// A copy of the `shm` binary in `directory`, mode 0755, made by `cp` in a process of its own: a copy written from
+/// this process would leave its writable descriptor in every child forked meanwhile by the tests running in
+/// parallel, and executing the copy would then fail with ETXTBSY ("Text file busy") for as long as they live.
+func installShm(in directory: String) throws -> String {
+    let copy = directory + "/shm"
+    let result = try Command.run("/bin/cp", [Shm.path, copy])
+    try #require(result.status == 0, "cp: \(result.error)")
+    chmod(copy, 0o755)
+    return copy
 }
 
 /// Compiles a C program with the system's cc into `directory` and returns the binary's path.
