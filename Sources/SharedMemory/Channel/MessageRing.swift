@@ -1,7 +1,6 @@
 import Atomics
 import CSharedMemory
 import Glibc
-import Synchronization
 
 /// A single-producer, single-consumer ring of variable-size messages laid out in a region, for streaming between
 /// two processes without system calls on the fast path.
@@ -143,7 +142,7 @@ public enum MessageRing {
     /// The tokens of the seats this process holds through a live handle. A handle that goes away without
     /// `finish()` or `close()` changes nothing in the ring (a handle's lifetime is no protocol event: the
     /// optimiser may end it early); it only drops its token here, so that this process may claim the seat again.
-    static let liveTokens = Mutex<Set<UInt64>>([])
+    static let liveTokens = Locked<Set<UInt64>>([])
 
     /// The process in `seat`, or nil if it is empty.
     static func occupant(of seat: Seat, _ base: UnsafeMutableRawPointer) -> Creator? {

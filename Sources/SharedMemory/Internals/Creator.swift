@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 
 /// Who created a posix or file region: the kernel does not record it (System V does, in `shm_cpid`), so
 /// SharedMemory writes it into an extended attribute at creation, `user.sharedmemory.creator`, as
@@ -27,7 +26,7 @@ struct Creator: Hashable {
         }
     }
 
-    private static let cached = Mutex<Creator?>(nil)
+    private static let cached = Locked<Creator?>(nil)
 
     /// Records `current` on a new object's descriptor, as a best effort.
     static func record(on descriptor: Int32) {

@@ -1,0 +1,26 @@
+import Glibc
+
+/// Process-local state shared by threads, behind a `pthread_mutex_t`. Not `Synchronization.Mutex`: the standard
+/// library is built without ThreadSanitizer's instrumentation, so TSan cannot see that lock's ordering and reports
+/// the accesses it protects as races; it does understand pthread mutexes.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the value, holding the lock.
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}
