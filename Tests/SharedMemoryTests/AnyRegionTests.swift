@@ -21,8 +21,39 @@ final class Keeper {
     func greeting() throws(SharedMemoryError) -> [UInt8] { try region.get(count: 5, at: 0) }
 }
 
+/// A service that keeps a region it can close, with errors reported, and resize: an optional `var`.
+actor Store {
+    var region: AnyRegion?
+    init(_ region: consuming AnyRegion) { self.region = .some(region) }
+
+    func grow(to size: Int) throws(SharedMemoryError) {
+        try region?.resize(to: size)
+    }
+
+    func size() -> Int? { region?.size }
+
+    /// Detaches now and says whether that failed; the store has no region afterwards.
+    func close() throws(SharedMemoryError) {
+        if let held = region.take() { try held.detach() }
+    }
+}
+
 @Suite("AnyRegion")
 struct AnyRegionTests {
+    @Test("a region kept in an actor's optional var can be resized there, and detached with its errors reported", arguments: [Backend.posix, .file, .memfd])
+    func storedAndClosed(backend: Backend) async throws {
+        let name = Names.unique(backend)
+        defer { Names.cleanUp(name) }
+        let store = Store(try SharedMemory.create(name, size: 4096))
+        try await store.grow(to: 8192)
+        #expect(await store.size() == 8192)
+        if backend.capabilities.contains(.named) { #expect(try SharedMemory.info(name).attachCount == 1) }
+        try await store.close()
+        #expect(await store.size() == nil)
+        if backend.capabilities.contains(.named) { #expect(try SharedMemory.info(name).attachCount == 0) }
+        try await store.close()  // closing again does nothing
+    }
+
     @Test("a region from the factory lives in an actor or a class and is used there; dropping it detaches",
           arguments: Backend.allCases)
     func keptAndUsed(backend: Backend) async throws {
