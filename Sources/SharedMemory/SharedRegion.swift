@@ -5,8 +5,9 @@ import SystemPackage
 /// An attachment is a noncopyable handle. Dropping it detaches as a best effort; ``detach()`` does the same and
 /// reports errors. Neither removes the region's name: that is always an explicit ``remove()``.
 ///
-/// All operations are non-mutating, so a `let` holds a region; the mutable state (where it is mapped and how big
-/// it is) belongs to the attachment alone.
+/// Every operation borrows the region except ``resize(to:)`` and ``remap()``, which may move the mapping: they are
+/// `mutating`, so they need a `var` and cannot run while a view of the bytes (``withBytes(_:)``,
+/// ``withUnsafeBytes(_:)``) is in use: the compiler refuses it.
 public protocol SharedRegion: ~Copyable {
     /// The region's name. For `sysv:private` this is the `sysv-id:ID` another process can open.
     var name: RegionName { get }
