@@ -223,6 +223,13 @@ extension StringProtocol {
 /// 16 hex digits: 64 bits from the system's secure random generator.
 func randomHex() -> String {
     var generator = SystemRandomNumberGenerator()
-    return hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
-        + hex(UInt32(truncatingIfNeeded: generator.next() as UInt64), width: 8)
+    var value = generator.next() as UInt64
+    return String(unsafeUninitializedCapacity: 16) { digits in
+        for i in (0..<16).reversed() {
+            let nibble = UInt8(truncatingIfNeeded: value & 0xf)
+            digits[i] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
+            value >>= 4
+        }
+        return 16
+    }
 }

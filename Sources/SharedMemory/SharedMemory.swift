@@ -221,7 +221,7 @@ public enum SharedMemory {
         }
         for (owner, file) in found.unreadable {
             LifetimeRecords.removeFile(file, owner: owner)
-            removed.append("/dev/shm/\(LifetimeRecords.directoryName(owner))/\(file)")
+            removed.append(LifetimeRecords.path(owner) + "/" + file)
         }
         return removed
     }

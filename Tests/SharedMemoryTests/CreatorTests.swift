@@ -117,8 +117,18 @@ struct CreatorTests {
             try "sharedmemory-lifetime 1\ncreator x".write(toFile: file, atomically: false, encoding: .utf8)
             #expect(try SharedMemory.info(name).lifetime == .persistent)
             #expect(!(try SharedMemory.orphans()).contains { $0.name == name })
-            #expect(SharedMemory.removeStaleRecords().contains(file))
-            #expect(!FileManager.default.fileExists(atPath: file))
+            // A half-written record a dead writer left: kept while it may still be being written, removed once a
+            // minute old.
+            let young = "/dev/shm/.sharedmemory-\(getuid())/.tmp-young\(getpid())", old = "/dev/shm/.sharedmemory-\(getuid())/.tmp-old\(getpid())"
+            try "sharedmemory-lifetime 1\n".write(toFile: young, atomically: false, encoding: .utf8)
+            try "sharedmemory-lifetime 1\n".write(toFile: old, atomically: false, encoding: .utf8)
+            defer { unlink(young) }
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -120)], ofItemAtPath: old)
+            let removed = SharedMemory.removeStaleRecords()
+            #expect(removed.contains(file))
+            #expect(removed.contains(old) && !removed.contains(young), "\(removed)")
+            #expect(!FileManager.default.fileExists(atPath: file) && !FileManager.default.fileExists(atPath: old))
+            #expect(FileManager.default.fileExists(atPath: young))
             _ = try SharedMemory.info(name)  // the region itself is untouched
         }
         try Names.with(.systemV) { name throws in

@@ -225,6 +225,12 @@ struct RingTests {
             #expect(timedOut?.reason.contains("no message ring was formatted") == true)
             try empty.set(UInt64(0x1234), at: 0)
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
+            // A ring of another layout version is foreign at once, not after the time is up.
+            try MessageRing.format(empty, capacity: 4096)
+            try empty.set(UInt32(2), at: 8)
+            let asked = ContinuousClock.now
+            expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .seconds(10)) }
+            #expect(ContinuousClock.now - asked < .seconds(1))
         }
     }
 

@@ -26,8 +26,9 @@ import SystemPackage
 enum LifetimeRecords {
     static let magic = "sharedmemory-lifetime 1"
 
-    /// The directory's name in /dev/shm for a user.
-    static func directoryName(_ uid: UInt32) -> String { ".sharedmemory-\(uid)" }
+    /// A user's record directory (this user's is made once: every removal asks for it).
+    static func path(_ uid: UInt32) -> String { uid == own.uid ? own.path : "/dev/shm/.sharedmemory-\(uid)" }
+    private static let own = (uid: geteuid(), path: "/dev/shm/.sharedmemory-\(geteuid())")
 
     /// The record's file name for a region: `sysv-ID`, `posix-DEV-INO`, `file-DEV-INO`.
     static func recordName(_ name: RegionName, id: Int32?, device: UInt64?, inode: UInt64?) -> String? {
@@ -75,23 +76,32 @@ enum LifetimeRecords {
                 throw error
             }
         }
-        throw SharedMemoryError(.busy, "the lifetime record directory /dev/shm/\(directoryName(geteuid())) kept disappearing while the record was written", region: name)
+        throw SharedMemoryError(.busy, "the lifetime record directory \(path(geteuid())) kept disappearing while the record was written", region: name)
     }
 
-    /// Removes a region's record, if there is one, from its owner's directory, and the directory once empty.
+    /// Removes a region's record, if there is one, from its owner's directory, and the directory once empty. Most
+    /// regions have none: then it costs one `open` of a directory that is not there.
     static func remove(_ name: RegionName, owner: UInt32, id: Int32? = nil, device: UInt64? = nil, inode: UInt64? = nil) {
-        guard let file = recordName(name, id: id, device: device, inode: inode) else { return }
-        removeFile(file, owner: owner)
+        guard let directory = try? openDirectory(owner, creating: false, nil) else { return }
+        guard let file = recordName(name, id: id, device: device, inode: inode) else {
+            Syscalls.close(directory)
+            return
+        }
+        remove(file, in: directory, owner: owner)
     }
 
     /// Removes one record file of `owner`'s, and the directory once empty.
     static func removeFile(_ file: String, owner: UInt32) {
         guard let directory = try? openDirectory(owner, creating: false, nil) else { return }
+        remove(file, in: directory, owner: owner)
+    }
+
+    /// Unlinks `file` in the open `directory` (and closes it), then the directory if that was its last record.
+    private static func remove(_ file: String, in directory: Int32, owner: UInt32) {
         let removed = (try? Syscalls.unlinkat(directory, file, nil)) != nil
         Syscalls.close(directory)
-        if removed, let shm = try? Syscalls.open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, nil) {
-            try? Syscalls.unlinkat(shm, directoryName(owner), removingDirectory: true, nil)  // fails while not empty
-            Syscalls.close(shm)
+        if removed {  // and the directory with it if that was the last (fails while it is not empty)
+            try? Syscalls.unlinkat(AT_FDCWD, path(owner), removingDirectory: true, nil)
         }
     }
 
@@ -161,32 +171,36 @@ enum LifetimeRecords {
     }
 
     /// The user's record directory, open, if it is a directory that only that user can write; with `creating`,
-    /// made first if missing (then a directory that fails the checks is `foreign`).
+    /// made first if missing (then a directory that fails the checks is `foreign`). /dev/shm is the system's, so
+    /// it is reached by path; the directory itself is opened with `O_NOFOLLOW`, and checked on the descriptor.
     private static func openDirectory(_ uid: UInt32, creating: Bool, _ region: RegionName?) throws(SharedMemoryError) -> Int32? {
-        let path = "/dev/shm/" + directoryName(uid)
-        let shm = try Syscalls.open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, region)
-        defer { Syscalls.close(shm) }
-        if creating {
-            do {
-                try Syscalls.mkdirat(shm, directoryName(uid), 0o700, region)
-            } catch where error.code == .alreadyExists {}
+        let path = path(uid)
+        for _ in 0..<10 {
+            if creating {
+                do {
+                    try Syscalls.mkdirat(AT_FDCWD, path, 0o700, region)
+                } catch where error.code == .alreadyExists {}
+            }
+            let opened: Int32?
+            do throws(SharedMemoryError) {
+                opened = try Syscalls.openIfPresent(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, region)
+            } catch {
+                guard creating else { return nil }
+                throw SharedMemoryError(.foreign, "\(path), where SharedMemory records which regions die with their process, is not a directory (someone may have planted it); remove it", region: region, systemCall: error.systemCall, errno: error.errno)
+            }
+            guard let directory = opened else {
+                if creating { continue }  // removed with its last record between mkdir and open: make it again
+                return nil
+            }
+            guard let status = try? Syscalls.fstat(directory, region), status.st_uid == uid, status.st_mode & 0o022 == 0 else {
+                Syscalls.close(directory)
+                guard creating else { return nil }
+                throw SharedMemoryError(.foreign, "\(path), where SharedMemory records which regions die with their process, belongs to another user or lets others write: it was not used, and a process-lifetime region cannot be recorded until it is removed", region: region)
+            }
+            if creating && status.st_mode & 0o700 != 0o700 { try? Syscalls.fchmod(directory, 0o700, region) }  // a umask of 0700
+            return directory
         }
-        let directory: Int32
-        do {
-            directory = try Syscalls.openat(shm, directoryName(uid), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, region)
-        } catch where error.code == .notFound && !creating {
-            return nil
-        } catch {
-            guard creating else { return nil }
-            throw SharedMemoryError(.foreign, "\(path), where SharedMemory records which regions die with their process, is not a directory (someone may have planted it); remove it", region: region, systemCall: error.systemCall, errno: error.errno)
-        }
-        guard let status = try? Syscalls.fstat(directory, region), status.st_uid == uid, status.st_mode & 0o022 == 0 else {
-            Syscalls.close(directory)
-            guard creating else { return nil }
-            throw SharedMemoryError(.foreign, "\(path), where SharedMemory records which regions die with their process, belongs to another user or lets others write: it was not used, and a process-lifetime region cannot be recorded until it is removed", region: region)
-        }
-        if creating && status.st_mode & 0o700 != 0o700 { try? Syscalls.fchmod(directory, 0o700, region) }  // a umask of 0700
-        return directory
+        throw SharedMemoryError(.busy, "\(path) kept disappearing while a record was written", region: region)
     }
 
     /// One record file, if it is believable: a regular file of `owner` with one link, small, in the format.

@@ -87,14 +87,16 @@ struct ParentDirectory: ~Copyable {
     /// either; callers that hold the object open need not pass it, since its inode cannot be reused meanwhile.
     func remove(ifStill device: UInt64, _ inode: UInt64, born: Timestamp? = nil, _ region: RegionName) throws(SharedMemoryError) {
         func isOurs(_ status: stat) -> Bool { UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode }
-        let replaced = SharedMemoryError(.removed, "this attachment's object was removed and the name now belongs to another object, which was left alone", region: region)
+        func replaced() -> SharedMemoryError {
+            SharedMemoryError(.removed, "this attachment's object was removed and the name now belongs to another object, which was left alone", region: region)
+        }
         let now: stat
         do {
             now = try status(region)
         } catch where error.code == .notFound {
             throw SharedMemoryError(.notFound, "it was already removed", region: region, systemCall: error.systemCall, errno: error.errno)
         }
-        guard isOurs(now) else { throw replaced }
+        guard isOurs(now) else { throw replaced() }
         let aside = ".sm-removing-" + randomHex()
         do {
             try Syscalls.renameNoReplace(descriptor, entry, aside, region)
@@ -115,6 +117,6 @@ struct ParentDirectory: ~Copyable {
         } catch where error.code == .alreadyExists {
             throw SharedMemoryError(.removed, "this attachment's object was removed, and the object made under its name in its place could not be put back because a third took the name at the same instant: that one is now \(aside) in the same directory", region: region)
         }
-        throw replaced
+        throw replaced()
     }
 }

@@ -5,6 +5,9 @@ import SystemPackage
 /// The one place that calls into Glibc for SharedMemory. Every wrapper retries `EINTR`, turns a failure into a
 /// ``SharedMemoryError`` naming the call, and (in debug builds) lets a test inject an errno into any call.
 /// Nothing else in the library reads `errno`.
+///
+/// Paths and names go to the kernel through `withCString`, not Swift's implicit String-to-pointer conversion:
+/// for a short (inline) string that conversion allocates an array on every call.
 enum Syscalls {
     /// Runs `body` until it does not fail with EINTR; a failure becomes an error naming `call`.
     @inline(__always)
@@ -83,28 +86,35 @@ enum Syscalls {
 
     /// `shm_open(name, flags, mode)`.
     static func shmOpen(_ name: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
-        try int32("shm_open", region) { Glibc.shm_open(name, flags, mode) }
+        try int32("shm_open", region) { name.withCString { Glibc.shm_open($0, flags, mode) } }
     }
 
     /// `shm_unlink(name)`.
     static func shmUnlink(_ name: String, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("shm_unlink", region) { Glibc.shm_unlink(name) }
+        _ = try int32("shm_unlink", region) { name.withCString { Glibc.shm_unlink($0) } }
     }
 
     /// `open(path, flags, mode)`.
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
-        try int32("open", region) { Glibc.open(path, flags, mode) }
+        try int32("open", region) { path.withCString { Glibc.open($0, flags, mode) } }
+    }
+
+    /// `open(path, flags)`, with nil for a path that does not exist (no error is made for it: the callers ask
+    /// this on every removal, and usually the answer is no).
+    static func openIfPresent(_ path: String, _ flags: Int32, _ region: RegionName?) throws(SharedMemoryError) -> Int32? {
+        let fd = try retrying("open", region, { path.withCString { Glibc.open($0, flags) } }, failed: { $0 == -1 && Glibc.errno != ENOENT })
+        return fd == -1 ? nil : fd
     }
 
     /// `openat(directory, name, flags, mode)`: `name` is one component, looked up in the open `directory`.
     static func openat(_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
-        try int32("openat", region) { csm_openat(directory, name, flags, UInt32(mode)) }
+        try int32("openat", region) { name.withCString { csm_openat(directory, $0, flags, UInt32(mode)) } }
     }
 
     /// `fstatat(directory, name, AT_SYMLINK_NOFOLLOW)`: about the name itself, never what a link points to.
     static func fstatat(_ directory: Int32, _ name: String, _ region: RegionName?) throws(SharedMemoryError) -> stat {
         var st = stat()
-        _ = try int32("fstatat", region) { Glibc.fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) }
+        _ = try int32("fstatat", region) { name.withCString { Glibc.fstatat(directory, $0, &st, AT_SYMLINK_NOFOLLOW) } }
         return st
     }
 
@@ -113,28 +123,28 @@ enum Syscalls {
     /// system does not record it.
     static func birthTime(_ directory: Int32, _ name: String = "", _ region: RegionName?) throws(SharedMemoryError) -> Timestamp? {
         var seconds: Int64 = 0, nanoseconds: UInt32 = 0
-        _ = try int32("statx", region) { csm_birth_time(directory, name, &seconds, &nanoseconds) }
+        _ = try int32("statx", region) { name.withCString { csm_birth_time(directory, $0, &seconds, &nanoseconds) } }
         return seconds == 0 ? nil : Timestamp(seconds: Int(seconds), nanoseconds: Int(nanoseconds))
     }
 
     /// `unlinkat(directory, name, 0)`, or with `AT_REMOVEDIR` for an empty directory.
     static func unlinkat(_ directory: Int32, _ name: String, removingDirectory: Bool = false, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("unlinkat", region) { Glibc.unlinkat(directory, name, removingDirectory ? AT_REMOVEDIR : 0) }
+        _ = try int32("unlinkat", region) { name.withCString { Glibc.unlinkat(directory, $0, removingDirectory ? AT_REMOVEDIR : 0) } }
     }
 
     /// `renameat2(directory, old, directory, new, RENAME_NOREPLACE)`: EEXIST rather than replace `new`.
     static func renameNoReplace(_ directory: Int32, _ old: String, _ new: String, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("renameat2", region) { csm_rename_noreplace(directory, old, directory, new) }
+        _ = try int32("renameat2", region) { old.withCString { old in new.withCString { csm_rename_noreplace(directory, old, directory, $0) } } }
     }
 
     /// `renameat(directory, old, directory, new)`: replaces `new` if it exists.
     static func renameat(_ directory: Int32, _ old: String, _ new: String, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("renameat", region) { Glibc.renameat(directory, old, directory, new) }
+        _ = try int32("renameat", region) { old.withCString { old in new.withCString { Glibc.renameat(directory, old, directory, $0) } } }
     }
 
     /// `mkdirat(directory, name, mode)`.
     static func mkdirat(_ directory: Int32, _ name: String, _ mode: mode_t, _ region: RegionName?) throws(SharedMemoryError) {
-        _ = try int32("mkdirat", region) { Glibc.mkdirat(directory, name, mode) }
+        _ = try int32("mkdirat", region) { name.withCString { Glibc.mkdirat(directory, $0, mode) } }
     }
 
     /// `write(fd, bytes)`, all of them.
@@ -162,7 +172,7 @@ enum Syscalls {
     /// `lstat(path)`: about the name itself, never what a symbolic link points to.
     static func lstat(_ path: String, _ region: RegionName?) throws(SharedMemoryError) -> stat {
         var st = stat()
-        _ = try int32("lstat", region) { Glibc.lstat(path, &st) }
+        _ = try int32("lstat", region) { path.withCString { Glibc.lstat($0, &st) } }
         return st
     }
 
@@ -209,7 +219,7 @@ enum Syscalls {
     /// (a file system without them is not an error).
     static func setAttribute(_ fd: Int32, _ name: String, _ value: String) -> Bool {
         var value = value
-        return value.withUTF8 { CSharedMemory.fsetxattr(fd, name, $0.baseAddress, $0.count, 0) } == 0
+        return name.withCString { name in value.withUTF8 { CSharedMemory.fsetxattr(fd, name, $0.baseAddress, $0.count, 0) } } == 0
     }
 
     /// `fgetxattr(fd, name)` or `lgetxattr(path, name)` (never following a link); `nil` if it is not there.
@@ -258,7 +268,7 @@ enum Syscalls {
 
     /// `memfd_create(label, flags)`.
     static func memfdCreate(_ label: String, _ flags: UInt32, _ region: RegionName?) throws(SharedMemoryError) -> Int32 {
-        try int32("memfd_create", region) { csm_memfd_create(label, flags) }
+        try int32("memfd_create", region) { label.withCString { csm_memfd_create($0, flags) } }
     }
 
     /// `fcntl(fd, F_GET_SEALS)`.

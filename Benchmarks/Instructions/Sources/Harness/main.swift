@@ -1,0 +1,41 @@
+import Glibc
+import SharedMemory
+
+// Harness OPERATION N: runs the operation N times (for callgrind: instructions per operation =
+// (Ir(N2) - Ir(N1)) / (N2 - N1)).
+let operation = CommandLine.arguments[1], n = Int(CommandLine.arguments[2])!
+let name = try RegionName("posix:/smharness-\(getpid())")
+switch operation {
+case "getset":
+    let region = try SharedMemory.create(name, size: 4096)
+    var sum: UInt64 = 0
+    for i in 0..<n {
+        try region.set(UInt64(i), at: 64)
+        sum &+= try region.get(UInt64.self, at: 64)
+    }
+    try region.remove()
+    if sum == 42 { print(sum) }
+case "ring":
+    let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+    try MessageRing.format(region, capacity: 1 << 16)
+    let sender = try RingSender(try SharedMemory.open(name))
+    let receiver = try RingReceiver(try SharedMemory.open(name))
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    for _ in 0..<n {
+        try message.withUnsafeBytes { try sender.send($0) }
+        total &+= try receiver.receive { $0.count } ?? 0
+    }
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+case "lifecycle":
+    for i in 0..<n {
+        let each = try RegionName("posix:/smharness-\(getpid())-\(i)")
+        let region = try SharedMemory.create(each, size: 4096)
+        try region.remove()
+        try region.detach()
+    }
+default:
+    fatalError("getset, ring or lifecycle")
+}
