@@ -4,7 +4,7 @@
 Each ```swift block becomes a function in a throwaway package that depends on this one by path and on nothing
 else (so `import SharedMemory` must be enough); its imports are hoisted, and it may use the names the docs assume
 without declaring them: `name` (a RegionName), `region` (an AnyRegion, borrowed), `socket` (a FileDescriptor), and
-`repair()`, `handle(_:)`, `parse(_:)`. A block whose first line is `// Package.swift` is a manifest fragment: it
+`repair()`, `handle(_:)`, `parse(_:)` (of a RawSpan). A block whose first line is `// Package.swift` is a manifest fragment: it
 must name the package and the SharedMemory product. Run from anywhere; exits non-zero, with the compiler's words,
 if any snippet does not compile.
 """
@@ -54,7 +54,7 @@ let package = Package(
 
 func repair() {}
 func handle(_ message: [UInt8]) {}
-func parse(_ bytes: UnsafeRawBufferPointer) {}
+func parse(_ bytes: RawSpan) {}
 
 """
     open(f"{work}/Sources/Snippets/main.swift", "w").write(preamble + "\n".join(functions) + '\nprint("snippets compile")\n')

@@ -92,7 +92,7 @@ extension SharedMemory {
             let name = try identify(descriptor)
             let status = try Syscalls.fstat(descriptor, name)
             guard status.st_mode & S_IFMT == S_IFREG else {
-                throw SharedMemoryError(.foreign, "the descriptor is \(FileBackedStorage.describe(status)), not a regular file or memfd", region: name)
+                throw SharedMemoryError(.foreign, "the descriptor is \(MappedObject.describe(status)), not a regular file or memfd", region: name)
             }
             guard try Syscalls.statusFlags(descriptor, name) & CSM_O_PATH == 0 else {
                 throw SharedMemoryError(.foreign, "the descriptor was opened with O_PATH: it names a file but cannot read or map it", region: name)
@@ -120,10 +120,12 @@ extension SharedMemory {
                 }
             }
             do {
-                switch name.backend {
-                case .memfd: return AnyRegion(try MemfdObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-                case .posix: return AnyRegion(try POSIXObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
-                default: return AnyRegion(try MappedFile.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault))
+                let object = ObjectName(name)!  // identify made a posix, file or memfd name
+                let mapped = try MappedObject.adopt(descriptor, object, name: name, size: size, access: options.access, prefault: options.prefault)
+                switch object {
+                case .memfd: return .memfd(MemfdRegion(mapped))
+                case .posix: return .posix(POSIXRegion(mapped))
+                case .file: return .file(FileRegion(mapped))
                 }
             } catch where error.systemCall == "mmap" && [Errno.operationNotSupportedByDevice, .invalidArgument, .badFileDescriptor].contains(error.errno ?? .invalidArgument) {
                 throw SharedMemoryError(.foreign, "the kernel will not map it shared: it is a file of a kind that cannot be shared memory (in /proc or /sys, or a device)", region: name, systemCall: error.systemCall, errno: error.errno)

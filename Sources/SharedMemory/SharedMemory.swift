@@ -19,11 +19,11 @@ public enum SharedMemory {
         _ name: RegionName, size: Int, options: CreateOptions = .init()
     ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .systemV: try SystemVRegion.create(name, size: size, options: options).erased()
-        case .posix: try POSIXRegion.create(name, size: size, options: options).erased()
-        case .file: try FileRegion.create(name, size: size, options: options).erased()
-        case .anonymous: try AnonymousRegion.create(size: size, options: options).erased()
-        case .memfd: try MemfdRegion.create(name, size: size, options: options).erased()
+        case .systemV: .systemV(try SystemVRegion.create(name, size: size, options: options))
+        case .posix: .posix(try POSIXRegion.create(name, size: size, options: options))
+        case .file: .file(try FileRegion.create(name, size: size, options: options))
+        case .anonymous: .anonymous(try AnonymousRegion.create(size: size, options: options))
+        case .memfd: .memfd(try MemfdRegion.create(name, size: size, options: options))
         }
     }
 
@@ -34,9 +34,9 @@ public enum SharedMemory {
         _ name: RegionName, options: OpenOptions = .init()
     ) throws(SharedMemoryError) -> AnyRegion {
         switch name.backend {
-        case .systemV: return try SystemVRegion.open(name, options: options).erased()
-        case .posix: return try POSIXRegion.open(name, options: options).erased()
-        case .file: return try FileRegion.open(name, options: options).erased()
+        case .systemV: return .systemV(try SystemVRegion.open(name, options: options))
+        case .posix: return .posix(try POSIXRegion.open(name, options: options))
+        case .file: return .file(try FileRegion.open(name, options: options))
         case .anonymous, .memfd: throw noName(name, "open")
         }
     }
@@ -114,9 +114,8 @@ public enum SharedMemory {
     /// What the kernel knows about a region, without attaching it.
     public static func info(_ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
         switch name.backend {
-        case .systemV: try SystemVSegment.info(name)
-        case .posix: try POSIXObject.info(name)
-        case .file: try MappedFile.info(name)
+        case .systemV: try SystemVRegion.info(name)
+        case .posix, .file: try MappedObject.info(try ObjectName.of(name, for: name.backend), name)
         case .anonymous, .memfd: throw noName(name, "look up")
         }
     }
@@ -125,9 +124,8 @@ public enum SharedMemory {
     /// keep working until they detach. A missing name is ``SharedMemoryError/Code/notFound``.
     public static func remove(_ name: RegionName) throws(SharedMemoryError) {
         switch name.backend {
-        case .systemV: try SystemVSegment.remove(name)
-        case .posix: try POSIXObject.remove(name)
-        case .file: try MappedFile.remove(name)
+        case .systemV: try SystemVRegion.remove(name)
+        case .posix, .file: try MappedObject.remove(try ObjectName.of(name, for: name.backend), name)
         case .anonymous, .memfd: throw noName(name, "remove")
         }
     }
@@ -137,8 +135,8 @@ public enum SharedMemory {
     /// ``SharedMemoryError/Code/unsupported``.
     public static func list(_ backend: Backend) throws(SharedMemoryError) -> [RegionInfo] {
         switch backend {
-        case .systemV: return try SystemVSegment.list()
-        case .posix: return try POSIXObject.list()
+        case .systemV: return try SystemVRegion.list()
+        case .posix: return try MappedObject.listPOSIX()
         case .file:
             throw SharedMemoryError(.unsupported, "file regions cannot be listed: a file region can be any file on any file system")
         case .anonymous, .memfd:
@@ -157,7 +155,7 @@ public enum SharedMemory {
     public static func orphans(includingOtherUsers: Bool = false) throws(SharedMemoryError) -> [RegionInfo] {
         var candidates = try list(.systemV) + list(.posix)
         for record in LifetimeRecords.all(owner: includingOtherUsers ? nil : geteuid()).records where record.name.backend == .file {
-            if let info = try? MappedFile.info(record.name) { candidates.append(info) }
+            if let info = try? info(record.name) { candidates.append(info) }
         }
         return candidates.filter { isUnused($0, includingOtherUsers: includingOtherUsers) && $0.lifetime == .process }
     }
@@ -193,10 +191,9 @@ public enum SharedMemory {
             switch name.backend {
             case .systemV:
                 try remove(name)
-            case .posix:
-                try POSIXObject.remove(name, ifStill: now.device!, now.inode!, born: now.creationTime, owner: now.ownerUID)
-            case .file:
-                try MappedFile.remove(name, ifStill: now.device!, now.inode!, born: now.creationTime, owner: now.ownerUID)
+            case .posix, .file:
+                try MappedObject.remove(try ObjectName.of(name, for: name.backend), name, ifStill: now.device!, now.inode!,
+                                        born: now.creationTime, owner: now.ownerUID)
             case .anonymous, .memfd:
                 return false
             }

@@ -3,12 +3,19 @@ import SystemPackage
 /// An attachment to a region of shared memory: what every backend's region offers.
 ///
 /// An attachment is a noncopyable handle. Dropping it detaches as a best effort; ``detach()`` does the same and
-/// reports errors. Neither removes the region's name: that is always an explicit ``remove()``.
+/// reports errors. Neither removes the region's name: that is always an explicit ``remove()``. The conforming
+/// types are the five backends' regions and ``AnyRegion``; the requirements below that have a default come from
+/// ``mapping``.
 ///
 /// Every operation borrows the region except ``resize(to:)`` and ``remap()``, which may move the mapping: they are
 /// `mutating`, so they need a `var` and cannot run while a view of the bytes (``withBytes(_:)``,
 /// ``withUnsafeBytes(_:)``) is in use: the compiler refuses it.
 public protocol SharedRegion: ~Copyable {
+    /// This attachment's mapping, which the objects made in the region (locks, events, atomics, ring sides) hold
+    /// so that the memory stays mapped while they exist. Every other property and the byte access below come
+    /// from it.
+    var mapping: RegionMapping { get }
+
     /// The region's name. For `sysv:private` this is the `sysv-id:ID` another process can open.
     var name: RegionName { get }
     /// The mechanism behind this region.
@@ -19,13 +26,14 @@ public protocol SharedRegion: ~Copyable {
     var access: Access { get }
 
     /// Calls `body` with the region's bytes. The pointer is valid only inside `body`: do not store or return it
-    /// (a resize may move the mapping, a detach removes it).
+    /// (a resize may move the mapping, a detach removes it). ``withBytes(_:)`` is the safe way in.
     func withUnsafeBytes<R: ~Copyable, E: Error>(
         _ body: (UnsafeRawBufferPointer) throws(E) -> R
     ) throws(E) -> R
 
     /// Calls `body` with the region's bytes for writing. Throws ``SharedMemoryError/Code/readOnly`` on a read-only
     /// attachment without calling `body`. The pointer is valid only inside `body`: do not store or return it.
+    /// ``withMutableBytes(_:)`` is the safe way in.
     func withUnsafeMutableBytes<R: ~Copyable>(
         _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
     ) throws(SharedMemoryError) -> R
@@ -47,7 +55,9 @@ public protocol SharedRegion: ~Copyable {
     /// The corresponding C functions are `posix_fallocate`, `ftruncate` and `mremap`.
     ///
     /// It is `mutating`, so it needs exclusive access to the region: resizing while a view of the same region's
-    /// bytes is in use (inside ``withUnsafeBytes(_:)``, or with a `let` region) does not compile.
+    /// bytes is in use (inside ``withUnsafeBytes(_:)``, or with a `let` region) does not compile. While objects
+    /// made in the region hold its mapping (``ProcessMutex``, ``SharedAtomic``, a ring side, ...), it throws
+    /// ``SharedMemoryError/Code/busy``: moving the mapping would leave them pointing at nothing.
     mutating func resize(to newSize: Int) throws(SharedMemoryError)
 
     /// Maps the region again at its current size, after another attachment resized it, and returns that size.
@@ -56,7 +66,8 @@ public protocol SharedRegion: ~Copyable {
     /// The corresponding C functions are `fstat` and `mremap`.
     @discardableResult
     ///
-    /// `mutating`, as ``resize(to:)`` is: the mapping may move, so no view of the bytes may be in use.
+    /// `mutating`, as ``resize(to:)`` is: the mapping may move, so no view of the bytes may be in use, and
+    /// ``SharedMemoryError/Code/busy`` while objects made in the region hold its mapping.
     mutating func remap() throws(SharedMemoryError) -> Int
 
     /// Removes the region's name now. Attachments, this one included, keep working until they detach; a new
@@ -85,13 +96,37 @@ public protocol SharedRegion: ~Copyable {
     /// detach, or ``send(over:access:)`` it to another process.
     var fileDescriptor: FileDescriptor? { get }
 
-    /// Detaches now and reports any error. Dropping the attachment does the same silently.
+    /// Detaches now and reports any error. Dropping the attachment does the same silently. While objects made in
+    /// the region hold its mapping (``ProcessMutex``, ``SharedAtomic``, a ring side, ...), the memory stays mapped
+    /// for them, and the last of them unmaps it.
     ///
     /// The corresponding C functions are `shmdt`, and `munmap` and `close`.
     consuming func detach() throws(SharedMemoryError)
 }
 
 extension SharedRegion where Self: ~Copyable {
+    public var name: RegionName { mapping.name }
+    public var backend: Backend { mapping.name.backend }
+    public var size: Int { mapping.size }
+    public var access: Access { mapping.access }
+
+    @inlinable
+    public func withUnsafeBytes<R: ~Copyable, E: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R {
+        let mapping = self.mapping
+        return try body(UnsafeRawBufferPointer(start: mapping.base, count: mapping.size))
+    }
+
+    @inlinable
+    public func withUnsafeMutableBytes<R: ~Copyable>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R {
+        let mapping = self.mapping
+        guard mapping.access == .readWrite else { throw mapping.readOnlyError() }
+        return try body(UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size))
+    }
+
     /// Calls `body` with the region's bytes as a `RawSpan`: the safe way in. The compiler keeps the span inside
     /// `body` (it cannot be stored, returned or captured), and ``resize(to:)`` cannot be called while it is in use,
     /// so it never outlives or outruns the mapping. Reads are bounds-checked.
@@ -110,8 +145,18 @@ extension SharedRegion where Self: ~Copyable {
     ) throws(SharedMemoryError) -> R {
         try withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R in
             var bytes = MutableRawSpan(_unsafeBytes: buffer)
+            defer { checkReturned(bytes, buffer) }
             return try body(&bytes)
         }
+    }
+
+    /// Swift 6.3 lets a body assign the `inout` span it was lent to a variable outside and put another span in its
+    /// place, which the compiler does not see as an escape. The span handed back must be the one lent, so such a
+    /// body stops the process here, before the escaped span can be used.
+    @usableFromInline
+    func checkReturned(_ bytes: borrowing MutableRawSpan, _ buffer: UnsafeMutableRawBufferPointer) {
+        let same = bytes.byteCount == buffer.count && bytes.withUnsafeBytes { $0.baseAddress == UnsafeRawPointer(buffer.baseAddress) }
+        precondition(same, "withMutableBytes: the body replaced the span it was lent, to keep it past the body; a span of a region cannot outlive the body")
     }
 
     /// Copies `count` bytes starting at `offset`, or throws ``SharedMemoryError/Code/outOfBounds``.
@@ -137,25 +182,32 @@ extension SharedRegion where Self: ~Copyable {
     /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
     @inlinable
     public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
-        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
-        return withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        let mapping = self.mapping
+        try mapping.checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        return UnsafeRawBufferPointer(start: mapping.base, count: mapping.size).loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 
     /// Writes a value of a trivial type at `offset` (any alignment), or throws
     /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
     @inlinable
     public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
-        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
-        try withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: offset, as: T.self) }
+        let mapping = self.mapping
+        try mapping.checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        guard mapping.access == .readWrite else { throw mapping.readOnlyError() }
+        UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size).storeBytes(of: value, toByteOffset: offset, as: T.self)
     }
 
     /// Throws ``SharedMemoryError/Code/outOfBounds`` unless `offset..<offset+count` lies inside the region,
     /// without overflowing.
     @inlinable
     public func checkBounds(offset: Int, count: Int) throws(SharedMemoryError) {
-        let size = self.size
-        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
-            throw .outOfBounds(offset: offset, count: count, size: size, region: name)
-        }
+        try mapping.checkBounds(offset: offset, count: count)
+    }
+}
+
+extension SharedRegion where Self: ~Copyable {
+    /// The error for an operation this backend cannot do: "`posix` regions cannot `operation`: `reason`".
+    func unsupported(_ operation: String, because reason: String) -> SharedMemoryError {
+        SharedMemoryError(.unsupported, "\(backend) regions cannot \(operation): \(reason)", region: name)
     }
 }

@@ -13,3 +13,19 @@ func control(_ name: RegionName) throws -> Int {
     try region.detach()
     return size
 }
+
+func controlRingAndObjects(_ region: borrowing AnyRegion, _ sender: borrowing RingSender, _ receiver: borrowing RingReceiver) throws -> String {
+    try sender.send(count: 8) { (room: inout OutputRawSpan) in room.append(1) }
+    let count = try receiver.receive { (bytes: RawSpan) in bytes.byteCount }
+    let mutex = try ProcessMutex.existing(in: region, at: 0)
+    try mutex.withLock { _ = count }
+    let counter = try region.atomic(UInt64.self, at: 64)
+    counter.wrappingIncrement(ordering: .relaxed)
+    switch region {
+    case .systemV: return "segment"
+    case .posix: return "object"
+    case .file: return "file"
+    case .anonymous: return "anonymous"
+    case .memfd: return "memfd"
+    }
+}

@@ -123,4 +123,22 @@ struct AnyRegionTests {
             }
         }
     }
+
+    @Test("systemVID through AnyRegion: a segment's id, as ipcs shows it; other backends say unsupported")
+    func systemVID() throws {
+        try Names.with(.systemV) { name in
+            let region = try SharedMemory.create(name, size: 4096)
+            let id = try region.systemVID
+            #expect(try region.info().systemVID == id)
+            #expect(try shell("ipcs -m -i \(id)").contains("shmid=\(id)"))
+            if case .systemV(let segment) = consume region { #expect(segment.id == id) } else { Issue.record("not a segment") }
+        }
+        for backend in [Backend.posix, .file, .anonymous, .memfd] {
+            try Names.with(backend) { name in
+                let region = try SharedMemory.create(name, size: 4096)
+                let error = expectError(.unsupported) { try region.systemVID }
+                #expect(error?.reason.contains("only sysv") == true)
+            }
+        }
+    }
 }

@@ -68,7 +68,7 @@ struct RingTests {
             }
             let receiver = try RingReceiver(region)
             var expected: UInt64 = 0
-            while let value = try receiver.receive({ $0.loadUnaligned(as: UInt64.self) }) {
+            while let value = try receiver.receive({ $0.unsafeLoadUnaligned(as: UInt64.self) }) {
                 if value != expected { exit(1) }
                 expected += 1
             }
@@ -266,8 +266,10 @@ struct RingTests {
         expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(20)) }
         expectError(.invalidArgument) { try sender.send(Array(repeating: 0, count: sender.maximumMessage + 1)) }
 
-        try sender.send(count: 5) { $0.copyBytes(from: "hello".utf8) }
-        #expect(try receiver.receive { String(decoding: $0, as: UTF8.self) } == "hello")
+        try sender.send(count: 16) { for byte in "hello".utf8 { $0.append(byte) } }  // room for 16, 5 written
+        #expect(try receiver.receive { $0.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } } == "hello")
+        try sender.sendUnsafe(count: 3) { $0.copyBytes(from: [1, 2, 3]) }
+        #expect(try receiver.receiveUnsafe { Array($0) } == [1, 2, 3])
         // Fill it: messages wrap around the end and stay whole.
         var sent = 0
         while try [UInt8](repeating: UInt8(sent & 0xff), count: 300).withUnsafeBytes({ try sender.trySend($0) }) { sent += 1 }

@@ -231,7 +231,7 @@ func shell(_ command: String) throws -> String {
 
 /// Where a posix or file region's object is on disk.
 func path(of name: RegionName) -> String {
-    name.backend == .posix ? POSIXObject.path(of: name) : MappedFile.path(of: name)
+    ObjectName(name)!.path!
 }
 
 /// Runs `body` with system calls failing as `faults` say (see FaultInjection), and expects every fault to have

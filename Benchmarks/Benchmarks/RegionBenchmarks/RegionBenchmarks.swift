@@ -128,7 +128,7 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 try sender.send(bytes)
-                total += try receiver.receive { $0.count } ?? 0
+                total += try receiver.receive { $0.byteCount } ?? 0
             }
             benchmark.stopMeasurement()
         }

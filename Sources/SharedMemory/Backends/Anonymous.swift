@@ -1,16 +1,19 @@
 import Glibc
 import SystemPackage
 
-/// Anonymous shared memory (`anonymous`), shared with the children this process creates with `fork`.
-public typealias AnonymousRegion = Region<AnonymousMemory>
+/// Anonymous shared memory (`anonymous`), shared with the children this process creates with `fork`. It has no
+/// name, no mode and no owner: nothing outside this process and its forked children can reach it, and it is freed
+/// when the last of them unmaps it. Its size is fixed.
+public struct AnonymousRegion: SharedRegion, ~Copyable {
+    public let mapping: RegionMapping
 
-/// The storage of an anonymous shared mapping. It has no name, no mode and no owner: nothing outside this
-/// process and its forked children can reach it, and it is freed when the last of them unmaps it.
-public final class AnonymousMemory: RegionStorage {
-    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> AnonymousMemory {
-        guard case .anonymous = name.location else {
-            throw SharedMemoryError(.invalidName, "`\(name)` is not `anonymous`; use SharedMemory.create to pick the backend from the name", region: name)
-        }
+    private init(_ mapping: RegionMapping) { self.mapping = mapping }
+
+    /// Maps `size` bytes of anonymous shared memory, zero-filled. Children created with `fork` afterwards share it.
+    ///
+    /// The corresponding C call is `mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)`.
+    public static func create(size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> AnonymousRegion {
+        let name = RegionName.anonymous
         try Checks.size(size, name)
         _ = try Checks.mode(options.permissions, name)
         guard options.permissions == CreateOptions().permissions else {
@@ -21,47 +24,48 @@ public final class AnonymousMemory: RegionStorage {
         var flags = MAP_ANONYMOUS | (options.reserve ? 0 : MAP_NORESERVE)
         if case .explicit? = options.hugePages { flags |= MAP_HUGETLB | options.hugePages!.sizeBits }
         do throws(SharedMemoryError) {
-            let base = try Mapping.mapPrepared(descriptor: -1, size: size, access: .readWrite, address: options.address, flags: flags,
-                                               hugePages: options.hugePages, prefault: options.prefault, name)
-            return AnonymousMemory(name: name, access: .readWrite, base: base, size: size)
+            let base = try RegionMapping.mapPrepared(descriptor: -1, size: size, access: .readWrite, address: options.address, flags: flags,
+                                                     hugePages: options.hugePages, prefault: options.prefault, name)
+            return AnonymousRegion(RegionMapping(name: name, access: .readWrite, base: base, size: size, attachedBy: .mmap))
         } catch {
             throw options.hugePages?.explain(error) ?? error
         }
     }
 
-    override func release() throws(SharedMemoryError) {
-        guard let base else { return }
-        self.base = nil
-        try Syscalls.munmap(base, size, name)
-    }
+    /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
+    public consuming func erased() -> AnyRegion { .anonymous(self) }
 
-    override func resize(to newSize: Int) throws(SharedMemoryError) {
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
         throw unsupported("be resized", because: "a shared anonymous mapping is backed by an object of fixed size, so growing it would SIGBUS past the old end; create a new region, or use a posix or file region")
     }
 
-    override func remove() throws(SharedMemoryError) {
+    /// A fixed-size region has nothing to remap: its size.
+    @discardableResult
+    public mutating func remap() throws(SharedMemoryError) -> Int { size }
+
+    public func remove() throws(SharedMemoryError) {
         throw unsupported("be removed", because: "anonymous memory has no name; it is freed when the last process that maps it detaches or exits")
     }
 
-    override func info() throws(SharedMemoryError) -> RegionInfo {
+    public func info() throws(SharedMemoryError) -> RegionInfo {
         RegionInfo(name: name, size: size, permissions: nil, ownerUID: getuid(), ownerGID: getgid(), lifetime: .process,
                    isMarkedForRemoval: false)
     }
 
-    override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
         throw unsupported("change mode", because: "anonymous memory has no mode; only this process and its forked children can reach it")
     }
 
-    override func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
+    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
         throw unsupported("change owner", because: "anonymous memory has no owner; only this process and its forked children can reach it")
     }
-}
 
-extension Region where Storage == AnonymousMemory {
-    /// Maps `size` bytes of anonymous shared memory, zero-filled. Children created with `fork` afterwards share it.
-    ///
-    /// The corresponding C call is `mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)`.
-    public static func create(size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> Self {
-        Region(try AnonymousMemory.create(.anonymous, size: size, options: options))
+    /// Anonymous memory has no descriptor.
+    public var fileDescriptor: FileDescriptor? { nil }
+
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self
+        try RegionMapping.release(&mapping)
     }
 }

@@ -1,55 +1,46 @@
 import Glibc
 import SystemPackage
 
-/// A POSIX shared-memory region (`posix:/NAME`).
-public typealias POSIXRegion = Region<POSIXObject>
+/// A POSIX shared-memory region (`posix:/NAME`): a file on the tmpfs at /dev/shm, reached by name with
+/// `shm_open` and removed with `shm_unlink`. Resizable; survives its creator until removed.
+public struct POSIXRegion: SharedRegion, ~Copyable {
+    var object: MappedObject
 
-/// A POSIX shared-memory object: a file on the tmpfs at /dev/shm, reached by name with `shm_open` and removed
-/// with `shm_unlink`. Sizing, mapping and resizing are ``FileBackedStorage``'s.
-public final class POSIXObject: FileBackedStorage {
-    override class func path(of name: RegionName) -> String {
-        guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
-        return "/dev/shm" + object
+    init(_ object: consuming MappedObject) { self.object = object }
+
+    /// Creates a region of exactly `size` bytes, exclusively: if the name exists it throws
+    /// ``SharedMemoryError/Code/alreadyExists`` and leaves that object alone. A failure part-way removes what
+    /// was made.
+    ///
+    /// The corresponding C calls are `shm_open` with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`, `posix_fallocate`
+    /// and `mmap`.
+    public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
+        POSIXRegion(try MappedObject.create(try ObjectName.of(name, for: .posix), name, size: size, options: options))
     }
 
-    override class func parent(of name: RegionName) throws(SharedMemoryError) -> ParentDirectory {
-        guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
-        return try .system("/dev/shm", entry: String(object.dropFirst()), name)
+    /// Opens an existing region at its current size.
+    ///
+    /// The corresponding C calls are `shm_open`, `fstat` and `mmap`.
+    public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
+        POSIXRegion(try MappedObject.open(try ObjectName.of(name, for: .posix), name, options: options))
     }
 
-    override class func openDescriptor(_ name: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
-        guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
-        return try Syscalls.shmOpen(object, flags, mode, name)
-    }
+    /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
+    public consuming func erased() -> AnyRegion { .posix(self) }
 
-    override class func unlinkName(_ name: RegionName) throws(SharedMemoryError) {
-        guard case .posix(let object) = name.location else { preconditionFailure("not a posix name") }
-        try Syscalls.shmUnlink(object, name)
-    }
+    public var mapping: RegionMapping { object.mapping }
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize) }
+    @discardableResult
+    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap() }
+    public func remove() throws(SharedMemoryError) { try object.remove() }
+    public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
+    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
+    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
+    public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
+    public consuming func detach() throws(SharedMemoryError) { try object.detach() }
 
-    override class func requireName(_ name: RegionName) throws(SharedMemoryError) {
-        guard case .posix = name.location else {
-            throw SharedMemoryError(.invalidName, "`\(name)` is not a posix: name; use SharedMemory.create to pick the backend from the name", region: name)
-        }
-    }
-
-    override class var noSpaceAdvice: String {
-        ". /dev/shm is full: raise its size (in a container, `docker run --shm-size`), remove unused objects, or use a sysv region, which does not count against /dev/shm"
-    }
-
-    /// Every POSIX object in /dev/shm, leaving out glibc's named semaphores (`sem.*`) and anything that is not a
-    /// regular file.
-    static func list() throws(SharedMemoryError) -> [RegionInfo] {
-        let counts = ProcMaps.mappingCounts()
-        var regions: [RegionInfo] = []
-        for entry in try Syscalls.listDirectory("/dev/shm", nil).sorted() where !entry.hasPrefix("sem.") {
-            guard let name = try? RegionName.posix("/" + entry),
-                  let status = try? Syscalls.lstat(path(of: name), name),  // it may vanish while we look
-                  status.st_mode & S_IFMT == S_IFREG
-            else { continue }
-            regions.append(info(name, status, born: try? Syscalls.birthTime(AT_FDCWD, path(of: name), name),
-                                creator: Creator.recorded(on: .path(path(of: name)), status), attachCounts: counts))
-        }
-        return regions
-    }
+    /// The seals on the object: a POSIX object reports ``Seals/seal`` (it can never be sealed).
+    ///
+    /// The corresponding C call is `fcntl(fd, F_GET_SEALS)`.
+    public var seals: Seals { get throws(SharedMemoryError) { try object.seals } }
 }

@@ -2,19 +2,18 @@ import CSharedMemory
 import Glibc
 import SystemPackage
 
-/// A System V shared-memory region (`sysv:KEY`, `sysv:private`, `sysv-id:ID`).
-public typealias SystemVRegion = Region<SystemVSegment>
-
-/// The storage of a System V attachment: the segment id and where `shmat` put it.
+/// A System V shared-memory region (`sysv:KEY`, `sysv:private`, `sysv-id:ID`): a segment and where `shmat` put
+/// it.
 ///
 /// A segment's size is fixed by `shmget`; `IPC_RMID` frees its key at once and its memory after the last detach.
-public final class SystemVSegment: RegionStorage {
-    /// The segment id (`shmid`).
-    final let id: Int32
+public struct SystemVRegion: SharedRegion, ~Copyable {
+    public let mapping: RegionMapping
+    /// The segment id (`shmid`), as `ipcs -m` shows it.
+    public let id: Int32
 
     private init(name: RegionName, access: Access, id: Int32, base: UnsafeMutableRawPointer, size: Int) {
         self.id = id
-        super.init(name: name, access: access, base: base, size: size)
+        mapping = RegionMapping(name: name, access: access, base: base, size: size, attachedBy: .shmat)
     }
 
     // The mode bits of shm_perm.mode beyond rwx.
@@ -22,7 +21,11 @@ public final class SystemVSegment: RegionStorage {
 
     // MARK: Create and open
 
-    static func create(_ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> SystemVSegment {
+    /// Creates a segment of exactly `size` bytes, exclusively (`IPC_CREAT | IPC_EXCL`), and attaches it.
+    /// For `sysv:private` the region's ``name`` is then `sysv-id:ID`.
+    ///
+    /// The corresponding C functions are `shmget` and `shmat`.
+    public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> SystemVRegion {
         let key: key_t
         switch name.location {
         case .systemV(let k): key = k
@@ -55,7 +58,7 @@ public final class SystemVSegment: RegionStorage {
                 try Syscalls.shmSet(id, ds, created)
             }
             let base = try attach(id, access: .readWrite, address: options.address, created)
-            try Mapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created) {
+            try RegionMapping.prepare(base, size: size, access: .readWrite, hugePages: options.hugePages, prefault: options.prefault, created) {
                 try? Syscalls.shmdt(base, created)
             }
             if options.lifetime == .process {
@@ -66,7 +69,7 @@ public final class SystemVSegment: RegionStorage {
                     throw error
                 }
             }
-            return SystemVSegment(name: created, access: .readWrite, id: id, base: base, size: size)
+            return SystemVRegion(name: created, access: .readWrite, id: id, base: base, size: size)
         } catch where error.segmentGone {
             // Another process found the new segment by its key and removed it before we could attach.
             throw SharedMemoryError(.removed, "another process removed the segment while it was being created; try again", region: created, systemCall: error.systemCall, errno: error.errno)
@@ -77,7 +80,10 @@ public final class SystemVSegment: RegionStorage {
         }
     }
 
-    static func open(_ name: RegionName, options: OpenOptions) throws(SharedMemoryError) -> SystemVSegment {
+    /// Attaches an existing segment by key or id.
+    ///
+    /// The corresponding C functions are `shmget(key, 0, 0)`, `shmctl(IPC_STAT)` and `shmat`.
+    public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> SystemVRegion {
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
         let id = try lookUp(name)
@@ -86,10 +92,10 @@ public final class SystemVSegment: RegionStorage {
         let size = Int(ds.shm_segsz)
         try Checks.actualSize(size, atLeast: options.minimumSize, name)
         let base = try attach(id, access: options.access, address: options.address, name)
-        try Mapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name) {
+        try RegionMapping.prepare(base, size: size, access: options.access, hugePages: nil, prefault: options.prefault, name) {
             try? Syscalls.shmdt(base, name)
         }
-        return SystemVSegment(name: name, access: options.access, id: id, base: base, size: size)
+        return SystemVRegion(name: name, access: options.access, id: id, base: base, size: size)
     }
 
     /// The id of the segment a name refers to: `shmget(key, 0, 0)` for a key, the id itself for `sysv-id:`.
@@ -145,7 +151,7 @@ public final class SystemVSegment: RegionStorage {
                 return try Syscalls.shmat(id, UnsafeRawPointer(bitPattern: value), flags, name)
             } catch where error.errno == .invalidArgument {
                 _ = try stat(id, name)  // still there, so the address was the problem
-                throw Mapping.busy(address, name)
+                throw RegionMapping.addressBusy(address, name)
             }
         }
     }
@@ -164,17 +170,27 @@ public final class SystemVSegment: RegionStorage {
 
     // MARK: Operations
 
-    override func release() throws(SharedMemoryError) {
-        guard let base else { return }
-        self.base = nil
-        try Syscalls.shmdt(base, name)
-    }
+    /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
+    public consuming func erased() -> AnyRegion { .systemV(self) }
 
-    override func resize(to newSize: Int) throws(SharedMemoryError) {
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
         throw unsupported("be resized", because: "a segment's size is fixed when shmget creates it; create a new segment and copy, or use a posix or file region")
     }
 
-    override func remove() throws(SharedMemoryError) {
+    /// A fixed-size segment has nothing to remap: its size.
+    @discardableResult
+    public mutating func remap() throws(SharedMemoryError) -> Int { size }
+
+    /// System V segments have no descriptor.
+    public var fileDescriptor: FileDescriptor? { nil }
+
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self
+        try RegionMapping.release(&mapping)
+    }
+
+    public func remove() throws(SharedMemoryError) {
         let ds: shmid_ds
         do {
             ds = try Self.stat(id, name)  // a second remove is notFound, not a silent success
@@ -189,18 +205,18 @@ public final class SystemVSegment: RegionStorage {
         LifetimeRecords.remove(name, owner: ds.shm_perm.cuid, id: id)
     }
 
-    override func info() throws(SharedMemoryError) -> RegionInfo {
+    public func info() throws(SharedMemoryError) -> RegionInfo {
         Self.info(name, id: id, try Syscalls.shmStat(id, name))
     }
 
-    override func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
+    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
         let mode = try Checks.mode(permissions, name)
         var ds = try Syscalls.shmStat(id, name)
         ds.shm_perm.mode = (ds.shm_perm.mode & ~0o777) | mode
         try Syscalls.shmSet(id, ds, name)
     }
 
-    override func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
+    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
         var ds = try Syscalls.shmStat(id, name)
         ds.shm_perm.uid = uid
         ds.shm_perm.gid = gid
@@ -277,26 +293,6 @@ public final class SystemVSegment: RegionStorage {
             systemVKey: ds.shm_perm.__key,
             isMarkedForRemoval: ds.shm_perm.mode & markedForRemoval != 0)
     }
-}
-
-extension Region where Storage == SystemVSegment {
-    /// Creates a segment of exactly `size` bytes, exclusively (`IPC_CREAT | IPC_EXCL`), and attaches it.
-    /// For `sysv:private` the region's ``name`` is then `sysv-id:ID`.
-    ///
-    /// The corresponding C functions are `shmget` and `shmat`.
-    public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> Self {
-        Region(try SystemVSegment.create(name, size: size, options: options))
-    }
-
-    /// Attaches an existing segment by key or id.
-    ///
-    /// The corresponding C functions are `shmget(key, 0, 0)`, `shmctl(IPC_STAT)` and `shmat`.
-    public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> Self {
-        Region(try SystemVSegment.open(name, options: options))
-    }
-
-    /// The segment id, as `ipcs -m` shows it.
-    public var id: Int32 { storage.id }
 }
 
 private extension SharedMemoryError {

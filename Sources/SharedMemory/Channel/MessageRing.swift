@@ -67,7 +67,7 @@ public enum MessageRing {
             let fits = room >= 4096 ? "; the largest that fits is \(1 << (Int.bitWidth - 1 - room.leadingZeroBitCount))" : ""
             throw SharedMemoryError(.invalidArgument, "a ring of capacity \(capacity) needs MessageRing.size(capacity: \(capacity)) = \(size(capacity: capacity)) bytes (the capacity and a \(headerSize)-byte header) from offset \(offset), and the region holds \(region.size) bytes: create it with at least \(offset + size(capacity: capacity)) bytes, or ask for a smaller capacity\(fits)", region: region.name)
         }
-        let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring")
+        let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring").address
         base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
         base.storeBytes(of: version, toByteOffset: versionOffset, as: UInt32.self)
         base.storeBytes(of: UInt32(headerSize), toByteOffset: headerSizeOffset, as: UInt32.self)
@@ -85,13 +85,13 @@ public enum MessageRing {
     ///
     /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
-        let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
+        let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
         let word = atomic(base, magicOffset, UInt32.self)  // little-endian: the magic's low half
         let deadline = ContinuousClock.now + timeout
         while true {
             let seen = word.load(ordering: .acquiring)
             if seen == UInt32(truncatingIfNeeded: magic) {
-                _ = try validate(region, at: offset)
+                try validate(region, at: offset)
                 return
             }
             let left = deadline - ContinuousClock.now
@@ -99,7 +99,7 @@ public enum MessageRing {
                 if seen == 0 {
                     throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
                 }
-                _ = try validate(region, at: offset)  // something else is there: foreign, with what it is
+                try validate(region, at: offset)  // something else is there: foreign, with what it is
                 return
             }
             let nanoseconds = min(Int64(left.components.seconds) * 1_000_000_000 + left.components.attoseconds / 1_000_000_000, 100_000_000)
@@ -107,10 +107,12 @@ public enum MessageRing {
         }
     }
 
-    /// Checks the header a peer wrote and returns the base address and capacity; anything unexpected is
-    /// `foreign` (another program's data, another version of this library, or a ring that does not fit).
-    static func validate(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> (UnsafeMutableRawPointer, Int) {
-        let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
+    /// Checks the header a peer wrote and returns the mapping, the base address and the capacity; anything
+    /// unexpected is `foreign` (another program's data, another version of this library, or a ring that does not
+    /// fit).
+    @discardableResult
+    static func validate(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> (RegionMapping, UnsafeMutableRawPointer, Int) {
+        let (mapping, base) = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
         let foundMagic = atomic(base, magicOffset, UInt64.self).load(ordering: .acquiring)
         guard foundMagic == magic else {
             throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region.name)
@@ -124,7 +126,7 @@ public enum MessageRing {
         guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
             throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
         }
-        return (base, capacity)
+        return (mapping, base, capacity)
     }
 
     static func atomic<T: AtomicValue>(_ base: UnsafeMutableRawPointer, _ offset: Int, _ type: T.Type) -> UnsafeAtomic<T> {
@@ -206,6 +208,8 @@ public enum MessageRing {
 /// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
 /// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
 struct RingView {
+    /// Keeps the memory mapped while the side exists.
+    let mapping: RegionMapping
     let name: RegionName
     let base: UnsafeMutableRawPointer
     let data: UnsafeMutableRawPointer
@@ -224,7 +228,7 @@ struct RingView {
 
     /// Validates the header at `offset` and takes `seat` for this process.
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, seat: MessageRing.Seat) throws(SharedMemoryError) {
-        let (base, capacity) = try MessageRing.validate(region, at: offset)
+        let (mapping, base, capacity) = try MessageRing.validate(region, at: offset)
         token = try MessageRing.claim(seat, base, region.name)
         head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
         tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
@@ -237,6 +241,7 @@ struct RingView {
             MessageRing.liveTokens.withLock { _ = $0.remove(claimed) }
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
+        self.mapping = mapping
         name = region.name
         self.base = base
         data = base + MessageRing.headerSize
@@ -258,13 +263,12 @@ struct RingView {
     }
 }
 
-/// The sending side of a ``MessageRing``. It keeps the region attached while it lives. Only ``finish()`` (or
+/// The sending side of a ``MessageRing``. It holds the region's mapping (``RegionMapping``), so the ring stays
+/// mapped while it lives, whatever becomes of the region's handle. Only ``finish()`` (or
 /// ``close()``) tells the receiver that no more messages will come, or this process's death (`peerDied`): a
 /// handle that goes away without them ends nothing, since a handle's lifetime is no protocol event (the
 /// optimiser may end it after its last use). The seat stays this process's until it exits or attaches again.
 public struct RingSender: ~Copyable {
-    /// Held to keep the memory attached (nothing is called on it: Swift 6.3 cannot, from a borrowed self).
-    private let region: any SharedRegion & ~Copyable
     let ring: RingView
     /// How this side waits for space.
     public var strategy: WaitStrategy
@@ -272,11 +276,10 @@ public struct RingSender: ~Copyable {
     /// The largest message this ring carries.
     public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
 
-    /// Attaches as the ring's only sender; the ring must have been formatted. Takes the region with it.
-    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+    /// Attaches as the ring's only sender; the ring must have been formatted. The region need not outlive the
+    /// sender, and one region can hold several rings (at different offsets).
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         ring = try RingView(region, at: offset, seat: .sender)
-        self.region = region
         self.strategy = strategy
         ring.finished.store(0, ordering: .releasing)
     }
@@ -301,28 +304,47 @@ public struct RingSender: ~Copyable {
     public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
         _ = try withSlot(count: bytes.count, timeout: timeout, wait: true) { slot in
             if bytes.count > 0 { slot.copyMemory(from: bytes) }
+            return bytes.count
         }
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout`.
     public func send(_ bytes: [UInt8], timeout: Duration? = nil) throws(SharedMemoryError) {
-        try send(count: bytes.count, timeout: timeout) { slot in slot.copyBytes(from: bytes) }
+        try sendUnsafe(count: bytes.count, timeout: timeout) { slot in slot.copyBytes(from: bytes) }
     }
 
     /// Sends `bytes` if there is room now; whether it did.
     public func trySend(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> Bool {
         try withSlot(count: bytes.count, timeout: nil, wait: false) { slot in
             if bytes.count > 0 { slot.copyMemory(from: bytes) }
+            return bytes.count
         }
     }
 
-    /// Zero-copy: reserves `count` bytes in the ring, lets `body` fill them in place, and publishes them as one
-    /// message. The buffer is valid only inside `body`.
-    public func send(count: Int, timeout: Duration? = nil, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
-        _ = try withSlot(count: count, timeout: timeout, wait: true, body)
+    /// Zero-copy: reserves room for up to `count` bytes in the ring, lets `body` write the message in place
+    /// through an `OutputRawSpan` (which cannot leave `body`, nor write past the room), and publishes what it
+    /// wrote as one message.
+    public func send(count: Int, timeout: Duration? = nil, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) {
+        _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
+            var output = OutputRawSpan(buffer: slot, initializedCount: 0)
+            body(&output)
+            return output.finalize(for: slot)
+        }
     }
 
-    private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> Bool {
+    /// Zero-copy for C interop: reserves exactly `count` bytes in the ring, lets `body` fill them in place through
+    /// a pointer, and publishes them as one message. The pointer is valid only inside `body`: the compiler does
+    /// not check that; ``send(count:timeout:_:)`` is the safe way.
+    public func sendUnsafe(count: Int, timeout: Duration? = nil, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
+        _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
+            body(slot)
+            return count
+        }
+    }
+
+    /// Reserves room for `count` bytes, calls `body` with it, and publishes as one message the number of bytes
+    /// `body` returns (at most `count`).
+    private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
         guard count >= 0, count <= maximumMessage else {
             throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
         }
@@ -342,9 +364,9 @@ public struct RingSender: ~Copyable {
             if end &- ring.position.pointee.tail <= UInt64(ring.capacity) {
                 if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
                 let start = Int((current &+ pad) & ring.mask)
-                ring.data.storeBytes(of: UInt32(count), toByteOffset: start, as: UInt32.self)
-                body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
-                ring.position.pointee.head = end
+                let written = min(count, body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count)))
+                ring.data.storeBytes(of: UInt32(written), toByteOffset: start, as: UInt32.self)
+                ring.position.pointee.head = current &+ pad &+ UInt64(align8(4 + written))
                 ring.head.store(ring.position.pointee.head, ordering: .releasing)
                 wakeReceiver(always: false)
                 return true
@@ -394,10 +416,9 @@ public struct RingSender: ~Copyable {
     }
 }
 
-/// The receiving side of a ``MessageRing``. It keeps the region attached while it lives.
+/// The receiving side of a ``MessageRing``. It holds the region's mapping (``RegionMapping``), so the ring stays
+/// mapped while it lives, whatever becomes of the region's handle.
 public struct RingReceiver: ~Copyable {
-    /// Held to keep the memory attached (nothing is called on it: Swift 6.3 cannot, from a borrowed self).
-    private let region: any SharedRegion & ~Copyable
     let ring: RingView
     /// How this side waits for messages.
     public var strategy: WaitStrategy
@@ -405,11 +426,10 @@ public struct RingReceiver: ~Copyable {
     /// The largest message this ring carries.
     public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
 
-    /// Attaches as the ring's only receiver; the ring must have been formatted. Takes the region with it.
-    public init(_ region: consuming any SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        let region = consume region  // a let: Swift 6.3 cannot borrow a noncopyable existential held in a var
+    /// Attaches as the ring's only receiver; the ring must have been formatted. The region need not outlive the
+    /// receiver.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         ring = try RingView(region, at: offset, seat: .receiver)
-        self.region = region
         self.strategy = strategy
     }
 
@@ -426,13 +446,23 @@ public struct RingReceiver: ~Copyable {
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
     /// most `timeout` (nil: as long as the sender lives).
     public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> [UInt8]? {
-        try receive(timeout: timeout) { Array($0) }
+        try receiveUnsafe(timeout: timeout) { Array($0) }
     }
 
-    /// Zero-copy: calls `body` with the next message in place, then frees its space; nil once the sender has
-    /// finished and the ring is empty. The buffer is valid only inside `body`.
+    /// Zero-copy: calls `body` with the next message in place, as a `RawSpan` that cannot leave `body`, then
+    /// frees its space; nil once the sender has finished and the ring is empty.
     @inlinable
-    public func receive<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+    public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+        try receiveUnsafe(timeout: timeout) { (message: UnsafeRawBufferPointer) throws(SharedMemoryError) -> R in
+            try body(RawSpan(_unsafeBytes: message))
+        }
+    }
+
+    /// Zero-copy for C interop: calls `body` with the next message in place through a pointer, then frees its
+    /// space; nil once the sender has finished and the ring is empty. The pointer is valid only inside `body`: the
+    /// compiler does not check that; ``receive(timeout:_:)`` is the safe way.
+    @inlinable
+    public func receiveUnsafe<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
         defer { release(message) }
         return try body(message)

@@ -129,7 +129,7 @@ enum LifetimeRecords {
             return ds.shm_perm.cuid == record.owner && ds.shm_cpid == record.creator.pid && ds.shm_perm.mode & 0o1000 == 0
         case .posix, .file:
             guard parts.count == 3, let device = UInt64(parts[1]), let inode = UInt64(parts[2]),
-                  let parent = try? (record.name.backend == .posix ? POSIXObject.parent(of: record.name) : MappedFile.parent(of: record.name)),
+                  let parent = try? ObjectName(record.name)?.parent(record.name),
                   let status = try? parent.status(record.name)
             else { return false }
             return UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode && status.st_uid == record.owner

@@ -3,29 +3,131 @@ import Atomics
 // Laying out shared objects (atomics, locks, events, rings) inside a region's bytes.
 
 extension SharedRegion where Self: ~Copyable {
-    /// The address of `size` bytes at `offset`, checked: inside the region, aligned to `alignment` in this
-    /// process's mapping, and writable. Shared objects need all three.
-    func sharedObjectAddress(at offset: Int, size: Int, alignment: Int, what: String) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
-        try checkBounds(offset: offset, count: size)
-        guard access == .readWrite else {
+    /// The mapping and the address of `size` bytes at `offset`, checked: inside the region, aligned to `alignment`
+    /// in this process's mapping, and writable. Shared objects need all three, and hold the mapping.
+    func sharedObjectAddress(at offset: Int, size: Int, alignment: Int, what: String) throws(SharedMemoryError) -> (mapping: RegionMapping, address: UnsafeMutableRawPointer) {
+        let mapping = self.mapping
+        try mapping.checkBounds(offset: offset, count: size)
+        guard mapping.access == .readWrite, let base = mapping.base else {
             throw SharedMemoryError(.readOnly, "\(what) needs a read-write attachment: even waiting on it writes to it", region: name)
         }
-        let address = try withUnsafeMutableBytes { $0.baseAddress! + offset }
+        let address = base + offset
         guard Int(bitPattern: address) % alignment == 0 else {
             throw SharedMemoryError(.invalidArgument, "\(what) needs \(alignment)-byte alignment; offset \(offset) is not (use a multiple of \(alignment))", region: name)
         }
-        return address
+        return (mapping, address)
     }
 
-    /// An atomic value at `offset` in the region, for lock-free sharing between processes (apple/swift-atomics:
-    /// every operation names its memory ordering). The offset must be aligned for the value (8 for 64-bit values).
-    ///
-    /// The atomic points into this attachment's mapping: it is valid until the region is detached, resized or
-    /// remapped. Like every `Unsafe` type, do not keep it longer.
-    public func atomic<Value: AtomicValue>(_ type: Value.Type, at offset: Int) throws(SharedMemoryError) -> UnsafeAtomic<Value> {
+    /// An atomic value at `offset` in the region, for lock-free sharing between processes (apple/swift-atomics'
+    /// operations: every one names its memory ordering). The offset must be aligned for the value (8 for 64-bit
+    /// values). The atomic holds the region's mapping, so it stays valid however long it is kept.
+    public func atomic<Value: AtomicValue>(_ type: Value.Type, at offset: Int) throws(SharedMemoryError) -> SharedAtomic<Value>
+    where Value.AtomicRepresentation.Value == Value {
         let layout = MemoryLayout<Value.AtomicRepresentation>.self
-        let address = try sharedObjectAddress(at: offset, size: layout.size, alignment: layout.alignment, what: "an atomic \(Value.self)")
-        return UnsafeAtomic(at: address.assumingMemoryBound(to: Value.AtomicRepresentation.self))
+        let place = try sharedObjectAddress(at: offset, size: layout.size, alignment: layout.alignment, what: "an atomic \(Value.self)")
+        return SharedAtomic(mapping: place.mapping, atomic: UnsafeAtomic(at: place.address.assumingMemoryBound(to: Value.AtomicRepresentation.self)))
+    }
+
+    /// The atomic at `offset` as swift-atomics' `UnsafeAtomic`, for code that wants that type. It points into this
+    /// attachment's mapping and holds nothing: it is valid only while the region stays attached, unresized and
+    /// unremapped, which the compiler does not check. ``atomic(_:at:)`` is the safe way.
+    public func unsafeAtomic<Value: AtomicValue>(_ type: Value.Type, at offset: Int) throws(SharedMemoryError) -> UnsafeAtomic<Value>
+    where Value.AtomicRepresentation.Value == Value {
+        try atomic(type, at: offset).atomic
+    }
+}
+
+/// An atomic value in a region (see ``SharedRegion/atomic(_:at:)``): swift-atomics' operations on a word that
+/// other processes share. As in swift-atomics, each ordering must be written out (`.acquiring`, ...), not passed in
+/// a variable. It holds the region's mapping (``RegionMapping``), so the memory stays mapped while it
+/// exists and the region cannot be resized or remapped meanwhile. `Sendable`.
+public struct SharedAtomic<Value: AtomicValue>: @unchecked Sendable where Value.AtomicRepresentation.Value == Value {
+    /// Keeps the memory mapped while the atomic exists.
+    let mapping: RegionMapping
+    @usableFromInline let atomic: UnsafeAtomic<Value>
+
+    /// Atomically loads the value.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func load(ordering: AtomicLoadOrdering) -> Value { atomic.load(ordering: ordering) }
+
+    /// Atomically stores `desired`.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func store(_ desired: Value, ordering: AtomicStoreOrdering) { atomic.store(desired, ordering: ordering) }
+
+    /// Atomically stores `desired` and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func exchange(_ desired: Value, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.exchange(desired, ordering: ordering)
+    }
+
+    /// Stores `desired` if the value is `expected`; whether it did, and the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func compareExchange(expected: Value, desired: Value, ordering: AtomicUpdateOrdering) -> (exchanged: Bool, original: Value) {
+        atomic.compareExchange(expected: expected, desired: desired, ordering: ordering)
+    }
+
+    /// Stores `desired` if the value is `expected`, with separate orderings for success and failure.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func compareExchange(
+        expected: Value, desired: Value, successOrdering: AtomicUpdateOrdering, failureOrdering: AtomicLoadOrdering
+    ) -> (exchanged: Bool, original: Value) {
+        atomic.compareExchange(expected: expected, desired: desired, successOrdering: successOrdering, failureOrdering: failureOrdering)
+    }
+}
+
+extension SharedAtomic where Value: AtomicInteger {
+    /// Adds `operand` (wrapping) and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenWrappingIncrement(by operand: Value = 1, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.loadThenWrappingIncrement(by: operand, ordering: ordering)
+    }
+
+    /// Subtracts `operand` (wrapping) and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenWrappingDecrement(by operand: Value = 1, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.loadThenWrappingDecrement(by: operand, ordering: ordering)
+    }
+
+    /// Adds `operand` (wrapping) and returns the value after.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func wrappingIncrementThenLoad(by operand: Value = 1, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.wrappingIncrementThenLoad(by: operand, ordering: ordering)
+    }
+
+    /// Subtracts `operand` (wrapping) and returns the value after.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func wrappingDecrementThenLoad(by operand: Value = 1, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.wrappingDecrementThenLoad(by: operand, ordering: ordering)
+    }
+
+    /// Adds `operand` (wrapping).
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func wrappingIncrement(by operand: Value = 1, ordering: AtomicUpdateOrdering) {
+        atomic.wrappingIncrement(by: operand, ordering: ordering)
+    }
+
+    /// Subtracts `operand` (wrapping).
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func wrappingDecrement(by operand: Value = 1, ordering: AtomicUpdateOrdering) {
+        atomic.wrappingDecrement(by: operand, ordering: ordering)
+    }
+
+    /// Bitwise-ands `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenBitwiseAnd(with operand: Value, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.loadThenBitwiseAnd(with: operand, ordering: ordering)
+    }
+
+    /// Bitwise-ors `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenBitwiseOr(with operand: Value, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.loadThenBitwiseOr(with: operand, ordering: ordering)
+    }
+
+    /// Bitwise-xors `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenBitwiseXor(with operand: Value, ordering: AtomicUpdateOrdering) -> Value {
+        atomic.loadThenBitwiseXor(with: operand, ordering: ordering)
     }
 }
 

@@ -27,18 +27,22 @@ public enum WaitStrategy: Sendable, Hashable {
 /// (signaled). ``signal()`` wakes every waiter in every process; the event stays signaled until ``reset()``.
 /// Waiting spins a little, then sleeps in the kernel (`FUTEX_WAIT`, shared between processes).
 ///
-/// Keep the region attached, and do not resize or remap it, while the event is in use.
+/// The event holds the region's mapping (``RegionMapping``): the memory stays mapped while the event exists, and
+/// the region cannot be resized or remapped meanwhile. It is `Sendable`.
 public struct ProcessEvent: @unchecked Sendable {
     /// Bytes an event takes in a region.
     public static let size = 4
     /// The alignment its offset needs.
     public static let alignment = 4
 
+    /// Keeps the memory mapped while the event exists.
+    let mapping: RegionMapping
     let word: UnsafeAtomic<UInt32>
     let address: UnsafeMutableRawPointer
 
-    private init(address: UnsafeMutableRawPointer) {
-        self.address = address
+    private init(_ place: (mapping: RegionMapping, address: UnsafeMutableRawPointer)) {
+        mapping = place.mapping
+        address = place.address
         word = UnsafeAtomic(at: address.assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
     }
 
@@ -51,7 +55,7 @@ public struct ProcessEvent: @unchecked Sendable {
 
     /// The event another process made at `offset`.
     public static func existing(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessEvent {
-        ProcessEvent(address: try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "an event"))
+        ProcessEvent(try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "an event"))
     }
 
     /// Whether it is signaled now.

@@ -11,11 +11,10 @@ import SystemPackage
 /// call ``markConsistent()`` before unlocking. Unlocking without that makes the mutex `notRecoverable` for good,
 /// and every later lock throws ``SharedMemoryError/Code/notRecoverable`` instead of hanging.
 ///
-/// The mutex lives at an address in the region and knows nothing of its attachment: keep the region attached,
-/// and do not resize or remap it, while the mutex is in use. In optimised builds a local `let region` may be
-/// detached right after its last use, even before the end of its scope: keep using it after the mutex (or
-/// keep it in a stored property), or the mutex points at unmapped memory and a process that dies holding it
-/// is never reported as `ownerDied`.
+/// The mutex holds the region's mapping (``RegionMapping``): the memory stays mapped while the mutex exists, even
+/// after the region's handle is detached or dropped, and the region cannot be resized or remapped meanwhile
+/// (``SharedMemoryError/Code/busy``). Copies share the one mutex; it is `Sendable`, so threads and tasks can
+/// share it.
 public struct ProcessMutex: @unchecked Sendable {
     /// Bytes a mutex takes in a region (`sizeof(pthread_mutex_t)`).
     public static let size = Int(csm_mutex_size())
@@ -31,12 +30,14 @@ public struct ProcessMutex: @unchecked Sendable {
         case ownerDied
     }
 
+    /// Keeps the memory mapped while the mutex exists.
+    let mapping: RegionMapping
     let address: UnsafeMutableRawPointer
-    let region: RegionName
+    var region: RegionName { mapping.name }
 
-    private init(address: UnsafeMutableRawPointer, region: RegionName) {
-        self.address = address
-        self.region = region
+    private init(_ place: (mapping: RegionMapping, address: UnsafeMutableRawPointer)) {
+        mapping = place.mapping
+        address = place.address
     }
 
     /// Makes a new mutex at `offset`. Do this once, in one process, before any process locks it; doing it again
@@ -52,7 +53,7 @@ public struct ProcessMutex: @unchecked Sendable {
 
     /// The mutex another process made at `offset` with ``initialize(in:at:)``.
     public static func existing(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessMutex {
-        ProcessMutex(address: try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a mutex"), region: region.name)
+        ProcessMutex(try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a mutex"))
     }
 
     private var mutex: UnsafeMutablePointer<pthread_mutex_t> { address.assumingMemoryBound(to: pthread_mutex_t.self) }

@@ -9,19 +9,22 @@ import Glibc
 /// later writer (readers still get in). Nothing reports it. Use the timed ``lockRead(timeout:)`` and
 /// ``lockWrite(timeout:)`` where a peer may die, and a ``ProcessMutex`` (robust) where that must be recovered from.
 ///
-/// Keep the region attached, and do not resize or remap it, while the lock is in use.
+/// The lock holds the region's mapping (``RegionMapping``): the memory stays mapped while the lock exists, and the
+/// region cannot be resized or remapped meanwhile. It is `Sendable`.
 public struct ProcessRWLock: @unchecked Sendable {
     /// Bytes a read-write lock takes in a region (`sizeof(pthread_rwlock_t)`).
     public static let size = Int(csm_rwlock_size())
     /// The alignment its offset needs.
     public static let alignment = 8
 
+    /// Keeps the memory mapped while the lock exists.
+    let mapping: RegionMapping
     let address: UnsafeMutableRawPointer
-    let region: RegionName
+    var region: RegionName { mapping.name }
 
-    private init(address: UnsafeMutableRawPointer, region: RegionName) {
-        self.address = address
-        self.region = region
+    private init(_ place: (mapping: RegionMapping, address: UnsafeMutableRawPointer)) {
+        mapping = place.mapping
+        address = place.address
     }
 
     /// Makes a new lock at `offset`, once, before any process uses it.
@@ -35,7 +38,7 @@ public struct ProcessRWLock: @unchecked Sendable {
 
     /// The lock another process made at `offset`.
     public static func existing(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessRWLock {
-        ProcessRWLock(address: try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a read-write lock"), region: region.name)
+        ProcessRWLock(try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a read-write lock"))
     }
 
     private var lock: UnsafeMutablePointer<pthread_rwlock_t> { address.assumingMemoryBound(to: pthread_rwlock_t.self) }

@@ -76,7 +76,7 @@ extension SwiftBench {
                 // The child drains the ring, copying every message out, and leaves.
                 do {
                     let receiver = try RingReceiver(region)
-                    while try receiver.receive({ payload.copyMemory(from: $0) }) != nil {}
+                    while try receiver.receiveUnsafe({ payload.copyMemory(from: $0) }) != nil {}
                 } catch {
                     _exit(1)
                 }
@@ -137,7 +137,7 @@ extension SwiftBench {
                     let receiver = try RingReceiver(there, strategy: strategy)
                     let sender = try RingSender(back, strategy: strategy)
                     for _ in 0..<rounds {
-                        _ = try receiver.receive { message.copyMemory(from: $0) }
+                        _ = try receiver.receiveUnsafe { message.copyMemory(from: $0) }
                         try sender.send(UnsafeRawBufferPointer(message))
                     }
                 } catch {
@@ -150,7 +150,7 @@ extension SwiftBench {
             for i in 0..<rounds {
                 let start = nanoseconds()
                 try sender.send(UnsafeRawBufferPointer(message))
-                _ = try receiver.receive { message.copyMemory(from: $0) }
+                _ = try receiver.receiveUnsafe { message.copyMemory(from: $0) }
                 samples[i] = Double(nanoseconds() - start)
             }
             try waitForChild(child)

@@ -24,7 +24,7 @@ case "ring":
     var total = 0
     for _ in 0..<n {
         try message.withUnsafeBytes { try sender.send($0) }
-        total &+= try receiver.receive { $0.count } ?? 0
+        total &+= try receiver.receive { $0.byteCount } ?? 0
     }
     sender.finish()
     try region.remove()
