@@ -54,13 +54,15 @@ let package = Package(
             // Optimised even in debug builds: it streams a gigabyte through a ring in the tests.
             swiftSettings: [.unsafeFlags(["-O"])]
         ),
+        // What both test targets share: the one way they start a child process.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "SharedMemoryTests",
-            dependencies: ["SharedMemory", "RegionProbe"]
+            dependencies: ["SharedMemory", "RegionProbe", "TestSupport"]
         ),
         .testTarget(
             name: "shmTests",
-            dependencies: ["shm", "SharedMemory"]
+            dependencies: ["shm", "SharedMemory", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

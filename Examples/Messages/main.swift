@@ -44,10 +44,10 @@ func server(_ name: RegionName) throws(SharedMemoryError) {
     let region = try createRegion(name)
     try MessageRing.format(region, at: 0, capacity: capacity)
     try MessageRing.format(region, at: replies, capacity: capacity)
-    let created = region.name
-    print("server: listening on \(created)")
-    let requests = try RingReceiver(try SharedMemory.open(created))
-    let answers = try RingSender(try SharedMemory.open(created), at: replies)
+    print("server: listening on \(region.name)")
+    // Both rings live in the one region; each side holds the mapping, so one attachment serves both.
+    let requests = try RingReceiver(region)
+    let answers = try RingSender(region, at: replies)
     while let request = try requests.receive(timeout: .seconds(30)) {
         let text = String(decoding: request, as: UTF8.self)
         if text == "bye" { break }
@@ -74,8 +74,9 @@ func openServerRegion(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion
 }
 
 func client(_ name: RegionName, _ words: [String]) throws(SharedMemoryError) {
-    let requests = try RingSender(try openServerRegion(name))
-    let answers = try RingReceiver(try SharedMemory.open(name), at: replies)
+    let region = try openServerRegion(name)
+    let requests = try RingSender(region)
+    let answers = try RingReceiver(region, at: replies)
     for word in words {
         try requests.send(Array(word.utf8))
         guard let reply = try answers.receive(timeout: .seconds(10)) else { fail("the server finished early") }

@@ -35,6 +35,7 @@ public enum AnyRegion: SharedRegion, ~Copyable {
     /// A memfd.
     case memfd(MemfdRegion)
 
+    @inlinable
     public var mapping: RegionMapping {
         switch self {
         case .systemV(let region): region.mapping
@@ -42,6 +43,54 @@ public enum AnyRegion: SharedRegion, ~Copyable {
         case .file(let region): region.mapping
         case .anonymous(let region): region.mapping
         case .memfd(let region): region.mapping
+        }
+    }
+
+    // The byte paths switch once and run the backend's own: through the `mapping` property above they would retain
+    // and release the mapping on every call (64 instructions a get and set instead of 17; Benchmarks/Instructions).
+    @inlinable
+    public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
+        switch self {
+        case .systemV(let region): try region.get(type, at: offset)
+        case .posix(let region): try region.get(type, at: offset)
+        case .file(let region): try region.get(type, at: offset)
+        case .anonymous(let region): try region.get(type, at: offset)
+        case .memfd(let region): try region.get(type, at: offset)
+        }
+    }
+
+    @inlinable
+    public func withUnsafeBytes<R: ~Copyable, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        switch self {
+        case .systemV(let region): try region.withUnsafeBytes(body)
+        case .posix(let region): try region.withUnsafeBytes(body)
+        case .file(let region): try region.withUnsafeBytes(body)
+        case .anonymous(let region): try region.withUnsafeBytes(body)
+        case .memfd(let region): try region.withUnsafeBytes(body)
+        }
+    }
+
+    @inlinable
+    public func withUnsafeMutableBytes<R: ~Copyable>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R {
+        switch self {
+        case .systemV(let region): try region.withUnsafeMutableBytes(body)
+        case .posix(let region): try region.withUnsafeMutableBytes(body)
+        case .file(let region): try region.withUnsafeMutableBytes(body)
+        case .anonymous(let region): try region.withUnsafeMutableBytes(body)
+        case .memfd(let region): try region.withUnsafeMutableBytes(body)
+        }
+    }
+
+    @inlinable
+    public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
+        switch self {
+        case .systemV(let region): try region.set(value, at: offset)
+        case .posix(let region): try region.set(value, at: offset)
+        case .file(let region): try region.set(value, at: offset)
+        case .anonymous(let region): try region.set(value, at: offset)
+        case .memfd(let region): try region.set(value, at: offset)
         }
     }
 

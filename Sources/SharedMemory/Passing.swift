@@ -121,11 +121,13 @@ extension SharedMemory {
             }
             do {
                 let object = ObjectName(name)!  // identify made a posix, file or memfd name
-                let mapped = try MappedObject.adopt(descriptor, object, name: name, size: size, access: options.access, prefault: options.prefault)
-                switch object {
-                case .memfd: return .memfd(MemfdRegion(mapped))
-                case .posix: return .posix(POSIXRegion(mapped))
-                case .file: return .file(FileRegion(mapped))
+                return try MappedObject.adopt(descriptor, object, name: name, size: size, access: options.access, prefault: options.prefault) {
+                    (mapped: consuming MappedObject, mapping: RegionMapping) -> AnyRegion in
+                    switch object {
+                    case .memfd: .memfd(MemfdRegion(mapped, mapping))
+                    case .posix: .posix(POSIXRegion(mapped, mapping))
+                    case .file: .file(FileRegion(mapped, mapping))
+                    }
                 }
             } catch where error.systemCall == "mmap" && [Errno.operationNotSupportedByDevice, .invalidArgument, .badFileDescriptor].contains(error.errno ?? .invalidArgument) {
                 throw SharedMemoryError(.foreign, "the kernel will not map it shared: it is a file of a kind that cannot be shared memory (in /proc or /sys, or a device)", region: name, systemCall: error.systemCall, errno: error.errno)

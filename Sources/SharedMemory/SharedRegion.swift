@@ -182,7 +182,6 @@ extension SharedRegion where Self: ~Copyable {
     /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
     @inlinable
     public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
-        let mapping = self.mapping
         try mapping.checkBounds(offset: offset, count: MemoryLayout<T>.size)
         return UnsafeRawBufferPointer(start: mapping.base, count: mapping.size).loadUnaligned(fromByteOffset: offset, as: T.self)
     }
@@ -191,7 +190,6 @@ extension SharedRegion where Self: ~Copyable {
     /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
     @inlinable
     public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
-        let mapping = self.mapping
         try mapping.checkBounds(offset: offset, count: MemoryLayout<T>.size)
         guard mapping.access == .readWrite else { throw mapping.readOnlyError() }
         UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size).storeBytes(of: value, toByteOffset: offset, as: T.self)

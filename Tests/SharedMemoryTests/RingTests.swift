@@ -1,6 +1,7 @@
 import Atomics
 import Foundation
 import SystemPackage
+import TestSupport
 import Testing
 @testable import SharedMemory
 
@@ -8,7 +9,7 @@ import Testing
 @Suite("Message ring")
 struct RingTests {
     /// Starts a probe as sender or receiver of the ring in `region`: by name, or (memfd) by passing the region.
-    static func startProbe(_ operation: [String], _ region: borrowing some SharedRegion & ~Copyable) throws -> Probe.Running {
+    static func startProbe(_ operation: [String], _ region: borrowing some SharedRegion & ~Copyable) throws -> ChildProcess {
         guard region.backend == .memfd else { return try Probe.start(operation) }
         let (mine, theirs) = try socketPair()
         defer { try? mine.close(); try? theirs.close() }
@@ -24,8 +25,8 @@ struct RingTests {
             try MessageRing.format(region)
             let receiver = try Self.startProbe(["ring-receive", name.description], region)
             let sender = try Self.startProbe(["ring-send", name.description, "\(16 << 20)"], region)
-            let sent = sender.finish()
-            let received = receiver.finish()
+            let sent = sender.finish().lastLine
+            let received = receiver.finish().lastLine
             #expect(sent.hasPrefix("ok "))
             #expect(received == sent, "the receiver saw \(received), the sender sent \(sent)")
         }
@@ -38,8 +39,8 @@ struct RingTests {
             try MessageRing.format(region)
             let receiver = try Probe.start(["ring-receive", name.description])
             let sender = try Probe.start(["ring-send", name.description, "\(1 << 30)"])
-            let sent = sender.finish()
-            let received = receiver.finish()
+            let sent = sender.finish().lastLine
+            let received = receiver.finish().lastLine
             let fields = sent.split(separator: " ")
             #expect(fields.count == 3 && Int(fields[2])! >= 1 << 30, "\(sent)")
             #expect(received == sent)
@@ -162,22 +163,16 @@ struct RingTests {
         try Names.with(.posix) { name in
             let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
             try MessageRing.format(region, capacity: 4096)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.servingProbe)
-            process.arguments = ["ring-serve", name.description]
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
-            #expect(String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self) == "ok sent")
+            let server = try ChildProcess(Self.servingProbe, ["ring-serve", name.description])
+            defer { if server.isRunning { server.kill() } }
+            #expect(server.line() == "ok sent")
             let receiver = try RingReceiver(try attachAgain(region))
             #expect(try receiver.receive(timeout: .seconds(10)) == Array("hello".utf8))
             expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(1500)) }  // not nil: not finished
             let finished = receiver.isFinished
             #expect(!finished)
 
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            server.kill()
             let killed = ContinuousClock.now
             expectError(.peerDied) { try receiver.receive(timeout: .seconds(5)) }
             #expect(ContinuousClock.now - killed < .seconds(1))
@@ -217,7 +212,7 @@ struct RingTests {
             try MessageRing.format(region, capacity: 4096)
             let sender = try RingSender(try attachAgain(region))
             try sender.send(Array("ready".utf8))
-            #expect(waiter.finish() == "ok ready")
+            #expect(waiter.finish().lastLine == "ok ready")
             #expect(ContinuousClock.now - started < .seconds(5))
 
             let empty = try SharedMemory.create(.anonymous, size: 8192)

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SystemPackage
+import TestSupport
 import Testing
 @testable import SharedMemory
 
@@ -99,18 +100,10 @@ func expectError<R: ~Copyable>(
     }
 }
 
-/// Runs a program and returns its exit status and standard output.
+/// Runs a program to its end: its exit status and what it wrote.
 @discardableResult
-func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+func run(_ executable: String, _ arguments: [String]) throws -> ChildProcess.Result {
+    try ChildProcess.run(executable, arguments)
 }
 
 /// The probe: a second process that uses the library (see Tests/RegionProbe/main.swift).
@@ -127,9 +120,9 @@ enum Probe {
         if let uid { flags += ["--uid", "\(uid)"] }
         if let umask { flags += ["--umask", umask] }
         let result = try timeout.map { seconds in
-            try SharedMemoryTests.run("/usr/bin/timeout", ["-s", "KILL", "\(seconds)", path] + flags + arguments)
-        } ?? SharedMemoryTests.run(path, flags + arguments)
-        #expect(result.status == 0, "probe \(arguments) exited \(result.status)")
+            try ChildProcess.run("/usr/bin/timeout", ["-s", "KILL", "\(seconds)", path] + flags + arguments)
+        } ?? ChildProcess.run(path, flags + arguments)
+        #expect(result.status == 0, "probe \(arguments) exited \(result.status): \(result.error)")
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -142,82 +135,36 @@ enum Probe {
     /// regions over the other end, and returns its answer lines.
     static func receive(_ arguments: [String], send: (FileDescriptor) throws -> Void) throws -> [String] {
         let (mine, theirs) = try socketPair()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["receive"] + arguments
-        process.standardInput = FileHandle(fileDescriptor: theirs.rawValue, closeOnDealloc: false)
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let probe = try ChildProcess(path, ["receive"] + arguments, input: .descriptor(theirs.rawValue))
         try theirs.close()
         do {
             defer { try? mine.close() }  // the probe sees the end of the stream after what was sent
             try send(mine)
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        let result = probe.finish()
+        #expect(result.status == 0, "\(result.error)")
+        return result.output.split(separator: "\n").map(String.init)
     }
 
-    /// A probe running in the background: read its answer lines, kill it, or wait for its last answer.
-    final class Running {
-        let process = Process()
-        let output = Pipe()
-
-        /// Starts the probe; with `input`, that descriptor (a socket to send it a region) is its standard input.
-        init(_ arguments: [String], input: FileDescriptor? = nil) throws {
-            process.executableURL = URL(fileURLWithPath: Probe.path)
-            process.arguments = arguments
-            process.standardOutput = output
-            process.standardInput = input.map { FileHandle(fileDescriptor: $0.rawValue, closeOnDealloc: false) } ?? FileHandle.nullDevice
-            try process.run()
-        }
-
-        /// The next answer line.
-        func line() -> String {
-            String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self)
-        }
-
-        /// Waits for the end and returns the last line.
-        func finish() -> String {
-            let rest = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return rest.split(separator: "\n").last.map(String.init) ?? ""
-        }
-
-        /// SIGKILL, and wait until it is gone.
-        func kill() {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-
-        deinit {
-            if process.isRunning { kill() }
-        }
+    /// Starts a probe in the background: read its answer lines, kill it, or wait for its last answer; with
+    /// `input`, that descriptor (a socket to send it a region) is its standard input.
+    static func start(_ arguments: [String], input: FileDescriptor? = nil) throws -> ChildProcess {
+        try ChildProcess(path, arguments, input: input.map { .descriptor($0.rawValue) } ?? .none)
     }
-
-    static func start(_ arguments: [String], input: FileDescriptor? = nil) throws -> Running { try Running(arguments, input: input) }
 
     /// A probe that stays attached until ``release()``.
     final class Holder {
-        let process = Process()
-        let input = Pipe()
-        let output = Pipe()
+        let probe: ChildProcess
         let answer: String
 
         init(_ name: RegionName, access: String = "rw") throws {
-            process.executableURL = URL(fileURLWithPath: Probe.path)
-            process.arguments = ["hold", name.description, access]
-            process.standardInput = input
-            process.standardOutput = output
-            try process.run()
-            answer = String(decoding: output.fileHandleForReading.availableLine(), as: UTF8.self)
+            probe = try ChildProcess(Probe.path, ["hold", name.description, access], input: .open)
+            answer = probe.line()
         }
 
         func release() {
-            try? input.fileHandleForWriting.close()
-            process.waitUntilExit()
+            probe.closeInput()
+            probe.finish()
         }
 
         deinit { release() }
@@ -243,13 +190,4 @@ func injecting<R>(
     let result = try FaultInjection.$plan.withValue(plan, operation: body)
     #expect(plan.unused.isEmpty, "faults never reached: \(plan.unused)", sourceLocation: sourceLocation)
     return result
-}
-
-extension FileHandle {
-    /// Reads one line, byte by byte (the writer keeps the pipe open).
-    func availableLine() -> Data {
-        var line = Data()
-        while let byte = try? read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
-        return line
-    }
 }

@@ -36,7 +36,7 @@ struct SyncTests {
                 try region.set(try region.get(Int.self, at: 64) + 1, at: 64)
                 try mutex.unlock()
             }
-            for probe in probes { #expect(probe.finish() == "ok") }
+            for probe in probes { #expect(probe.finish().lastLine == "ok") }
             #expect(try region.get(Int.self, at: 64) == (processes + 1) * increments)
         }
     }
@@ -97,7 +97,7 @@ struct SyncTests {
             let probes = try ["read", "read", "read", "write", "write"].map { mode in
                 try Probe.start(["rw", name.description, mode, "200", mode == "read" ? "2000" : "500"])
             }
-            for probe in probes { #expect(probe.finish() == "ok") }
+            for probe in probes { #expect(probe.finish().lastLine == "ok") }
             #expect(try region.get(Int.self, at: 136) >= 2, "readers never overlapped")
             #expect(try region.get(Int.self, at: 152) == 0, "a writer shared the lock")
             let lock = try ProcessRWLock.existing(in: region, at: 0)
@@ -120,7 +120,7 @@ struct SyncTests {
             let waiter = try Probe.start(["event-wait", name.description, "10000"])
             usleep(100_000)  // let it go to sleep in the kernel
             event.signal()
-            #expect(waiter.finish() == "ok signaled")
+            #expect(waiter.finish().lastLine == "ok signaled")
             #expect(event.isSignaled)
             #expect(event.wait(timeout: .zero))
             event.reset()

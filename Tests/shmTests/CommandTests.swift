@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("shm commands")
@@ -109,7 +110,7 @@ struct CommandTests {
             defer { _ = try? Shm.run(["rm", sysv]) }
             #expect(try Shm.run(["create", name, "--size", "4K", "--mode", "0644"]).status == 0)
             #expect(try Shm.run(["create", sysv, "--size", "4K"]).status == 0)
-            let cases: [(String, Result)] = [
+            let cases: [(String, ChildProcess.Result)] = [
                 ("not found", try Shm.run(["stat", Names.unique("posix")])),
                 ("already exists", try Shm.run(["create", name, "--size", "4K"])),
                 ("permission denied", try runAsNobody(["resize", name, "--size", "8K"])),

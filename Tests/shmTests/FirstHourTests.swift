@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// What a new user meets in the first hour with `shm`: names that have no name, bad numbers, odd names in tables,
@@ -71,8 +72,8 @@ struct FirstHourTests {
     func plantedFIFO(command: [String]) throws {
         try Names.with("posix") { name in
             let path = "/dev/shm" + name.dropFirst("posix:".count)
-            #expect(try Command.shell("setpriv --reuid=65534 --regid=65534 --clear-groups mkfifo -m 666 \(path)").status == 0)
-            let result = try Command.run("/usr/bin/timeout", ["-s", "KILL", "10", Shm.path, command[0], name] + command.dropFirst())
+            #expect(try ChildProcess.shell("setpriv --reuid=65534 --regid=65534 --clear-groups mkfifo -m 666 \(path)").status == 0)
+            let result = try ChildProcess.run("/usr/bin/timeout", ["-s", "KILL", "10", Shm.path, command[0], name] + command.dropFirst())
             #expect(result.status == 1, "it hung or did not fail: \(result.status) \(result.error)")
             #expect(result.error.contains("a FIFO"), "\(result.error)")
         }
@@ -86,7 +87,7 @@ struct FirstHourTests {
                 .deletingLastPathComponent().appendingPathComponent("Sources").path
             // The package's sources hidden under an empty tmpfs, and no cc on the PATH.
             let script = "mount -t tmpfs tmpfs \(sources) && cd / && PATH=/nonexistent \(installed) bench --quick --backends memfd --experiments lifecycle --json"
-            let result = try Command.run("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script])
+            let result = try ChildProcess.run("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script])
             #expect(result.status == 0, "\(result.error)")
             let report = try #require(try json(result.output) as? [String: Any])
             let measured = try #require(report["results"] as? [[String: Any]])

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `shm gc` removes exactly the temporary regions whose creator is gone, and keeps everything meant to persist,
@@ -54,7 +55,7 @@ struct GarbageCollectTests {
                 echo "== keys"; keys
                 echo "== shm"; ls -A /dev/shm | tr '\\n' ' '; echo
                 """
-            let result = try Command.run("/usr/bin/unshare", ["--ipc", "--mount", "--propagation", "private", "/bin/sh", "-c", "cd \(directory) && " + script])
+            let result = try ChildProcess.run("/usr/bin/unshare", ["--ipc", "--mount", "--propagation", "private", "/bin/sh", "-c", "cd \(directory) && " + script])
             #expect(result.error.isEmpty, "\(result.error)")
             let sections = Dictionary(
                 result.output.components(separatedBy: "== ").dropFirst().map { part -> (String, [String]) in

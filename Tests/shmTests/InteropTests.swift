@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `shm` against the kernel's own reports and against programs that do not use SharedMemory.
@@ -11,7 +12,7 @@ struct InteropTests {
 
     static func ipcs() throws -> [Int: IPCSRow] {
         var rows: [Int: IPCSRow] = [:]
-        for line in try Command.shell("ipcs -m").output.split(separator: "\n") {
+        for line in try ChildProcess.shell("ipcs -m").output.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             guard f.count >= 6, f[0].hasPrefix("0x"), let id = Int(f[1]), let bytes = Int(f[4]), let nattch = Int(f[5]) else { continue }
             rows[id] = IPCSRow(key: f[0], id: id, owner: f[2], perms: f[3], bytes: bytes, nattch: nattch)
@@ -22,24 +23,18 @@ struct InteropTests {
     @Test("shm ls agrees with ipcs -m on every segment, other programs' and removed ones included")
     func lsAgreesWithIPCS() throws {
         // Segments of three kinds: made by ipcmk, made by shm, and one marked for removal but still attached.
-        let made = try Command.shell("ipcmk -M 12345 -p 0640").output
+        let made = try ChildProcess.shell("ipcmk -M 12345 -p 0640").output
         let foreignID = try #require(Int(made.split(separator: ":").last!.trimmingCharacters(in: .whitespacesAndNewlines)))
-        defer { _ = try? Command.shell("ipcrm -m \(foreignID)") }
+        defer { _ = try? ChildProcess.shell("ipcrm -m \(foreignID)") }
         let ours = Names.unique("sysv")
         defer { _ = try? Shm.run(["rm", ours]) }
         #expect(try Shm.run(["create", ours, "--size", "4K", "--mode", "0604"]).status == 0)
         let oursID = try #require((try json(try Shm.run(["stat", ours, "--json"]).output) as? [String: Any])?["id"] as? Int)
         try withTemporaryDirectory { directory in
             let hold = try compileC(holdSource, named: "hold", in: directory)
-            let holder = Process()
-            holder.executableURL = URL(fileURLWithPath: hold)
-            holder.arguments = ["0x5c5c\(String(format: "%04x", getpid() & 0xffff))", "create-attach-remove"]
-            let ready = Pipe(), stdin = Pipe()
-            holder.standardOutput = ready
-            holder.standardInput = stdin
-            try holder.run()
-            defer { try? stdin.fileHandleForWriting.close(); holder.waitUntilExit() }
-            let removedID = try #require(Int(String(decoding: ready.fileHandleForReading.availableDataLine(), as: UTF8.self)))
+            let holder = try ChildProcess(hold, ["0x5c5c\(String(format: "%04x", getpid() & 0xffff))", "create-attach-remove"], input: .open)
+            defer { holder.closeInput(); holder.finish() }
+            let removedID = try #require(Int(holder.line()))
 
             // Compare only segments that did not change while we looked (other tests run alongside).
             let before = try Self.ipcs()
@@ -81,7 +76,7 @@ struct InteropTests {
             let key = String(format: "0x5c7c%04x", getpid() & 0xffff)
             defer { shm_unlink(posixName); _ = try? Shm.run(["rm", "sysv:\(key)"]) }
             let make = try compileC(makeSource, named: "make", in: directory)
-            let made = try Command.run(make, [posixName, key])
+            let made = try ChildProcess.run(make, [posixName, key])
             try #require(made.status == 0, "\(made.error)")
 
             let listed = try #require(try json(try Shm.run(["ls", "--json"]).output) as? [[String: Any]])
@@ -107,18 +102,9 @@ struct InteropTests {
             #expect(try Shm.run(["create", name, "--size", "4K"]).status == 0)
             #expect(try Shm.run(["write", name, "--string", "from shm"]).status == 0)
             let read = try compileC(readSource, named: "read", in: directory)
-            #expect(try Command.run(read, [String(name.dropFirst("posix:".count))]).output == "from shm\n")
-            #expect(Set(try Command.shell("ls /dev/shm").output.split(separator: "\n")).contains(Substring(name.dropFirst("posix:/".count))))
+            #expect(try ChildProcess.run(read, [String(name.dropFirst("posix:".count))]).output == "from shm\n")
+            #expect(Set(try ChildProcess.shell("ls /dev/shm").output.split(separator: "\n")).contains(Substring(name.dropFirst("posix:/".count))))
         }
-    }
-}
-
-extension FileHandle {
-    /// Reads one line, byte by byte (the writer keeps the pipe open).
-    func availableDataLine() -> Data {
-        var line = Data()
-        while let byte = try? read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line.append(byte) }
-        return line
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 /// Running the built `shm` and other programs, unique names, and C helpers.
@@ -11,44 +12,8 @@ enum Shm {
     }()
 
     /// Runs `shm` with `arguments` (and `input` on standard input).
-    static func run(_ arguments: [String], input: Data? = nil) throws -> Result {
-        try Command.run(path, arguments, input: input)
-    }
-}
-
-struct Result {
-    var status: Int32
-    var outputBytes: Data
-    var error: String
-    var output: String { String(decoding: outputBytes, as: UTF8.self) }
-}
-
-enum Command {
-    /// Runs a program to the end, capturing both outputs.
-    static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe(), error = Pipe(), stdin = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(input) }
-        try stdin.fileHandleForWriting.close()
-        // Read both pipes concurrently so neither fills up.
-        let errorData = Mutex(Data())
-        let reader = Thread { errorData.withLock { $0 = error.fileHandleForReading.readDataToEndOfFile() } }
-        reader.start()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while !reader.isFinished { usleep(1000) }
-        return Result(status: process.terminationStatus, outputBytes: outputData,
-                      error: errorData.withLock { String(decoding: $0, as: UTF8.self) })
-    }
-
-    static func shell(_ script: String) throws -> Result {
-        try run("/bin/sh", ["-c", script])
+    static func run(_ arguments: [String], input: Data? = nil) throws -> ChildProcess.Result {
+        try ChildProcess.run(path, arguments, input: input)
     }
 }
 
@@ -76,10 +41,10 @@ enum Names {
 
 /// Runs `shm` as uid and gid 65534, from a copy in a directory that user can enter (the build folder may be
 /// closed to other users).
-func runAsNobody(_ arguments: [String], input: Data? = nil) throws -> Result {
+func runAsNobody(_ arguments: [String], input: Data? = nil) throws -> ChildProcess.Result {
     try withTemporaryDirectory { directory in
         let copy = try installShm(in: directory)
-        return try Command.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", copy] + arguments, input: input)
+        return try ChildProcess.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", copy] + arguments, input: input)
     }
 }
 
@@ -88,7 +53,7 @@ func runAsNobody(_ arguments: [String], input: Data? = nil) throws -> Result {
 /// parallel, and executing the copy would then fail with ETXTBSY ("Text file busy") for as long as they live.
 func installShm(in directory: String) throws -> String {
     let copy = directory + "/shm"
-    let result = try Command.run("/bin/cp", [Shm.path, copy])
+    let result = try ChildProcess.run("/bin/cp", [Shm.path, copy])
     try #require(result.status == 0, "cp: \(result.error)")
     chmod(copy, 0o755)
     return copy
@@ -99,7 +64,7 @@ func compileC(_ source: String, named name: String, in directory: String) throws
     let file = directory + "/\(name).c"
     try source.write(toFile: file, atomically: true, encoding: .utf8)
     let binary = directory + "/\(name)"
-    let result = try Command.run("/usr/bin/cc", ["-O2", "-o", binary, file, "-lrt"])
+    let result = try ChildProcess.run("/usr/bin/cc", ["-O2", "-o", binary, file, "-lrt"])
     try #require(result.status == 0, "cc: \(result.error)")
     return binary
 }

@@ -4,9 +4,13 @@ import SystemPackage
 /// A file region (`file:/PATH`): a file on any file system, opened with `openat` in its directory (reached from `/`
 /// without following any symbolic link) and mapped shared. Resizable; the file stays until removed.
 public struct FileRegion: SharedRegion, ~Copyable {
-    var object: MappedObject
+    public private(set) var mapping: RegionMapping
+    let object: MappedObject
 
-    init(_ object: consuming MappedObject) { self.object = object }
+    init(_ object: consuming MappedObject, _ mapping: RegionMapping) {
+        self.object = object
+        self.mapping = mapping
+    }
 
     /// Creates a file of exactly `size` bytes, exclusively: if the path exists it throws
     /// ``SharedMemoryError/Code/alreadyExists`` and leaves that file alone. A failure part-way removes what was
@@ -15,29 +19,32 @@ public struct FileRegion: SharedRegion, ~Copyable {
     /// The corresponding C calls are `openat` with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`, `posix_fallocate`
     /// and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> FileRegion {
-        FileRegion(try MappedObject.create(try ObjectName.of(name, for: .file), name, size: size, options: options))
+        try MappedObject.create(try ObjectName.of(name, for: .file), name, size: size, options: options, FileRegion.init)
     }
 
     /// Opens an existing file at its current size.
     ///
     /// The corresponding C calls are `openat`, `fstat` and `mmap`.
     public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> FileRegion {
-        FileRegion(try MappedObject.open(try ObjectName.of(name, for: .file), name, options: options))
+        try MappedObject.open(try ObjectName.of(name, for: .file), name, options: options, FileRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
     public consuming func erased() -> AnyRegion { .file(self) }
 
-    public var mapping: RegionMapping { object.mapping }
-    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize) }
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize, &mapping) }
     @discardableResult
-    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap() }
+    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
     public func remove() throws(SharedMemoryError) { try object.remove() }
     public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
     public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
     public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
     public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) { try object.detach() }
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self  // closes the descriptor
+        try RegionMapping.release(&mapping)
+    }
 
     /// The seals on the file: none on a file system that cannot seal (anything but tmpfs).
     ///

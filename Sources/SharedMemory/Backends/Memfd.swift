@@ -7,26 +7,29 @@ import SystemPackage
 /// descriptor over a Unix socket (``SharedRegion/send(over:access:)``, ``SharedMemory/receive(from:options:)``).
 /// Resizable, and sealable (``Seals``) so that no holder can shrink, grow or write it.
 public struct MemfdRegion: SharedRegion, ~Copyable {
-    var object: MappedObject
+    public private(set) var mapping: RegionMapping
+    let object: MappedObject
 
-    init(_ object: consuming MappedObject) { self.object = object }
+    init(_ object: consuming MappedObject, _ mapping: RegionMapping) {
+        self.object = object
+        self.mapping = mapping
+    }
 
     /// Creates a memfd region of exactly `size` bytes (`memfd_create` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`,
     /// and `MFD_NOEXEC_SEAL` where the kernel has it), mode 0600 unless `options` say otherwise.
     ///
     /// The corresponding C calls are `memfd_create`, `fchmod`, `ftruncate`, `posix_fallocate` and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> MemfdRegion {
-        MemfdRegion(try MappedObject.create(try ObjectName.of(name, for: .memfd), name, size: size, options: options))
+        try MappedObject.create(try ObjectName.of(name, for: .memfd), name, size: size, options: options, MemfdRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
     public consuming func erased() -> AnyRegion { .memfd(self) }
 
-    public var mapping: RegionMapping { object.mapping }
 
     public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
         do {
-            try object.resize(to: newSize)
+            try object.resize(to: newSize, &mapping)
         } catch where error.errno == .notPermitted {
             let seals = (try? object.seals) ?? []
             let which = newSize < size ? "shrinking" : "growing"
@@ -35,7 +38,7 @@ public struct MemfdRegion: SharedRegion, ~Copyable {
     }
 
     @discardableResult
-    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap() }
+    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
 
     public func remove() throws(SharedMemoryError) {
         throw SharedMemoryError(.unsupported, "memfd regions cannot be removed: a memfd has no name; it is freed when the last descriptor and mapping of it are gone", region: name)
@@ -45,7 +48,11 @@ public struct MemfdRegion: SharedRegion, ~Copyable {
     public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
     public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
     public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) { try object.detach() }
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self  // closes the descriptor
+        try RegionMapping.release(&mapping)
+    }
 
     /// The seals on the object.
     ///

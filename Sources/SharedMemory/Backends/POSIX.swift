@@ -4,9 +4,13 @@ import SystemPackage
 /// A POSIX shared-memory region (`posix:/NAME`): a file on the tmpfs at /dev/shm, reached by name with
 /// `shm_open` and removed with `shm_unlink`. Resizable; survives its creator until removed.
 public struct POSIXRegion: SharedRegion, ~Copyable {
-    var object: MappedObject
+    public private(set) var mapping: RegionMapping
+    let object: MappedObject
 
-    init(_ object: consuming MappedObject) { self.object = object }
+    init(_ object: consuming MappedObject, _ mapping: RegionMapping) {
+        self.object = object
+        self.mapping = mapping
+    }
 
     /// Creates a region of exactly `size` bytes, exclusively: if the name exists it throws
     /// ``SharedMemoryError/Code/alreadyExists`` and leaves that object alone. A failure part-way removes what
@@ -15,29 +19,32 @@ public struct POSIXRegion: SharedRegion, ~Copyable {
     /// The corresponding C calls are `shm_open` with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`, `posix_fallocate`
     /// and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
-        POSIXRegion(try MappedObject.create(try ObjectName.of(name, for: .posix), name, size: size, options: options))
+        try MappedObject.create(try ObjectName.of(name, for: .posix), name, size: size, options: options, POSIXRegion.init)
     }
 
     /// Opens an existing region at its current size.
     ///
     /// The corresponding C calls are `shm_open`, `fstat` and `mmap`.
     public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
-        POSIXRegion(try MappedObject.open(try ObjectName.of(name, for: .posix), name, options: options))
+        try MappedObject.open(try ObjectName.of(name, for: .posix), name, options: options, POSIXRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
     public consuming func erased() -> AnyRegion { .posix(self) }
 
-    public var mapping: RegionMapping { object.mapping }
-    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize) }
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize, &mapping) }
     @discardableResult
-    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap() }
+    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
     public func remove() throws(SharedMemoryError) { try object.remove() }
     public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
     public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
     public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
     public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) { try object.detach() }
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self  // closes the descriptor
+        try RegionMapping.release(&mapping)
+    }
 
     /// The seals on the object: a POSIX object reports ``Seals/seal`` (it can never be sealed).
     ///

@@ -97,12 +97,14 @@ enum ObjectName {
     }
 }
 
-/// An open descriptor and its shared mapping: the state of a posix, file or memfd region, and everything they do
-/// alike (sizing with `ftruncate`, reserving with `posix_fallocate`, resizing with `mremap`, `fstat`, `fchmod`).
-/// ``POSIXRegion``, ``FileRegion`` and ``MemfdRegion`` each hold one.
+/// The open descriptor behind a posix, file or memfd region, and everything those regions do alike (sizing with
+/// `ftruncate`, reserving with `posix_fallocate`, resizing with `mremap`, `fstat`, `fchmod`). ``POSIXRegion``,
+/// ``FileRegion`` and ``MemfdRegion`` each hold one next to their ``RegionMapping``, which the calls that move the
+/// mapping take `inout`. (The region keeps the mapping itself, as a stored property, so that reading it on the
+/// byte paths is a load and not a call.)
 struct MappedObject: ~Copyable {
-    /// The mapping, shared with the objects made in the region.
-    var mapping: RegionMapping
+    /// The region's name.
+    let name: RegionName
     /// The open descriptor (read-only for a read-only attachment), closed when this goes.
     let descriptor: Int32
     /// How the object is reached by name.
@@ -112,9 +114,8 @@ struct MappedObject: ~Copyable {
     /// Whether the mapping must stay at its address (a fixed attach address): then resize may not move it.
     private let fixedAddress: Bool
 
-    private init(_ object: ObjectName, name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?,
-                 size: Int, reserve: Bool, fixedAddress: Bool) {
-        mapping = RegionMapping(name: name, access: access, base: base, size: size, attachedBy: .mmap)
+    private init(_ object: ObjectName, name: RegionName, descriptor: Int32, reserve: Bool, fixedAddress: Bool) {
+        self.name = name
         self.descriptor = descriptor
         self.object = object
         self.reserve = reserve
@@ -123,12 +124,21 @@ struct MappedObject: ~Copyable {
 
     deinit { Syscalls.close(descriptor) }
 
-    var name: RegionName { mapping.name }
+    /// Hands the new object and its mapping to `region`, which makes the region of them.
+    private static func made<R: ~Copyable>(
+        _ object: ObjectName, _ name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
+        reserve: Bool, fixedAddress: Bool, _ region: (consuming MappedObject, RegionMapping) -> R
+    ) -> R {
+        region(MappedObject(object, name: name, descriptor: descriptor, reserve: reserve, fixedAddress: fixedAddress),
+               RegionMapping(name: name, access: access, base: base, size: size, attachedBy: .mmap))
+    }
 
     // MARK: Create and open
 
     /// Creates the object exclusively, sizes it and maps it; a failure part-way removes what was made.
-    static func create(_ object: ObjectName, _ name: RegionName, size: Int, options: CreateOptions) throws(SharedMemoryError) -> MappedObject {
+    static func create<R: ~Copyable>(
+        _ object: ObjectName, _ name: RegionName, size: Int, options: CreateOptions, _ region: (consuming MappedObject, RegionMapping) -> R
+    ) throws(SharedMemoryError) -> R {
         try Checks.size(size, name)
         let mode = try Checks.mode(options.permissions, name)
         try Checks.address(options.address, name)
@@ -153,8 +163,8 @@ struct MappedObject: ~Copyable {
             }
             let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0,
                                                      hugePages: options.hugePages, prefault: options.prefault, name)
-            return MappedObject(object, name: name, access: .readWrite, descriptor: descriptor, base: base, size: size,
-                                reserve: options.reserve, fixedAddress: options.address.isFixed)
+            return made(object, name, access: .readWrite, descriptor: descriptor, base: base, size: size,
+                        reserve: options.reserve, fixedAddress: options.address.isFixed, region)
         } catch {
             // Back out: nothing half-made stays behind; and only what this call made (another process may have
             // removed it and made its own under the name meanwhile).
@@ -169,7 +179,9 @@ struct MappedObject: ~Copyable {
     }
 
     /// Opens an existing object by name and maps it at its current size.
-    static func open(_ object: ObjectName, _ name: RegionName, options: OpenOptions) throws(SharedMemoryError) -> MappedObject {
+    static func open<R: ~Copyable>(
+        _ object: ObjectName, _ name: RegionName, options: OpenOptions, _ region: (consuming MappedObject, RegionMapping) -> R
+    ) throws(SharedMemoryError) -> R {
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
         let descriptor: Int32
@@ -195,8 +207,8 @@ struct MappedObject: ~Copyable {
             try Checks.actualSize(size, atLeast: options.minimumSize, name)
             let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0,
                                                      hugePages: nil, prefault: options.prefault, name)
-            return MappedObject(object, name: name, access: options.access, descriptor: descriptor, base: base, size: size,
-                                reserve: true, fixedAddress: options.address.isFixed)
+            return made(object, name, access: options.access, descriptor: descriptor, base: base, size: size,
+                        reserve: true, fixedAddress: options.address.isFixed, region)
         } catch {
             Syscalls.close(descriptor)
             throw error
@@ -205,20 +217,18 @@ struct MappedObject: ~Copyable {
 
     /// Maps a descriptor received from another process (see ``SharedMemory/receive(from:options:)``). On
     /// failure the caller still owns the descriptor.
-    static func adopt(_ descriptor: Int32, _ object: ObjectName, name: RegionName, size: Int, access: Access, prefault: Bool) throws(SharedMemoryError) -> MappedObject {
+    static func adopt<R: ~Copyable>(
+        _ descriptor: Int32, _ object: ObjectName, name: RegionName, size: Int, access: Access, prefault: Bool,
+        _ region: (consuming MappedObject, RegionMapping) -> R
+    ) throws(SharedMemoryError) -> R {
         let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: access, address: nil, flags: 0,
                                                  hugePages: nil, prefault: prefault, name)
-        return MappedObject(object, name: name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false)
+        return made(object, name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false, region)
     }
 
     // MARK: Operations
 
-    /// Unmaps (unless objects made in the region still hold the mapping) and closes the descriptor.
-    consuming func detach() throws(SharedMemoryError) {
-        try RegionMapping.release(&mapping)
-    }
-
-    mutating func resize(to newSize: Int) throws(SharedMemoryError) {
+    func resize(to newSize: Int, _ mapping: inout RegionMapping) throws(SharedMemoryError) {
         try mapping.requireWritable()
         try Checks.size(newSize, name)
         try RegionMapping.requireSoleHolder(&mapping, to: "be resized")
@@ -227,23 +237,25 @@ struct MappedObject: ~Copyable {
             // posix_fallocate extends the size by itself, so a failure after it must put the size back too.
             if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, object, name) }
             try Syscalls.ftruncate(descriptor, newSize, name)
-            try mapAgain(newSize)
+            try Self.mapAgain(mapping, newSize, descriptor: descriptor, fixedAddress: fixedAddress)
         } catch {
             try? Syscalls.ftruncate(descriptor, current, name)  // leave the object as it was
             throw error
         }
     }
 
-    mutating func remap() throws(SharedMemoryError) -> Int {
+    func remap(_ mapping: inout RegionMapping) throws(SharedMemoryError) -> Int {
         try RegionMapping.requireSoleHolder(&mapping, to: "be remapped")
         let current = Int(try Syscalls.fstat(descriptor, name).st_size)
-        try mapAgain(current)
+        try Self.mapAgain(mapping, current, descriptor: descriptor, fixedAddress: fixedAddress)
         return current
     }
 
     /// Moves the mapping to `newSize` bytes: `mremap` (in place when the address is fixed), a fresh `mmap` after
-    /// size 0, or nothing at all at size 0. The caller holds the only reference to the mapping.
-    private func mapAgain(_ newSize: Int) throws(SharedMemoryError) {
+    /// size 0, or nothing at all at size 0. The caller holds the only reference to the mapping. (Static: as a
+    /// method borrowing this noncopyable struct, Swift 6.3's optimiser crashed on it.)
+    private static func mapAgain(_ mapping: RegionMapping, _ newSize: Int, descriptor: Int32, fixedAddress: Bool) throws(SharedMemoryError) {
+        let name = mapping.name
         guard newSize != mapping.size || (mapping.base == nil && newSize > 0) else { return }
         if newSize == 0 {
             try mapping.unmap()
