@@ -252,16 +252,6 @@ public enum AnyRegion: SharedRegion, ~Copyable {
         }
     }
 
-    public consuming func detach() throws(SharedMemoryError) {
-        switch consume self {
-        case .systemV(let region): try region.detach()
-        case .posix(let region): try region.detach()
-        case .file(let region): try region.detach()
-        case .anonymous(let region): try region.detach()
-        case .memfd(let region): try region.detach()
-        }
-    }
-
     // MARK: What only some backends have
 
     /// The segment id of a System V region, as `ipcs -m` shows it; ``SharedMemoryError/Code/unsupported`` for the

@@ -150,6 +150,15 @@ extension SharedRegion where Self: ~Copyable {
         }
     }
 
+    /// Detaches now and reports any error: unmaps (`munmap`, `shmdt`) unless objects made in the region still
+    /// hold the mapping (then the last of them unmaps it), and closes the descriptor of a posix, file or memfd
+    /// region.
+    public consuming func detach() throws(SharedMemoryError) {
+        var mapping = self.mapping
+        _ = consume self  // the region's own resources (a descriptor) go here
+        try RegionMapping.release(&mapping)
+    }
+
     /// Swift 6.3 lets a body assign the `inout` span it was lent to a variable outside and put another span in its
     /// place, which the compiler does not see as an escape. The span handed back must be the one lent, so such a
     /// body stops the process here, before the escaped span can be used.

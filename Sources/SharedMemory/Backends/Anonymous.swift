@@ -63,9 +63,4 @@ public struct AnonymousRegion: SharedRegion, ~Copyable {
     /// Anonymous memory has no descriptor.
     public var fileDescriptor: FileDescriptor? { nil }
 
-    public consuming func detach() throws(SharedMemoryError) {
-        var mapping = self.mapping
-        _ = consume self
-        try RegionMapping.release(&mapping)
-    }
 }

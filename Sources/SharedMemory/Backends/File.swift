@@ -3,7 +3,7 @@ import SystemPackage
 
 /// A file region (`file:/PATH`): a file on any file system, opened with `openat` in its directory (reached from `/`
 /// without following any symbolic link) and mapped shared. Resizable; the file stays until removed.
-public struct FileRegion: SharedRegion, ~Copyable {
+public struct FileRegion: FileBackedRegion, ~Copyable {
     public private(set) var mapping: RegionMapping
     let object: MappedObject
 
@@ -35,19 +35,5 @@ public struct FileRegion: SharedRegion, ~Copyable {
     public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize, &mapping) }
     @discardableResult
     public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
-    public func remove() throws(SharedMemoryError) { try object.remove() }
-    public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
-    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
-    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
-    public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) {
-        var mapping = self.mapping
-        _ = consume self  // closes the descriptor
-        try RegionMapping.release(&mapping)
-    }
-
-    /// The seals on the file: none on a file system that cannot seal (anything but tmpfs).
-    ///
-    /// The corresponding C call is `fcntl(fd, F_GET_SEALS)`.
-    public var seals: Seals { get throws(SharedMemoryError) { try object.seals } }
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: object.descriptor) }
 }

@@ -6,7 +6,7 @@ import SystemPackage
 /// nothing can squat on it and nothing is left after a crash. Other processes get it by `fork` or by receiving its
 /// descriptor over a Unix socket (``SharedRegion/send(over:access:)``, ``SharedMemory/receive(from:options:)``).
 /// Resizable, and sealable (``Seals``) so that no holder can shrink, grow or write it.
-public struct MemfdRegion: SharedRegion, ~Copyable {
+public struct MemfdRegion: FileBackedRegion, ~Copyable {
     public private(set) var mapping: RegionMapping
     let object: MappedObject
 
@@ -26,12 +26,11 @@ public struct MemfdRegion: SharedRegion, ~Copyable {
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
     public consuming func erased() -> AnyRegion { .memfd(self) }
 
-
     public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
         do {
             try object.resize(to: newSize, &mapping)
         } catch where error.errno == .notPermitted {
-            let seals = (try? object.seals) ?? []
+            let seals = (try? seals) ?? []
             let which = newSize < size ? "shrinking" : "growing"
             throw SharedMemoryError(.sealed, "it is sealed against \(which) (seals: \(seals)); a sealed memfd keeps its size for good", region: name, systemCall: error.systemCall, errno: error.errno)
         }
@@ -44,20 +43,7 @@ public struct MemfdRegion: SharedRegion, ~Copyable {
         throw SharedMemoryError(.unsupported, "memfd regions cannot be removed: a memfd has no name; it is freed when the last descriptor and mapping of it are gone", region: name)
     }
 
-    public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
-    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
-    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
-    public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) {
-        var mapping = self.mapping
-        _ = consume self  // closes the descriptor
-        try RegionMapping.release(&mapping)
-    }
-
-    /// The seals on the object.
-    ///
-    /// The corresponding C call is `fcntl(fd, F_GET_SEALS)`.
-    public var seals: Seals { get throws(SharedMemoryError) { try object.seals } }
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: object.descriptor) }
 
     /// Adds seals. Adding ``Seals/write`` while any writable mapping exists (this attachment's included) is
     /// ``SharedMemoryError/Code/busy``; use ``Seals/futureWrite`` to keep writing here while nobody else can.
@@ -68,7 +54,7 @@ public struct MemfdRegion: SharedRegion, ~Copyable {
         do {
             try Syscalls.addSeals(object.descriptor, seals.rawValue, name)
         } catch where error.errno == .notPermitted {
-            throw SharedMemoryError(.sealed, "it is sealed against further seals (seals: \((try? object.seals) ?? []))", region: name, systemCall: error.systemCall, errno: error.errno)
+            throw SharedMemoryError(.sealed, "it is sealed against further seals (seals: \((try? seals) ?? []))", region: name, systemCall: error.systemCall, errno: error.errno)
         } catch where error.errno == .resourceBusy {
             throw SharedMemoryError(.busy, "a writable mapping of it exists (this attachment's, or another holder's), so it cannot be sealed against writing; use .futureWrite to keep this mapping writable while no new one can be", region: name, systemCall: error.systemCall, errno: error.errno)
         }

@@ -3,7 +3,7 @@ import SystemPackage
 
 /// A POSIX shared-memory region (`posix:/NAME`): a file on the tmpfs at /dev/shm, reached by name with
 /// `shm_open` and removed with `shm_unlink`. Resizable; survives its creator until removed.
-public struct POSIXRegion: SharedRegion, ~Copyable {
+public struct POSIXRegion: FileBackedRegion, ~Copyable {
     public private(set) var mapping: RegionMapping
     let object: MappedObject
 
@@ -35,19 +35,5 @@ public struct POSIXRegion: SharedRegion, ~Copyable {
     public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize, &mapping) }
     @discardableResult
     public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
-    public func remove() throws(SharedMemoryError) { try object.remove() }
-    public func info() throws(SharedMemoryError) -> RegionInfo { try object.info() }
-    public func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) { try object.setPermissions(permissions) }
-    public func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) { try object.setOwner(uid: uid, gid: gid) }
-    public var fileDescriptor: FileDescriptor? { FileDescriptor(rawValue: object.descriptor) }
-    public consuming func detach() throws(SharedMemoryError) {
-        var mapping = self.mapping
-        _ = consume self  // closes the descriptor
-        try RegionMapping.release(&mapping)
-    }
-
-    /// The seals on the object: a POSIX object reports ``Seals/seal`` (it can never be sealed).
-    ///
-    /// The corresponding C call is `fcntl(fd, F_GET_SEALS)`.
-    public var seals: Seals { get throws(SharedMemoryError) { try object.seals } }
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: object.descriptor) }
 }

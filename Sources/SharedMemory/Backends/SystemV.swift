@@ -184,11 +184,6 @@ public struct SystemVRegion: SharedRegion, ~Copyable {
     /// System V segments have no descriptor.
     public var fileDescriptor: FileDescriptor? { nil }
 
-    public consuming func detach() throws(SharedMemoryError) {
-        var mapping = self.mapping
-        _ = consume self
-        try RegionMapping.release(&mapping)
-    }
 
     public func remove() throws(SharedMemoryError) {
         let ds: shmid_ds

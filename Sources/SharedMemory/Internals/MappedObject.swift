@@ -271,33 +271,6 @@ struct MappedObject: ~Copyable {
         mapping.size = newSize
     }
 
-    /// Removes the name, if it still holds this object: if the name now belongs to another (ours was removed and
-    /// the name made again), says so rather than removing someone else's region.
-    func remove() throws(SharedMemoryError) {
-        let ours = try Syscalls.fstat(descriptor, name)
-        try object.parent(name).remove(ifStill: UInt64(ours.st_dev), UInt64(ours.st_ino), name)
-        LifetimeRecords.remove(name, owner: ours.st_uid, device: UInt64(ours.st_dev), inode: UInt64(ours.st_ino))
-    }
-
-    func info() throws(SharedMemoryError) -> RegionInfo {
-        let status = try Syscalls.fstat(descriptor, name)
-        return Self.info(name, status, born: try? Syscalls.birthTime(descriptor, "", name),
-                         creator: Creator.recorded(on: .descriptor(descriptor), status), attachCounts: ProcMaps.mappingCounts())
-    }
-
-    func setPermissions(_ permissions: FilePermissions) throws(SharedMemoryError) {
-        try Syscalls.fchmod(descriptor, try Checks.mode(permissions, name), name)
-    }
-
-    func setOwner(uid: UInt32, gid: UInt32) throws(SharedMemoryError) {
-        try Syscalls.fchown(descriptor, uid, gid, name)
-    }
-
-    /// The seals on the object (none on a file outside tmpfs; a POSIX object reports ``Seals/seal``).
-    var seals: Seals {
-        get throws(SharedMemoryError) { try Seals(descriptor: descriptor, name) }
-    }
-
     // MARK: Without an attachment
 
     static func info(_ object: ObjectName, _ name: RegionName) throws(SharedMemoryError) -> RegionInfo {
