@@ -202,12 +202,13 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         try SharedMemory.remove(name)
         return ""
     case "ring-send":
+        // ring-send NAME BYTES [interop]: with `interop`, the pattern the C and Python peers use (Interop/).
         let sender = try RingSender(try attach(name))
-        let total = Int(rest[0])!
+        let total = Int(rest[0])!, interop = rest.count > 1 && rest[1] == "interop"
         var index = 0, sent = 0
         while total == 0 || sent < total {
-            let size = RingMessages.size(index, limit: sender.maximumMessage)
-            try sender.sendUnsafe(count: size) { RingMessages.fill($0, index: index) }
+            let size = interop ? InteropMessages.size(index, limit: sender.maximumMessage) : RingMessages.size(index, limit: sender.maximumMessage)
+            try sender.sendUnsafe(count: size) { interop ? InteropMessages.fill($0, index: index) : RingMessages.fill($0, index: index) }
             sent += size
             index += 1
         }
@@ -215,9 +216,12 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         return "\(index) \(sent)"
     case "ring-receive":
         let receiver = try RingReceiver(try attach(name))
+        let interop = rest.first == "interop"
         var index = 0, received = 0
         let limit = receiver.maximumMessage
-        while let ok = try receiver.receiveUnsafe({ RingMessages.check($0, index: index, limit: limit) }) {
+        while let ok = try receiver.receiveUnsafe({
+            interop ? InteropMessages.check($0, index: index, limit: limit) : RingMessages.check($0, index: index, limit: limit)
+        }) {
             guard ok else { return "bad message \(index)" }
             received += RingMessages.size(index, limit: limit)
             index += 1
@@ -371,6 +375,22 @@ enum RingMessages {
         guard words > 0 else { return true }
         guard buffer.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == UInt64(index) else { return false }
         for i in 1..<max(1, words) where buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != word(index, i) { return false }
+        return true
+    }
+}
+
+/// The messages the C and Python peers in Interop/ send and check: message i has `RingMessages.sizes[i % 8]` bytes
+/// (at most the ring's largest message, rounded down to 8), and byte j of it is (i + j) % 251.
+enum InteropMessages {
+    static func size(_ index: Int, limit: Int) -> Int { RingMessages.size(index, limit: limit) }
+
+    static func fill(_ buffer: UnsafeMutableRawBufferPointer, index: Int) {
+        for j in 0..<buffer.count { buffer[j] = UInt8((index + j) % 251) }
+    }
+
+    static func check(_ buffer: UnsafeRawBufferPointer, index: Int, limit: Int) -> Bool {
+        guard buffer.count == size(index, limit: limit) else { return false }
+        for j in 0..<buffer.count where buffer[j] != UInt8((index + j) % 251) { return false }
         return true
     }
 }

@@ -116,9 +116,19 @@ struct RingTests {
         let region = try SharedMemory.create(.memfd("foreign-ring"), size: MessageRing.size(capacity: 8192))
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }  // never formatted
         try MessageRing.format(region)
-        try region.set(UInt32(2), at: MessageRing.versionOffset)
+        try region.set(UInt16(2), at: MessageRing.majorOffset)
         let error = expectError(.foreign) { try RingSender(try attachAgain(region)) }
-        #expect(error?.reason.contains("version 2") == true)
+        #expect(error?.reason.contains("version 2.0") == true)
+        // A later minor version of the same major is read (Docs/WireFormat.md).
+        try MessageRing.format(region)
+        try region.set(UInt16(7), at: MessageRing.minorOffset)
+        do {
+            let sender = try RingSender(try attachAgain(region)), receiver = try RingReceiver(try attachAgain(region))
+            try sender.send([42])
+            #expect(try receiver.receive(timeout: .seconds(5)) == [42])
+            sender.close()
+            receiver.close()
+        }
         try MessageRing.format(region)
         try region.set(UInt64(1 << 40), at: MessageRing.capacityOffset)
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
@@ -222,7 +232,7 @@ struct RingTests {
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
             // A ring of another layout version is foreign at once, not after the time is up.
             try MessageRing.format(empty, capacity: 4096)
-            try empty.set(UInt32(2), at: 8)
+            try empty.set(UInt16(2), at: MessageRing.majorOffset)
             let asked = ContinuousClock.now
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .seconds(10)) }
             #expect(ContinuousClock.now - asked < .seconds(1))

@@ -30,13 +30,19 @@ import Glibc
 /// A side that waits (for data, or for space) checks every 100 ms whether the other side's process still runs,
 /// and throws ``SharedMemoryError/Code/peerDied`` if not, once nothing is left to read.
 public enum MessageRing {
-    /// "SHMRING" and a version byte.
+    // The layout is specified in Docs/WireFormat.md, which the C header and the Python package in Interop/ also
+    // implement: a change here is a change there.
+
+    /// "SHMRING" and a zero byte.
     static let magic: UInt64 = 0x53_48_4D_52_49_4E_47_00
-    static let version: UInt32 = 1
+    /// The layout's major version: a reader refuses any other. Any minor version of it is read (a minor version
+    /// only gives meaning to bytes that are reserved, zero, in the versions before it).
+    static let majorVersion: UInt16 = 1
+    static let minorVersion: UInt16 = 0
     static let headerSize = 256
 
     // Header offsets.
-    static let magicOffset = 0, versionOffset = 8, headerSizeOffset = 12, capacityOffset = 16
+    static let magicOffset = 0, majorOffset = 8, minorOffset = 10, headerSizeOffset = 12, capacityOffset = 16
     static let producerPID = 32, producerStart = 40, consumerPID = 48, consumerStart = 56
     static let head = 64, finished = 72, producerToken = 80
     static let tail = 128, consumerToken = 136
@@ -69,7 +75,8 @@ public enum MessageRing {
         }
         let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring").address
         base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
-        base.storeBytes(of: version, toByteOffset: versionOffset, as: UInt32.self)
+        base.storeBytes(of: majorVersion, toByteOffset: majorOffset, as: UInt16.self)
+        base.storeBytes(of: minorVersion, toByteOffset: minorOffset, as: UInt16.self)
         base.storeBytes(of: UInt32(headerSize), toByteOffset: headerSizeOffset, as: UInt32.self)
         base.storeBytes(of: UInt64(capacity), toByteOffset: capacityOffset, as: UInt64.self)
         atomic(base, magicOffset, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
@@ -117,10 +124,11 @@ public enum MessageRing {
         guard foundMagic == magic else {
             throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region.name)
         }
-        let foundVersion = base.load(fromByteOffset: versionOffset, as: UInt32.self)
+        let foundMajor = base.load(fromByteOffset: majorOffset, as: UInt16.self)
+        let foundMinor = base.load(fromByteOffset: minorOffset, as: UInt16.self)
         let foundHeader = base.load(fromByteOffset: headerSizeOffset, as: UInt32.self)
-        guard foundVersion == version, foundHeader == headerSize else {
-            throw SharedMemoryError(.foreign, "the ring was written by version \(foundVersion) of its layout (header \(foundHeader) bytes); this library reads version \(version) only", region: region.name)
+        guard foundMajor == majorVersion, foundHeader == headerSize else {
+            throw SharedMemoryError(.foreign, "the ring was written by version \(foundMajor).\(foundMinor) of its layout (header \(foundHeader) bytes); this library reads version \(majorVersion).x only", region: region.name)
         }
         let capacity = Int(truncatingIfNeeded: base.load(fromByteOffset: capacityOffset, as: UInt64.self))
         guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {

@@ -1,0 +1,292 @@
+"""SharedMemory's message ring from Python: the other side of a ring whose peer is a Swift process using SharedMemory,
+or a C one using Interop/c/smring.h. The layout and protocol are Docs/WireFormat.md's; every operation on the shared
+words runs in C (smring.h, built into this package), so each has the memory ordering the format asks for.
+
+    from sharedmemory_ring import Region, RingReceiver
+    with Region.open("posix:/orders") as region:
+        receiver = RingReceiver(region)
+        while (message := receiver.receive()) is not None:   # None: the sender finished
+            handle(message)
+
+Regions are opened by SharedMemory's names: `posix:/NAME`, `file:/PATH`, `sysv:0xKEY` (or `sysv:KEY`), `sysv-id:ID`.
+"""
+import ctypes
+import ctypes.util
+import glob
+import mmap
+import os
+
+__all__ = ["Region", "RingSender", "RingReceiver", "format_ring", "wait_until_formatted", "ring_size",
+           "RingError", "Foreign", "Busy", "TimedOut", "PeerDied", "TooLarge"]
+
+
+class RingError(Exception):
+    """A ring operation failed; the subclasses say how."""
+
+
+class Foreign(RingError):
+    """Not a ring of this format, or a corrupt one: nothing outside it was read or written."""
+
+
+class Busy(RingError):
+    """A live process already holds this seat (a ring has one sender and one receiver)."""
+
+
+class TimedOut(RingError):
+    """The wait ran out."""
+
+
+class PeerDied(RingError):
+    """The other side's process is gone (a receiver first reads everything it sent)."""
+
+
+class TooLarge(RingError):
+    """The message is larger than the ring's largest (capacity / 2 - 4 bytes)."""
+
+
+_OK, _FOREIGN, _BUSY, _TIMED_OUT, _PEER_DIED, _FINISHED, _TOO_LARGE, _WOULD_BLOCK, _INVALID = 0, -1, -2, -3, -4, -5, -6, -7, -8
+_ERRORS = {_FOREIGN: Foreign, _BUSY: Busy, _TIMED_OUT: TimedOut, _PEER_DIED: PeerDied, _TOO_LARGE: TooLarge}
+
+
+def _load():
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = glob.glob(os.path.join(here, "_smring*.so"))
+    if not candidates:
+        raise ImportError("sharedmemory_ring's C part is not built: install the package with pip")
+    lib = ctypes.CDLL(candidates[0])
+    P, U32, U64, I64, I = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int
+    signatures = {
+        "smr_attach": (P, [P, U64, I, ctypes.POINTER(I)]),
+        "smr_free": (None, [P]),
+        "smr_format": (I, [P, U64, U64]),
+        "smr_wait_formatted": (I, [P, U64, I64]),
+        "smr_capacity": (U64, [P]),
+        "smr_maximum_message": (U32, [P]),
+        "smr_send": (I, [P, ctypes.c_char_p, U32, I64]),
+        "smr_finish": (None, [P]),
+        "smr_close": (None, [P]),
+        "smr_is_finished": (I, [P]),
+        "smr_receive": (I, [P, ctypes.POINTER(P), ctypes.POINTER(U32), I64]),
+        "smr_release": (None, [P]),
+    }
+    for name, (result, arguments) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = result
+        function.argtypes = arguments
+    return lib
+
+
+_lib = _load()
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.shmget.restype, _libc.shmget.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+_libc.shmat.restype, _libc.shmat.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+_libc.shmdt.restype, _libc.shmdt.argtypes = ctypes.c_int, [ctypes.c_void_p]
+
+
+class _ShmidDs(ctypes.Structure):
+    # struct shmid_ds on x86-64 and arm64 Linux: ipc_perm (48 bytes), then shm_segsz.
+    _fields_ = [("perm", ctypes.c_byte * 48), ("shm_segsz", ctypes.c_size_t), ("rest", ctypes.c_byte * 64)]
+
+
+_libc.shmctl.restype, _libc.shmctl.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_ShmidDs)]
+_IPC_STAT = 2
+
+
+def ring_size(capacity):
+    """The bytes a ring of `capacity` takes in a region: the capacity and a 256-byte header."""
+    return 256 + capacity
+
+
+def _nanoseconds(timeout):
+    return -1 if timeout is None else max(0, int(timeout * 1e9))
+
+
+def _check(result):
+    if result != _OK:
+        raise _ERRORS.get(result, RingError)(f"smring error {result}")
+
+
+class Region:
+    """A region mapped read-write, opened by its SharedMemory name. Close it (or use `with`) when done; rings made
+    in it must not be used after."""
+
+    def __init__(self, name, address, size, keep=None, detach=None):
+        self.name, self.address, self.size = name, address, size
+        self._keep, self._detach = keep, detach
+
+    @classmethod
+    def open(cls, name):
+        if name.startswith("posix:/"):
+            return cls._map_file(name, "/dev/shm/" + name[len("posix:/"):])
+        if name.startswith("file:/"):
+            return cls._map_file(name, name[len("file:"):])
+        if name.startswith("sysv-id:"):
+            return cls._attach_segment(name, int(name[len("sysv-id:"):]))
+        if name.startswith("sysv:"):
+            key = int(name[len("sysv:"):], 0)
+            key = key - 2**32 if key >= 2**31 else key
+            ident = _libc.shmget(key, 0, 0)
+            if ident < 0:
+                raise OSError(ctypes.get_errno(), f"{name}: shmget: {os.strerror(ctypes.get_errno())}")
+            return cls._attach_segment(name, ident)
+        raise ValueError(f"{name!r} is not a posix:, file:, sysv: or sysv-id: name")
+
+    @classmethod
+    def _map_file(cls, name, path):
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        anchor = ctypes.c_char.from_buffer(mapped)
+        return cls(name, ctypes.addressof(anchor), size, keep=(mapped, anchor))
+
+    @classmethod
+    def _attach_segment(cls, name, ident):
+        status = _ShmidDs()
+        if _libc.shmctl(ident, _IPC_STAT, ctypes.byref(status)) != 0:
+            raise OSError(ctypes.get_errno(), f"{name}: shmctl: {os.strerror(ctypes.get_errno())}")
+        address = _libc.shmat(ident, None, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"{name}: shmat: {os.strerror(ctypes.get_errno())}")
+        return cls(name, address, status.shm_segsz, detach=lambda: _libc.shmdt(address))
+
+    @classmethod
+    def anonymous(cls, size):
+        """Anonymous shared memory (for the tests, and for rings shared with children made by fork)."""
+        mapped = mmap.mmap(-1, size, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        anchor = ctypes.c_char.from_buffer(mapped)
+        return cls("anonymous", ctypes.addressof(anchor), size, keep=(mapped, anchor))
+
+    def write(self, offset, data):
+        ctypes.memmove(self.address + offset, data, len(data))
+
+    def close(self):
+        if self._keep is not None:
+            mapped, anchor = self._keep
+            del anchor
+            self._keep = None
+            mapped.close()
+        if self._detach is not None:
+            self._detach()
+            self._detach = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.close()
+
+
+def format_ring(region, offset=0, capacity=None):
+    """Writes a new, empty ring at `offset` (a multiple of 64): `capacity` bytes of data, a power of two of at least
+    4096, by default the largest that fits. Returns the capacity."""
+    room = region.size - offset
+    if capacity is None:
+        capacity = 4096
+        while ring_size(capacity * 2) <= room:
+            capacity *= 2
+    _check(_lib.smr_format(region.address + offset, room, capacity))
+    return capacity
+
+
+def wait_until_formatted(region, offset=0, timeout=10.0):
+    """Waits until a ring has been formatted at `offset` (by any process); TimedOut or Foreign otherwise."""
+    _check(_lib.smr_wait_formatted(region.address + offset, region.size - offset, _nanoseconds(timeout)))
+
+
+class _Side:
+    def __init__(self, region, offset, seat):
+        result = ctypes.c_int(0)
+        self._ring = _lib.smr_attach(region.address + offset, region.size - offset, seat, ctypes.byref(result))
+        _check(result.value)
+        self._region = region
+        self.maximum_message = _lib.smr_maximum_message(self._ring)
+
+    def close(self):
+        """Gives the seat back (a sender finishes the stream first), so another process may attach."""
+        if self._ring:
+            _lib.smr_close(self._ring)
+            _lib.smr_free(self._ring)
+            self._ring = None
+
+    def __del__(self):
+        if getattr(self, "_ring", None):
+            _lib.smr_free(self._ring)  # a dropped side ends nothing: only close() or finish() does
+
+
+class RingSender(_Side):
+    """The ring's only sender. Only finish() or close() (or this process's death) ends the stream."""
+
+    def __init__(self, region, offset=0):
+        super().__init__(region, offset, 0)
+
+    def send(self, data, timeout=None):
+        """Sends a copy of `data` (bytes-like), waiting for room at most `timeout` seconds (None: while the receiver
+        lives)."""
+        data = bytes(data)
+        _check(_lib.smr_send(self._ring, data, len(data), _nanoseconds(timeout)))
+
+    def try_send(self, data):
+        """Sends `data` if there is room now; whether it did."""
+        data = bytes(data)
+        result = _lib.smr_send(self._ring, data, len(data), 0)
+        if result == _WOULD_BLOCK:
+            return False
+        _check(result)
+        return True
+
+    def finish(self):
+        """Tells the receiver no more messages come."""
+        _lib.smr_finish(self._ring)
+
+
+class RingReceiver(_Side):
+    """The ring's only receiver."""
+
+    def __init__(self, region, offset=0):
+        super().__init__(region, offset, 1)
+
+    def _next(self, timeout):
+        message, length = ctypes.c_void_p(), ctypes.c_uint32()
+        result = _lib.smr_receive(self._ring, ctypes.byref(message), ctypes.byref(length), _nanoseconds(timeout))
+        if result in (_FINISHED, _WOULD_BLOCK):
+            return None
+        _check(result)
+        return message.value or 0, length.value
+
+    def receive(self, timeout=None):
+        """The next message as bytes; None once the sender has finished and everything was read. Waits at most
+        `timeout` seconds (None: while the sender lives), then raises TimedOut."""
+        found = self._next(timeout)
+        if found is None:
+            return None
+        address, length = found
+        try:
+            return ctypes.string_at(address, length)
+        finally:
+            _lib.smr_release(self._ring)
+
+    def receive_into(self, body, timeout=None):
+        """Zero-copy: calls `body` with the next message in place, as a read-only memoryview that is released when
+        `body` returns, then frees its space; returns what `body` returned, or None once finished."""
+        found = self._next(timeout)
+        if found is None:
+            return None
+        address, length = found
+        view = memoryview((ctypes.c_char * length).from_address(address)).cast("B").toreadonly()
+        try:
+            return body(view)
+        finally:
+            view.release()
+            _lib.smr_release(self._ring)
+
+    def try_receive(self):
+        """The next message if one is there now, else None (also when the sender has finished)."""
+        return self.receive(timeout=0)
+
+    @property
+    def is_finished(self):
+        """Whether the sender has finished and every message has been read."""
+        return bool(_lib.smr_is_finished(self._ring))
