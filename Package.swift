@@ -28,7 +28,7 @@ let package = Package(
             ]
         ),
         // The C side of `shm bench`, linked into the tool so an installed `shm` needs no source tree or compiler.
-        .target(name: "CShmBench"),
+        .target(name: "CShmBench", cSettings: [.headerSearchPath("../../Interop/c")]),
         // The command-line tool: one ipcs/ipcrm for every mechanism.
         .executableTarget(
             name: "shm",

@@ -10,6 +10,7 @@
 //
 //   shm c-bench lifecycle BACKEND ITERATIONS          -> "median_ns p99_ns"
 //   shm c-bench firsttouch BACKEND MODE BYTES REPEATS -> "median_ns p99_ns" for map + touch every page
+//   shm c-bench stream-smring BACKEND BYTES MESSAGE   -> the same, both sides through Interop/c/smring.h
 //   shm c-bench stream BACKEND BYTES MESSAGE          -> "ns 0 1": BYTES through a 4 MiB message ring in messages of
 //                                                     MESSAGE bytes, parent to forked child, the ring's
 //                                                     algorithm and layout exactly as Sources/SharedMemory/
@@ -26,6 +27,7 @@
 // BACKEND: sysv posix file anonymous memfd. MODE: plain prefault huge.
 
 #define _GNU_SOURCE
+#include "smring.h"  // Interop/c: the ring's wire format in C (first: it asks for the POSIX declarations)
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -423,6 +425,38 @@ static void stream(const char *backend, size_t total, size_t message) {
     printf("%lld %lld 1\n", elapsed, elapsed);
 }
 
+// The same stream, both sides through Interop/c/smring.h, the wire format's C implementation (with its checks
+// of every length and position, and its liveness look at the peer when a side waits), instead of the bare ring
+// above.
+static void stream_smring(const char *backend, size_t total, size_t message) {
+    char *buffer = malloc(message);
+    memset(buffer, 7, message);
+    int fd, id;
+    char name[256];
+    size_t size = HEADER + (4 << 20);
+    char *base = create(backend, region_name(backend, name, sizeof name, 0), size, 0, 0, &fd, &id);
+    if (smring_format(base, size, 4 << 20) != SMRING_OK) die("smring_format");
+    pid_t child = fork();
+    if (child == 0) {
+        smring r;
+        uint32_t length;
+        if (smring_attach(&r, base, size, SMRING_RECEIVER) != SMRING_OK) _exit(1);
+        while (smring_receive_copy(&r, buffer, (uint32_t)message, &length, -1) == SMRING_OK) {}
+        _exit(0);
+    }
+    smring r;
+    if (smring_attach(&r, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
+    long long start = now_ns();
+    for (size_t sent = 0; sent < total; sent += message)
+        if (smring_send(&r, buffer, (uint32_t)message, -1) != SMRING_OK) die("smring_send");
+    smring_close(&r);
+    waitpid(child, NULL, 0);
+    long long elapsed = now_ns() - start;
+    destroy(backend, name, base, size, fd, id);
+    free(buffer);
+    printf("%lld %lld 1\n", elapsed, elapsed);
+}
+
 static void pingpong(const char *kind, const char *strategy, int rounds) {
     long long *samples = calloc(rounds, sizeof *samples);
     char message[64] = { 1 };
@@ -503,6 +537,8 @@ int shmbench_main(int argc, char **argv) {
         report(samples, n);
     } else if (!strcmp(argv[1], "stream") && argc == 5) {
         stream(backend, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
+    } else if (!strcmp(argv[1], "stream-smring") && argc == 5) {
+        stream_smring(backend, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
     } else if (!strcmp(argv[1], "pingpong") && argc == 5) {
         pingpong(argv[2], argv[3], atoi(argv[4]));
     } else if (!strcmp(argv[1], "placement")) {

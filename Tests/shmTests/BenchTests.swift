@@ -36,7 +36,7 @@ struct BenchTests {
         let report = try #require(try json(result.output) as? [String: Any])
         let results = try #require(report["results"] as? [[String: Any]])
         let names = results.map { "\($0["experiment"]!) \($0["name"]!)" }
-        for expected in ["streaming ring over anonymous", "streaming pipe,", "streaming pipe, 1 MiB buffer", "streaming socketpair",
+        for expected in ["streaming ring over anonymous", "streaming ring over anonymous, C through smring.h", "streaming pipe,", "streaming pipe, 1 MiB buffer", "streaming socketpair",
                          "ping-pong 64 B ring, spin", "ping-pong 64 B ring, spin then sleep", "ping-pong 64 B ring, sleep",
                          "ping-pong 64 B pipe", "ping-pong 64 B socketpair"] {
             #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")

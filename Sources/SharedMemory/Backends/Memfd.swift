@@ -30,7 +30,7 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
         do {
             try object.resize(to: newSize, &mapping)
         } catch where error.errno == .notPermitted {
-            let seals = (try? seals) ?? []
+            let seals = (try? self.seals) ?? []
             let which = newSize < size ? "shrinking" : "growing"
             throw SharedMemoryError(.sealed, "it is sealed against \(which) (seals: \(seals)); a sealed memfd keeps its size for good", region: name, systemCall: error.systemCall, errno: error.errno)
         }
@@ -54,7 +54,7 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
         do {
             try Syscalls.addSeals(object.descriptor, seals.rawValue, name)
         } catch where error.errno == .notPermitted {
-            throw SharedMemoryError(.sealed, "it is sealed against further seals (seals: \((try? seals) ?? []))", region: name, systemCall: error.systemCall, errno: error.errno)
+            throw SharedMemoryError(.sealed, "it is sealed against further seals (seals: \((try? self.seals) ?? []))", region: name, systemCall: error.systemCall, errno: error.errno)
         } catch where error.errno == .resourceBusy {
             throw SharedMemoryError(.busy, "a writable mapping of it exists (this attachment's, or another holder's), so it cannot be sealed against writing; use .futureWrite to keep this mapping writable while no new one can be", region: name, systemCall: error.systemCall, errno: error.errno)
         }

@@ -104,6 +104,21 @@ struct Bench: ParsableCommand {
                     m.placement = try? Machine.placement(c)
                     results.append(m)
                 }
+                // The ring's wire format in C (Interop/c/smring.h, with all its checks) against the same Swift
+                // ring: what a C program on the other side of a Swift one gets.
+                if let backend = chosen.first {
+                    progress.step("streaming \(backend), C through smring.h")
+                    let label = "ring over \(backend), C through smring.h, \(bytes >> 20) MiB in 64 KiB"
+                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
+                        [try SwiftBench.stream(backend.rawValue, total: bytes, message: message)]
+                    } c: {
+                        try c.measure(["stream-smring", backend.rawValue, "\(bytes)", "\(message)"])
+                    }
+                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                    m.placement = try? Machine.placement(c)
+                    results.append(m)
+                }
             case .pingPong:
                 let rounds = quick ? 5_000 : 50_000
                 let cases: [(String, String, WaitStrategy)] = [
