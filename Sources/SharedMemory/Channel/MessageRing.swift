@@ -200,14 +200,29 @@ public enum MessageRing {
 
     /// Sleeps on a futex word until it changes, `deadline` passes, or 100 ms go by (after which the caller looks
     /// at the peer: only then, so a wake-up never pays for reading /proc).
-    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: ContinuousClock.Instant?) -> Sleep {
+    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: Int64?) -> Sleep {
         var slice: Int64 = 100_000_000
         if let deadline {
-            let left = (deadline - .now).nanoseconds
+            let left = deadline &- monotonicNanoseconds()
             if left <= 0 { return .deadlinePassed }
             slice = min(slice, left)
         }
         return Syscalls.futexWait(word, seen, timeout: slice) ? .sliceElapsed : .woken
+    }
+
+    /// When a wait that started now for `timeout` ends, in `CLOCK_MONOTONIC` nanoseconds; nil for no timeout. A
+    /// plain integer and computed only once a side has to wait: an optional `ContinuousClock.Instant`, made on every
+    /// call, cost the ring's fast path about 75 instructions a message (its type is resilient).
+    static func deadline(after timeout: Duration?) -> Int64? {
+        guard let timeout else { return nil }
+        let (sum, overflow) = monotonicNanoseconds().addingReportingOverflow(timeout.nanoseconds)
+        return overflow ? .max : sum
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 }
 
@@ -357,7 +372,7 @@ public struct RingSender: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
         }
         let need = UInt64(align8(4 + count))
-        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var deadline: Int64? = nil  // set when this side first has to wait
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
@@ -372,14 +387,17 @@ public struct RingSender: ~Copyable {
             if end &- ring.position.pointee.tail <= UInt64(ring.capacity) {
                 if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
                 let start = Int((current &+ pad) & ring.mask)
-                let written = min(count, body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count)))
-                ring.data.storeBytes(of: UInt32(written), toByteOffset: start, as: UInt32.self)
-                ring.position.pointee.head = current &+ pad &+ UInt64(align8(4 + written))
+                let written = body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
+                // All the room, nearly always: then the record ends where it was reserved to.
+                let length = written < count ? max(0, written) : count
+                ring.data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: start, as: UInt32.self)
+                ring.position.pointee.head = length == count ? end : current &+ pad &+ UInt64(align8(4 + length))
                 ring.head.store(ring.position.pointee.head, ordering: .releasing)
                 wakeReceiver(always: false)
                 return true
             }
             guard wait else { return false }
+            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
                 spins -= 1
                 csm_cpu_relax()
@@ -504,7 +522,7 @@ public struct RingReceiver: ~Copyable {
     /// when the ring is empty). Its space stays taken until ``release(_:)``.
     @usableFromInline
     func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
-        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var deadline: Int64? = nil  // set when this side first has to wait
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
@@ -532,6 +550,7 @@ public struct RingReceiver: ~Copyable {
                 continue
             }
             guard wait else { return nil }
+            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
                 spins -= 1
                 csm_cpu_relax()
