@@ -15,6 +15,15 @@ struct SyncTests {
             let other = try attachAgain(region)
             #expect(try other.atomic(UInt64.self, at: 8).wrappingIncrementThenLoad(ordering: .acquiringAndReleasing) == 42)
             #expect(a.load(ordering: .acquiring) == 42)
+            // The rest of swift-atomics' operations, through the same word.
+            #expect(a.compareExchange(expected: 42, desired: 50, ordering: .acquiringAndReleasing) == (true, 42))
+            var exchanged = false
+            while !exchanged { exchanged = a.weakCompareExchange(expected: 50, desired: 7, ordering: .relaxed).exchanged }
+            #expect(a.exchange(9, ordering: .relaxed) == 7)
+            #expect(a.loadThenBitwiseOr(with: 0b110, ordering: .relaxed) == 9 && a.load(ordering: .relaxed) == 0b1111)
+            let flag = try region.atomic(Bool.self, at: 0)
+            #expect(flag.loadThenLogicalOr(with: true, ordering: .relaxed) == false && flag.load(ordering: .relaxed))
+            #expect(try other.get(UInt8.self, at: 0) == 1 && other.get(UInt64.self, at: 8) == 0b1111)
             expectError(.invalidArgument) { try region.atomic(UInt64.self, at: 12) }
             expectError(.outOfBounds) { try region.atomic(UInt64.self, at: 4096) }
             expectError(.outOfBounds) { try region.atomic(UInt32.self, at: -4) }

@@ -38,7 +38,9 @@ extension SharedRegion where Self: ~Copyable {
 }
 
 /// An atomic value in a region (see ``SharedRegion/atomic(_:at:)``): swift-atomics' operations on a word that
-/// other processes share. As in swift-atomics, each ordering must be written out (`.acquiring`, ...), not passed in
+/// other processes share: `load`, `store`, `exchange`, `compareExchange`, `weakCompareExchange`; for integers the
+/// wrapping arithmetic and bitwise operations; for `Bool` the logical ones. (For anything else, `unsafeAtomic(_:at:)`
+/// gives swift-atomics' own `UnsafeAtomic`.) As in swift-atomics, each ordering must be written out (`.acquiring`, ...), not passed in
 /// a variable. It holds the region's mapping (``RegionMapping``), so the memory stays mapped while it
 /// exists and the region cannot be resized or remapped meanwhile. `Sendable`.
 public struct SharedAtomic<Value: AtomicValue>: @unchecked Sendable where Value.AtomicRepresentation.Value == Value {
@@ -72,6 +74,35 @@ public struct SharedAtomic<Value: AtomicValue>: @unchecked Sendable where Value.
         expected: Value, desired: Value, successOrdering: AtomicUpdateOrdering, failureOrdering: AtomicLoadOrdering
     ) -> (exchanged: Bool, original: Value) {
         atomic.compareExchange(expected: expected, desired: desired, successOrdering: successOrdering, failureOrdering: failureOrdering)
+    }
+}
+
+extension SharedAtomic {
+    /// Stores `desired` if the value is `expected`, but may fail spuriously (for use in a loop); whether it did, and
+    /// the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func weakCompareExchange(expected: Value, desired: Value, ordering: AtomicUpdateOrdering) -> (exchanged: Bool, original: Value) {
+        atomic.weakCompareExchange(expected: expected, desired: desired, ordering: ordering)
+    }
+}
+
+extension SharedAtomic where Value == Bool {
+    /// Ands `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenLogicalAnd(with operand: Bool, ordering: AtomicUpdateOrdering) -> Bool {
+        atomic.loadThenLogicalAnd(with: operand, ordering: ordering)
+    }
+
+    /// Ors `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenLogicalOr(with operand: Bool, ordering: AtomicUpdateOrdering) -> Bool {
+        atomic.loadThenLogicalOr(with: operand, ordering: ordering)
+    }
+
+    /// Xors `operand` in and returns the value before.
+    @_semantics("atomics.requires_constant_orderings") @_transparent @_alwaysEmitIntoClient
+    public func loadThenLogicalXor(with operand: Bool, ordering: AtomicUpdateOrdering) -> Bool {
+        atomic.loadThenLogicalXor(with: operand, ordering: ordering)
     }
 }
 
