@@ -2,7 +2,8 @@
 # Instructions per operation of SharedMemory's hot paths, which do not move with a noisy machine as times do:
 # each operation runs N1 and N2 times under `valgrind --tool=callgrind`, and (Ir(N2) - Ir(N1)) / (N2 - N1) is
 # printed. getset: a set and a get of a UInt64 on a posix region; ring: a 64-byte send and zero-copy receive in
-# one process; lifecycle: create, remove and detach of a 4 KiB posix region. Needs valgrind.
+# one process (and the same in C through Interop/c/smring.h); lifecycle: create, remove and detach of a 4 KiB
+# posix region. Needs valgrind and cc.
 set -euo pipefail
 cd "$(dirname "$0")"
 swift build -c release >/dev/null
@@ -15,3 +16,7 @@ for case in getset:10000:110000 ring:10000:110000 lifecycle:200:2200; do
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     echo "$operation: $(( (b - a) / (n2 - n1) )) instructions per operation"
 done
+# The ring in C, through the wire format's header (Interop/c/smring.h), for the Swift/C ratio.
+cc -std=c11 -O2 -I ../../Interop/c -o "$binary" ring.c -lrt
+a=$(instructions 10000); b=$(instructions 110000)
+echo "ring in C (smring.h): $(( (b - a) / 100000 )) instructions per operation"

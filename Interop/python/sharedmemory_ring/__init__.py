@@ -15,6 +15,7 @@ import ctypes.util
 import glob
 import mmap
 import os
+import stat
 
 __all__ = ["Region", "RingSender", "RingReceiver", "format_ring", "wait_until_formatted", "ring_size",
            "RingError", "Foreign", "Busy", "TimedOut", "PeerDied", "TooLarge"]
@@ -133,14 +134,22 @@ class Region:
 
     @classmethod
     def _map_file(cls, name, path):
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # As SharedMemory does: no symbolic link anywhere on the path, and nothing but a regular file with one name
+        # (another local user could plant a link, a FIFO, or a hard link to a file of theirs at a name).
+        if os.path.realpath(path) != os.path.normpath(path):
+            raise Foreign(f"{name}: the path goes through a symbolic link, which is not followed")
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block
         try:
-            size = os.fstat(fd).st_size
-            mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise Foreign(f"{name}: not a regular file")
+            if status.st_nlink != 1:
+                raise Foreign(f"{name}: it has {status.st_nlink} names (hard links), so it may be someone else's file")
+            mapped = mmap.mmap(fd, status.st_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
         anchor = ctypes.c_char.from_buffer(mapped)
-        return cls(name, ctypes.addressof(anchor), size, keep=(mapped, anchor))
+        return cls(name, ctypes.addressof(anchor), status.st_size, keep=(mapped, anchor))
 
     @classmethod
     def _attach_segment(cls, name, ident):

@@ -124,3 +124,46 @@ def test_receiver_sees_swift_sender_die(ring_name):
                 index += 1
         assert time.monotonic() - killed < 2
         receiver.close()
+
+
+@pytest.mark.parametrize("kind", ["sysv", "file", "posix"])
+def test_open_by_every_name(kind):
+    """Region.open reaches a region by each kind of SharedMemory name: a ring made in it through one attachment
+    carries a message through another."""
+    if not PROBE:
+        pytest.skip("SHM_PROBE (the path of RegionProbe) is not set")
+    tag = f"{os.getpid() & 0xfff:03x}{time.monotonic_ns() & 0xfff:03x}"
+    name = {"sysv": f"sysv:0x5e{tag}", "file": f"file:/tmp/smtest-{os.getpid()}-py-{tag}",
+            "posix": f"posix:/smtest-{os.getpid()}-py-{tag}"}[kind]
+    assert probe("create", name, str(ring_size(4096))).startswith("ok")
+    try:
+        with Region.open(name) as writer, Region.open(name) as reader:
+            assert writer.size >= ring_size(4096)
+            format_ring(writer, capacity=4096)
+            sender, receiver = RingSender(writer), RingReceiver(reader)
+            sender.send(b"over " + kind.encode())
+            assert receiver.receive(timeout=5) == b"over " + kind.encode()
+            sender.close()
+            receiver.close()
+    finally:
+        subprocess.run([PROBE, "remove", name], capture_output=True)
+
+
+def test_planted_names_are_refused(tmp_path):
+    """What another local user could plant at a name: a FIFO (which must not block the open), a hard link, a
+    symbolic link on the way. Each is Foreign, as in the Swift library."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(Foreign):
+        Region.open(f"file:{fifo}")
+    target = tmp_path / "target"
+    target.write_bytes(bytes(8192))
+    os.link(target, tmp_path / "link")
+    with pytest.raises(Foreign):
+        Region.open(f"file:{tmp_path / 'link'}")
+    os.unlink(tmp_path / "link")
+    os.symlink(tmp_path, tmp_path / "through")
+    with pytest.raises(Foreign):
+        Region.open(f"file:{tmp_path / 'through' / 'target'}")
+    with Region.open(f"file:{target}") as region:  # the file itself is fine
+        assert region.size == 8192

@@ -94,23 +94,22 @@ public enum MessageRing {
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
         let word = atomic(base, magicOffset, UInt32.self)  // little-endian: the magic's low half
-        let deadline = ContinuousClock.now + timeout
+        let deadline = MessageRing.deadline(after: timeout)!
         while true {
             let seen = word.load(ordering: .acquiring)
             if seen == UInt32(truncatingIfNeeded: magic) {
                 try validate(region, at: offset)
                 return
             }
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else {
+            let left = deadline &- monotonicNanoseconds()
+            guard left > 0 else {
                 if seen == 0 {
                     throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
                 }
                 try validate(region, at: offset)  // something else is there: foreign, with what it is
                 return
             }
-            let nanoseconds = min(Int64(left.components.seconds) * 1_000_000_000 + left.components.attoseconds / 1_000_000_000, 100_000_000)
-            Syscalls.futexWait(base + magicOffset, seen, timeout: max(nanoseconds, 1))
+            Syscalls.futexWait(base + magicOffset, seen, timeout: min(left, 100_000_000))
         }
     }
 
