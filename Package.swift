@@ -41,6 +41,7 @@ let package = Package(
         // Examples (Examples/): built with the package, run by .ci/run.
         .executableTarget(name: "messages", dependencies: ["SharedMemory"], path: "Examples/Messages"),
         .executableTarget(name: "fork-counter", dependencies: ["SharedMemory"], path: "Examples/Fork"),
+        .executableTarget(name: "heap-book", dependencies: ["SharedMemory"], path: "Examples/HeapBook"),
         .executableTarget(
             name: "sealed-memfd",
             dependencies: ["SharedMemory"],

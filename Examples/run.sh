@@ -40,4 +40,14 @@ out=$("$bin/messages" client --region posix:/sm-example-stale-$$ again)
 wait $server
 grep -q "replacing posix:/sm-example-stale-$$" /tmp/sm-example-server.$$ || fail "stale region not replaced"
 rm -f /tmp/sm-example-server.$$
+# The heap: two writers (the first formats), then a reader in a third process walks the six orders they linked.
+for backend in posix:/sm-example-book-$$ file:/tmp/sm-example-book-$$ sysv:0x5eed0002; do
+    "$bin/heap-book" writer --region "$backend" > /dev/null || fail "heap-book writer on $backend"
+    out=$("$bin/heap-book" writer --region "$backend") || fail "heap-book writer on $backend: $out"
+    [ "$out" = "writer: added orders at 104 to 106" ] || fail "heap-book writer on $backend: $out"
+    out=$("$bin/heap-book" reader --region "$backend") || fail "heap-book reader on $backend: $out"
+    "$bin/shm" rm "$backend" > /dev/null
+    [ "$(head -1 <<< "$out")" = "reader: 60 at 106" ] && [ "$(tail -1 <<< "$out")" = "reader: 6 orders in 7 blocks, 1 named" ] \
+        || fail "heap-book reader on $backend: $out"
+done
 echo "examples: all ran as expected"

@@ -252,6 +252,20 @@ public enum AnyRegion: SharedRegion, ~Copyable {
         }
     }
 
+    /// Grows the object under the region to at least `newSize` bytes without remapping (see
+    /// ``MappedObject/extend(to:_:)``); System V and anonymous regions cannot grow.
+    func extendObject(to newSize: Int) throws(SharedMemoryError) {
+        switch self {
+        case .posix(let region): try region.object.extend(to: newSize, region.mapping)
+        case .file(let region): try region.object.extend(to: newSize, region.mapping)
+        case .memfd(let region): try region.extend(to: newSize)
+        case .systemV:
+            throw unsupported("grow", because: "a System V segment keeps the size it was created with")
+        case .anonymous:
+            throw unsupported("grow", because: "anonymous shared memory keeps the size it was created with")
+        }
+    }
+
     // MARK: What only some backends have
 
     /// The segment id of a System V region, as `ipcs -m` shows it; ``SharedMemoryError/Code/unsupported`` for the

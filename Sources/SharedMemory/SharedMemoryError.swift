@@ -60,12 +60,14 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
         public static let notRecoverable = Code(rawValue: "notRecoverable")
         /// The process at the other end (a ring's sender or receiver) died.
         public static let peerDied = Code(rawValue: "peerDied")
+        /// A named object in a ``SharedHeap`` holds values of another type than the one asked for.
+        public static let typeMismatch = Code(rawValue: "typeMismatch")
         /// The kernel gave an answer this library does not expect; ``SharedMemoryError/errno`` says which.
         public static let unexpected = Code(rawValue: "unexpected")
 
         /// Every code this version of the library throws.
         public static let all: [Code] = [
-            .invalidArgument, .invalidName, .alreadyExists, .notFound, .permissionDenied, .unsupported, .readOnly, .outOfBounds, .noSpace, .limitExceeded, .busy, .sealed, .removed, .foreign, .notReady, .timedOut, .notRecoverable, .peerDied, .unexpected,
+            .invalidArgument, .invalidName, .alreadyExists, .notFound, .permissionDenied, .unsupported, .readOnly, .outOfBounds, .noSpace, .limitExceeded, .busy, .sealed, .removed, .foreign, .notReady, .timedOut, .notRecoverable, .peerDied, .typeMismatch, .unexpected,
         ]
     }
 

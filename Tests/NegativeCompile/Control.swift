@@ -29,3 +29,14 @@ func controlRingAndObjects(_ region: borrowing AnyRegion, _ sender: borrowing Ri
     case .memfd: return "memfd"
     }
 }
+
+func controlHeap(_ name: RegionName) throws -> UInt64 {
+    var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 65536))
+    let values = try heap.allocate(UInt64.self, count: 4, zeroed: true)
+    try heap.withMutableSpan(values) { (span: inout MutableSpan<UInt64>) in span[0] = 1 }
+    let first = try heap.withSpan(values) { (span: Span<UInt64>) in span[0] }
+    _ = try heap.allocate(byteCount: 8)
+    var region = heap.intoRegion()
+    try region.resize(to: 1 << 20)
+    return first
+}

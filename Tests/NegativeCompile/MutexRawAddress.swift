@@ -1,6 +1,6 @@
-// An in-region object hands out no pointer to keep: the mutex's address is not public, so nothing can hold on to
-// it past the mapping the mutex keeps alive.
-// expect: inaccessible
+// An in-region object hands out no pointer to keep: the mutex has no address member a user can reach, so nothing
+// can hold on to it past the mapping the mutex keeps alive.
+// expect: has no member 'address'
 import SharedMemory
 
 func mutexRawAddress(_ region: borrowing AnyRegion) throws {

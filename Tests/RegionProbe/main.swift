@@ -337,6 +337,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         while readLine() != nil {}
         return "released"
     default:
+        if let result = try heapProbe(operation, name, rest) { return result }
         fail("unknown operation \(operation)")
     }
 }

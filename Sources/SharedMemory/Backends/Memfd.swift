@@ -30,10 +30,22 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
         do {
             try object.resize(to: newSize, &mapping)
         } catch where error.errno == .notPermitted {
-            let seals = (try? self.seals) ?? []
-            let which = newSize < size ? "shrinking" : "growing"
-            throw SharedMemoryError(.sealed, "it is sealed against \(which) (seals: \(seals)); a sealed memfd keeps its size for good", region: name, systemCall: error.systemCall, errno: error.errno)
+            throw sealedError(error, which: newSize < size ? "shrinking" : "growing")
         }
+    }
+
+    /// Grows the memfd without remapping (a heap's growth; see ``MappedObject/extend(to:_:)``).
+    func extend(to newSize: Int) throws(SharedMemoryError) {
+        do {
+            try object.extend(to: newSize, mapping)
+        } catch where error.errno == .notPermitted {
+            throw sealedError(error, which: "growing")
+        }
+    }
+
+    private func sealedError(_ error: SharedMemoryError, which: String) -> SharedMemoryError {
+        let seals = (try? self.seals) ?? []
+        return SharedMemoryError(.sealed, "it is sealed against \(which) (seals: \(seals)); a sealed memfd keeps its size for good", region: name, systemCall: error.systemCall, errno: error.errno)
     }
 
     @discardableResult

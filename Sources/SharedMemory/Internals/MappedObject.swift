@@ -244,6 +244,23 @@ struct MappedObject: ~Copyable {
         }
     }
 
+    /// Makes the object at least `newSize` bytes (reserving the space as a create does) without moving any mapping;
+    /// never shrinks it, so two processes growing it at once cannot take away what the other added. A heap grows
+    /// this way under its lock, and remaps after unlocking.
+    func extend(to newSize: Int, _ mapping: RegionMapping) throws(SharedMemoryError) {
+        try mapping.requireWritable()
+        try Checks.size(newSize, name)
+        let current = Int(try Syscalls.fstat(descriptor, name).st_size)
+        guard newSize > current else { return }
+        do {
+            if reserve { try Self.reserveSpace(descriptor, from: current, count: newSize - current, object, name) }
+            try Syscalls.ftruncate(descriptor, newSize, name)
+        } catch {
+            try? Syscalls.ftruncate(descriptor, current, name)
+            throw error
+        }
+    }
+
     func remap(_ mapping: inout RegionMapping) throws(SharedMemoryError) -> Int {
         try RegionMapping.requireSoleHolder(&mapping, to: "be remapped")
         let current = Int(try Syscalls.fstat(descriptor, name).st_size)

@@ -32,12 +32,11 @@ public struct ProcessMutex: @unchecked Sendable {
 
     /// Keeps the memory mapped while the mutex exists.
     let mapping: RegionMapping
-    let address: UnsafeMutableRawPointer
-    var region: RegionName { mapping.name }
+    let mutex: RobustMutex
 
     private init(_ place: (mapping: RegionMapping, address: UnsafeMutableRawPointer)) {
         mapping = place.mapping
-        address = place.address
+        mutex = RobustMutex(address: place.address, region: place.mapping.name)
     }
 
     /// Makes a new mutex at `offset`. Do this once, in one process, before any process locks it; doing it again
@@ -47,7 +46,7 @@ public struct ProcessMutex: @unchecked Sendable {
     /// `pthread_mutex_init`.
     public static func initialize(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> ProcessMutex {
         let mutex = try existing(in: region, at: offset)
-        _ = try Syscalls.pthread("pthread_mutex_init", region.name) { csm_mutex_init(mutex.address) }
+        try mutex.mutex.initialize()
         return mutex
     }
 
@@ -56,60 +55,30 @@ public struct ProcessMutex: @unchecked Sendable {
         ProcessMutex(try region.sharedObjectAddress(at: offset, size: size, alignment: alignment, what: "a mutex"))
     }
 
-    private var mutex: UnsafeMutablePointer<pthread_mutex_t> { address.assumingMemoryBound(to: pthread_mutex_t.self) }
-
     /// Waits for the lock.
     ///
     /// The corresponding C call is `pthread_mutex_lock`.
-    public func lock() throws(SharedMemoryError) -> Acquisition {
-        try checkRecoverable()
-        return try acquisition(try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) })
-    }
+    public func lock() throws(SharedMemoryError) -> Acquisition { try mutex.lock() }
 
     /// Waits for the lock at most `timeout`, then throws ``SharedMemoryError/Code/timedOut``.
     ///
     /// The corresponding C call is `pthread_mutex_clocklock(CLOCK_MONOTONIC)`.
-    public func lock(timeout: Duration) throws(SharedMemoryError) -> Acquisition {
-        if let acquired = try tryLock() { return acquired }
-        let result = try Syscalls.pthread("pthread_mutex_clocklock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, ETIMEDOUT]) {
-            csm_mutex_lock_timeout(address, timeout.nanoseconds)
-        }
-        guard result != ETIMEDOUT else {
-            try checkRecoverable()
-            throw SharedMemoryError(.timedOut, "the mutex was still held after \(timeout)", region: region, systemCall: "pthread_mutex_clocklock", errno: .timedOut)
-        }
-        return try acquisition(result)
-    }
+    public func lock(timeout: Duration) throws(SharedMemoryError) -> Acquisition { try mutex.lock(timeout: timeout) }
 
     /// Takes the lock if it is free; `nil` if someone holds it.
     ///
     /// The corresponding C call is `pthread_mutex_trylock`.
-    public func tryLock() throws(SharedMemoryError) -> Acquisition? {
-        let result = try Syscalls.pthread("pthread_mutex_trylock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, EBUSY]) { pthread_mutex_trylock(mutex) }
-        if result == EBUSY {
-            try checkRecoverable()
-            return nil
-        }
-        return try acquisition(result)
-    }
+    public func tryLock() throws(SharedMemoryError) -> Acquisition? { try mutex.tryLock() }
 
     /// Releases the lock, which this thread must hold.
     ///
     /// The corresponding C call is `pthread_mutex_unlock`.
-    public func unlock() throws(SharedMemoryError) {
-        do {
-            _ = try Syscalls.pthread("pthread_mutex_unlock", region) { pthread_mutex_unlock(mutex) }
-        } catch where error.errno == .notPermitted {
-            throw SharedMemoryError(.invalidArgument, "this thread does not hold the mutex, so it cannot unlock it", region: region, systemCall: error.systemCall, errno: error.errno)
-        }
-    }
+    public func unlock() throws(SharedMemoryError) { try mutex.unlock() }
 
     /// After ``Acquisition/ownerDied`` and repairing the data: makes the mutex usable again.
     ///
     /// The corresponding C call is `pthread_mutex_consistent`.
-    public func markConsistent() throws(SharedMemoryError) {
-        _ = try Syscalls.pthread("pthread_mutex_consistent", region) { pthread_mutex_consistent(mutex) }
-    }
+    public func markConsistent() throws(SharedMemoryError) { try mutex.markConsistent() }
 
     /// Runs `body` holding the lock. If the last owner died holding it, runs `repair` first and marks the mutex
     /// consistent; without a `repair`, a dead owner's lock is passed on as `ownerDied` would be: unrepaired
@@ -128,6 +97,57 @@ public struct ProcessMutex: @unchecked Sendable {
         defer { try? unlock() }
         return try body()
     }
+}
+
+/// The robust, process-shared `pthread_mutex_t` at an address: what ``ProcessMutex`` does, without holding the
+/// mapping. The heap keeps one in its header and holds its region itself (it must be free to remap it).
+struct RobustMutex {
+    let address: UnsafeMutableRawPointer
+    let region: RegionName
+
+    private var mutex: UnsafeMutablePointer<pthread_mutex_t> { address.assumingMemoryBound(to: pthread_mutex_t.self) }
+
+    func initialize() throws(SharedMemoryError) {
+        _ = try Syscalls.pthread("pthread_mutex_init", region) { csm_mutex_init(address) }
+    }
+
+    func lock() throws(SharedMemoryError) -> ProcessMutex.Acquisition {
+        try checkRecoverable()
+        return try acquisition(try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) })
+    }
+
+    func lock(timeout: Duration) throws(SharedMemoryError) -> ProcessMutex.Acquisition {
+        if let acquired = try tryLock() { return acquired }
+        let result = try Syscalls.pthread("pthread_mutex_clocklock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, ETIMEDOUT]) {
+            csm_mutex_lock_timeout(address, timeout.nanoseconds)
+        }
+        guard result != ETIMEDOUT else {
+            try checkRecoverable()
+            throw SharedMemoryError(.timedOut, "the mutex was still held after \(timeout)", region: region, systemCall: "pthread_mutex_clocklock", errno: .timedOut)
+        }
+        return try acquisition(result)
+    }
+
+    func tryLock() throws(SharedMemoryError) -> ProcessMutex.Acquisition? {
+        let result = try Syscalls.pthread("pthread_mutex_trylock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE, EBUSY]) { pthread_mutex_trylock(mutex) }
+        if result == EBUSY {
+            try checkRecoverable()
+            return nil
+        }
+        return try acquisition(result)
+    }
+
+    func unlock() throws(SharedMemoryError) {
+        do {
+            _ = try Syscalls.pthread("pthread_mutex_unlock", region) { pthread_mutex_unlock(mutex) }
+        } catch where error.errno == .notPermitted {
+            throw SharedMemoryError(.invalidArgument, "this thread does not hold the mutex, so it cannot unlock it", region: region, systemCall: error.systemCall, errno: error.errno)
+        }
+    }
+
+    func markConsistent() throws(SharedMemoryError) {
+        _ = try Syscalls.pthread("pthread_mutex_consistent", region) { pthread_mutex_consistent(mutex) }
+    }
 
     /// glibc reports a mutex that is not recoverable only to the first locker after it became so; later
     /// `trylock`s say EBUSY and timed locks wait out their time. Its owner field (`__data.__owner`, the third
@@ -137,7 +157,7 @@ public struct ProcessMutex: @unchecked Sendable {
         if owner.load(ordering: .acquiring) == 0x7fff_fffe { _ = try acquisition(ENOTRECOVERABLE) }
     }
 
-    private func acquisition(_ result: Int32) throws(SharedMemoryError) -> Acquisition {
+    private func acquisition(_ result: Int32) throws(SharedMemoryError) -> ProcessMutex.Acquisition {
         switch result {
         case EOWNERDEAD: return .ownerDied
         case ENOTRECOVERABLE:

@@ -1,0 +1,554 @@
+import Atomics
+import Glibc
+
+// The heap's layout in the region and its allocator: two-level segregated fit (TLSF, Masmano et al. 2004) over
+// blocks with boundary tags, at offsets from the heap's start. Docs/StructuredData.md draws it.
+//
+// Crash safety rests on one rule: what is true about the heap is the chain of block headers (each block's size and
+// its free/named/end flags) and the state word of each named entry; everything else (the free lists and their
+// bitmaps, each block's copy of its predecessor's size, the directory's hash chains, the counters) is derived and
+// can be rebuilt from the chain. Every change to the truth is prepared where the chain does not yet look (inside a
+// free block, past the end) and made visible by one 8-byte store. So a process killed at any instruction leaves
+// a chain that walks, and the next locker (who gets EOWNERDEAD from the robust mutex) rebuilds the rest.
+
+enum HeapLayout {
+    /// "SMHEAP" in the first six bytes.
+    static let magic: UInt64 = 0x0000_5041_4548_4D53
+    static let major: UInt16 = 1
+    static let minor: UInt16 = 0
+
+    // The header, at the heap's start.
+    static let magicAt = 0
+    static let versionAt = 8  // major u16, minor u16
+    static let needsRepairAt = 12  // u32: 1 once a locker found the owner dead, 0 after the repair
+    static let formatAt = 16  // u64: state in the low 32 bits, the formatting process's pid in the high 32
+    static let extentAt = 24  // u64: bytes of the heap, from its start
+    static let generationAt = 32  // u64: how many times it grew
+    static let firstLevelMapAt = 40  // u64 (derived)
+    static let namedCountAt = 48  // u64 (derived)
+    static let freeBytesAt = 56  // u64 (derived)
+    static let mutexAt = 64  // pthread_mutex_t, at most 64 bytes
+    static let secondLevelMapsAt = 128  // u32 × firstLevels (derived)
+    static let headsAt = 272  // u64 × firstLevels × secondLevels (derived)
+    static let bucketsAt = 4624  // u64 × buckets (derived)
+    static let firstBlock = 8720
+
+    static let firstLevels = 34
+    static let secondLevels = 16
+    static let buckets = 512
+
+    // Blocks: [size of the previous block, u64 (derived)][size | flags, u64] then the payload. Sizes are multiples
+    // of 16 and include the 16-byte header; a free block keeps its list links in its first 16 payload bytes.
+    static let blockHeader = 16
+    static let minimumBlock = 32
+    static let freeFlag: UInt64 = 1
+    static let namedFlag: UInt64 = 2
+    static let endFlag: UInt64 = 4
+    static let flagMask: UInt64 = 15
+
+    static let formatting: UInt64 = 1
+    static let ready: UInt64 = 2
+
+    /// The smallest heap: the header and room to allocate.
+    static let minimumSize = 16384
+    /// The largest heap (the size classes stop there).
+    static let maximumExtent = 1 << 40
+    /// The largest alignment an allocation can ask for: a page, the alignment every process's mapping has.
+    static let maximumAlignment = 4096
+
+    /// The size class of a free block of `size` bytes: sizes below 256 have a class per 16 bytes; above, each power
+    /// of two is split into 16.
+    static func sizeClass(_ size: Int) -> (first: Int, second: Int) {
+        if size < 256 { return (0, size >> 4) }
+        let top = Int.bitWidth - 1 - size.leadingZeroBitCount
+        return (top - 7, (size >> (top - 4)) & 15)
+    }
+
+    /// The block size (header included) for `count` bytes of payload, or nil if that is beyond any heap.
+    static func blockSize(forPayload count: Int) -> Int? {
+        guard count >= 0, count <= maximumExtent else { return nil }
+        return max(minimumBlock, (count + blockHeader + 15) & ~15)
+    }
+}
+
+/// The heap's bytes as this process maps them, for one operation: every offset read from them is checked against
+/// `extent` before it is followed, and what does not add up is ``SharedMemoryError/Code/foreign``.
+struct HeapBytes {
+    /// The heap's start in this process.
+    let base: UnsafeMutableRawPointer
+    /// The heap's size, as its header says (never more than this process maps).
+    let extent: Int
+    /// Where the heap starts in the region (the alignment of an offset depends on it).
+    let offset: Int
+    let region: RegionName
+
+    typealias L = HeapLayout
+
+    // MARK: Words
+
+    func word(_ at: Int) -> UInt64 { base.load(fromByteOffset: at, as: UInt64.self) }
+    func setWord(_ at: Int, _ value: UInt64) { base.storeBytes(of: value, toByteOffset: at, as: UInt64.self) }
+    func word32(_ at: Int) -> UInt32 { base.load(fromByteOffset: at, as: UInt32.self) }
+    func setWord32(_ at: Int, _ value: UInt32) { base.storeBytes(of: value, toByteOffset: at, as: UInt32.self) }
+
+    /// A store that makes a change to the heap's truth visible: every store before it in program order is done first
+    /// (the compiler may not sink one past it), so a process killed here has either made the change or not.
+    func commit(_ at: Int, _ value: UInt64) {
+        atomicMemoryFence(ordering: .releasing)
+        setWord(at, value)
+        atomicMemoryFence(ordering: .releasing)
+    }
+
+    func corrupt(_ what: String) -> SharedMemoryError {
+        SharedMemoryError(.foreign, "the heap's metadata does not add up (\(what)): a process wrote over it, or this is not a heap SharedMemory made; its data cannot be trusted", region: region)
+    }
+
+    // MARK: Blocks
+
+    /// A block offset read from the heap, checked: aligned, past the header, with room for a block header.
+    func block(_ raw: UInt64, _ what: @autoclosure () -> String) throws(SharedMemoryError) -> Int {
+        guard raw >= UInt64(L.firstBlock), raw & 15 == 0, raw <= UInt64(extent - L.blockHeader) else {
+            throw corrupt("\(what()) is \(raw), outside the heap's \(extent) bytes")
+        }
+        return Int(raw)
+    }
+
+    /// The block at `b`: its size and flags, checked to lie inside the heap (the end marker is 16 bytes).
+    func header(_ b: Int) throws(SharedMemoryError) -> (size: Int, flags: UInt64) {
+        let value = word(b + 8)
+        let size = Int(truncatingIfNeeded: value & ~L.flagMask)
+        let flags = value & L.flagMask
+        if flags & L.endFlag != 0 {
+            guard size == L.blockHeader, flags == L.endFlag, b + L.blockHeader == extent else {
+                throw corrupt("the end marker at \(b) reads \(value)")
+            }
+        } else {
+            guard size >= L.minimumBlock, size <= extent - L.blockHeader - b, flags & ~(L.freeFlag | L.namedFlag) == 0,
+                  flags != L.freeFlag | L.namedFlag
+            else { throw corrupt("the block at \(b) says it has size \(size) and flags \(flags)") }
+        }
+        return (size, flags)
+    }
+
+    func setPreviousSize(_ b: Int, _ size: Int) { setWord(b, UInt64(size)) }
+
+    // MARK: Free lists
+
+    private func headAt(_ index: Int) -> Int { L.headsAt + index * 8 }
+    private func secondMapAt(_ first: Int) -> Int { L.secondLevelMapsAt + first * 4 }
+
+    func insertFree(_ b: Int, size: Int) {
+        let (first, second) = L.sizeClass(size)
+        let index = first * L.secondLevels + second
+        let next = word(headAt(index))
+        setWord(b + 16, next)
+        setWord(b + 24, 0)
+        if next != 0 { setWord(Int(next) + 24, UInt64(b)) }
+        setWord(headAt(index), UInt64(b))
+        setWord32(secondMapAt(first), word32(secondMapAt(first)) | (1 << second))
+        setWord(L.firstLevelMapAt, word(L.firstLevelMapAt) | (1 << first))
+        setWord(L.freeBytesAt, word(L.freeBytesAt) &+ UInt64(size))
+    }
+
+    func removeFree(_ b: Int, size: Int) throws(SharedMemoryError) {
+        let (first, second) = L.sizeClass(size)
+        let index = first * L.secondLevels + second
+        let nextRaw = word(b + 16)
+        let previousRaw = word(b + 24)
+        let next = nextRaw == 0 ? 0 : try block(nextRaw, "the free block after \(b)")
+        let previous = previousRaw == 0 ? 0 : try block(previousRaw, "the free block before \(b)")
+        if previous != 0 {
+            guard word(previous + 16) == UInt64(b) else { throw corrupt("the free list around \(b) is broken") }
+            setWord(previous + 16, UInt64(next))
+        } else {
+            guard word(headAt(index)) == UInt64(b) else { throw corrupt("the free block at \(b) is not on its list") }
+            setWord(headAt(index), UInt64(next))
+        }
+        if next != 0 { setWord(next + 24, UInt64(previous)) }
+        if word(headAt(index)) == 0 {
+            let map = word32(secondMapAt(first)) & ~(1 << second)
+            setWord32(secondMapAt(first), map)
+            if map == 0 { setWord(L.firstLevelMapAt, word(L.firstLevelMapAt) & ~(1 << first)) }
+        }
+        setWord(L.freeBytesAt, word(L.freeBytesAt) &- UInt64(size))
+    }
+
+    /// A free block of at least `want` bytes, in O(1) through the bitmaps; if the rounding that makes it O(1) skips
+    /// the only fitting blocks (in `want`'s own class), a walk of that one list.
+    func findFree(_ want: Int) throws(SharedMemoryError) -> Int? {
+        var rounded = want
+        if want >= 256 { rounded += (1 << (Int.bitWidth - 1 - want.leadingZeroBitCount - 4)) - 1 }
+        if rounded < L.maximumExtent {
+            var (first, second) = L.sizeClass(rounded)
+            var map = word32(secondMapAt(first)) & (UInt32.max << second)
+            if map == 0 {
+                let above = word(L.firstLevelMapAt) & (first + 1 < 64 ? UInt64.max << (first + 1) : 0)
+                if above != 0 {
+                    first = above.trailingZeroBitCount
+                    guard first < L.firstLevels else { throw corrupt("the first-level map reads \(above)") }
+                    map = word32(secondMapAt(first))
+                }
+            }
+            if map != 0 {
+                second = map.trailingZeroBitCount
+                let b = try block(word(headAt(first * L.secondLevels + second)), "a free list's head")
+                let (size, flags) = try header(b)
+                guard flags == L.freeFlag, size >= want else { throw corrupt("the free list of class \(first).\(second) holds a block of \(size) bytes, flags \(flags)") }
+                return b
+            }
+        }
+        let (first, second) = L.sizeClass(min(want, L.maximumExtent - 1))
+        var raw = word(headAt(first * L.secondLevels + second))
+        var hops = 0
+        while raw != 0 {
+            let b = try block(raw, "a free list's link")
+            let (size, flags) = try header(b)
+            guard flags == L.freeFlag else { throw corrupt("the free list holds a used block at \(b)") }
+            if size >= want { return b }
+            hops += 1
+            guard hops <= extent / L.minimumBlock else { throw corrupt("a free list loops") }
+            raw = word(b + 16)
+        }
+        return nil
+    }
+
+    /// Makes the free block at `b` (already off its list, `size` bytes) an allocated block of `want` bytes, splitting
+    /// off the rest as a free block when it is big enough. A named block's entry state is set to 0 (constructing)
+    /// before the block is, so that it can never be seen allocated with a stale state.
+    func carve(_ b: Int, size: Int, want: Int, named: Bool) {
+        if named { setWord(b + L.blockHeader, 0) }
+        let flags = named ? L.namedFlag : 0
+        if size - want >= L.minimumBlock {
+            let rest = b + want
+            setPreviousSize(rest, want)
+            setWord(rest + 8, UInt64(size - want) | L.freeFlag)
+            HeapCrash.point("allocate.split")
+            commit(b + 8, UInt64(want) | flags)
+            HeapCrash.point("allocate.committed")
+            setPreviousSize(rest + size - want, size - want)
+            insertFree(rest, size: size - want)
+        } else {
+            commit(b + 8, UInt64(size) | flags)
+            HeapCrash.point("allocate.committed")
+        }
+    }
+
+    /// Allocates a block whose payload holds `count` bytes aligned to `alignment` (a power of two up to a page), and
+    /// returns the payload's offset; nil if no free block is big enough.
+    func allocate(_ count: Int, alignment: Int, named: Bool = false) throws(SharedMemoryError) -> Int? {
+        guard let want = L.blockSize(forPayload: count) else { return nil }
+        if alignment <= 16 {
+            guard let b = try findFree(want) else { return nil }
+            let size = try header(b).size
+            try removeFree(b, size: size)
+            HeapCrash.point("allocate.unlinked")
+            carve(b, size: size, want: want, named: named)
+            return b + L.blockHeader
+        }
+        // Room for the block, a leading piece of at least a minimum block, and the alignment.
+        let need = want + alignment + L.minimumBlock
+        guard need < L.maximumExtent, var b = try findFree(need) else { return nil }
+        var size = try header(b).size
+        try removeFree(b, size: size)
+        HeapCrash.point("allocate.unlinked")
+        var payload = b + L.blockHeader
+        var gap = (alignment - (offset + payload) % alignment) % alignment
+        if gap > 0 && gap < L.minimumBlock { gap += alignment }
+        payload += gap
+        if gap > 0 {
+            // Split off the leading piece as a free block of its own.
+            let aligned = b + gap
+            setPreviousSize(aligned, gap)
+            setWord(aligned + 8, UInt64(size - gap) | L.freeFlag)
+            commit(b + 8, UInt64(gap) | L.freeFlag)
+            HeapCrash.point("allocate.aligned")
+            setPreviousSize(aligned + size - gap, size - gap)
+            insertFree(b, size: gap)
+            b = aligned
+            size -= gap
+        }
+        carve(b, size: size, want: want, named: named)
+        return payload
+    }
+
+    /// Frees the block whose payload is at `payload`, merging it with free neighbours. A payload that is not an
+    /// allocated block's (freed already, never allocated, a named object's when `named` is false) is refused.
+    func free(payload: Int, named: Bool = false) throws(SharedMemoryError) {
+        let (b, size, flags) = try allocatedBlock(payload)
+        guard flags & (L.freeFlag | L.endFlag) == 0, (flags & L.namedFlag != 0) == named else {
+            let what = flags & L.freeFlag != 0 ? "is free already (freed twice?)" : named ? "is not a named object" : "is a named object: destroy it by name"
+            throw SharedMemoryError(.invalidArgument, "the block at offset \(payload) \(what)", region: region)
+        }
+        let next = b + size
+        let (nextSize, nextFlags) = try header(next)
+        var start = b
+        var total = size
+        if nextFlags == L.freeFlag {
+            try removeFree(next, size: nextSize)
+            total += nextSize
+        }
+        let previousSize = Int(truncatingIfNeeded: word(b))
+        if previousSize != 0 {
+            guard previousSize <= b - L.firstBlock, previousSize & 15 == 0 else { throw corrupt("the block at \(b) says the one before it has \(previousSize) bytes") }
+            let previous = b - previousSize
+            let (size, flags) = try header(previous)
+            guard size == previousSize else { throw corrupt("the block at \(previous) has \(size) bytes, not the \(previousSize) its successor says") }
+            if flags == L.freeFlag {
+                try removeFree(previous, size: size)
+                start = previous
+                total += size
+            }
+        }
+        HeapCrash.point("free.unlinked")
+        commit(start + 8, UInt64(total) | L.freeFlag)
+        HeapCrash.point("free.committed")
+        setPreviousSize(start + total, total)
+        insertFree(start, size: total)
+    }
+
+    /// The payload bytes of the allocated block at `payload`.
+    func usableSize(payload: Int) throws(SharedMemoryError) -> Int {
+        let (_, size, flags) = try allocatedBlock(payload)
+        guard flags & (L.freeFlag | L.endFlag) == 0 else {
+            throw SharedMemoryError(.invalidArgument, "the block at offset \(payload) is free", region: region)
+        }
+        return size - L.blockHeader
+    }
+
+    /// The block whose payload a caller's handle says is at `payload`: a handle is the caller's word, not the heap's,
+    /// so what does not look like a block's start (its header in range, and its successor recording its size) is
+    /// `invalidArgument` rather than `foreign`. A stale handle to a block since merged into a bigger free one fails
+    /// the successor check; one to a block allocated again passes (as in any allocator).
+    private func allocatedBlock(_ payload: Int) throws(SharedMemoryError) -> (block: Int, size: Int, flags: UInt64) {
+        let b = payload - L.blockHeader
+        let notABlock = SharedMemoryError(.invalidArgument, "offset \(payload) is not the start of a block this heap allocated (a stale or forged handle?)", region: region)
+        guard b >= L.firstBlock, b & 15 == 0, b <= extent - L.minimumBlock else { throw notABlock }
+        do {
+            let (size, flags) = try header(b)
+            guard word(b + size) == UInt64(size) else { throw notABlock }
+            _ = try header(b + size)
+            return (b, size, flags)
+        } catch {
+            throw notABlock
+        }
+    }
+
+    /// The largest free block's size, looking only at the highest non-empty class (O(its list)).
+    func largestFree() throws(SharedMemoryError) -> Int {
+        let map = word(L.firstLevelMapAt)
+        guard map != 0 else { return 0 }
+        let first = Int.bitWidth - 1 - map.leadingZeroBitCount
+        guard first < L.firstLevels else { throw corrupt("the first-level map reads \(map)") }
+        let seconds = word32(secondMapAt(first))
+        guard seconds != 0 else { throw corrupt("class \(first) is marked non-empty but has no lists") }
+        var raw = word(headAt(first * L.secondLevels + (UInt32.bitWidth - 1 - seconds.leadingZeroBitCount)))
+        var largest = 0
+        var hops = 0
+        while raw != 0 {
+            let b = try block(raw, "a free list's link")
+            largest = max(largest, try header(b).size)
+            hops += 1
+            guard hops <= extent / L.minimumBlock else { throw corrupt("a free list loops") }
+            raw = word(b + 16)
+        }
+        return largest
+    }
+
+    // MARK: Format, repair, verify
+
+    /// Writes an empty heap of `extent` bytes over a zeroed or abandoned header (the format word is the caller's).
+    func format() throws(SharedMemoryError) {
+        (base + L.firstLevelMapAt).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - L.firstLevelMapAt)
+        setWord32(L.needsRepairAt, 0)
+        let end = extent - L.blockHeader
+        setPreviousSize(L.firstBlock, 0)
+        setWord(L.firstBlock + 8, UInt64(end - L.firstBlock) | L.freeFlag)
+        setPreviousSize(end, end - L.firstBlock)
+        setWord(end + 8, UInt64(L.blockHeader) | L.endFlag)
+        insertFree(L.firstBlock, size: end - L.firstBlock)
+        try RobustMutex(address: base + L.mutexAt, region: region).initialize()
+        setWord(L.extentAt, UInt64(extent))
+        setWord(L.generationAt, 0)
+        base.storeBytes(of: L.major, toByteOffset: L.versionAt, as: UInt16.self)
+        base.storeBytes(of: L.minor, toByteOffset: L.versionAt + 2, as: UInt16.self)
+        commit(L.magicAt, L.magic)
+    }
+
+    /// After a process died holding the lock: finishes or undoes what it left half-done in the chain (a named block
+    /// still being constructed or destroyed is freed; free neighbours are merged; an interrupted growth is
+    /// finished), then rebuilds everything derived from the chain.
+    func repair() throws(SharedMemoryError) {
+        var b = L.firstBlock
+        var previousFree: Int? = nil
+        while true {
+            // The end marker may sit before the extent, if a growth died between setting one and moving the other.
+            if word(b + 8) == UInt64(L.blockHeader) | L.endFlag, b + L.blockHeader <= extent { break }
+            let (size, flags) = try header(b)
+            var isFree = flags == L.freeFlag
+            if flags == L.namedFlag, word(b + L.blockHeader) != HeapDirectory.live {
+                commit(b + 8, UInt64(size) | L.freeFlag)
+                isFree = true
+            }
+            if isFree, let previous = previousFree {
+                commit(previous + 8, UInt64(b + size - previous) | L.freeFlag)
+            } else {
+                previousFree = isFree ? b : nil
+            }
+            b += size
+        }
+        // A growth that set the extent but died before linking the new space: link it now.
+        if b + L.blockHeader < extent {
+            let end = extent - L.blockHeader
+            setWord(end + 8, UInt64(L.blockHeader) | L.endFlag)
+            if let previous = previousFree {
+                commit(previous + 8, UInt64(end - previous) | L.freeFlag)
+            } else {
+                commit(b + 8, UInt64(end - b) | L.freeFlag)
+            }
+        }
+        try rebuild()
+    }
+
+    /// Rebuilds the derived data (free lists, bitmaps, predecessor sizes, the directory, counters) from the chain.
+    func rebuild() throws(SharedMemoryError) {
+        (base + L.firstLevelMapAt).initializeMemory(as: UInt8.self, repeating: 0, count: 24)
+        (base + L.secondLevelMapsAt).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - L.secondLevelMapsAt)
+        var b = L.firstBlock
+        var previousSize = 0
+        while true {
+            setPreviousSize(b, previousSize)
+            let (size, flags) = try header(b)
+            if flags & L.endFlag != 0 { break }
+            if flags == L.freeFlag { insertFree(b, size: size) }
+            if flags == L.namedFlag { try HeapDirectory(bytes: self).link(b) }
+            previousSize = size
+            b += size
+        }
+    }
+
+    /// Walks everything and checks that it agrees: the chain ends at the end marker, each block's predecessor size is
+    /// right, no two free blocks touch, every free block is on exactly the list of its class (and nothing else is),
+    /// the bitmaps match the lists, the counters match, and the directory holds exactly the live named blocks.
+    func verify() throws(SharedMemoryError) -> HeapStatistics {
+        var statistics = HeapStatistics(size: extent)
+        var b = L.firstBlock
+        var previousSize = 0
+        var previousFree = false
+        var freeBlocks = Set<Int>()
+        var namedBlocks = Set<Int>()
+        while true {
+            guard word(b) == UInt64(previousSize) else { throw corrupt("the block at \(b) says its predecessor has \(word(b)) bytes, not \(previousSize)") }
+            let (size, flags) = try header(b)
+            if flags & L.endFlag != 0 { break }
+            if flags == L.freeFlag {
+                guard !previousFree else { throw corrupt("two free blocks touch at \(b)") }
+                freeBlocks.insert(b)
+                statistics.freeBytes += size
+                statistics.freeBlocks += 1
+                statistics.largestFreeBlock = max(statistics.largestFreeBlock, size)
+            } else {
+                statistics.allocatedBlocks += 1
+                statistics.allocatedBytes += size - L.blockHeader
+                if flags == L.namedFlag {
+                    guard word(b + L.blockHeader) == HeapDirectory.live else { throw corrupt("a named object at \(b) is half made or half destroyed") }
+                    namedBlocks.insert(b)
+                }
+            }
+            previousFree = flags == L.freeFlag
+            previousSize = size
+            b += size
+        }
+        guard b + L.blockHeader == extent else { throw corrupt("the chain ends at \(b), not at the end of the heap") }
+        var listed = 0
+        for first in 0..<L.firstLevels {
+            var anyInLevel = false
+            for second in 0..<L.secondLevels {
+                var raw = word(headAt(first * L.secondLevels + second))
+                let marked = word32(secondMapAt(first)) & (1 << second) != 0
+                guard marked == (raw != 0) else { throw corrupt("the bitmap of class \(first).\(second) disagrees with its list") }
+                anyInLevel = anyInLevel || raw != 0
+                var previous: UInt64 = 0
+                while raw != 0 {
+                    let block = try block(raw, "a free list's link")
+                    guard freeBlocks.remove(block) != nil else { throw corrupt("a free list holds \(block), which is not a free block (or is listed twice)") }
+                    let size = try header(block).size
+                    guard L.sizeClass(size) == (first, second) else { throw corrupt("the free block at \(block) is on the wrong list") }
+                    guard word(block + 24) == previous else { throw corrupt("the back link of \(block) is wrong") }
+                    listed += size
+                    previous = raw
+                    raw = word(block + 16)
+                }
+            }
+            guard (word(L.firstLevelMapAt) & (1 << first) != 0) == anyInLevel else { throw corrupt("the first-level bitmap disagrees at \(first)") }
+        }
+        guard freeBlocks.isEmpty else { throw corrupt("free blocks \(freeBlocks.sorted()) are on no list") }
+        guard listed == statistics.freeBytes, word(L.freeBytesAt) == UInt64(listed) else { throw corrupt("the free byte count is wrong") }
+        statistics.namedObjects = try HeapDirectory(bytes: self).verify(namedBlocks)
+        return statistics
+    }
+
+    /// Grows the heap to `target` bytes (`mapped` are mapped here): writes the new end marker, sets the extent, then
+    /// turns the old end marker into a free block (merged with a free predecessor) in one store.
+    static func grow(_ old: HeapBytes, to target: Int) throws(SharedMemoryError) {
+        let grown = HeapBytes(base: old.base, extent: target, offset: old.offset, region: old.region)
+        let oldEnd = old.extent - L.blockHeader
+        let newEnd = target - L.blockHeader
+        guard try old.header(oldEnd).flags == L.endFlag else { throw old.corrupt("the heap does not end where its header says") }
+        grown.setWord(newEnd + 8, UInt64(L.blockHeader) | L.endFlag)
+        grown.commit(L.extentAt, UInt64(target))
+        HeapCrash.point("grow.extended")
+        let previousSize = Int(truncatingIfNeeded: grown.word(oldEnd))
+        var start = oldEnd
+        if previousSize != 0, previousSize <= oldEnd - L.firstBlock {
+            let previous = oldEnd - previousSize
+            let (size, flags) = try grown.header(previous)
+            if flags == L.freeFlag, size == previousSize {
+                try grown.removeFree(previous, size: size)
+                start = previous
+            }
+        }
+        grown.commit(start + 8, UInt64(newEnd - start) | L.freeFlag)
+        grown.setPreviousSize(newEnd, newEnd - start)
+        grown.insertFree(start, size: newEnd - start)
+        grown.setWord(L.generationAt, grown.word(L.generationAt) &+ 1)
+    }
+}
+
+/// What a heap holds, from ``SharedHeap/statistics()`` or ``SharedHeap/verify()``.
+public struct HeapStatistics: Sendable, Hashable {
+    /// The heap's size in bytes (its header included).
+    public var size: Int
+    /// Bytes in free blocks (block headers included: what an allocation could use is 16 bytes less per block).
+    public var freeBytes = 0
+    /// How many free blocks there are.
+    public var freeBlocks = 0
+    /// The largest free block, header included: an allocation of up to this minus 16 bytes (16-byte aligned) fits.
+    public var largestFreeBlock = 0
+    /// Allocated blocks (named objects included).
+    public var allocatedBlocks = 0
+    /// Payload bytes of the allocated blocks.
+    public var allocatedBytes = 0
+    /// Named objects in the directory.
+    public var namedObjects = 0
+
+    init(size: Int) { self.size = size }
+}
+
+/// Debug builds only: kills the process (SIGKILL) at a named point inside a heap operation when the environment
+/// asks for it (`SHM_HEAP_CRASH_AT=point`, and `SHM_HEAP_CRASH_AFTER=N` for the Nth time it is reached), so the
+/// tests can prove that every point leaves a heap the next process repairs.
+enum HeapCrash {
+    #if DEBUG
+    nonisolated(unsafe) static var target: String? = getenv("SHM_HEAP_CRASH_AT").map { String(cString: $0) }
+    nonisolated(unsafe) static var remaining: Int = getenv("SHM_HEAP_CRASH_AFTER").flatMap { Int(String(cString: $0)) } ?? 1
+    #endif
+
+    @inline(__always)
+    static func point(_ name: StaticString) {
+        #if DEBUG
+        guard let target, target == name.description else { return }
+        remaining -= 1
+        if remaining <= 0 { raise(SIGKILL) }
+        #endif
+    }
+}

@@ -1,0 +1,46 @@
+/// Where `count` values of type `Pointee` lie in a ``SharedHeap``: an offset from the heap's start, the same in every
+/// process whatever address each maps the region at. A plain value (`BitwiseCopyable`, 16 bytes), so it can be
+/// stored in the heap itself, and structures in the heap can point to one another with it.
+///
+/// It is not a pointer and gives no access by itself: the heap reads and writes through it (``SharedHeap/load(_:at:)``,
+/// ``SharedHeap/withMutableSpan(_:_:)``, ...), checking it against the heap's bounds every time, so a stale or
+/// forged handle (one another process wrote) can never reach outside the region.
+@frozen
+public struct HeapPointer<Pointee: BitwiseCopyable>: BitwiseCopyable, Sendable, Hashable, CustomStringConvertible {
+    /// Bytes from the heap's start to the first value.
+    public let offset: UInt64
+    @usableFromInline let storedCount: UInt64
+
+    /// How many values of `Pointee` it covers.
+    @inlinable public var count: Int { Int(truncatingIfNeeded: storedCount) }
+
+    /// A handle from its parts: an offset from the heap's start and a count, as another process or a file gave them.
+    /// The heap checks it on every use.
+    @inlinable
+    public init(offset: UInt64, count: Int) {
+        self.offset = offset
+        self.storedCount = UInt64(truncatingIfNeeded: max(count, 0))
+    }
+
+    /// The handle that points nowhere (offset 0, which is the heap's header and never an allocation): for a
+    /// structure's link that is not set.
+    @inlinable public static var null: HeapPointer { HeapPointer(offset: 0, count: 0) }
+
+    /// Whether this is ``null``.
+    @inlinable public var isNull: Bool { offset == 0 }
+
+    /// The same memory seen as `count` values of `T` (as many as fit).
+    @inlinable
+    public func cast<T: BitwiseCopyable>(to type: T.Type) -> HeapPointer<T> {
+        HeapPointer<T>(offset: offset, count: count * MemoryLayout<Pointee>.stride / max(MemoryLayout<T>.stride, 1))
+    }
+
+    /// The handle of `count` values starting `index` values in, or `nil` if that is not inside this one.
+    @inlinable
+    public func slice(from index: Int, count: Int = 1) -> HeapPointer? {
+        guard index >= 0, count >= 0, index <= self.count, count <= self.count - index else { return nil }
+        return HeapPointer(offset: offset + UInt64(index * MemoryLayout<Pointee>.stride), count: count)
+    }
+
+    public var description: String { "HeapPointer<\(Pointee.self)>(offset: \(offset), count: \(count))" }
+}

@@ -1,0 +1,517 @@
+import Atomics
+import Glibc
+
+/// A heap in a region: allocate and free blocks of any size, keep named objects, and point from one to another with
+/// ``HeapPointer``s that mean the same in every process. Any backend; formatted once, attached from any number of
+/// processes.
+///
+/// ```swift
+/// var heap = try SharedHeap(formattingOrAttaching: try SharedMemory.openOrCreate(RegionName("posix:/book"), size: 1 << 20))
+/// let orders = try heap.findOrConstruct("orders", repeating: 0 as UInt64, count: 100).pointer
+/// try heap.store(42, to: orders, at: 7)
+/// let block = try heap.allocate(byteCount: 300)
+/// try heap.deallocate(block)
+/// ```
+///
+/// **Locking and crashes.** Every operation that changes the heap's metadata (allocate, free, construct, destroy,
+/// grow) holds the heap's robust process-shared mutex. A process killed at any moment inside one leaves the heap
+/// consistent for the others: the next process to lock it repairs what was left half-done (a block half split or
+/// half merged, a named object half constructed or half destroyed) and goes on; see Docs/StructuredData.md. What
+/// the dead process had allocated and not yet handed to anyone stays allocated (as in any allocator).
+///
+/// **The values themselves** are not locked: ``load(_:at:)``, ``store(_:to:at:)`` and the spans read and write
+/// the region directly. Share them as you would any shared memory: with a ``ProcessMutex``, atomics, or one writer.
+///
+/// **Safety.** The heap owns its region, so nothing can resize or detach it under a span; every access through a
+/// ``HeapPointer`` is checked against the heap's bounds; the metadata another process wrote is checked before it is
+/// followed (``SharedMemoryError/Code/foreign`` when it does not add up). Operations are `mutating` because any
+/// of them may remap the region when another process has grown the heap: so a span lent by ``withSpan(_:_:)`` can
+/// never be alive across one (the compiler refuses it).
+///
+/// Not `Sendable`: each thread or task that uses the heap attaches its own (or keep it in an actor).
+public struct SharedHeap: ~Copyable {
+    private var region: AnyRegion
+    /// Where the heap starts in its region, in bytes.
+    public let offset: Int
+
+    /// The smallest heap, in bytes: its header (free-list heads and the directory's buckets, 8.5 KiB) and room to
+    /// allocate.
+    public static let minimumSize = HeapLayout.minimumSize
+    /// The largest alignment an allocation can ask for (a page).
+    public static let maximumAlignment = HeapLayout.maximumAlignment
+    /// The longest object name, in UTF-8 bytes.
+    public static let maximumNameLength = HeapDirectory.maximumName
+
+    private typealias L = HeapLayout
+
+    /// Formats a new, empty heap in `region` from `offset` to its end. Only over memory that holds no heap: the
+    /// header's first 24 bytes must be zero (a fresh region), or be a heap whose formatting process died before it
+    /// finished (see ``init(attaching:at:timeout:)``); anything else is ``SharedMemoryError/Code/alreadyExists``
+    /// (a heap) or ``SharedMemoryError/Code/foreign``, and nothing is written.
+    ///
+    /// On error the region is detached (it was given to the heap).
+    public init(formatting region: consuming AnyRegion, at offset: Int = 0) throws(SharedMemoryError) {
+        self.region = region
+        self.offset = offset
+        try checkPlace()
+        guard try claimFormat() else {
+            throw SharedMemoryError(.alreadyExists, "a heap is already formatted at offset \(offset), or another process is formatting one; attach to it instead", region: self.region.name)
+        }
+        try formatClaimed()
+    }
+
+    /// Attaches to the heap another process formatted at `offset`, waiting up to `timeout` for it to be formatted
+    /// (a heap that a live process is still formatting, or zeroed memory where one is expected).
+    ///
+    /// A heap whose formatting process died before finishing is ``SharedMemoryError/Code/notReady`` at once, with
+    /// that process's id: nothing is waited for, and ``init(formatting:at:)`` may format it again.
+    public init(attaching region: consuming AnyRegion, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
+        self.region = region
+        self.offset = offset
+        try checkPlace()
+        let deadline = MessageRing.deadline(after: timeout)!
+        while try !attachIfReady(deadline: deadline) {}
+    }
+
+    /// Attaches to the heap at `offset`, or formats one if there is none (zeroed memory) or its formatting process
+    /// died: the way for processes that start in any order. Two processes doing this at once get one heap. Waits up
+    /// to `timeout` while another process formats it.
+    public init(formattingOrAttaching region: consuming AnyRegion, at offset: Int = 0, timeout: Duration = .seconds(5)) throws(SharedMemoryError) {
+        self.region = region
+        self.offset = offset
+        try checkPlace()
+        let deadline = MessageRing.deadline(after: timeout)!
+        while true {
+            if try claimFormat() {
+                try formatClaimed()
+                return
+            }
+            if try attachIfReady(deadline: deadline, takeOverDead: true) { return }
+        }
+    }
+
+    /// Gives the region back; the heap in it stays as it is.
+    public consuming func intoRegion() -> AnyRegion { region }
+
+    /// The region's name.
+    public var name: RegionName { region.name }
+
+    // MARK: Allocating
+
+    /// Allocates `byteCount` bytes aligned to `alignment` (a power of two up to ``maximumAlignment``), zeroed if
+    /// asked; their contents are otherwise whatever was there. Throws ``SharedMemoryError/Code/noSpace`` (saying
+    /// how much is free and the largest free block) when no free block is big enough.
+    public mutating func allocate(byteCount: Int, alignment: Int = 16, zeroed: Bool = false) throws(SharedMemoryError) -> HeapPointer<UInt8> {
+        try checkAlignment(alignment)
+        guard byteCount >= 0 else {
+            throw SharedMemoryError(.invalidArgument, "cannot allocate \(byteCount) bytes: the count must be 0 or more", region: name)
+        }
+        let payload = try locked { (bytes) throws(SharedMemoryError) in
+            guard let payload = try bytes.allocate(byteCount, alignment: alignment) else { throw try Self.noSpace(bytes, byteCount) }
+            if zeroed { (bytes.base + payload).initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
+            return payload
+        }
+        return HeapPointer(offset: UInt64(payload), count: byteCount)
+    }
+
+    /// Allocates room for `count` values of `type`, aligned for it; zeroed if asked.
+    public mutating func allocate<T: BitwiseCopyable>(_ type: T.Type, count: Int = 1, zeroed: Bool = false) throws(SharedMemoryError) -> HeapPointer<T> {
+        let (length, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard count >= 0, !overflow else {
+            throw SharedMemoryError(.invalidArgument, "cannot allocate \(count) values of \(T.self)", region: name)
+        }
+        let block = try allocate(byteCount: length, alignment: max(MemoryLayout<T>.alignment, 1), zeroed: zeroed)
+        return HeapPointer(offset: block.offset, count: count)
+    }
+
+    /// Allocates `count` values of `type`, each set to `value`.
+    public mutating func allocate<T: BitwiseCopyable>(repeating value: T, count: Int = 1) throws(SharedMemoryError) -> HeapPointer<T> {
+        let pointer = try allocate(T.self, count: count)
+        let values = try elements(pointer, index: 0, count: count).bindMemory(to: T.self, capacity: count)
+        for index in 0..<count { values[index] = value }
+        return pointer
+    }
+
+    /// Frees what ``allocate(byteCount:alignment:zeroed:)`` returned. A handle that is not an allocated block's
+    /// start (freed already, forged, a named object's) is ``SharedMemoryError/Code/invalidArgument``, and nothing
+    /// is freed; one whose block was freed and allocated again frees the new block (as in any allocator).
+    public mutating func deallocate<T: BitwiseCopyable>(_ pointer: HeapPointer<T>) throws(SharedMemoryError) {
+        guard pointer.offset <= UInt64(L.maximumExtent) else {
+            throw SharedMemoryError(.invalidArgument, "offset \(pointer.offset) is not a block this heap allocated", region: name)
+        }
+        try locked { (bytes) throws(SharedMemoryError) in try bytes.free(payload: Int(pointer.offset)) }
+    }
+
+    /// The bytes the block really has (at least what was asked for; the rest of its 16-byte rounding or an unsplit
+    /// remainder).
+    public mutating func usableSize<T: BitwiseCopyable>(of pointer: HeapPointer<T>) throws(SharedMemoryError) -> Int {
+        guard pointer.offset <= UInt64(L.maximumExtent) else {
+            throw SharedMemoryError(.invalidArgument, "offset \(pointer.offset) is not a block this heap allocated", region: name)
+        }
+        return try locked { (bytes) throws(SharedMemoryError) in try bytes.usableSize(payload: Int(pointer.offset)) }
+    }
+
+    // MARK: Reading and writing values
+
+    /// The value at `index` of what `pointer` covers. Throws ``SharedMemoryError/Code/outOfBounds`` if the index or
+    /// the handle is outside it or the heap.
+    public mutating func load<T: BitwiseCopyable>(_ pointer: HeapPointer<T>, at index: Int = 0) throws(SharedMemoryError) -> T {
+        let address = try elements(pointer, index: index, count: 1)
+        return address.load(as: T.self)
+    }
+
+    /// Stores `value` at `index` of what `pointer` covers.
+    public mutating func store<T: BitwiseCopyable>(_ value: T, to pointer: HeapPointer<T>, at index: Int = 0) throws(SharedMemoryError) {
+        let address = try elements(pointer, index: index, count: 1)
+        address.storeBytes(of: value, as: T.self)
+    }
+
+    /// Calls `body` with the values `pointer` covers as a `Span`, which cannot leave `body`. Errors from `body` pass
+    /// through as they are.
+    public mutating func withSpan<T: BitwiseCopyable, R: ~Copyable, E: Error>(
+        _ pointer: HeapPointer<T>, _ body: (Span<T>) throws(E) -> R
+    ) throws -> R {
+        let address = try elements(pointer, index: 0, count: pointer.count)
+        let buffer = UnsafeBufferPointer(start: address.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
+        return try body(Span(_unsafeElements: buffer))
+    }
+
+    /// Calls `body` with the values `pointer` covers as a `MutableSpan`, which cannot leave `body`. Errors from
+    /// `body` pass through as they are.
+    public mutating func withMutableSpan<T: BitwiseCopyable, R: ~Copyable, E: Error>(
+        _ pointer: HeapPointer<T>, _ body: (inout MutableSpan<T>) throws(E) -> R
+    ) throws -> R {
+        let address = try elements(pointer, index: 0, count: pointer.count)
+        let buffer = UnsafeMutableBufferPointer(start: address.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
+        var span = MutableSpan(_unsafeElements: buffer)
+        defer {
+            let same = span.count == buffer.count && span.withUnsafeBufferPointer { $0.baseAddress == UnsafePointer(buffer.baseAddress) }
+            precondition(same, "withMutableSpan: the body replaced the span it was lent, to keep it past the body; a span of a heap cannot outlive the body")
+        }
+        return try body(&span)
+    }
+
+    // MARK: Named objects
+
+    /// Makes a named object: `count` values of `T`, each set to `value`, findable by `name` from every process.
+    /// Throws ``SharedMemoryError/Code/alreadyExists`` if the name is taken (the object is left alone).
+    public mutating func construct<T: BitwiseCopyable>(_ name: String, repeating value: T, count: Int = 1) throws(SharedMemoryError) -> HeapPointer<T> {
+        let result = try findOrConstruct(name, repeating: value, count: count, mayExist: false)
+        return result.pointer
+    }
+
+    /// The named object `name`, or `nil` if there is none. Its values must be of type `T`, as it was constructed
+    /// (the type's name and layout are compared): another type is ``SharedMemoryError/Code/typeMismatch``, never
+    /// a reinterpretation.
+    public mutating func find<T: BitwiseCopyable>(_ name: String, as type: T.Type = T.self) throws(SharedMemoryError) -> HeapPointer<T>? {
+        let key = try checkName(name)
+        return try locked { (bytes) throws(SharedMemoryError) -> HeapPointer<T>? in
+            guard let found = try HeapDirectory(bytes: bytes).find(key) else { return nil }
+            return try Self.typed(found.entry, T.self, name, bytes)
+        }
+    }
+
+    /// The named object `name` if it exists (of type `T`, as ``find(_:as:)`` checks), or a new one of `count` values
+    /// set to `value`; `created` says which. Race-free: of processes doing this at once, one constructs and the
+    /// others find its object.
+    public mutating func findOrConstruct<T: BitwiseCopyable>(_ name: String, repeating value: T, count: Int = 1) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
+        try findOrConstruct(name, repeating: value, count: count, mayExist: true)
+    }
+
+    /// Destroys the named object `name` and frees its memory; whether there was one. Handles to it are then stale.
+    @discardableResult
+    public mutating func destroy(_ name: String) throws(SharedMemoryError) -> Bool {
+        let key = try checkName(name)
+        return try locked { (bytes) throws(SharedMemoryError) -> Bool in
+            let directory = HeapDirectory(bytes: bytes)
+            guard let found = try directory.find(key) else { return false }
+            try directory.destroy(found)
+            return true
+        }
+    }
+
+    /// Every named object: its name, type and size.
+    public mutating func namedObjects() throws(SharedMemoryError) -> [HeapObjectInfo] {
+        let entries = try locked { (bytes) throws(SharedMemoryError) in try HeapDirectory(bytes: bytes).all() }
+        return entries.map(HeapObjectInfo.init).sorted { $0.name < $1.name }
+    }
+
+    // MARK: The whole heap
+
+    /// How full the heap is: its free bytes, largest free block and counts. Walks every block (O(blocks)).
+    public mutating func statistics() throws(SharedMemoryError) -> HeapStatistics {
+        try verify()
+    }
+
+    /// Checks every block and every piece of metadata (see Docs/StructuredData.md) and returns the statistics;
+    /// ``SharedMemoryError/Code/foreign`` names the first thing that does not add up. O(blocks).
+    @discardableResult
+    public mutating func verify() throws(SharedMemoryError) -> HeapStatistics {
+        try locked { (bytes) throws(SharedMemoryError) in try bytes.verify() }
+    }
+
+    /// Grows the region to `newSize` bytes and the heap with it, for every process: the others map the new size on
+    /// their next operation. Only posix, file and memfd regions can grow (``SharedMemoryError/Code/unsupported``
+    /// otherwise); never shrinks. The region must hold no other objects' mappings (``SharedMemoryError/Code/busy``):
+    /// a heap moves its mapping when it grows.
+    ///
+    /// The corresponding C calls are `posix_fallocate` and `ftruncate` (under the heap's lock, so two growers
+    /// cannot shrink each other), then `mremap`.
+    public mutating func grow(to newSize: Int) throws(SharedMemoryError) {
+        guard newSize > offset, newSize - offset <= L.maximumExtent else {
+            throw SharedMemoryError(.invalidArgument, "a heap at offset \(offset) cannot grow to a region of \(newSize) bytes (at most \(L.maximumExtent) bytes of heap)", region: name)
+        }
+        let target = (newSize - offset) & ~15
+        var (bytes, mutex) = try lock()
+        guard target > bytes.extent else { return try mutex.unlock() }
+        do {
+            try region.extendObject(to: offset + target)
+        } catch {
+            try? mutex.unlock()
+            throw error
+        }
+        try mutex.unlock()
+        try region.remap()
+        (bytes, mutex) = try lock()
+        defer { try? mutex.unlock() }
+        guard target > bytes.extent else { return }
+        guard region.size - offset >= target else {
+            throw SharedMemoryError(.removed, "the region is smaller than it was just grown to: another process shrank it", region: name)
+        }
+        try HeapBytes.grow(bytes, to: target)
+    }
+
+    // MARK: Internals
+
+    private func checkPlace() throws(SharedMemoryError) {
+        guard region.access == .readWrite else {
+            throw SharedMemoryError(.readOnly, "a heap needs a read-write attachment: even finding an object takes its lock", region: name)
+        }
+        guard offset >= 0, offset % 64 == 0 else {
+            throw SharedMemoryError(.invalidArgument, "a heap's offset must be a multiple of 64; \(offset) is not", region: name)
+        }
+        guard region.size - offset >= L.minimumSize else {
+            throw SharedMemoryError(.invalidArgument, "a heap needs at least \(L.minimumSize) bytes; the region has \(max(region.size - offset, 0)) after offset \(offset)", region: name)
+        }
+    }
+
+    private var base: UnsafeMutableRawPointer { region.mapping.base! + offset }
+
+    private func formatWord() -> UnsafeAtomic<UInt64> {
+        UnsafeAtomic(at: (base + L.formatAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
+    }
+
+    /// Claims the header for formatting: from zero, or from a formatter that died. False if a heap is there or a
+    /// live process is formatting one; `foreign` if the memory holds something else.
+    private func claimFormat() throws(SharedMemoryError) -> Bool {
+        let word = formatWord()
+        let mine = UInt64(UInt32(getpid())) << 32 | L.formatting
+        while true {
+            let current = word.load(ordering: .acquiring)
+            if current == 0 {
+                guard base.load(as: UInt64.self) == 0, base.load(fromByteOffset: 8, as: UInt64.self) == 0 else {
+                    throw SharedMemoryError(.foreign, "the memory at offset \(offset) is not zero and holds no heap: formatting would overwrite it; format only a fresh region, or zero it yourself", region: name)
+                }
+                if word.compareExchange(expected: 0, desired: mine, ordering: .acquiringAndReleasing).exchanged { return true }
+                continue
+            }
+            if current & 0xffff_ffff == L.formatting, !Self.alive(pid_t(truncatingIfNeeded: current >> 32)) {
+                if word.compareExchange(expected: current, desired: mine, ordering: .acquiringAndReleasing).exchanged { return true }
+                continue
+            }
+            if current & 0xffff_ffff == L.formatting || current & 0xffff_ffff == L.ready { return false }
+            throw SharedMemoryError(.foreign, "the memory at offset \(offset) holds no heap this library made; formatting would overwrite it", region: name)
+        }
+    }
+
+    private mutating func formatClaimed() throws(SharedMemoryError) {
+        let extent = (region.size - offset) & ~15
+        guard extent <= L.maximumExtent else {
+            throw SharedMemoryError(.invalidArgument, "a heap can have at most \(L.maximumExtent) bytes", region: name)
+        }
+        let bytes = HeapBytes(base: base, extent: extent, offset: offset, region: name)
+        HeapCrash.point("format.claimed")
+        try bytes.format()
+        formatWord().store(UInt64(UInt32(getpid())) << 32 | L.ready, ordering: .releasing)
+    }
+
+    /// One look at the header: true once a heap is there and attached; false to look again (waiting a millisecond,
+    /// until `deadline`).
+    private mutating func attachIfReady(deadline: Int64, takeOverDead: Bool = false) throws(SharedMemoryError) -> Bool {
+        let current = formatWord().load(ordering: .acquiring)
+        switch current & 0xffff_ffff {
+        case L.ready:
+            guard base.load(as: UInt64.self) == L.magic else {
+                throw SharedMemoryError(.foreign, "the memory at offset \(offset) says it is a heap but has no heap's magic number", region: name)
+            }
+            let major = base.load(fromByteOffset: L.versionAt, as: UInt16.self)
+            guard major == L.major else {
+                throw SharedMemoryError(.foreign, "the heap at offset \(offset) has format version \(major), and this library reads version \(L.major)", region: name)
+            }
+            _ = try prepared()
+            return true
+        case L.formatting:
+            let pid = pid_t(truncatingIfNeeded: current >> 32)
+            if !Self.alive(pid) {
+                if takeOverDead { return false }
+                throw SharedMemoryError(.notReady, "the process that was formatting this heap (pid \(pid)) died before it finished; format it again (SharedHeap(formatting:) or SharedHeap(formattingOrAttaching:))", region: name)
+            }
+        case 0:
+            if takeOverDead { return false }
+        default:
+            throw SharedMemoryError(.foreign, "the memory at offset \(offset) holds no heap this library made", region: name)
+        }
+        guard MessageRing.monotonicNanoseconds() < deadline else {
+            throw SharedMemoryError(.notReady, current == 0 ? "no heap has been formatted at offset \(offset) yet" : "the heap at offset \(offset) is still being formatted", region: name)
+        }
+        usleep(1000)
+        return false
+    }
+
+    private static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
+
+    /// The heap's bytes for an operation: remaps first if another process grew the heap past this mapping.
+    private mutating func prepared() throws(SharedMemoryError) -> HeapBytes {
+        var claimed = Int(truncatingIfNeeded: UnsafeAtomic<UInt64>(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self)).load(ordering: .acquiring))
+        if claimed > region.size - offset, claimed <= L.maximumExtent {
+            try region.remap()
+            claimed = Int(truncatingIfNeeded: UnsafeAtomic<UInt64>(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self)).load(ordering: .acquiring))
+        }
+        guard claimed >= L.minimumSize, claimed & 15 == 0, claimed <= region.size - offset else {
+            throw SharedMemoryError(.foreign, "the heap's header says it has \(claimed) bytes, but the region has \(region.size - offset) after offset \(offset)", region: name)
+        }
+        return HeapBytes(base: base, extent: claimed, offset: offset, region: name)
+    }
+
+    /// Takes the heap's lock with the heap mapped whole, repairing first if a process died holding it. The mapping
+    /// never moves while the lock is held (the kernel finds a dead owner's robust mutex by its address).
+    private mutating func lock() throws(SharedMemoryError) -> (HeapBytes, RobustMutex) {
+        while true {
+            var bytes = try prepared()
+            let mutex = RobustMutex(address: bytes.base + L.mutexAt, region: name)
+            if try mutex.lock() == .ownerDied {
+                bytes.setWord32(L.needsRepairAt, 1)
+                try mutex.markConsistent()
+            }
+            let claimed = Int(truncatingIfNeeded: bytes.word(L.extentAt))
+            if claimed != bytes.extent {
+                // Another process grew the heap between the look and the lock.
+                if claimed <= region.size - offset {
+                    bytes = HeapBytes(base: bytes.base, extent: claimed, offset: offset, region: name)
+                } else {
+                    try mutex.unlock()
+                    continue
+                }
+            }
+            if bytes.word32(L.needsRepairAt) != 0 {
+                do {
+                    try bytes.repair()
+                } catch {
+                    try? mutex.unlock()
+                    throw error
+                }
+                bytes.setWord32(L.needsRepairAt, 0)
+            }
+            return (bytes, mutex)
+        }
+    }
+
+    private mutating func locked<R>(_ body: (HeapBytes) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
+        let (bytes, mutex) = try lock()
+        defer { try? mutex.unlock() }
+        return try body(bytes)
+    }
+
+    private func checkAlignment(_ alignment: Int) throws(SharedMemoryError) {
+        guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= L.maximumAlignment else {
+            throw SharedMemoryError(.invalidArgument, "an alignment must be a power of two up to \(L.maximumAlignment); \(alignment) is not", region: name)
+        }
+    }
+
+    private func checkName(_ name: String) throws(SharedMemoryError) -> [UInt8] {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty, bytes.count <= HeapDirectory.maximumName else {
+            throw SharedMemoryError(.invalidArgument, "an object's name must have 1 to \(HeapDirectory.maximumName) bytes of UTF-8; this one has \(bytes.count)", region: self.name)
+        }
+        return bytes
+    }
+
+    private static func noSpace(_ bytes: HeapBytes, _ count: Int) throws(SharedMemoryError) -> SharedMemoryError {
+        let free = Int(truncatingIfNeeded: bytes.word(L.freeBytesAt))
+        let largest = try bytes.largestFree()
+        return SharedMemoryError(.noSpace, "no free block holds \(count) bytes: \(free) bytes are free, the largest free block holds \(max(largest - L.blockHeader, 0)); free some, or grow the heap", region: bytes.region)
+    }
+
+    /// The address of `count` values from `index` of `pointer`, checked to lie inside it and the heap, aligned.
+    private mutating func elements<T: BitwiseCopyable>(_ pointer: HeapPointer<T>, index: Int, count: Int) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        let bytes = try prepared()
+        let stride = MemoryLayout<T>.stride
+        let (start, overflowA) = index.multipliedReportingOverflow(by: stride)
+        let (length, overflowB) = count.multipliedReportingOverflow(by: stride)
+        guard index >= 0, count >= 0, index <= pointer.count, count <= pointer.count - index, !overflowA, !overflowB,
+              pointer.offset >= UInt64(L.firstBlock), pointer.offset <= UInt64(bytes.extent),
+              UInt64(start) <= UInt64(bytes.extent) - pointer.offset, UInt64(length) <= UInt64(bytes.extent) - pointer.offset - UInt64(start)
+        else {
+            throw SharedMemoryError(.outOfBounds, "\(count) values of \(T.self) from index \(index) of \(pointer) are not inside it and the heap's \(bytes.extent) bytes", region: name)
+        }
+        let offset = Int(pointer.offset) + start
+        guard (self.offset + offset) % MemoryLayout<T>.alignment == 0 else {
+            throw SharedMemoryError(.invalidArgument, "\(pointer) is not aligned for \(T.self)", region: name)
+        }
+        return bytes.base + offset
+    }
+
+    private static func typed<T: BitwiseCopyable>(_ entry: HeapDirectory.Entry, _ type: T.Type, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> HeapPointer<T> {
+        let wanted = HeapDirectory.TypeIdentity(T.self)
+        guard entry.type == wanted else {
+            throw SharedMemoryError(.typeMismatch, "the object \"\(name)\" holds \(entry.type.description), not \(wanted.description)", region: bytes.region)
+        }
+        return HeapPointer(offset: UInt64(entry.values), count: entry.count)
+    }
+
+    private mutating func findOrConstruct<T: BitwiseCopyable>(
+        _ name: String, repeating value: T, count: Int, mayExist: Bool
+    ) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
+        let key = try checkName(name)
+        guard count >= 0 else {
+            throw SharedMemoryError(.invalidArgument, "cannot construct \(count) values", region: self.name)
+        }
+        return try locked { (bytes) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) in
+            let directory = HeapDirectory(bytes: bytes)
+            if let found = try directory.find(key) {
+                guard mayExist else {
+                    throw SharedMemoryError(.alreadyExists, "the heap already has an object named \"\(name)\"; find it, or destroy it first", region: bytes.region)
+                }
+                return (try Self.typed(found.entry, T.self, name, bytes), false)
+            }
+            let made = try directory.construct(key, HeapDirectory.TypeIdentity(T.self), count: count) { address in
+                let values = address.bindMemory(to: T.self, capacity: count)
+                for index in 0..<count { values[index] = value }
+            }
+            guard let made else { throw try Self.noSpace(bytes, count * MemoryLayout<T>.stride + HeapDirectory.entryHeader + key.count) }
+            return (HeapPointer(offset: UInt64(made.values), count: count), true)
+        }
+    }
+}
+
+/// A named object in a ``SharedHeap``, as ``SharedHeap/namedObjects()`` lists it.
+public struct HeapObjectInfo: Sendable, Hashable {
+    /// Its name.
+    public var name: String
+    /// Its values' type, as `String(reflecting:)` spells it in the process that constructed it.
+    public var typeName: String
+    /// How many values it has.
+    public var count: Int
+    /// Bytes its values take (count × stride).
+    public var byteCount: Int
+    /// Where its values start, from the heap's start.
+    public var offset: UInt64
+
+    init(_ entry: HeapDirectory.Entry) {
+        name = String(decoding: entry.name, as: UTF8.self)
+        typeName = String(decoding: entry.type.name, as: UTF8.self)
+        count = entry.count
+        byteCount = entry.count * entry.type.stride
+        offset = UInt64(entry.values)
+    }
+}
