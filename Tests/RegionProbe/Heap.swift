@@ -15,7 +15,11 @@ import SharedMemory
 //   heap-format NAME
 //                   format the heap at 0 (SHM_HEAP_CRASH_AT=format.claimed kills it half way)
 //   heap-churn NAME SEED
-//                   attach, print `ok ready`, then allocate, free, construct and destroy at random until killed
+//                   attach, print `ok ready`, then allocate, free, construct and destroy at random until killed; and
+//                   update and remove keys of the map "churn-map" (key k always maps to 3k), append to and remove
+//                   from the array "churn-array" (element i is always i)
+//   map-add NAME COUNT
+//                   COUNT times, add 1 to the value of each key 0..<64 of the map "counts" (UInt32 -> UInt64)
 //   heap-wait-read NAME OBJECT
 //                   attach, print `ok attached`, wait for a line on standard input, then print `ok SUM COUNT` of the
 //                   UInt64 values of the named object OBJECT (found after the heap may have grown)
@@ -95,10 +99,24 @@ func heapProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws
         var heap = try SharedHeap(attaching: try attach(name))
         var random = ProbeRandom(UInt64(rest[0])!)
         var held: [HeapPointer<UInt8>] = []
+        let map = try SharedHashMap<UInt32, UInt64>.findOrCreate("churn-map", capacity: 64, in: &heap)
+        let array = try SharedArray<UInt64>.findOrCreate("churn-array", in: &heap)
         print("ok ready")
         fflush(nil)
         while true {
-            switch random.next(8) {
+            switch random.next(11) {
+            case 8:
+                let key = UInt32(random.next(100))
+                _ = try? map.updateValue(UInt64(key) * 3, forKey: key, in: &heap)
+            case 9:
+                try map.removeValue(forKey: UInt32(random.next(100)), in: &heap)
+            case 10:
+                let count = try array.count(in: &heap)
+                if count < 2000, random.next(3) != 0 {
+                    try array.append(contentsOf: (count..<count + 1 + random.next(20)).map { UInt64($0) }, in: &heap)
+                } else {
+                    try array.removeLast(in: &heap)
+                }
             case 0..<3 where held.count < 4:
                 if let block = try? heap.allocate(byteCount: 16 + random.next(1024), alignment: random.next(3) == 0 ? 128 : 16, zeroed: random.next(2) == 0) {
                     held.append(block)
@@ -111,6 +129,13 @@ func heapProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws
                 try heap.destroy("churn-\(random.next(8))")
             }
         }
+    case "map-add":
+        var heap = try SharedHeap(attaching: try attach(name))
+        let map = try SharedHashMap<UInt32, UInt64>.findOrCreate("counts", capacity: 128, in: &heap)
+        for _ in 0..<Int(rest[0])! {
+            for key in 0..<UInt32(64) { try map.modifyValue(forKey: key, initial: 0, in: &heap) { $0 += 1 } }
+        }
+        return ""
     case "heap-wait-read":
         var heap = try SharedHeap(attaching: try attach(name))
         print("ok attached")

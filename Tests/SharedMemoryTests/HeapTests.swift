@@ -101,22 +101,24 @@ struct HeapTests {
             expectError(.invalidArgument) { try heap.construct(long + "x", repeating: UInt8(1)) }
             expectError(.invalidArgument) { try heap.construct("", repeating: UInt8(1)) }
 
-            // Many names share the 512 buckets; each is found and destroyed exactly.
-            for index in 0..<2000 { _ = try heap.construct("item-\(index)", repeating: Int32(index), count: index % 7) }
-            try heap.verify()
-            for index in stride(from: 0, to: 2000, by: 2) { #expect(try heap.destroy("item-\(index)")) }
+            // More names than the header's 512 buckets hold at two a bucket: the directory moves to a block of its
+            // own (twice: 1024 names, then 4096); each name is still found and destroyed exactly.
+            for index in 0..<5000 { _ = try heap.construct("item-\(index)", repeating: Int32(index), count: index % 7) }
+            let before = try heap.verify()
+            #expect(before.namedObjects == 5003)
+            for index in stride(from: 0, to: 5000, by: 2) { #expect(try heap.destroy("item-\(index)")) }
             #expect(try !heap.destroy("item-0"))
-            for index in 0..<2000 {
+            for index in 0..<5000 {
                 let item = try heap.find("item-\(index)", as: Int32.self)
                 #expect((item == nil) == index.isMultiple(of: 2))
                 if let item, item.count > 0 { #expect(try heap.load(item, at: item.count - 1) == Int32(index)) }
             }
             let listed = try heap.namedObjects()
-            #expect(listed.count == 1000 + 3)
+            #expect(listed.count == 2500 + 3)
             let entry = try #require(listed.first { $0.name == "points" })
             #expect(entry.typeName == String(reflecting: Point.self))
             #expect(entry.count == 50 && entry.byteCount == 50 * MemoryLayout<Point>.stride && entry.offset == points.offset)
-            #expect(try heap.verify().namedObjects == 1003)
+            #expect(try heap.verify().namedObjects == 2503)
             // A named object is freed by destroy, never by deallocate.
             expectError(.invalidArgument) { try heap.deallocate(points) }
         }
@@ -227,15 +229,18 @@ struct HeapTests {
 
     static let crashPoints = [
         "allocate.unlinked", "allocate.split", "allocate.committed", "allocate.aligned", "free.unlinked", "free.committed",
-        "construct.allocated", "construct.written", "construct.live", "destroy.unlinked", "destroy.dying", "grow.extended",
+        "construct.allocated", "construct.written", "construct.live", "directory.relinked", "destroy.unlinked", "destroy.dying",
+        "grow.extended",
     ]
 
     @Test("a process killed at each point inside allocate, free, construct, destroy and grow leaves a heap the next one repairs", arguments: crashPoints)
     func killedAtEachPoint(point: String) throws {
         try Names.with(.posix) { name in
-            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 256 * 1024))
+            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 512 * 1024))
             let keep = try heap.construct("keep", repeating: UInt64(11), count: 4)
             _ = try heap.construct("doomed", repeating: UInt64(22), count: 4)
+            // 1024 names fill the header's 512 buckets to the brim: the probe's construct moves the directory.
+            for index in 0..<1022 { _ = try heap.construct("filler-\(index)", repeating: UInt32(index)) }
             let a = try heap.allocate(byteCount: 300)
             let b = try heap.allocate(byteCount: 300)
             _ = try heap.allocate(byteCount: 300)
@@ -256,6 +261,7 @@ struct HeapTests {
                 #expect(try heap.load(doomed, at: 3) == 22)
             }
             if point == "grow.extended" { #expect(after.size == before.size + 65536) }
+            for index in 0..<1022 { #expect(try heap.find("filler-\(index)", as: UInt32.self) != nil) }
             // And it goes on working: the process that was killed leaked at most what it had allocated.
             try heap.deallocate(a)
             var blocks: [HeapPointer<UInt8>] = []
@@ -273,6 +279,8 @@ struct HeapTests {
             var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 16 << 20))
             let keep = try heap.construct("keep", repeating: UInt64(0x600d), count: 16)
             let raw = try SharedMemory.open(name)
+            let map = try SharedHashMap<UInt32, UInt64>.findOrCreate("churn-map", capacity: 64, in: &heap)
+            let array = try SharedArray<UInt64>.findOrCreate("churn-array", in: &heap)
             var killed = 0, holdingTheLock = 0
             for round in 0..<1000 {
                 let churn = try Probe.start(["heap-churn", name.description, "\(round)"])
@@ -284,7 +292,9 @@ struct HeapTests {
                 if try raw.get(Int32.self, at: 64 + 8) != 0 { holdingTheLock += 1 }
                 try heap.verify()
                 #expect(try heap.load(keep, at: 15) == 0x600d)
-                for object in try heap.namedObjects() where object.name.hasPrefix("churn-") {
+                for (key, value) in try map.entries(in: &heap) { #expect(value == UInt64(key) * 3) }
+                #expect(try array.withSpan(in: &heap) { span in span.indices.allSatisfy { span[$0] == UInt64($0) } })
+                for object in try heap.namedObjects() where object.name.hasPrefix("churn-") && object.typeName == "Swift.UInt32" {
                     let values = try #require(try heap.find(object.name, as: UInt32.self))
                     #expect(try heap.withSpan(values) { span in span.indices.allSatisfy { span[$0] == 3 } })
                 }
@@ -402,6 +412,63 @@ struct HeapTests {
             #expect(foreign > 100)
             try raw.set(bytes: pristine, at: 0)
             try heap.verify()
+        }
+    }
+
+    @Test("a hash map and a growable array in the heap, shared by processes")
+    func containers() throws {
+        try Names.with(.posix) { name in
+            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 4 << 20))
+            let map = try SharedHashMap<UInt64, Point>.findOrCreate("points", capacity: 100, in: &heap)
+            #expect(map.capacity == 128)
+            #expect(try map.value(forKey: 1, in: &heap) == nil)
+            for key in 0..<UInt64(128) { #expect(try map.updateValue(Point(x: Int32(key), y: 0), forKey: key * 1000, in: &heap) == nil) }
+            expectError(.noSpace) { try map.updateValue(Point(x: 0, y: 0), forKey: 7, in: &heap) }
+            #expect(try map.updateValue(Point(x: 1, y: 1), forKey: 5000, in: &heap) == Point(x: 5, y: 0))  // full, but the key is there
+            #expect(try map.value(forKey: 5000, in: &heap) == Point(x: 1, y: 1))
+            for key in stride(from: 0, to: UInt64(128), by: 2) { #expect(try map.removeValue(forKey: key * 1000, in: &heap) != nil) }
+            #expect(try map.removeValue(forKey: 0, in: &heap) == nil)
+            #expect(try map.count(in: &heap) == 64)
+            for key in 0..<UInt64(128) {
+                let value = try map.value(forKey: key * 1000, in: &heap)
+                #expect((value == nil) == key.isMultiple(of: 2))
+            }
+            // Removed slots are reused.
+            for key in 0..<UInt64(64) { try map.updateValue(Point(x: 9, y: 9), forKey: 1_000_000 + key, in: &heap) }
+            #expect(try map.count(in: &heap) == 128)
+            expectError(.typeMismatch) { try SharedHashMap<UInt64, UInt64>.findOrCreate("points", capacity: 100, in: &heap) }
+            expectError(.invalidArgument) { try SharedHashMap<UInt64, UInt64>.create(capacity: 0, in: &heap) }
+            let sum = try map.modifyValue(forKey: 1_000_000, initial: Point(x: 0, y: 0), in: &heap) { $0.x += 1 }
+            #expect(sum == Point(x: 10, y: 9))
+
+            let array = try SharedArray<Point>.findOrCreate("trail", in: &heap)
+            #expect(try array.count(in: &heap) == 0)
+            #expect(try array.removeLast(in: &heap) == nil)
+            for index in 0..<1000 { try array.append(Point(x: Int32(index), y: -1), in: &heap) }
+            try array.append(contentsOf: (0..<500).map { Point(x: Int32($0), y: -2) }, in: &heap)
+            #expect(try array.count(in: &heap) == 1500)
+            #expect(try array.load(at: 999, in: &heap) == Point(x: 999, y: -1))
+            try array.store(Point(x: 0, y: 0), at: 999, in: &heap)
+            expectError(.outOfBounds) { try array.load(at: 1500, in: &heap) }
+            #expect(try array.removeLast(in: &heap) == Point(x: 499, y: -2))
+            #expect(try array.withSpan(in: &heap) { span in span.count == 1499 && span[998] == Point(x: 998, y: -1) })
+            expectError(.typeMismatch) { try SharedArray<UInt8>.findOrCreate("trail", in: &heap) }
+            // Only the current block is allocated: each move freed the one before.
+            let blocksBefore = try heap.verify().allocatedBlocks
+            try array.removeAll(in: &heap)
+            #expect(try heap.verify().allocatedBlocks == blocksBefore - 1)
+            let unnamed = try SharedArray<UInt8>.create(in: &heap)
+            try unnamed.append(contentsOf: Array(repeating: 1, count: 100), in: &heap)
+            try unnamed.removeAll(freeingHeader: true, in: &heap)
+            #expect(try heap.verify().allocatedBlocks == blocksBefore - 1)
+
+            // Four processes add to one map at once; no update is lost.
+            _ = try SharedHashMap<UInt32, UInt64>.findOrCreate("counts", capacity: 128, in: &heap)
+            let workers = try (0..<4).map { _ in try Probe.start(["map-add", name.description, "300"]) }
+            for worker in workers { #expect(worker.finish().lastLine == "ok") }
+            let counts = try SharedHashMap<UInt32, UInt64>.findOrCreate("counts", capacity: 128, in: &heap)
+            let entries = try counts.entries(in: &heap)
+            #expect(entries.count == 64 && entries.allSatisfy { $0.value == 1200 })
         }
     }
 }

@@ -56,6 +56,36 @@ struct BenchTests {
         }
     }
 
+    @Test("the heap against Boost.Interprocess: throughput in one process and four, named objects, overhead")
+    func heapAgainstBoost() throws {
+        let result = try Shm.run(["bench", "--quick", "--experiments", "heap", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = results.map { $0["name"] as? String ?? "" }
+        for expected in ["mixed 16 B-64 KiB, 1 process", "mixed 16 B-64 KiB, 4 processes", "named construct", "named find",
+                         "named destroy", "overhead per 64 B block", "overhead per named object"] {
+            #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")
+        }
+        // Boost's side is measured where its headers are installed (.ci/run installs libboost-dev), and otherwise
+        // every row says why it is missing.
+        let boost = FileManager.default.fileExists(atPath: "/usr/include/boost/interprocess/managed_shared_memory.hpp")
+        for m in results {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
+            let note = m["note"] as? String ?? ""
+            if boost {
+                #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+                #expect(note.contains("Boost.Interprocess"))
+            } else {
+                #expect(m["c"] == nil)
+                #expect(note.contains("Boost not installed"))
+            }
+        }
+        // The bytes per 64-byte block are exactly the 16-byte header.
+        let block = try #require(results.first { ($0["name"] as? String ?? "").hasPrefix("overhead per 64 B block") })
+        #expect((block["swift"] as? [String: Any])?["median"] as? Double == 16)
+    }
+
     @Test("the table, CSV and SVG outputs")
     func formats() throws {
         try withTemporaryDirectory { directory in

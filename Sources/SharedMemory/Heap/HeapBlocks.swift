@@ -27,7 +27,9 @@ enum HeapLayout {
     static let firstLevelMapAt = 40  // u64 (derived)
     static let namedCountAt = 48  // u64 (derived)
     static let freeBytesAt = 56  // u64 (derived)
-    static let mutexAt = 64  // pthread_mutex_t, at most 64 bytes
+    static let mutexAt = 64  // pthread_mutex_t, at most 40 bytes here
+    static let directoryAt = 112  // u64: the directory's bucket array, once it outgrew the header's (derived)
+    static let directoryCountAt = 120  // u64: its bucket count (derived)
     static let secondLevelMapsAt = 128  // u32 × firstLevels (derived)
     static let headsAt = 272  // u64 × firstLevels × secondLevels (derived)
     static let bucketsAt = 4624  // u64 × buckets (derived)
@@ -44,6 +46,8 @@ enum HeapLayout {
     static let freeFlag: UInt64 = 1
     static let namedFlag: UInt64 = 2
     static let endFlag: UInt64 = 4
+    /// The directory's bucket array, once it outgrew the header.
+    static let indexFlag: UInt64 = 8
     static let flagMask: UInt64 = 15
 
     static let formatting: UInt64 = 1
@@ -80,7 +84,9 @@ struct HeapBytes {
     let extent: Int
     /// Where the heap starts in the region (the alignment of an offset depends on it).
     let offset: Int
-    let region: RegionName
+    /// Errors made here name no region (copying a name on every operation costs more than the operation); the
+    /// heap adds its region's name to every error it passes on.
+    var region: RegionName? { nil }
 
     typealias L = HeapLayout
 
@@ -103,6 +109,29 @@ struct HeapBytes {
         SharedMemoryError(.foreign, "the heap's metadata does not add up (\(what)): a process wrote over it, or this is not a heap SharedMemory made; its data cannot be trusted", region: region)
     }
 
+    /// The address of `count` values from `index` of `pointer`, checked to lie inside it and the heap, aligned.
+    func address<T: BitwiseCopyable>(of pointer: HeapPointer<T>, index: Int, count: Int) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        try address(pointer.offset, covering: pointer.count, from: index, count: count, of: HeapValueLayout(T.self))
+    }
+
+    /// The address of `count` values from `index` of the `covering` values at `at`, checked to lie inside them and
+    /// the heap, and aligned.
+    func address(_ at: UInt64, covering: Int, from index: Int, count: Int, of layout: HeapValueLayout) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        let (start, overflowA) = index.multipliedReportingOverflow(by: layout.stride)
+        let (length, overflowB) = count.multipliedReportingOverflow(by: layout.stride)
+        guard index >= 0, count >= 0, index <= covering, count <= covering - index, !overflowA, !overflowB,
+              at >= UInt64(L.firstBlock), at <= UInt64(extent),
+              UInt64(start) <= UInt64(extent) - at, UInt64(length) <= UInt64(extent) - at - UInt64(start)
+        else {
+            throw SharedMemoryError(.outOfBounds, "\(count) values of \(layout.type) from index \(index) of the \(covering) at offset \(at) are not inside them and the heap's \(extent) bytes", region: region)
+        }
+        let offset = Int(at) + start
+        guard (self.offset + offset) % layout.alignment == 0 else {
+            throw SharedMemoryError(.invalidArgument, "offset \(at) is not aligned for \(layout.type)", region: region)
+        }
+        return base + offset
+    }
+
     // MARK: Blocks
 
     /// A block offset read from the heap, checked: aligned, past the header, with room for a block header.
@@ -123,8 +152,8 @@ struct HeapBytes {
                 throw corrupt("the end marker at \(b) reads \(value)")
             }
         } else {
-            guard size >= L.minimumBlock, size <= extent - L.blockHeader - b, flags & ~(L.freeFlag | L.namedFlag) == 0,
-                  flags != L.freeFlag | L.namedFlag
+            guard size >= L.minimumBlock, size <= extent - L.blockHeader - b,
+                  flags == 0 || flags == L.freeFlag || flags == L.namedFlag || flags == L.indexFlag
             else { throw corrupt("the block at \(b) says it has size \(size) and flags \(flags)") }
         }
         return (size, flags)
@@ -215,9 +244,8 @@ struct HeapBytes {
     /// Makes the free block at `b` (already off its list, `size` bytes) an allocated block of `want` bytes, splitting
     /// off the rest as a free block when it is big enough. A named block's entry state is set to 0 (constructing)
     /// before the block is, so that it can never be seen allocated with a stale state.
-    func carve(_ b: Int, size: Int, want: Int, named: Bool) {
-        if named { setWord(b + L.blockHeader, 0) }
-        let flags = named ? L.namedFlag : 0
+    func carve(_ b: Int, size: Int, want: Int, flags: UInt64) {
+        if flags == L.namedFlag { setWord(b + L.blockHeader, 0) }
         if size - want >= L.minimumBlock {
             let rest = b + want
             setPreviousSize(rest, want)
@@ -235,14 +263,14 @@ struct HeapBytes {
 
     /// Allocates a block whose payload holds `count` bytes aligned to `alignment` (a power of two up to a page), and
     /// returns the payload's offset; nil if no free block is big enough.
-    func allocate(_ count: Int, alignment: Int, named: Bool = false) throws(SharedMemoryError) -> Int? {
+    func allocate(_ count: Int, alignment: Int, flags: UInt64 = 0) throws(SharedMemoryError) -> Int? {
         guard let want = L.blockSize(forPayload: count) else { return nil }
         if alignment <= 16 {
             guard let b = try findFree(want) else { return nil }
             let size = try header(b).size
             try removeFree(b, size: size)
             HeapCrash.point("allocate.unlinked")
-            carve(b, size: size, want: want, named: named)
+            carve(b, size: size, want: want, flags: flags)
             return b + L.blockHeader
         }
         // Room for the block, a leading piece of at least a minimum block, and the alignment.
@@ -267,16 +295,19 @@ struct HeapBytes {
             b = aligned
             size -= gap
         }
-        carve(b, size: size, want: want, named: named)
+        carve(b, size: size, want: want, flags: flags)
         return payload
     }
 
     /// Frees the block whose payload is at `payload`, merging it with free neighbours. A payload that is not an
-    /// allocated block's (freed already, never allocated, a named object's when `named` is false) is refused.
-    func free(payload: Int, named: Bool = false) throws(SharedMemoryError) {
+    /// allocated block's (freed already, never allocated, a named object's or the directory's when `flags` is 0) is
+    /// refused.
+    func free(payload: Int, flags expected: UInt64 = 0) throws(SharedMemoryError) {
         let (b, size, flags) = try allocatedBlock(payload)
-        guard flags & (L.freeFlag | L.endFlag) == 0, (flags & L.namedFlag != 0) == named else {
-            let what = flags & L.freeFlag != 0 ? "is free already (freed twice?)" : named ? "is not a named object" : "is a named object: destroy it by name"
+        guard flags == expected else {
+            let what = flags & L.freeFlag != 0 ? "is free already (freed twice?)"
+                : flags == L.namedFlag ? "is a named object: destroy it by name"
+                : flags == L.indexFlag ? "is the heap's own directory" : "is not what was expected here"
             throw SharedMemoryError(.invalidArgument, "the block at offset \(payload) \(what)", region: region)
         }
         let next = b + size
@@ -321,16 +352,11 @@ struct HeapBytes {
     /// the successor check; one to a block allocated again passes (as in any allocator).
     private func allocatedBlock(_ payload: Int) throws(SharedMemoryError) -> (block: Int, size: Int, flags: UInt64) {
         let b = payload - L.blockHeader
-        let notABlock = SharedMemoryError(.invalidArgument, "offset \(payload) is not the start of a block this heap allocated (a stale or forged handle?)", region: region)
-        guard b >= L.firstBlock, b & 15 == 0, b <= extent - L.minimumBlock else { throw notABlock }
-        do {
-            let (size, flags) = try header(b)
-            guard word(b + size) == UInt64(size) else { throw notABlock }
-            _ = try header(b + size)
+        if b >= L.firstBlock, b & 15 == 0, b <= extent - L.minimumBlock, let (size, flags) = try? header(b),
+           word(b + size) == UInt64(size), (try? header(b + size)) != nil {
             return (b, size, flags)
-        } catch {
-            throw notABlock
         }
+        throw SharedMemoryError(.invalidArgument, "offset \(payload) is not the start of a block this heap allocated (a stale or forged handle?)", region: region)
     }
 
     /// The largest free block's size, looking only at the highest non-empty class (O(its list)).
@@ -366,7 +392,7 @@ struct HeapBytes {
         setPreviousSize(end, end - L.firstBlock)
         setWord(end + 8, UInt64(L.blockHeader) | L.endFlag)
         insertFree(L.firstBlock, size: end - L.firstBlock)
-        try RobustMutex(address: base + L.mutexAt, region: region).initialize()
+        try RobustMutex(address: base + L.mutexAt, region: nil).initialize()
         setWord(L.extentAt, UInt64(extent))
         setWord(L.generationAt, 0)
         base.storeBytes(of: L.major, toByteOffset: L.versionAt, as: UInt16.self)
@@ -385,7 +411,8 @@ struct HeapBytes {
             if word(b + 8) == UInt64(L.blockHeader) | L.endFlag, b + L.blockHeader <= extent { break }
             let (size, flags) = try header(b)
             var isFree = flags == L.freeFlag
-            if flags == L.namedFlag, word(b + L.blockHeader) != HeapDirectory.live {
+            // A named block not live was half constructed or half destroyed; the directory's bucket array is rebuilt.
+            if (flags == L.namedFlag && word(b + L.blockHeader) != HeapDirectory.live) || flags == L.indexFlag {
                 commit(b + 8, UInt64(size) | L.freeFlag)
                 isFree = true
             }
@@ -412,6 +439,8 @@ struct HeapBytes {
     /// Rebuilds the derived data (free lists, bitmaps, predecessor sizes, the directory, counters) from the chain.
     func rebuild() throws(SharedMemoryError) {
         (base + L.firstLevelMapAt).initializeMemory(as: UInt8.self, repeating: 0, count: 24)
+        setWord(L.directoryAt, 0)
+        setWord(L.directoryCountAt, 0)
         (base + L.secondLevelMapsAt).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - L.secondLevelMapsAt)
         var b = L.firstBlock
         var previousSize = 0
@@ -436,6 +465,7 @@ struct HeapBytes {
         var previousFree = false
         var freeBlocks = Set<Int>()
         var namedBlocks = Set<Int>()
+        var indexBlock: Int? = nil
         while true {
             guard word(b) == UInt64(previousSize) else { throw corrupt("the block at \(b) says its predecessor has \(word(b)) bytes, not \(previousSize)") }
             let (size, flags) = try header(b)
@@ -452,6 +482,12 @@ struct HeapBytes {
                 if flags == L.namedFlag {
                     guard word(b + L.blockHeader) == HeapDirectory.live else { throw corrupt("a named object at \(b) is half made or half destroyed") }
                     namedBlocks.insert(b)
+                }
+                if flags == L.indexFlag {
+                    guard indexBlock == nil else { throw corrupt("two blocks hold the directory") }
+                    indexBlock = b
+                    statistics.allocatedBlocks -= 1
+                    statistics.allocatedBytes -= size - L.blockHeader
                 }
             }
             previousFree = flags == L.freeFlag
@@ -483,14 +519,19 @@ struct HeapBytes {
         }
         guard freeBlocks.isEmpty else { throw corrupt("free blocks \(freeBlocks.sorted()) are on no list") }
         guard listed == statistics.freeBytes, word(L.freeBytesAt) == UInt64(listed) else { throw corrupt("the free byte count is wrong") }
-        statistics.namedObjects = try HeapDirectory(bytes: self).verify(namedBlocks)
+        let directory = HeapDirectory(bytes: self)
+        let buckets = try directory.buckets()
+        guard (buckets.at == L.bucketsAt) == (indexBlock == nil), indexBlock.map({ $0 + L.blockHeader == buckets.at }) ?? true else {
+            throw corrupt("the directory's bucket array is not the block that holds it")
+        }
+        statistics.namedObjects = try directory.verify(namedBlocks)
         return statistics
     }
 
     /// Grows the heap to `target` bytes (`mapped` are mapped here): writes the new end marker, sets the extent, then
     /// turns the old end marker into a free block (merged with a free predecessor) in one store.
     static func grow(_ old: HeapBytes, to target: Int) throws(SharedMemoryError) {
-        let grown = HeapBytes(base: old.base, extent: target, offset: old.offset, region: old.region)
+        let grown = HeapBytes(base: old.base, extent: target, offset: old.offset)
         let oldEnd = old.extent - L.blockHeader
         let newEnd = target - L.blockHeader
         guard try old.header(oldEnd).flags == L.endFlag else { throw old.corrupt("the heap does not end where its header says") }
@@ -524,7 +565,7 @@ public struct HeapStatistics: Sendable, Hashable {
     public var freeBlocks = 0
     /// The largest free block, header included: an allocation of up to this minus 16 bytes (16-byte aligned) fits.
     public var largestFreeBlock = 0
-    /// Allocated blocks (named objects included).
+    /// Allocated blocks (named objects included; not the directory's own bucket array, once it outgrew the header).
     public var allocatedBlocks = 0
     /// Payload bytes of the allocated blocks.
     public var allocatedBytes = 0

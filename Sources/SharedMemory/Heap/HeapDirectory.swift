@@ -1,3 +1,5 @@
+import Glibc
+
 // Named objects: each lives in one named block that holds its entry (name, type, count) and then its values. The
 // entry's state word is the truth (live or not); the hash chains from the header's 512 buckets are derived.
 //
@@ -18,46 +20,85 @@ struct HeapDirectory {
     typealias L = HeapLayout
 
     /// What a named object's values are: the type's name (`String(reflecting:)`) and layout, compared on every find.
-    struct TypeIdentity: Equatable {
+    struct TypeIdentity: Equatable, Sendable {
         let name: [UInt8]
         let size: Int
         let stride: Int
         let alignment: Int
 
-        init<T: BitwiseCopyable>(_ type: T.Type) {
-            name = Array(String(reflecting: type).utf8.prefix(HeapDirectory.maximumName))
-            size = MemoryLayout<T>.size
-            stride = MemoryLayout<T>.stride
-            alignment = MemoryLayout<T>.alignment
+        /// The identity of `type`, computed once per type and process (`String(reflecting:)` costs about a
+        /// microsecond, more than a find).
+        static func of(_ layout: HeapValueLayout) -> TypeIdentity {
+            known.withLock { known in
+                let key = ObjectIdentifier(layout.type)
+                if let identity = known[key] { return identity }
+                let identity = TypeIdentity(name: Array(String(reflecting: layout.type).utf8.prefix(HeapDirectory.maximumName)),
+                                            size: layout.size, stride: layout.stride, alignment: layout.alignment)
+                known[key] = identity
+                return identity
+            }
         }
 
-        init(name: [UInt8], size: Int, stride: Int, alignment: Int) {
-            self.name = name
-            self.size = size
-            self.stride = stride
-            self.alignment = alignment
-        }
+        /// Every type's identity, computed once per process (`String(reflecting:)` costs more than a find). Each heap
+        /// also keeps the last one it used, without a lock.
+        private static let known = Locked<[ObjectIdentifier: TypeIdentity]>([:])
 
         var description: String { "\(String(decoding: name, as: UTF8.self)) (size \(size), stride \(stride), alignment \(alignment))" }
     }
 
-    /// An entry, read and checked.
+    /// An entry, read and checked; its name and type name stay in the heap (``name(_:)``, ``type(_:)``).
     struct Entry {
         let block: Int
-        let name: [UInt8]
-        let type: TypeIdentity
+        let nameLength: Int
+        let typeLength: Int
+        let typeSize: Int
+        let stride: Int
+        let alignment: Int
         let count: Int
         let values: Int
+
+        var namesAt: Int { block + L.blockHeader + HeapDirectory.entryHeader }
+    }
+
+    func name(_ entry: Entry) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: bytes.base + entry.namesAt, count: entry.nameLength))
+    }
+
+    func type(_ entry: Entry) -> TypeIdentity {
+        TypeIdentity(name: Array(UnsafeRawBufferPointer(start: bytes.base + entry.namesAt + entry.nameLength, count: entry.typeLength)),
+                     size: entry.typeSize, stride: entry.stride, alignment: entry.alignment)
+    }
+
+    /// Whether the entry's values are of `type` (layout first, then the name where it lies).
+    func holds(_ entry: Entry, _ type: TypeIdentity) -> Bool {
+        guard entry.typeSize == type.size, entry.stride == type.stride, entry.alignment == type.alignment,
+              entry.typeLength == type.name.count else { return false }
+        return type.name.withUnsafeBytes { memcmp(bytes.base + entry.namesAt + entry.nameLength, $0.baseAddress!, $0.count) == 0 }
     }
 
     /// FNV-1a, 64-bit.
-    static func hash(_ name: [UInt8]) -> UInt64 {
+    static func hash(_ name: some Sequence<UInt8>) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in name { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
         return hash
     }
 
-    private func bucketAt(_ hash: UInt64) -> Int { L.bucketsAt + Int(hash % UInt64(L.buckets)) * 8 }
+    /// The bucket array: the header's 512, or the block it moved to when the names outgrew them (checked: a
+    /// power of two, inside the heap, in a block flagged as the directory's).
+    func buckets() throws(SharedMemoryError) -> (at: Int, count: Int) {
+        let at = bytes.word(L.directoryAt), count = bytes.word(L.directoryCountAt)
+        if at == 0 {
+            guard count == 0 else { throw bytes.corrupt("the directory has \(count) buckets in the header") }
+            return (L.bucketsAt, L.buckets)
+        }
+        guard count > UInt64(L.buckets), count & (count - 1) == 0, count <= UInt64(bytes.extent / 8),
+              at >= UInt64(L.firstBlock + L.blockHeader), at & 15 == 0, at <= UInt64(bytes.extent) - count * 8,
+              try bytes.header(Int(at) - L.blockHeader).flags == L.indexFlag
+        else { throw bytes.corrupt("the directory's bucket array (\(count) at \(at)) is not where it says") }
+        return (Int(at), Int(count))
+    }
+
+    private func bucketAt(_ hash: UInt64, _ buckets: (at: Int, count: Int)) -> Int { buckets.at + Int(hash & UInt64(buckets.count - 1)) * 8 }
 
     /// The entry in the named block at `b`, every field checked against the block.
     func entry(_ b: Int) throws(SharedMemoryError) -> Entry {
@@ -77,22 +118,23 @@ struct HeapDirectory {
               alignment <= L.maximumAlignment, typeSize <= stride, !overflow, values >= UInt64(namesEnd),
               values <= UInt64(b + size), length <= UInt64(b + size) - values, (bytes.offset + Int(values)) % alignment == 0
         else { throw bytes.corrupt("the named object at \(b) has an entry that does not fit its block") }
-        let name = Array(UnsafeRawBufferPointer(start: bytes.base + p + Self.entryHeader, count: nameLength))
-        let typeName = Array(UnsafeRawBufferPointer(start: bytes.base + p + Self.entryHeader + nameLength, count: typeLength))
-        return Entry(block: b, name: name, type: TypeIdentity(name: typeName, size: typeSize, stride: stride, alignment: alignment),
-                     count: Int(count), values: Int(values))
+        return Entry(block: b, nameLength: nameLength, typeLength: typeLength, typeSize: typeSize, stride: stride,
+                     alignment: alignment, count: Int(count), values: Int(values))
     }
 
     /// The live entry named `name`, and the entry before it in its bucket (nil if it is the first).
-    func find(_ name: [UInt8]) throws(SharedMemoryError) -> (entry: Entry, previous: Int?)? {
+    func find(_ name: UnsafeRawBufferPointer) throws(SharedMemoryError) -> (entry: Entry, previous: Int?)? {
         let hash = Self.hash(name)
-        var raw = bytes.word(bucketAt(hash))
+        var raw = bytes.word(bucketAt(hash, try buckets()))
         var previous: Int? = nil
         var hops = 0
         while raw != 0 {
             let b = try bytes.block(raw, "a directory link")
-            let entry = try entry(b)
-            if bytes.word(b + L.blockHeader + 8) == hash, entry.name == name { return (entry, previous) }
+            guard try bytes.header(b).flags == L.namedFlag else { throw bytes.corrupt("the directory points at \(b), which is not a named object") }
+            // The hash and the name are compared where they lie; only the match is read whole (and checked).
+            if bytes.word(b + L.blockHeader + 8) == hash, matches(b, name) {
+                return (try entry(b), previous)
+            }
             hops += 1
             guard hops <= bytes.extent / L.minimumBlock else { throw bytes.corrupt("a directory chain loops") }
             previous = b
@@ -101,9 +143,18 @@ struct HeapDirectory {
         return nil
     }
 
+    /// Whether the entry at `b` has the name `name` (its length first, then its bytes; a length that does not fit
+    /// the block is no match here, and `foreign` when the entry is read).
+    private func matches(_ b: Int, _ name: UnsafeRawBufferPointer) -> Bool {
+        let p = b + L.blockHeader
+        guard Int(bytes.base.load(fromByteOffset: p + 44, as: UInt16.self)) == name.count,
+              p + Self.entryHeader + name.count <= bytes.extent else { return false }
+        return memcmp(bytes.base + p + Self.entryHeader, name.baseAddress!, name.count) == 0
+    }
+
     /// Makes a named object of `count` values of `type`, initialised by `initialize` (given the values' address),
     /// and publishes it; nil if there is no room.
-    func construct(_ name: [UInt8], _ type: TypeIdentity, count: Int, _ initialize: (UnsafeMutableRawPointer) -> Void) throws(SharedMemoryError) -> Entry? {
+    func construct(_ name: UnsafeRawBufferPointer, _ type: TypeIdentity, count: Int, _ initialize: (UnsafeMutableRawPointer) -> Void) throws(SharedMemoryError) -> Entry? {
         let namesLength = Self.entryHeader + name.count + type.name.count
         let (length, overflow) = count.multipliedReportingOverflow(by: type.stride)
         guard !overflow, length <= L.maximumExtent else { return nil }
@@ -111,7 +162,7 @@ struct HeapDirectory {
         // The values start at the first aligned offset after the names; asking for the payload aligned as they must
         // be keeps that padding under one alignment.
         let padded = (namesLength + alignment - 1) & ~(alignment - 1)
-        guard let p = try bytes.allocate(padded + length, alignment: alignment, named: true) else { return nil }
+        guard let p = try bytes.allocate(padded + length, alignment: alignment, flags: L.namedFlag) else { return nil }
         HeapCrash.point("construct.allocated")
         let b = p - L.blockHeader
         let values = p + padded
@@ -124,13 +175,14 @@ struct HeapDirectory {
         bytes.base.storeBytes(of: UInt16(name.count), toByteOffset: p + 44, as: UInt16.self)
         bytes.base.storeBytes(of: UInt16(type.name.count), toByteOffset: p + 46, as: UInt16.self)
         bytes.setWord(p + 48, UInt64(values))
-        name.withUnsafeBytes { (bytes.base + p + Self.entryHeader).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        (bytes.base + p + Self.entryHeader).copyMemory(from: name.baseAddress!, byteCount: name.count)
         type.name.withUnsafeBytes { (bytes.base + p + Self.entryHeader + name.count).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         initialize(bytes.base + values)
         HeapCrash.point("construct.written")
         bytes.commit(p, Self.live)
         HeapCrash.point("construct.live")
         try link(b)
+        try growIfCrowded()
         return try entry(b)
     }
 
@@ -138,10 +190,41 @@ struct HeapDirectory {
     func link(_ b: Int) throws(SharedMemoryError) {
         let p = b + L.blockHeader
         guard bytes.word(p) == Self.live else { return }
-        let bucket = bucketAt(bytes.word(p + 8))
+        let bucket = bucketAt(bytes.word(p + 8), try buckets())
         bytes.setWord(p + 16, bytes.word(bucket))
         bytes.setWord(bucket, UInt64(b))
         bytes.setWord(L.namedCountAt, bytes.word(L.namedCountAt) &+ 1)
+    }
+
+    /// When there are more than two names a bucket, moves the directory to a bucket array four times as big (a
+    /// block of its own): every entry is relinked into it, then the header points at it, then the old array (if it
+    /// was a block) is freed. A process killed half way leaves chains the next locker's repair rebuilds (the
+    /// buckets are derived from the named blocks). Without room for the new array, the directory stays as it is.
+    func growIfCrowded() throws(SharedMemoryError) {
+        let old = try buckets()
+        guard bytes.word(L.namedCountAt) > UInt64(2 * old.count) else { return }
+        let count = old.count * 4
+        guard let at = try bytes.allocate(count * 8, alignment: 16, flags: L.indexFlag) else { return }
+        (bytes.base + at).initializeMemory(as: UInt8.self, repeating: 0, count: count * 8)
+        let new = (at: at, count: count)
+        for bucket in 0..<old.count {
+            var raw = bytes.word(old.at + bucket * 8)
+            var hops = 0
+            while raw != 0 {
+                let b = try bytes.block(raw, "a directory link")
+                let p = b + L.blockHeader
+                raw = bytes.word(p + 16)
+                let slot = bucketAt(bytes.word(p + 8), new)
+                bytes.setWord(p + 16, bytes.word(slot))
+                bytes.setWord(slot, UInt64(b))
+                hops += 1
+                guard hops <= bytes.extent / L.minimumBlock else { throw bytes.corrupt("a directory chain loops") }
+            }
+        }
+        HeapCrash.point("directory.relinked")
+        bytes.setWord(L.directoryAt, UInt64(at))
+        bytes.setWord(L.directoryCountAt, UInt64(count))
+        if old.at != L.bucketsAt { try bytes.free(payload: old.at, flags: L.indexFlag) }
     }
 
     /// Takes the entry out of its bucket, marks it dying, and frees its block.
@@ -152,21 +235,22 @@ struct HeapDirectory {
         if let previous = found.previous {
             bytes.setWord(previous + L.blockHeader + 16, next)
         } else {
-            bytes.setWord(bucketAt(bytes.word(p + 8)), next)
+            bytes.setWord(bucketAt(bytes.word(p + 8), try buckets()), next)
         }
         bytes.setWord(L.namedCountAt, bytes.word(L.namedCountAt) &- 1)
         HeapCrash.point("destroy.unlinked")
         bytes.commit(p, Self.dying)
         HeapCrash.point("destroy.dying")
-        try bytes.free(payload: p, named: true)
+        try bytes.free(payload: p, flags: L.namedFlag)
     }
 
     /// Every live entry, bucket by bucket.
     func all() throws(SharedMemoryError) -> [Entry] {
         var entries: [Entry] = []
         var hops = 0
-        for bucket in 0..<L.buckets {
-            var raw = bytes.word(L.bucketsAt + bucket * 8)
+        let buckets = try buckets()
+        for bucket in 0..<buckets.count {
+            var raw = bytes.word(buckets.at + bucket * 8)
             while raw != 0 {
                 let b = try bytes.block(raw, "a directory link")
                 entries.append(try entry(b))
@@ -182,13 +266,14 @@ struct HeapDirectory {
     /// of its hash, and that the count agrees; returns the count.
     func verify(_ named: Set<Int>) throws(SharedMemoryError) -> Int {
         var remaining = named
-        for bucket in 0..<L.buckets {
-            var raw = bytes.word(L.bucketsAt + bucket * 8)
+        let buckets = try buckets()
+        for bucket in 0..<buckets.count {
+            var raw = bytes.word(buckets.at + bucket * 8)
             while raw != 0 {
                 let b = try bytes.block(raw, "a directory link")
-                let entry = try entry(b)
+                let name = name(try entry(b))
                 guard remaining.remove(b) != nil else { throw bytes.corrupt("the directory lists \(b) twice, or a block that is not named") }
-                guard Self.hash(entry.name) == bytes.word(b + L.blockHeader + 8), bucketAt(Self.hash(entry.name)) == L.bucketsAt + bucket * 8 else {
+                guard Self.hash(name) == bytes.word(b + L.blockHeader + 8), bucketAt(Self.hash(name), buckets) == buckets.at + bucket * 8 else {
                     throw bytes.corrupt("the named object at \(b) is in the wrong bucket")
                 }
                 raw = bytes.word(b + L.blockHeader + 16)

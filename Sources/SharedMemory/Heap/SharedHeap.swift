@@ -33,6 +33,12 @@ public struct SharedHeap: ~Copyable {
     private var region: AnyRegion
     /// Where the heap starts in its region, in bytes.
     public let offset: Int
+    /// The heap's start in this process's mapping, and how many of its bytes are mapped: read from the region once
+    /// and after every remap, not on every operation.
+    private var base: UnsafeMutableRawPointer
+    private var mapped: Int
+    /// The identity of the type this heap's last find or construct named.
+    private var lastType: (type: ObjectIdentifier, identity: HeapDirectory.TypeIdentity)?
 
     /// The smallest heap, in bytes: its header (free-list heads and the directory's buckets, 8.5 KiB) and room to
     /// allocate.
@@ -51,8 +57,10 @@ public struct SharedHeap: ~Copyable {
     ///
     /// On error the region is detached (it was given to the heap).
     public init(formatting region: consuming AnyRegion, at offset: Int = 0) throws(SharedMemoryError) {
-        self.region = region
         self.offset = offset
+        (base, mapped) = Self.place(region, offset)
+        lastType = nil
+        self.region = region
         try checkPlace()
         guard try claimFormat() else {
             throw SharedMemoryError(.alreadyExists, "a heap is already formatted at offset \(offset), or another process is formatting one; attach to it instead", region: self.region.name)
@@ -66,8 +74,10 @@ public struct SharedHeap: ~Copyable {
     /// A heap whose formatting process died before finishing is ``SharedMemoryError/Code/notReady`` at once, with
     /// that process's id: nothing is waited for, and ``init(formatting:at:)`` may format it again.
     public init(attaching region: consuming AnyRegion, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
-        self.region = region
         self.offset = offset
+        (base, mapped) = Self.place(region, offset)
+        lastType = nil
+        self.region = region
         try checkPlace()
         let deadline = MessageRing.deadline(after: timeout)!
         while try !attachIfReady(deadline: deadline) {}
@@ -77,8 +87,10 @@ public struct SharedHeap: ~Copyable {
     /// died: the way for processes that start in any order. Two processes doing this at once get one heap. Waits up
     /// to `timeout` while another process formats it.
     public init(formattingOrAttaching region: consuming AnyRegion, at offset: Int = 0, timeout: Duration = .seconds(5)) throws(SharedMemoryError) {
-        self.region = region
         self.offset = offset
+        (base, mapped) = Self.place(region, offset)
+        lastType = nil
+        self.region = region
         try checkPlace()
         let deadline = MessageRing.deadline(after: timeout)!
         while true {
@@ -115,19 +127,16 @@ public struct SharedHeap: ~Copyable {
     }
 
     /// Allocates room for `count` values of `type`, aligned for it; zeroed if asked.
+    @inlinable
     public mutating func allocate<T: BitwiseCopyable>(_ type: T.Type, count: Int = 1, zeroed: Bool = false) throws(SharedMemoryError) -> HeapPointer<T> {
-        let (length, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
-        guard count >= 0, !overflow else {
-            throw SharedMemoryError(.invalidArgument, "cannot allocate \(count) values of \(T.self)", region: name)
-        }
-        let block = try allocate(byteCount: length, alignment: max(MemoryLayout<T>.alignment, 1), zeroed: zeroed)
-        return HeapPointer(offset: block.offset, count: count)
+        HeapPointer(offset: try allocate(count: count, of: HeapValueLayout(T.self), zeroed: zeroed), count: count)
     }
 
     /// Allocates `count` values of `type`, each set to `value`.
+    @inlinable
     public mutating func allocate<T: BitwiseCopyable>(repeating value: T, count: Int = 1) throws(SharedMemoryError) -> HeapPointer<T> {
         let pointer = try allocate(T.self, count: count)
-        let values = try elements(pointer, index: 0, count: count).bindMemory(to: T.self, capacity: count)
+        let values = try address(pointer.offset, covering: count, from: 0, count: count, of: HeapValueLayout(T.self)).bindMemory(to: T.self, capacity: count)
         for index in 0..<count { values[index] = value }
         return pointer
     }
@@ -135,54 +144,52 @@ public struct SharedHeap: ~Copyable {
     /// Frees what ``allocate(byteCount:alignment:zeroed:)`` returned. A handle that is not an allocated block's
     /// start (freed already, forged, a named object's) is ``SharedMemoryError/Code/invalidArgument``, and nothing
     /// is freed; one whose block was freed and allocated again frees the new block (as in any allocator).
+    @inlinable
     public mutating func deallocate<T: BitwiseCopyable>(_ pointer: HeapPointer<T>) throws(SharedMemoryError) {
-        guard pointer.offset <= UInt64(L.maximumExtent) else {
-            throw SharedMemoryError(.invalidArgument, "offset \(pointer.offset) is not a block this heap allocated", region: name)
-        }
-        try locked { (bytes) throws(SharedMemoryError) in try bytes.free(payload: Int(pointer.offset)) }
+        try deallocate(offset: pointer.offset)
     }
 
     /// The bytes the block really has (at least what was asked for; the rest of its 16-byte rounding or an unsplit
     /// remainder).
+    @inlinable
     public mutating func usableSize<T: BitwiseCopyable>(of pointer: HeapPointer<T>) throws(SharedMemoryError) -> Int {
-        guard pointer.offset <= UInt64(L.maximumExtent) else {
-            throw SharedMemoryError(.invalidArgument, "offset \(pointer.offset) is not a block this heap allocated", region: name)
-        }
-        return try locked { (bytes) throws(SharedMemoryError) in try bytes.usableSize(payload: Int(pointer.offset)) }
+        try usableSize(offset: pointer.offset)
     }
 
     // MARK: Reading and writing values
 
     /// The value at `index` of what `pointer` covers. Throws ``SharedMemoryError/Code/outOfBounds`` if the index or
     /// the handle is outside it or the heap.
+    @inlinable
     public mutating func load<T: BitwiseCopyable>(_ pointer: HeapPointer<T>, at index: Int = 0) throws(SharedMemoryError) -> T {
-        let address = try elements(pointer, index: index, count: 1)
-        return address.load(as: T.self)
+        try address(pointer.offset, covering: pointer.count, from: index, count: 1, of: HeapValueLayout(T.self)).load(as: T.self)
     }
 
     /// Stores `value` at `index` of what `pointer` covers.
+    @inlinable
     public mutating func store<T: BitwiseCopyable>(_ value: T, to pointer: HeapPointer<T>, at index: Int = 0) throws(SharedMemoryError) {
-        let address = try elements(pointer, index: index, count: 1)
-        address.storeBytes(of: value, as: T.self)
+        try address(pointer.offset, covering: pointer.count, from: index, count: 1, of: HeapValueLayout(T.self)).storeBytes(of: value, as: T.self)
     }
 
     /// Calls `body` with the values `pointer` covers as a `Span`, which cannot leave `body`. Errors from `body` pass
     /// through as they are.
+    @inlinable
     public mutating func withSpan<T: BitwiseCopyable, R: ~Copyable, E: Error>(
         _ pointer: HeapPointer<T>, _ body: (Span<T>) throws(E) -> R
     ) throws -> R {
-        let address = try elements(pointer, index: 0, count: pointer.count)
-        let buffer = UnsafeBufferPointer(start: address.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
+        let start = try address(pointer.offset, covering: pointer.count, from: 0, count: pointer.count, of: HeapValueLayout(T.self))
+        let buffer = UnsafeBufferPointer(start: start.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
         return try body(Span(_unsafeElements: buffer))
     }
 
     /// Calls `body` with the values `pointer` covers as a `MutableSpan`, which cannot leave `body`. Errors from
     /// `body` pass through as they are.
+    @inlinable
     public mutating func withMutableSpan<T: BitwiseCopyable, R: ~Copyable, E: Error>(
         _ pointer: HeapPointer<T>, _ body: (inout MutableSpan<T>) throws(E) -> R
     ) throws -> R {
-        let address = try elements(pointer, index: 0, count: pointer.count)
-        let buffer = UnsafeMutableBufferPointer(start: address.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
+        let start = try address(pointer.offset, covering: pointer.count, from: 0, count: pointer.count, of: HeapValueLayout(T.self))
+        let buffer = UnsafeMutableBufferPointer(start: start.bindMemory(to: T.self, capacity: pointer.count), count: pointer.count)
         var span = MutableSpan(_unsafeElements: buffer)
         defer {
             let same = span.count == buffer.count && span.withUnsafeBufferPointer { $0.baseAddress == UnsafePointer(buffer.baseAddress) }
@@ -195,45 +202,56 @@ public struct SharedHeap: ~Copyable {
 
     /// Makes a named object: `count` values of `T`, each set to `value`, findable by `name` from every process.
     /// Throws ``SharedMemoryError/Code/alreadyExists`` if the name is taken (the object is left alone).
+    @inlinable
     public mutating func construct<T: BitwiseCopyable>(_ name: String, repeating value: T, count: Int = 1) throws(SharedMemoryError) -> HeapPointer<T> {
-        let result = try findOrConstruct(name, repeating: value, count: count, mayExist: false)
-        return result.pointer
+        let made = try findOrConstruct(name, count: count, of: HeapValueLayout(T.self), mayExist: false) { address in
+            let values = address.bindMemory(to: T.self, capacity: count)
+            for index in 0..<count { values[index] = value }
+        }
+        return HeapPointer(offset: made.offset, count: made.count)
     }
 
     /// The named object `name`, or `nil` if there is none. Its values must be of type `T`, as it was constructed
     /// (the type's name and layout are compared): another type is ``SharedMemoryError/Code/typeMismatch``, never
     /// a reinterpretation.
+    @inlinable
     public mutating func find<T: BitwiseCopyable>(_ name: String, as type: T.Type = T.self) throws(SharedMemoryError) -> HeapPointer<T>? {
-        let key = try checkName(name)
-        return try locked { (bytes) throws(SharedMemoryError) -> HeapPointer<T>? in
-            guard let found = try HeapDirectory(bytes: bytes).find(key) else { return nil }
-            return try Self.typed(found.entry, T.self, name, bytes)
-        }
+        guard let found = try find(name, of: HeapValueLayout(T.self)) else { return nil }
+        return HeapPointer(offset: found.offset, count: found.count)
     }
 
     /// The named object `name` if it exists (of type `T`, as ``find(_:as:)`` checks), or a new one of `count` values
     /// set to `value`; `created` says which. Race-free: of processes doing this at once, one constructs and the
     /// others find its object.
+    @inlinable
     public mutating func findOrConstruct<T: BitwiseCopyable>(_ name: String, repeating value: T, count: Int = 1) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
-        try findOrConstruct(name, repeating: value, count: count, mayExist: true)
+        let made = try findOrConstruct(name, count: count, of: HeapValueLayout(T.self), mayExist: true) { address in
+            let values = address.bindMemory(to: T.self, capacity: count)
+            for index in 0..<count { values[index] = value }
+        }
+        return (HeapPointer(offset: made.offset, count: made.count), made.created)
     }
 
     /// Destroys the named object `name` and frees its memory; whether there was one. Handles to it are then stale.
     @discardableResult
     public mutating func destroy(_ name: String) throws(SharedMemoryError) -> Bool {
-        let key = try checkName(name)
-        return try locked { (bytes) throws(SharedMemoryError) -> Bool in
-            let directory = HeapDirectory(bytes: bytes)
-            guard let found = try directory.find(key) else { return false }
-            try directory.destroy(found)
-            return true
+        try withName(name) { (heap, key) throws(SharedMemoryError) -> Bool in
+            try heap.locked { (bytes) throws(SharedMemoryError) -> Bool in
+                let directory = HeapDirectory(bytes: bytes)
+                guard let found = try directory.find(key) else { return false }
+                try directory.destroy(found)
+                return true
+            }
         }
     }
 
     /// Every named object: its name, type and size.
     public mutating func namedObjects() throws(SharedMemoryError) -> [HeapObjectInfo] {
-        let entries = try locked { (bytes) throws(SharedMemoryError) in try HeapDirectory(bytes: bytes).all() }
-        return entries.map(HeapObjectInfo.init).sorted { $0.name < $1.name }
+        let entries = try locked { (bytes) throws(SharedMemoryError) in
+            let directory = HeapDirectory(bytes: bytes)
+            return try directory.all().map { HeapObjectInfo($0, directory) }
+        }
+        return entries.sorted { $0.name < $1.name }
     }
 
     // MARK: The whole heap
@@ -271,14 +289,18 @@ public struct SharedHeap: ~Copyable {
             throw error
         }
         try mutex.unlock()
-        try region.remap()
+        try remap()
         (bytes, mutex) = try lock()
         defer { try? mutex.unlock() }
         guard target > bytes.extent else { return }
-        guard region.size - offset >= target else {
+        guard mapped >= target else {
             throw SharedMemoryError(.removed, "the region is smaller than it was just grown to: another process shrank it", region: name)
         }
-        try HeapBytes.grow(bytes, to: target)
+        do {
+            try HeapBytes.grow(bytes, to: target)
+        } catch {
+            throw named(error)
+        }
     }
 
     // MARK: Internals
@@ -290,12 +312,24 @@ public struct SharedHeap: ~Copyable {
         guard offset >= 0, offset % 64 == 0 else {
             throw SharedMemoryError(.invalidArgument, "a heap's offset must be a multiple of 64; \(offset) is not", region: name)
         }
-        guard region.size - offset >= L.minimumSize else {
+        guard mapped >= L.minimumSize else {
             throw SharedMemoryError(.invalidArgument, "a heap needs at least \(L.minimumSize) bytes; the region has \(max(region.size - offset, 0)) after offset \(offset)", region: name)
         }
     }
 
-    private var base: UnsafeMutableRawPointer { region.mapping.base! + offset }
+    /// Where the heap starts in `region`'s mapping and how much of it is mapped (a pointer one past a zero-size
+    /// mapping's start when the region is too small, which ``checkPlace()`` refuses before anything reads it).
+    private static func place(_ region: borrowing AnyRegion, _ offset: Int) -> (UnsafeMutableRawPointer, Int) {
+        let mapping = region.mapping
+        let size = mapping.size - offset
+        guard let start = mapping.base, offset >= 0, size > 0 else { return (UnsafeMutableRawPointer(bitPattern: 0x1000)!, 0) }
+        return (start + offset, size)
+    }
+
+    private mutating func remap() throws(SharedMemoryError) {
+        try region.remap()
+        (base, mapped) = Self.place(region, offset)
+    }
 
     private func formatWord() -> UnsafeAtomic<UInt64> {
         UnsafeAtomic(at: (base + L.formatAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
@@ -325,11 +359,11 @@ public struct SharedHeap: ~Copyable {
     }
 
     private mutating func formatClaimed() throws(SharedMemoryError) {
-        let extent = (region.size - offset) & ~15
+        let extent = mapped & ~15
         guard extent <= L.maximumExtent else {
             throw SharedMemoryError(.invalidArgument, "a heap can have at most \(L.maximumExtent) bytes", region: name)
         }
-        let bytes = HeapBytes(base: base, extent: extent, offset: offset, region: name)
+        let bytes = HeapBytes(base: base, extent: extent, offset: offset)
         HeapCrash.point("format.claimed")
         try bytes.format()
         formatWord().store(UInt64(UInt32(getpid())) << 32 | L.ready, ordering: .releasing)
@@ -372,23 +406,35 @@ public struct SharedHeap: ~Copyable {
 
     /// The heap's bytes for an operation: remaps first if another process grew the heap past this mapping.
     private mutating func prepared() throws(SharedMemoryError) -> HeapBytes {
-        var claimed = Int(truncatingIfNeeded: UnsafeAtomic<UInt64>(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self)).load(ordering: .acquiring))
-        if claimed > region.size - offset, claimed <= L.maximumExtent {
-            try region.remap()
-            claimed = Int(truncatingIfNeeded: UnsafeAtomic<UInt64>(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self)).load(ordering: .acquiring))
+        var claimed = Int(truncatingIfNeeded: extentWord().load(ordering: .acquiring))
+        if claimed > mapped, claimed <= L.maximumExtent {
+            try remap()
+            claimed = Int(truncatingIfNeeded: extentWord().load(ordering: .acquiring))
         }
-        guard claimed >= L.minimumSize, claimed & 15 == 0, claimed <= region.size - offset else {
-            throw SharedMemoryError(.foreign, "the heap's header says it has \(claimed) bytes, but the region has \(region.size - offset) after offset \(offset)", region: name)
+        guard claimed >= L.minimumSize, claimed & 15 == 0, claimed <= mapped else {
+            throw SharedMemoryError(.foreign, "the heap's header says it has \(claimed) bytes, but the region has \(mapped) after offset \(offset)", region: name)
         }
-        return HeapBytes(base: base, extent: claimed, offset: offset, region: name)
+        return HeapBytes(base: base, extent: claimed, offset: offset)
+    }
+
+    private func extentWord() -> UnsafeAtomic<UInt64> {
+        UnsafeAtomic(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }
 
     /// Takes the heap's lock with the heap mapped whole, repairing first if a process died holding it. The mapping
     /// never moves while the lock is held (the kernel finds a dead owner's robust mutex by its address).
     private mutating func lock() throws(SharedMemoryError) -> (HeapBytes, RobustMutex) {
+        do {
+            return try lockUnnamed()
+        } catch {
+            throw named(error)
+        }
+    }
+
+    private mutating func lockUnnamed() throws(SharedMemoryError) -> (HeapBytes, RobustMutex) {
         while true {
             var bytes = try prepared()
-            let mutex = RobustMutex(address: bytes.base + L.mutexAt, region: name)
+            let mutex = RobustMutex(address: bytes.base + L.mutexAt, region: nil)
             if try mutex.lock() == .ownerDied {
                 bytes.setWord32(L.needsRepairAt, 1)
                 try mutex.markConsistent()
@@ -396,8 +442,8 @@ public struct SharedHeap: ~Copyable {
             let claimed = Int(truncatingIfNeeded: bytes.word(L.extentAt))
             if claimed != bytes.extent {
                 // Another process grew the heap between the look and the lock.
-                if claimed <= region.size - offset {
-                    bytes = HeapBytes(base: bytes.base, extent: claimed, offset: offset, region: name)
+                if claimed <= mapped {
+                    bytes = HeapBytes(base: bytes.base, extent: claimed, offset: offset)
                 } else {
                     try mutex.unlock()
                     continue
@@ -416,10 +462,22 @@ public struct SharedHeap: ~Copyable {
         }
     }
 
-    private mutating func locked<R>(_ body: (HeapBytes) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
+    /// Runs `body` holding the heap's lock (the containers' operations run this way too).
+    mutating func locked<R>(_ body: (HeapBytes) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
         let (bytes, mutex) = try lock()
         defer { try? mutex.unlock() }
-        return try body(bytes)
+        do {
+            return try body(bytes)
+        } catch {
+            throw named(error)
+        }
+    }
+
+    /// `error` with this heap's region named, if it names none (errors made under the lock do not).
+    private func named(_ error: SharedMemoryError) -> SharedMemoryError {
+        var error = error
+        if error.region == nil { error.region = name }
+        return error
     }
 
     private func checkAlignment(_ alignment: Int) throws(SharedMemoryError) {
@@ -428,12 +486,23 @@ public struct SharedHeap: ~Copyable {
         }
     }
 
-    private func checkName(_ name: String) throws(SharedMemoryError) -> [UInt8] {
-        let bytes = Array(name.utf8)
-        guard !bytes.isEmpty, bytes.count <= HeapDirectory.maximumName else {
-            throw SharedMemoryError(.invalidArgument, "an object's name must have 1 to \(HeapDirectory.maximumName) bytes of UTF-8; this one has \(bytes.count)", region: self.name)
+    /// Calls `body` with the name's UTF-8 bytes in place (no copy), after checking its length.
+    private mutating func withName<R>(
+        _ name: String, _ body: (inout SharedHeap, UnsafeRawBufferPointer) throws(SharedMemoryError) -> R
+    ) throws(SharedMemoryError) -> R {
+        var name = name
+        let count = name.utf8.count
+        guard count > 0, count <= HeapDirectory.maximumName else {
+            throw SharedMemoryError(.invalidArgument, "an object's name must have 1 to \(HeapDirectory.maximumName) bytes of UTF-8; this one has \(count)", region: self.name)
         }
-        return bytes
+        let result = name.withUTF8 { (utf8) -> Result<R, SharedMemoryError> in
+            do throws(SharedMemoryError) {
+                return .success(try body(&self, UnsafeRawBufferPointer(utf8)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
     }
 
     private static func noSpace(_ bytes: HeapBytes, _ count: Int) throws(SharedMemoryError) -> SharedMemoryError {
@@ -442,55 +511,120 @@ public struct SharedHeap: ~Copyable {
         return SharedMemoryError(.noSpace, "no free block holds \(count) bytes: \(free) bytes are free, the largest free block holds \(max(largest - L.blockHeader, 0)); free some, or grow the heap", region: bytes.region)
     }
 
-    /// The address of `count` values from `index` of `pointer`, checked to lie inside it and the heap, aligned.
-    private mutating func elements<T: BitwiseCopyable>(_ pointer: HeapPointer<T>, index: Int, count: Int) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
-        let bytes = try prepared()
-        let stride = MemoryLayout<T>.stride
-        let (start, overflowA) = index.multipliedReportingOverflow(by: stride)
-        let (length, overflowB) = count.multipliedReportingOverflow(by: stride)
-        guard index >= 0, count >= 0, index <= pointer.count, count <= pointer.count - index, !overflowA, !overflowB,
-              pointer.offset >= UInt64(L.firstBlock), pointer.offset <= UInt64(bytes.extent),
-              UInt64(start) <= UInt64(bytes.extent) - pointer.offset, UInt64(length) <= UInt64(bytes.extent) - pointer.offset - UInt64(start)
-        else {
-            throw SharedMemoryError(.outOfBounds, "\(count) values of \(T.self) from index \(index) of \(pointer) are not inside it and the heap's \(bytes.extent) bytes", region: name)
+    // MARK: What the inlinable generic methods call (non-generic, so that no call looks up generic metadata)
+
+    @usableFromInline
+    mutating func allocate(count: Int, of layout: HeapValueLayout, zeroed: Bool) throws(SharedMemoryError) -> UInt64 {
+        let (length, overflow) = count.multipliedReportingOverflow(by: layout.stride)
+        guard count >= 0, !overflow else {
+            throw SharedMemoryError(.invalidArgument, "cannot allocate \(count) values of \(layout.type)", region: name)
         }
-        let offset = Int(pointer.offset) + start
-        guard (self.offset + offset) % MemoryLayout<T>.alignment == 0 else {
-            throw SharedMemoryError(.invalidArgument, "\(pointer) is not aligned for \(T.self)", region: name)
-        }
-        return bytes.base + offset
+        return try allocate(byteCount: length, alignment: max(layout.alignment, 1), zeroed: zeroed).offset
     }
 
-    private static func typed<T: BitwiseCopyable>(_ entry: HeapDirectory.Entry, _ type: T.Type, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> HeapPointer<T> {
-        let wanted = HeapDirectory.TypeIdentity(T.self)
-        guard entry.type == wanted else {
-            throw SharedMemoryError(.typeMismatch, "the object \"\(name)\" holds \(entry.type.description), not \(wanted.description)", region: bytes.region)
+    @usableFromInline
+    mutating func deallocate(offset: UInt64) throws(SharedMemoryError) {
+        guard offset <= UInt64(L.maximumExtent) else {
+            throw SharedMemoryError(.invalidArgument, "offset \(offset) is not a block this heap allocated", region: name)
         }
-        return HeapPointer(offset: UInt64(entry.values), count: entry.count)
+        try locked { (bytes) throws(SharedMemoryError) in try bytes.free(payload: Int(offset)) }
     }
 
-    private mutating func findOrConstruct<T: BitwiseCopyable>(
-        _ name: String, repeating value: T, count: Int, mayExist: Bool
-    ) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
-        let key = try checkName(name)
+    @usableFromInline
+    mutating func usableSize(offset: UInt64) throws(SharedMemoryError) -> Int {
+        guard offset <= UInt64(L.maximumExtent) else {
+            throw SharedMemoryError(.invalidArgument, "offset \(offset) is not a block this heap allocated", region: name)
+        }
+        return try locked { (bytes) throws(SharedMemoryError) in try bytes.usableSize(payload: Int(offset)) }
+    }
+
+    /// The address of `count` values from `index` of the `covering` values at `offset`, checked to lie inside them
+    /// and the heap, and aligned.
+    @usableFromInline
+    mutating func address(_ offset: UInt64, covering: Int, from index: Int, count: Int, of layout: HeapValueLayout) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
+        do {
+            return try prepared().address(offset, covering: covering, from: index, count: count, of: layout)
+        } catch {
+            throw named(error)
+        }
+    }
+
+    @usableFromInline
+    mutating func find(_ name: String, of layout: HeapValueLayout) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? {
+        let wanted = identity(layout)
+        return try withName(name) { (heap, key) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? in
+            try heap.locked { (bytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? in
+                guard let found = try HeapDirectory(bytes: bytes).find(key) else { return nil }
+                return try Self.typed(found.entry, wanted, name, bytes)
+            }
+        }
+    }
+
+    @usableFromInline
+    mutating func findOrConstruct(
+        _ name: String, count: Int, of layout: HeapValueLayout, mayExist: Bool, _ initialize: (UnsafeMutableRawPointer) -> Void
+    ) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) {
         guard count >= 0 else {
             throw SharedMemoryError(.invalidArgument, "cannot construct \(count) values", region: self.name)
         }
-        return try locked { (bytes) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) in
-            let directory = HeapDirectory(bytes: bytes)
-            if let found = try directory.find(key) {
-                guard mayExist else {
-                    throw SharedMemoryError(.alreadyExists, "the heap already has an object named \"\(name)\"; find it, or destroy it first", region: bytes.region)
+        let wanted = identity(layout)
+        return try withName(name) { (heap, key) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) in
+            try heap.locked { (bytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) in
+                let directory = HeapDirectory(bytes: bytes)
+                if let found = try directory.find(key) {
+                    guard mayExist else {
+                        throw SharedMemoryError(.alreadyExists, "the heap already has an object named \"\(name)\"; find it, or destroy it first", region: bytes.region)
+                    }
+                    let typed = try Self.typed(found.entry, wanted, name, bytes)
+                    return (typed.offset, typed.count, false)
                 }
-                return (try Self.typed(found.entry, T.self, name, bytes), false)
+                let made = try directory.construct(key, wanted, count: count, initialize)
+                guard let made else { throw try Self.noSpace(bytes, count * layout.stride + HeapDirectory.entryHeader + key.count) }
+                return (UInt64(made.values), count, true)
             }
-            let made = try directory.construct(key, HeapDirectory.TypeIdentity(T.self), count: count) { address in
-                let values = address.bindMemory(to: T.self, capacity: count)
-                for index in 0..<count { values[index] = value }
-            }
-            guard let made else { throw try Self.noSpace(bytes, count * MemoryLayout<T>.stride + HeapDirectory.entryHeader + key.count) }
-            return (HeapPointer(offset: UInt64(made.values), count: count), true)
         }
+    }
+
+    /// `findOrConstruct` with the values zeroed rather than set: for the containers, whose slots are zero when empty
+    /// (zero is not a valid value of every `BitwiseCopyable` type, so this is not public).
+    mutating func findOrConstructZeroed<T: BitwiseCopyable>(_ name: String, _ type: T.Type, count: Int) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
+        let made = try findOrConstruct(name, count: count, of: HeapValueLayout(T.self), mayExist: true) {
+            $0.initializeMemory(as: UInt8.self, repeating: 0, count: count * MemoryLayout<T>.stride)
+        }
+        return (HeapPointer(offset: made.offset, count: made.count), made.created)
+    }
+
+    private mutating func identity(_ layout: HeapValueLayout) -> HeapDirectory.TypeIdentity {
+        let key = ObjectIdentifier(layout.type)
+        if let lastType, lastType.type == key { return lastType.identity }
+        let identity = HeapDirectory.TypeIdentity.of(layout)
+        lastType = (key, identity)
+        return identity
+    }
+
+    private static func typed(_ entry: HeapDirectory.Entry, _ wanted: HeapDirectory.TypeIdentity, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int) {
+        let directory = HeapDirectory(bytes: bytes)
+        guard directory.holds(entry, wanted) else {
+            throw SharedMemoryError(.typeMismatch, "the object \"\(name)\" holds \(directory.type(entry).description), not \(wanted.description)", region: bytes.region)
+        }
+        return (UInt64(entry.values), entry.count)
+    }
+}
+
+/// A value type's layout and identity, as the heap's generic methods pass it to their non-generic work.
+@frozen @usableFromInline
+struct HeapValueLayout {
+    @usableFromInline let type: Any.Type
+    @usableFromInline let size: Int
+    @usableFromInline let stride: Int
+    @usableFromInline let alignment: Int
+
+    @inlinable
+    init<T: BitwiseCopyable>(_ type: T.Type) {
+        self.type = type
+        size = MemoryLayout<T>.size
+        stride = MemoryLayout<T>.stride
+        alignment = MemoryLayout<T>.alignment
     }
 }
 
@@ -507,11 +641,11 @@ public struct HeapObjectInfo: Sendable, Hashable {
     /// Where its values start, from the heap's start.
     public var offset: UInt64
 
-    init(_ entry: HeapDirectory.Entry) {
-        name = String(decoding: entry.name, as: UTF8.self)
-        typeName = String(decoding: entry.type.name, as: UTF8.self)
+    init(_ entry: HeapDirectory.Entry, _ directory: HeapDirectory) {
+        name = String(decoding: directory.name(entry), as: UTF8.self)
+        typeName = String(decoding: directory.type(entry).name, as: UTF8.self)
         count = entry.count
-        byteCount = entry.count * entry.type.stride
+        byteCount = entry.count * entry.stride
         offset = UInt64(entry.values)
     }
 }

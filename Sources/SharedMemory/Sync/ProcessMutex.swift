@@ -103,7 +103,8 @@ public struct ProcessMutex: @unchecked Sendable {
 /// mapping. The heap keeps one in its header and holds its region itself (it must be free to remap it).
 struct RobustMutex {
     let address: UnsafeMutableRawPointer
-    let region: RegionName
+    /// For errors; nil for the heap's, which adds its region's name to the errors it passes on.
+    let region: RegionName?
 
     private var mutex: UnsafeMutablePointer<pthread_mutex_t> { address.assumingMemoryBound(to: pthread_mutex_t.self) }
 
@@ -113,7 +114,17 @@ struct RobustMutex {
 
     func lock() throws(SharedMemoryError) -> ProcessMutex.Acquisition {
         try checkRecoverable()
-        return try acquisition(try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) })
+        #if DEBUG
+        let result = try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) }
+        #else
+        // Release builds have no fault injection to route through: the call itself (which never says EINTR), and
+        // no array of expected errors made on every lock.
+        let result = pthread_mutex_lock(mutex)
+        guard result == 0 || result == EOWNERDEAD || result == ENOTRECOVERABLE else {
+            throw SharedMemoryError(errno: Errno(rawValue: result), call: "pthread_mutex_lock", region: region)
+        }
+        #endif
+        return try acquisition(result)
     }
 
     func lock(timeout: Duration) throws(SharedMemoryError) -> ProcessMutex.Acquisition {
@@ -138,6 +149,9 @@ struct RobustMutex {
     }
 
     func unlock() throws(SharedMemoryError) {
+        #if !DEBUG
+        if pthread_mutex_unlock(mutex) == 0 { return }
+        #endif
         do {
             _ = try Syscalls.pthread("pthread_mutex_unlock", region) { pthread_mutex_unlock(mutex) }
         } catch where error.errno == .notPermitted {

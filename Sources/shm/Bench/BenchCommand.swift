@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
         abstract: "Run the same experiments on every mechanism, in Swift and in C, side by side.",
         discussion: """
             Every Swift number has the same loop written in C (Sources/CShmBench/shmbench.c, linked into shm) \
-            measured in the same run beside it, and a Swift/C ratio. Medians and 99th percentiles: the \
+            measured in the same run beside it, and a Swift/C ratio; the heap's C column is Boost.Interprocess \
+            (compiled at run time against the system's libboost-dev). Medians and 99th percentiles: the \
             machine is noisy, compare within one run.
             """)
 
@@ -17,6 +18,7 @@ struct Bench: ParsableCommand {
         case firstTouch = "first-touch"
         case streaming
         case pingPong = "ping-pong"
+        case heap
     }
 
     @Flag(help: "A short run (well under a minute).")
@@ -25,7 +27,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
     var backends: [String] = Backend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong (default: all).")
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap (default: all).")
     var experiments: [Experiment] = Experiment.allCases
 
     @Flag(help: "Print JSON instead of a table.")
@@ -136,6 +138,9 @@ struct Bench: ParsableCommand {
                     m.placement = try? Machine.placement(c)
                     results.append(m)
                 }
+            case .heap:
+                progress.step("heap against Boost.Interprocess")
+                results += try heapExperiment()
             }
         }
         progress.finish()
@@ -173,6 +178,48 @@ struct Bench: ParsableCommand {
             experiment: experiment, name: name, unit: unit,
             swift: Summary(swiftSamples).map { $0 * scale },
             c: cSummary.map { $0 * scale })
+    }
+
+    /// The heap against Boost.Interprocess's managed_shared_memory: a mixed allocate/free workload in one process
+    /// and in four, named construct, find and destroy, and the bytes each spends per block and per named object.
+    /// Without Boost (or a C++ compiler), the Swift side alone, each row saying why.
+    func heapExperiment() throws -> [Measurement] {
+        let rounds = quick ? 1 : 3, operations = quick ? 50_000 : 200_000, names = quick ? 5_000 : 20_000
+        let boost = BoostPeer.prepare()
+        defer { if case .success(let peer) = boost { peer.cleanUp() } }
+        let note: String
+        switch boost {
+        case .success: note = "C: Boost.Interprocess managed_shared_memory"
+        case .failure(let reason): note = "C skipped: \(reason)"
+        }
+        /// Alternates the two sides `rounds` times; each returns one number per row.
+        func rows(_ names: [(String, String)], swift: () throws -> [Double], boost run: [String]) throws -> [Measurement] {
+            var swiftSamples = Array(repeating: [Double](), count: names.count)
+            var boostSamples = Array(repeating: [Double](), count: names.count)
+            for _ in 0..<rounds {
+                for (index, value) in try swift().enumerated() { swiftSamples[index].append(value) }
+                if case .success(let peer) = boost {
+                    for (index, value) in try peer.measure(run).prefix(names.count).enumerated() { boostSamples[index].append(value) }
+                }
+            }
+            return names.indices.map { index in
+                var m = Measurement(experiment: "heap", name: names[index].0, unit: names[index].1, swift: Summary(swiftSamples[index]),
+                                    c: boostSamples[index].isEmpty ? nil : Summary(boostSamples[index]))
+                m.note = note
+                return m
+            }
+        }
+        var results: [Measurement] = []
+        for processes in [1, 4] {
+            results += try rows([("mixed 16 B-64 KiB, \(processes) process\(processes == 1 ? "" : "es")", "ns/op")],
+                                swift: { [try HeapBench.mixed(processes: processes, operations: operations)] },
+                                boost: ["mixed", "\(processes)", "\(operations)"])
+        }
+        results += try rows([("named construct, \(names) names", "ns/op"), ("named find", "ns/op"), ("named destroy", "ns/op")],
+                            swift: { try HeapBench.named(count: names) }, boost: ["named", "\(names)"])
+        results += try rows([("overhead per 64 B block", "bytes"), ("overhead per named object (8 B)", "bytes")],
+                            swift: { try HeapBench.overhead(count: 10_000) }, boost: ["overhead", "10000"])
+        return results
     }
 
     /// Why explicit 2 MiB pages cannot be measured here, or nil if they can.

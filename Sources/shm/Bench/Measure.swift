@@ -44,6 +44,8 @@ struct Measurement: Codable {
     var skipped: String?
     /// For two-process cases: the placement probe (spin round trip, ns) taken right after the case.
     var placement: Summary?
+    /// What the reader should know about the row (the heap's: what its C column is).
+    var note: String?
 
     /// Swift's median over C's; for times lower is better, for GB/s higher is.
     var ratio: Double? {

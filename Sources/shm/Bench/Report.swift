@@ -54,7 +54,7 @@ struct Report: Codable {
         let header = ["EXPERIMENT", "CASE", "UNIT", "SWIFT", "SWIFT p99", "C", "C p99", "SWIFT/C", "NOTE"]
         let rows = results.map { m -> [String] in
             if let skipped = m.skipped { return [m.experiment, m.name, m.unit, "-", "-", "-", "-", "-", "skipped: \(skipped)"] }
-            let note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? ""
+            let note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? m.note ?? ""
             return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
                     format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.2f", $0) } ?? "-", note]
         }

@@ -44,11 +44,35 @@ func lifecycle(_ n: Int) throws {
     }
 }
 
+/// A 64-byte allocate and its free, on a heap with 1 000 other blocks in use.
+func heapAllocate(_ name: RegionName, _ n: Int) throws {
+    var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 4 << 20))
+    for _ in 0..<1000 { _ = try heap.allocate(byteCount: 48) }
+    for _ in 0..<n {
+        let block = try heap.allocate(byteCount: 64)
+        try heap.deallocate(block)
+    }
+    try heap.intoRegion().remove()
+}
+
+/// A find of one of 1 000 named objects (8-byte values) by name.
+func heapFind(_ name: RegionName, _ n: Int) throws {
+    var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 4 << 20))
+    let names = (0..<1000).map { "object-\($0)" }
+    for (index, name) in names.enumerated() { _ = try heap.construct(name, repeating: UInt64(index)) }
+    var sum: UInt64 = 0
+    for i in 0..<n { sum &+= try heap.load(try heap.find(names[i % 1000], as: UInt64.self)!) }
+    try heap.intoRegion().remove()
+    if sum == 42 { print(sum) }
+}
+
 let operation = CommandLine.arguments[1], n = Int(CommandLine.arguments[2])!
 let name = try RegionName("posix:/smharness-\(getpid())")
 switch operation {
 case "getset": try getset(name, n)
 case "ring": try ring(name, n)
 case "lifecycle": try lifecycle(n)
-default: fatalError("getset, ring or lifecycle")
+case "heap-allocate": try heapAllocate(name, n)
+case "heap-find": try heapFind(name, n)
+default: fatalError("getset, ring, lifecycle, heap-allocate or heap-find")
 }
