@@ -24,6 +24,14 @@ struct MemfdTests {
         #expect(fcntl(region.fileDescriptor!.rawValue, F_GETFD) & FD_CLOEXEC != 0)
     }
 
+    @Test("a System V segment, which maps prints with its id as inode on the memfds' device, is never counted as a memfd")
+    func attachCountIgnoresSystemV() {
+        let segment = Array("7f0000000000-7f0000001000 rw-s 00000000 00:01 5234                       /SYSV5d001234 (deleted)".utf8)
+        let memfd = Array("7f0000002000-7f0000003000 rw-s 00000000 00:01 5234                       /memfd:orders (deleted)".utf8)
+        #expect(ProcMaps.parse(segment[...]) == nil)
+        #expect(ProcMaps.parse(memfd[...]) == ProcMaps.FileID(major: 0, minor: 1, inode: 5234))
+    }
+
     @Test("seals can be added and read; sealed sizes and further seals are refused")
     func seals() throws {
         var region = try MemfdRegion.create(try .memfd("seals"), size: 8192)

@@ -46,7 +46,7 @@ enum ProcMaps {
     }
 
     /// `start-end perms offset major:minor inode [path]`: the file of a mapping at offset 0 with an inode.
-    private static func parse(_ line: ArraySlice<UInt8>) -> FileID? {
+    static func parse(_ line: ArraySlice<UInt8>) -> FileID? {
         let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
         guard fields.count >= 5,
               let offset = UInt64(String(decoding: fields[2], as: UTF8.self), radix: 16), offset == 0,
@@ -57,6 +57,10 @@ enum ProcMaps {
               let major = UInt32(String(decoding: device[0], as: UTF8.self), radix: 16),
               let minor = UInt32(String(decoding: device[1], as: UTF8.self), radix: 16)
         else { return nil }
+        // A System V segment lives on the kernel's internal tmpfs, as memfds do, and maps prints its segment id as
+        // its inode: segment 5234 and the memfd with inode 5234 would be counted as one file. Segments have an
+        // exact count of their own (shm_nattch), so they are left out here.
+        if fields.count == 6, fields[5].drop(while: { $0 == UInt8(ascii: " ") }).starts(with: "/SYSV".utf8) { return nil }
         return FileID(major: major, minor: minor, inode: inode)
     }
 }
