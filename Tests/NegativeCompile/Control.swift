@@ -40,3 +40,14 @@ func controlHeap(_ name: RegionName) throws -> UInt64 {
     try region.resize(to: 1 << 20)
     return first
 }
+
+func controlPublishSubscribe(_ region: borrowing AnyRegion) throws -> Int? {
+    try PublishSubscribe.format(region, maxPayload: 64, subscribers: 2, queueDepth: 4)
+    var publisher = try Publisher(region)
+    var subscriber = try Subscriber(region)
+    try publisher.publish(count: 8) { (output: inout OutputRawSpan) in output.append(1 as UInt8) }
+    let count = try subscriber.receive { (bytes: RawSpan, _: SampleInfo) in bytes.byteCount }
+    publisher.finish()
+    subscriber.close()
+    return count
+}

@@ -338,6 +338,13 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         return "released"
     default:
         if let result = try heapProbe(operation, name, rest) { return result }
+        do {
+            if let result = try pubSubProbe(operation, name, rest) { return result }
+        } catch let error as SharedMemoryError {
+            throw error
+        } catch {
+            fail("\(error)")
+        }
         fail("unknown operation \(operation)")
     }
 }

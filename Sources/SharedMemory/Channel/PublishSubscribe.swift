@@ -1,0 +1,688 @@
+import Atomics
+import Glibc
+
+/// One publisher feeding many subscribers through a region, without a copy per subscriber: the publisher fills a
+/// chunk of the region in place and publishes it; every subscriber reads that same chunk in place.
+///
+/// ```swift
+/// try PublishSubscribe.format(region, maxPayload: 4096, subscribers: 8, queueDepth: 16, history: 4)   // once
+/// var publisher = try Publisher(region)                          // one process
+/// try publisher.publish(count: 5) { output in for byte in "hello".utf8 { output.append(byte) } }
+/// var subscriber = try Subscriber(region, overflow: .overwriteOldest, history: 4)   // up to 8 processes
+/// try subscriber.receive { (bytes: RawSpan, info: SampleInfo) in handle(bytes) }
+/// ```
+///
+/// - A service has one publisher and up to `subscribers` subscribers, each with its own queue of up to `queueDepth`
+///   samples and its own overflow policy: ``Subscriber/Overflow/overwriteOldest`` (the oldest unread sample is
+///   dropped and counted in ``Subscriber/lost``) or ``Subscriber/Overflow/blockPublisher`` (the publisher waits
+///   for room, at most its `blockTimeout`).
+/// - A subscriber can ask for up to `history` of the last samples when it connects; the publisher delivers them
+///   ahead of newer ones, on its next publish or ``Publisher/update()``.
+/// - Participants come and go at any time. A subscriber killed at any moment is found dead by the next process that
+///   needs its slot or its chunks (the publisher, or a subscriber connecting), and everything it held is reclaimed;
+///   a dead publisher is reported to subscribers as ``SharedMemoryError/Code/peerDied`` once they have read what it
+///   published; a new publisher can take a dead one's place.
+/// - Everything read from the region (positions, chunk indices, lengths, counts) is checked before it is used: what
+///   does not add up is ``SharedMemoryError/Code/foreign``, and no peer can make a process read or write outside
+///   the service.
+///
+/// Docs/PublishSubscribe.md has the layout and the crash model.
+public enum PublishSubscribe {
+    // The header.
+    static let magicAt = 0  // u64, written last
+    static let versionAt = 8  // major u16, minor u16
+    static let subscribersAt = 12  // u32
+    static let maxPayloadAt = 16  // u64
+    static let queueDepthAt = 24  // u32
+    static let historyAt = 28  // u32
+    static let chunkCountAt = 32  // u32
+    static let publisherStateAt = 36  // u32: 0 none yet, 1 publishing, 2 finished
+    static let publishedAt = 40  // u64: the sequence number of the last sample published
+    static let publisherPIDAt = 48  // i32
+    static let publisherStartAt = 56  // u64
+    static let historyHeadAt = 64  // u64: samples ever put into the history
+    static let lockAt = 128  // the connections' robust mutex (pthread_mutex_t)
+    static let historyEntriesAt = 192  // u32 × history
+
+    // A subscriber's slot.
+    static let slotStateAt = 0  // u32: free, claiming, connected, reclaiming
+    static let slotPIDAt = 4  // i32
+    static let slotStartAt = 8  // u64
+    static let slotReclaimerAt = 16  // i32
+    static let slotGenerationAt = 20  // u32
+    static let slotPolicyAt = 24  // u32
+    static let slotDepthAt = 28  // u32
+    static let slotLostAt = 32  // u64
+    static let slotHistoryWantedAt = 40  // u32
+    static let slotHistoryDeliveredAt = 44  // u32
+    static let slotHeldAt = 48  // u32: the chunk the subscriber is reading, plus one (0: none)
+    static let slotWriteAt = 64  // u64, the publisher's; its low half is the subscriber's futex word
+    static let slotSubscriberSleepsAt = 72  // u32
+    static let slotReadAt = 128  // u64, the subscriber's (and the publisher's, dropping the oldest); the publisher's futex word
+    static let slotPublisherSleepsAt = 136  // u32
+    static let slotEntriesAt = 192  // u32 × queue capacity
+
+    static let free: UInt32 = 0, claiming: UInt32 = 1, connected: UInt32 = 2, reclaiming: UInt32 = 3
+
+    // A chunk.
+    static let chunkHoldersAt = 0  // u64: bit s for subscriber s (queued or being read), bit 62 the publisher's loan, bit 63 the history
+    static let chunkSequenceAt = 8  // u64
+    static let chunkLengthAt = 16  // u64
+    static let chunkPayloadAt = 64
+    static let loanBit: UInt64 = 1 << 62
+    static let historyBit: UInt64 = 1 << 63
+
+    static let magic: UInt64 = 0x4255_5342_5550_4D53  // "SMPUBSUB"
+    static let major: UInt16 = 1
+    static let minor: UInt16 = 0
+    /// The most subscribers a service can have (one bit each in a chunk's holders).
+    public static let maximumSubscribers = 62
+
+    /// Where everything is, computed from the configuration (the same in every process).
+    struct Layout: Equatable {
+        let maxPayload: Int
+        let subscribers: Int
+        let queueDepth: Int
+        let history: Int
+
+        var queueCapacity: Int { 1 << (Int.bitWidth - (queueDepth - 1).leadingZeroBitCount) }
+        var chunkCount: Int { subscribers * (queueDepth + 1) + history + 2 }
+        var chunkStride: Int { PublishSubscribe.chunkPayloadAt + (maxPayload + 63) & ~63 }
+        var slotStride: Int { (PublishSubscribe.slotEntriesAt + queueCapacity * 4 + 63) & ~63 }
+        var slotsAt: Int { (PublishSubscribe.historyEntriesAt + history * 4 + 63) & ~63 }
+        var chunksAt: Int { slotsAt + subscribers * slotStride }
+        var size: Int { chunksAt + chunkCount * chunkStride }
+
+        static func check(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int) -> String? {
+            if maxPayload < 0 || maxPayload > 1 << 36 { return "a payload of 0 bytes to 64 GiB" }
+            if subscribers < 1 || subscribers > PublishSubscribe.maximumSubscribers { return "1 to \(PublishSubscribe.maximumSubscribers) subscribers" }
+            if queueDepth < 1 || queueDepth > 1 << 16 { return "a queue depth of 1 to 65536" }
+            if history < 0 || history > 1 << 16 { return "a history of 0 to 65536 samples" }
+            return nil
+        }
+    }
+
+    /// Bytes a service with this configuration takes in a region: its header, a slot per subscriber, and
+    /// `subscribers × (queueDepth + 1) + history + 2` chunks of `maxPayload` bytes (enough that the publisher always
+    /// finds a free one).
+    public static func size(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int = 0) -> Int {
+        Layout(maxPayload: max(maxPayload, 0), subscribers: max(subscribers, 1), queueDepth: max(queueDepth, 1), history: max(history, 0)).size
+    }
+
+    /// Makes a new service at `offset` of a region that holds nothing there yet (its first 8 bytes zero; see
+    /// ``size(maxPayload:subscribers:queueDepth:history:)`` for how many bytes it takes). Its magic number is written
+    /// last: a process attaching meanwhile waits for it, never reading a half-written header.
+    ///
+    /// The corresponding C call is `pthread_mutex_init` (for the connections' lock).
+    public static func format(
+        _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, maxPayload: Int, subscribers: Int,
+        queueDepth: Int, history: Int = 0
+    ) throws(SharedMemoryError) {
+        if let wanted = Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history) {
+            throw SharedMemoryError(.invalidArgument, "a publish/subscribe service takes \(wanted)", region: region.name)
+        }
+        let layout = Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history)
+        let place = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service")
+        let base = place.address
+        guard base.load(as: UInt64.self) == 0 else {
+            throw SharedMemoryError(.alreadyExists, "the region already holds something at offset \(offset) (a service, or other data): formatting would overwrite it", region: region.name)
+        }
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: layout.size)
+        base.storeBytes(of: major, toByteOffset: versionAt, as: UInt16.self)
+        base.storeBytes(of: minor, toByteOffset: versionAt + 2, as: UInt16.self)
+        base.storeBytes(of: UInt32(subscribers), toByteOffset: subscribersAt, as: UInt32.self)
+        base.storeBytes(of: UInt64(maxPayload), toByteOffset: maxPayloadAt, as: UInt64.self)
+        base.storeBytes(of: UInt32(queueDepth), toByteOffset: queueDepthAt, as: UInt32.self)
+        base.storeBytes(of: UInt32(history), toByteOffset: historyAt, as: UInt32.self)
+        base.storeBytes(of: UInt32(layout.chunkCount), toByteOffset: chunkCountAt, as: UInt32.self)
+        try RobustMutex(address: base + lockAt, region: region.name).initialize()
+        MessageRing.atomic(base, magicAt, UInt64.self).store(magic, ordering: .releasing)
+    }
+}
+
+/// What a subscriber knows about a sample besides its bytes.
+public struct SampleInfo: Sendable, Hashable {
+    /// Its sequence number: 1 for the service's first sample, one more for each after (gaps are samples this
+    /// subscriber lost, or that were published before it connected).
+    public var sequence: UInt64
+}
+
+/// One process's view of a service: its layout, checked against the region, and the region's mapping, held.
+struct ServiceView: @unchecked Sendable {
+    let mapping: RegionMapping
+    let base: UnsafeMutableRawPointer
+    let layout: PublishSubscribe.Layout
+    typealias P = PublishSubscribe
+
+    var name: RegionName { mapping.name }
+
+    /// Waits up to `timeout` for a service to be formatted at `offset`, then reads and checks its header.
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
+        let header = try region.sharedObjectAddress(at: offset, size: P.historyEntriesAt, alignment: 64, what: "a publish/subscribe service")
+        let base = header.address
+        let deadline = MessageRing.deadline(after: timeout)!
+        while MessageRing.atomic(base, P.magicAt, UInt64.self).load(ordering: .acquiring) != P.magic {
+            let found = MessageRing.atomic(base, P.magicAt, UInt64.self).load(ordering: .acquiring)
+            if found != 0 {
+                throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no publish/subscribe service (its magic number is \(String(found, radix: 16)))", region: region.name)
+            }
+            guard MessageRing.monotonicNanoseconds() < deadline else {
+                throw SharedMemoryError(.notReady, "no publish/subscribe service has been formatted at offset \(offset) yet", region: region.name)
+            }
+            usleep(1000)
+        }
+        let major = base.load(fromByteOffset: P.versionAt, as: UInt16.self)
+        guard major == P.major else {
+            throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(P.major)", region: region.name)
+        }
+        let subscribers = Int(base.load(fromByteOffset: P.subscribersAt, as: UInt32.self))
+        let maxPayload = Int(truncatingIfNeeded: base.load(fromByteOffset: P.maxPayloadAt, as: UInt64.self))
+        let depth = Int(base.load(fromByteOffset: P.queueDepthAt, as: UInt32.self))
+        let history = Int(base.load(fromByteOffset: P.historyAt, as: UInt32.self))
+        if let wanted = P.Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history) {
+            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
+        }
+        let layout = P.Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history)
+        guard Int(base.load(fromByteOffset: P.chunkCountAt, as: UInt32.self)) == layout.chunkCount else {
+            throw SharedMemoryError(.foreign, "the service's chunk count does not match its configuration", region: region.name)
+        }
+        let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
+        mapping = whole.mapping
+        self.base = whole.address
+        self.layout = layout
+    }
+
+    func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
+        MessageRing.atomic(base, at, type)
+    }
+
+    func slot(_ s: Int) -> Int { layout.slotsAt + s * layout.slotStride }
+    func chunk(_ c: Int) -> Int { layout.chunksAt + c * layout.chunkStride }
+    func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) + P.chunkHoldersAt, UInt64.self) }
+    var lock: RobustMutex { RobustMutex(address: base + P.lockAt, region: name) }
+
+    func occupant(pidAt: Int, startAt: Int) -> Creator? {
+        let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
+        guard pid != 0 else { return nil }
+        let start = base.load(fromByteOffset: startAt, as: UInt64.self)
+        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+    }
+
+    var publisher: Creator? { occupant(pidAt: P.publisherPIDAt, startAt: P.publisherStartAt) }
+
+    func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + P.slotPIDAt, startAt: slot(s) + P.slotStartAt) }
+
+    /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
+    func checkedChunk(_ raw: UInt32) throws(SharedMemoryError) -> Int {
+        guard Int(raw) < layout.chunkCount else {
+            throw SharedMemoryError(.foreign, "a queue of the service names chunk \(raw), and it has \(layout.chunkCount)", region: name)
+        }
+        return Int(raw)
+    }
+
+    /// Runs `body` holding the connections' lock; after a holder's death, repairs first.
+    func withLock<R>(_ body: () throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
+        let lock = self.lock
+        if try lock.lock() == .ownerDied {
+            repair()
+            try lock.markConsistent()
+        }
+        defer { try? lock.unlock() }
+        return try body()
+    }
+
+    /// After a process died holding the lock (in the middle of a publish, a connect, a reclaim): reclaims every
+    /// subscriber that is dead, and if the publisher is dead, takes back its loan and makes the history's marks
+    /// match the history. A chunk a dead publisher marked for a subscriber without queueing it (the one moment a
+    /// publish can leave behind) is given back too: a live subscriber's mark counts only on a chunk in its queue or
+    /// the one it is reading.
+    func repair() {
+        for s in 0..<layout.subscribers { reclaimIfDead(s) }
+        if !(publisher?.isAlive ?? false) { recoverFromDeadPublisher() }
+        for s in 0..<layout.subscribers where atomic(slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+            let slotAt = slot(s)
+            let read = atomic(slotAt + P.slotReadAt, UInt64.self).load(ordering: .acquiring)
+            let write = atomic(slotAt + P.slotWriteAt, UInt64.self).load(ordering: .acquiring)
+            let held = atomic(slotAt + P.slotHeldAt, UInt32.self).load(ordering: .acquiring)
+            var queued = Set<Int>()
+            if write >= read, write - read <= UInt64(layout.queueCapacity) {
+                for position in read..<write {
+                    queued.insert(Int(base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(position & UInt64(layout.queueCapacity - 1)) * 4, as: UInt32.self)))
+                }
+            }
+            for c in 0..<layout.chunkCount where holders(c).load(ordering: .acquiring) & (1 << s) != 0 {
+                if !queued.contains(c) && Int(held) != c + 1 { _ = holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing) }
+            }
+        }
+    }
+
+    /// A dead publisher's loan goes back, and each chunk is marked as in the history exactly when the history lists
+    /// it.
+    func recoverFromDeadPublisher() {
+        var inHistory = Set<Int>()
+        let head = atomic(P.historyHeadAt, UInt64.self).load(ordering: .acquiring)
+        let kept = min(head, UInt64(layout.history))
+        for i in 0..<Int(kept) {
+            let c = Int(base.load(fromByteOffset: P.historyEntriesAt + Int((head - 1 - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
+            if c < layout.chunkCount { inHistory.insert(c) }
+        }
+        for c in 0..<layout.chunkCount {
+            let marks = holders(c)
+            _ = marks.loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            if inHistory.contains(c) {
+                _ = marks.loadThenBitwiseOr(with: P.historyBit, ordering: .acquiringAndReleasing)
+            } else {
+                _ = marks.loadThenBitwiseAnd(with: ~P.historyBit, ordering: .acquiringAndReleasing)
+            }
+        }
+    }
+
+    /// If subscriber `s`'s process is dead (or its slot was left half made or half reclaimed by a dead process),
+    /// takes back every chunk it held or had queued and frees the slot. Called with the lock held, so no publish
+    /// runs meanwhile. Whether it reclaimed.
+    @discardableResult
+    func reclaimIfDead(_ s: Int) -> Bool {
+        let slotAt = slot(s)
+        let state = atomic(slotAt + P.slotStateAt, UInt32.self)
+        let current = state.load(ordering: .acquiring)
+        guard current != P.free else { return false }
+        if current != P.reclaiming, subscriber(s)?.isAlive ?? false { return false }
+        state.store(P.reclaiming, ordering: .releasing)
+        let bit: UInt64 = 1 << UInt64(s)
+        for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {
+            _ = holders(c).loadThenBitwiseAnd(with: ~bit, ordering: .acquiringAndReleasing)
+        }
+        atomic(slotAt + P.slotWriteAt, UInt64.self).store(0, ordering: .relaxed)
+        atomic(slotAt + P.slotReadAt, UInt64.self).store(0, ordering: .relaxed)
+        atomic(slotAt + P.slotHeldAt, UInt32.self).store(0, ordering: .relaxed)
+        atomic(slotAt + P.slotPIDAt, Int32.self).store(0, ordering: .relaxed)
+        state.store(P.free, ordering: .releasing)
+        // A publisher waiting for room in this queue looks again.
+        Syscalls.futexWake(base + slotAt + P.slotReadAt)
+        return true
+    }
+}
+
+/// The publisher of a service (see ``PublishSubscribe``): loans a chunk, lets a body fill it in place, and publishes
+/// it to every subscriber. One per service; holds the service's publisher seat and the region's mapping.
+public struct Publisher: ~Copyable {
+    let service: ServiceView
+    /// Where the next loan starts looking for a free chunk.
+    private var cursor = 0
+    /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
+    public let blockTimeout: Duration
+
+    typealias P = PublishSubscribe
+
+    /// Takes the publisher's seat of the service at `offset`, waiting up to `timeout` for it to be formatted.
+    /// ``SharedMemoryError/Code/busy`` if a live process publishes; a dead publisher's seat is taken over (its
+    /// half-done publish repaired). `blockTimeout` bounds each wait for a full blocking subscriber.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero, blockTimeout: Duration = .seconds(1)) throws(SharedMemoryError) {
+        let service = try ServiceView(region, at: offset, timeout: timeout)
+        try service.withLock { () throws(SharedMemoryError) in
+            if let holder = service.publisher, holder.isAlive, holder != Creator.current,
+               service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring) == 1 {
+                throw SharedMemoryError(.busy, "process \(holder.pid) already publishes on this service; a service has one publisher", region: service.name)
+            }
+            if service.publisher != nil { service.recoverFromDeadPublisher() }
+            let me = Creator.current
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: P.publisherStartAt, as: UInt64.self)
+            service.atomic(P.publisherPIDAt, Int32.self).store(me.pid, ordering: .releasing)
+            service.atomic(P.publisherStateAt, UInt32.self).store(1, ordering: .releasing)
+        }
+        self.service = service
+        self.blockTimeout = blockTimeout
+    }
+
+    /// The largest payload a sample can have.
+    public var maxPayload: Int { service.layout.maxPayload }
+
+    /// The sequence number of the last sample published on the service (0 before the first).
+    public var lastSequence: UInt64 { service.atomic(P.publishedAt, UInt64.self).load(ordering: .acquiring) }
+
+    /// Subscribers connected now.
+    public var subscriberCount: Int {
+        (0..<service.layout.subscribers).count { service.atomic(service.slot($0) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected }
+    }
+
+    /// Zero-copy: loans a chunk of up to `count` bytes, lets `body` write the sample in place through an
+    /// `OutputRawSpan` (which cannot leave `body` nor write past `count`), and publishes what it wrote to every
+    /// connected subscriber; returns the sample's sequence number. A ``Subscriber/Overflow/blockPublisher``
+    /// subscriber whose queue stays full for ``blockTimeout`` misses the sample (counted in its ``Subscriber/lost``),
+    /// and the publish then throws ``SharedMemoryError/Code/timedOut`` naming it, after every other subscriber got it.
+    @discardableResult
+    public mutating func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+        guard count >= 0, count <= service.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        let payload = UnsafeMutableRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: count)
+        var output = OutputRawSpan(buffer: payload, initializedCount: 0)
+        body(&output)
+        let length = output.finalize(for: payload)
+        return try deliver(c, length: length)
+    }
+
+    /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
+    @discardableResult
+    public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
+        guard bytes.count <= service.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        if bytes.count > 0 { (service.base + service.chunk(c) + P.chunkPayloadAt).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        return try deliver(c, length: bytes.count)
+    }
+
+    /// Delivers the history to subscribers that asked for it since the last publish, and reclaims dead
+    /// subscribers, without publishing: for a publisher with nothing to say for a while.
+    public mutating func update() throws(SharedMemoryError) {
+        let service = self.service
+        try service.withLock { () throws(SharedMemoryError) in
+            for s in 0..<service.layout.subscribers where !service.reclaimIfDead(s) { try deliverHistory(to: s) }
+        }
+    }
+
+    /// Ends the stream: subscribers read what was published, then their ``Subscriber/receive(timeout:_:)`` returns
+    /// `nil`. Gives the publisher's seat back (another process may then publish).
+    public consuming func finish() {
+        service.atomic(P.publisherStateAt, UInt32.self).store(2, ordering: .releasing)
+        for s in 0..<service.layout.subscribers { Syscalls.futexWake(service.base + service.slot(s) + P.slotWriteAt) }
+    }
+
+    /// A free chunk (no holder), marked as this publisher's loan. After a full scan finds none, reclaims dead
+    /// subscribers and scans once more.
+    private mutating func loan() throws(SharedMemoryError) -> Int {
+        let count = service.layout.chunkCount
+        for pass in 0..<2 {
+            for _ in 0..<count {
+                let c = cursor
+                cursor = cursor + 1 == count ? 0 : cursor + 1
+                if service.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged { return c }
+            }
+            if pass == 0 {
+                let service = self.service
+                try service.withLock { () throws(SharedMemoryError) in
+                    for s in 0..<service.layout.subscribers { service.reclaimIfDead(s) }
+                }
+            }
+        }
+        throw SharedMemoryError(.noSpace, "every chunk of the service is held (by subscribers' queues and reads, and the history): something holds samples it should have released", region: service.name)
+    }
+
+    /// Publishes the loaned chunk `c`: its sequence and length, into the history, into every connected subscriber's
+    /// queue (history first for those that asked), then gives up the loan.
+    private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
+        let service = self.service
+        let layout = service.layout
+        let chunkAt = service.chunk(c)
+        var blocked: [Int] = []
+        let sequence = try service.withLock { () throws(SharedMemoryError) -> UInt64 in
+            let sequence = service.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
+            service.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
+            service.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+            for s in 0..<layout.subscribers where service.atomic(service.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+                try deliverHistory(to: s)
+                if try !enqueue(c, to: s) { blocked.append(s) }
+            }
+            if layout.history > 0 { addToHistory(c) }
+            service.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
+            return sequence
+        }
+        // Subscribers that block the publisher: wait for room (without the lock, so others can connect), then put
+        // the sample in; one still full after the timeout misses it.
+        var late: [Int32] = []
+        for s in blocked {
+            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
+        }
+        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        if !late.isEmpty {
+            throw SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
+        }
+        return sequence
+    }
+
+    /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
+    /// subscribers) or returns false (blocking ones). Called with the lock held.
+    private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        let service = self.service
+        let slotAt = service.slot(s)
+        let depth = UInt64(service.base.load(fromByteOffset: slotAt + P.slotDepthAt, as: UInt32.self))
+        let capacity = UInt64(service.layout.queueCapacity)
+        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+        let w = write.load(ordering: .relaxed)
+        while true {
+            let r = read.load(ordering: .acquiring)
+            guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
+                throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
+            }
+            if w - r < depth { break }
+            guard service.base.load(fromByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
+            // Overwrite: take the oldest from the subscriber (it may take it first: then look again).
+            let oldest = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+            if read.compareExchange(expected: r, desired: r + 1, ordering: .acquiringAndReleasing).exchanged {
+                _ = service.holders(oldest).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
+                service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
+            }
+        }
+        _ = service.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
+        service.base.storeBytes(of: UInt32(c), toByteOffset: slotAt + P.slotEntriesAt + Int(w & (capacity - 1)) * 4, as: UInt32.self)
+        write.store(w + 1, ordering: .sequentiallyConsistent)
+        if service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(service.base + slotAt + P.slotWriteAt)
+        }
+        return true
+    }
+
+    /// For a blocking subscriber whose queue was full: waits (without the lock) for room, at most ``blockTimeout``,
+    /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
+    /// is counted as lost for it).
+    private func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        let service = self.service
+        let slotAt = service.slot(s)
+        let generation = service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring)
+        let deadline = MessageRing.deadline(after: blockTimeout)!
+        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+        let sleeps = service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self)
+        while true {
+            let done = try service.withLock { () throws(SharedMemoryError) -> Bool? in
+                guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
+                      service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring) == generation
+                else { return true }  // it left, or died and was reclaimed: nothing to deliver
+                if service.reclaimIfDead(s) { return true }
+                return try enqueue(c, to: s) ? true : nil
+            }
+            if let done { return done }
+            let seen = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent))
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            let moved = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent)) != seen
+            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotReadAt, seen: seen, until: deadline)
+            sleeps.store(0, ordering: .relaxed)
+            if slept == .deadlinePassed {
+                service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
+                return false
+            }
+        }
+    }
+
+    /// Delivers the history subscriber `s` asked for, once (lock held).
+    private func deliverHistory(to s: Int) throws(SharedMemoryError) {
+        let service = self.service
+        let slotAt = service.slot(s)
+        guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
+              service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 else { return }
+        let layout = service.layout
+        let wanted = min(Int(service.base.load(fromByteOffset: slotAt + P.slotHistoryWantedAt, as: UInt32.self)), layout.history)
+        let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
+        let available = Int(min(head, UInt64(wanted)))
+        for i in stride(from: available, to: 0, by: -1) {
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: P.historyEntriesAt + Int((head - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
+            _ = try enqueue(c, to: s)
+        }
+        service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).store(1, ordering: .releasing)
+    }
+
+    /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
+    /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
+    private func addToHistory(_ c: Int) {
+        let service = self.service
+        let history = UInt64(service.layout.history)
+        let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
+        let at = P.historyEntriesAt + Int(head % history) * 4
+        let evicted = head >= history ? Int(service.base.load(fromByteOffset: at, as: UInt32.self)) : nil
+        _ = service.holders(c).loadThenBitwiseOr(with: P.historyBit, ordering: .acquiringAndReleasing)
+        service.base.storeBytes(of: UInt32(c), toByteOffset: at, as: UInt32.self)
+        if let evicted, evicted < service.layout.chunkCount, evicted != c {
+            _ = service.holders(evicted).loadThenBitwiseAnd(with: ~P.historyBit, ordering: .acquiringAndReleasing)
+        }
+        service.atomic(P.historyHeadAt, UInt64.self).store(head + 1, ordering: .releasing)
+    }
+}
+
+/// A subscriber of a service (see ``PublishSubscribe``): holds a slot with its own queue, and reads samples in
+/// place. Holds the region's mapping.
+public struct Subscriber: ~Copyable {
+    /// What happens when this subscriber's queue is full and the publisher publishes.
+    public enum Overflow: Sendable, Hashable {
+        /// The oldest unread sample is dropped (and counted in ``Subscriber/lost``): the publisher never waits.
+        case overwriteOldest
+        /// The publisher waits for room (at most its ``Publisher/blockTimeout``).
+        case blockPublisher
+    }
+
+    let service: ServiceView
+    /// This subscriber's slot.
+    let index: Int
+
+    typealias P = PublishSubscribe
+
+    /// Connects to the service at `offset` (waiting up to `timeout` for it to be formatted) with a queue of
+    /// `queueDepth` samples (at most the service's; its own by default), `overflow`'s policy, and the last
+    /// `history` samples delivered first. A free slot is taken; with none, dead subscribers' slots are reclaimed
+    /// first; with still none, ``SharedMemoryError/Code/limitExceeded``.
+    public init(
+        _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, queueDepth: Int? = nil,
+        overflow: Overflow = .overwriteOldest, history: Int = 0, timeout: Duration = .zero
+    ) throws(SharedMemoryError) {
+        let service = try ServiceView(region, at: offset, timeout: timeout)
+        let depth = queueDepth ?? service.layout.queueDepth
+        guard depth >= 1, depth <= service.layout.queueDepth else {
+            throw SharedMemoryError(.invalidArgument, "a subscriber's queue holds 1 to \(service.layout.queueDepth) samples on this service; \(depth) is not", region: service.name)
+        }
+        guard history >= 0, history <= service.layout.history else {
+            throw SharedMemoryError(.invalidArgument, "this service keeps a history of \(service.layout.history) samples; \(history) cannot be asked for", region: service.name)
+        }
+        let index = try service.withLock { () throws(SharedMemoryError) -> Int in
+            var free = (0..<service.layout.subscribers).first { service.atomic(service.slot($0) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.free }
+            if free == nil {
+                free = (0..<service.layout.subscribers).first { service.reclaimIfDead($0) }
+            }
+            guard let s = free else {
+                throw SharedMemoryError(.limitExceeded, "all \(service.layout.subscribers) subscriber slots of the service are taken by live processes", region: service.name)
+            }
+            let slotAt = service.slot(s)
+            let me = Creator.current
+            service.atomic(slotAt + P.slotStateAt, UInt32.self).store(P.claiming, ordering: .releasing)
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: slotAt + P.slotStartAt, as: UInt64.self)
+            service.atomic(slotAt + P.slotPIDAt, Int32.self).store(me.pid, ordering: .releasing)
+            service.base.storeBytes(of: overflow == .overwriteOldest ? 0 : 1, toByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self)
+            service.base.storeBytes(of: UInt32(depth), toByteOffset: slotAt + P.slotDepthAt, as: UInt32.self)
+            service.atomic(slotAt + P.slotLostAt, UInt64.self).store(0, ordering: .relaxed)
+            service.base.storeBytes(of: UInt32(history), toByteOffset: slotAt + P.slotHistoryWantedAt, as: UInt32.self)
+            service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).store(history == 0 ? 1 : 0, ordering: .relaxed)
+            service.atomic(slotAt + P.slotHeldAt, UInt32.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + P.slotWriteAt, UInt64.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + P.slotReadAt, UInt64.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + P.slotGenerationAt, UInt32.self).wrappingIncrement(ordering: .relaxed)
+            service.atomic(slotAt + P.slotStateAt, UInt32.self).store(P.connected, ordering: .releasing)
+            return s
+        }
+        self.service = service
+        self.index = index
+    }
+
+    /// The largest payload a sample can have.
+    public var maxPayload: Int { service.layout.maxPayload }
+
+    /// Samples dropped from this subscriber's full queue (``Overflow/overwriteOldest``), or that a blocking one
+    /// missed when the publisher's wait timed out.
+    public var lost: UInt64 { service.atomic(service.slot(index) + P.slotLostAt, UInt64.self).load(ordering: .relaxed) }
+
+    /// Waits for the next sample (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil` waits as long as
+    /// it takes) and calls `body` with its bytes in place, as a `RawSpan` that cannot leave `body`; the sample is
+    /// released when `body` returns. `nil` once the publisher has finished and every sample was read;
+    /// ``SharedMemoryError/Code/peerDied`` if the publisher died, once every sample it published was read.
+    public mutating func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
+        guard let (c, length, sequence) = try take(timeout: timeout) else { return nil }
+        defer { release(c) }
+        let payload = UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length)
+        return try body(RawSpan(_unsafeBytes: payload), SampleInfo(sequence: sequence))
+    }
+
+    /// Leaves the service: the slot and everything queued in it are given back at once.
+    public consuming func close() {
+        let service = self.service, index = self.index
+        try? service.withLock { () throws(SharedMemoryError) in
+            service.atomic(service.slot(index) + P.slotStateAt, UInt32.self).store(P.reclaiming, ordering: .releasing)
+            service.reclaimIfDead(index)
+        }
+    }
+
+    /// The next chunk, taken from the queue (its mark for this subscriber stays until ``release(_:)``).
+    private func take(timeout: Duration?) throws(SharedMemoryError) -> (Int, Int, UInt64)? {
+        let slotAt = service.slot(index)
+        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let held = service.atomic(slotAt + P.slotHeldAt, UInt32.self)
+        let capacity = UInt64(service.layout.queueCapacity)
+        var deadline: Int64? = nil
+        while true {
+            let r = read.load(ordering: .acquiring)
+            let w = write.load(ordering: .acquiring)
+            guard w >= r, w - r <= capacity else {
+                throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
+            }
+            if w > r {
+                let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+                held.store(UInt32(c + 1), ordering: .releasing)
+                guard read.compareExchange(expected: r, desired: r + 1, ordering: .acquiringAndReleasing).exchanged else {
+                    held.store(0, ordering: .releasing)
+                    continue  // the publisher dropped it (overwriting): the next one
+                }
+                if service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+                    Syscalls.futexWake(service.base + slotAt + P.slotReadAt)
+                }
+                let chunkAt = service.chunk(c)
+                let length = service.base.load(fromByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+                guard length <= UInt64(service.layout.maxPayload) else {
+                    release(c)
+                    throw SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(service.layout.maxPayload)", region: service.name)
+                }
+                return (c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self))
+            }
+            // Empty: has the publisher finished, or died?
+            let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
+            if state == 2 { return nil }
+            if state == 1, let publisher = service.publisher, !publisher.isAlive {
+                throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
+            }
+            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
+            let seen = UInt32(truncatingIfNeeded: w)
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            let moved = write.load(ordering: .sequentiallyConsistent) != w
+            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotWriteAt, seen: seen, until: deadline)
+            sleeps.store(0, ordering: .relaxed)
+            if slept == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
+            }
+        }
+    }
+
+    /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
+    private func release(_ c: Int) {
+        _ = service.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
+        service.atomic(service.slot(index) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
+    }
+}

@@ -1,0 +1,107 @@
+import Glibc
+import SharedMemory
+
+// Publish/subscribe and the seqlock cell for the tests (see PublishSubscribeTests):
+//
+//   ps-publish NAME COUNT [MILLISECONDS]
+//                   take the publisher's seat of the service at 0, print `ok publishing`, publish COUNT samples
+//                   (0: until killed), sample i holding the bytes of its sequence number s repeated, (s + j) % 251 at
+//                   byte j after the first 8, its size cycling through 8, 64, 1000 and the service's largest,
+//                   pausing MILLISECONDS after each; then finish and print `ok COUNT`
+//   ps-subscribe NAME COUNT [hold|slow]
+//                   connect as a subscriber, print `ok connected`, receive COUNT samples (0: until the stream ends)
+//                   checking each one's bytes against its sequence number; with `hold`, sleep inside the first
+//                   receive until killed; with `slow`, block the publisher and take a millisecond per sample; print `ok RECEIVED LOST` at the end of the stream, `error ...` on peerDied
+//   seqlock-write NAME COUNT
+//                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
+//   seqlock-read NAME COUNT
+//                   read the cell COUNT times; print `ok TORN` (reads whose words disagreed: must be 0)
+
+enum PubSubSamples {
+    static func size(_ sequence: UInt64, limit: Int) -> Int { min(limit, [8, 64, 1000, limit][Int(sequence % 4)]) }
+
+    static func fill(_ output: inout OutputRawSpan, sequence: UInt64, size: Int) {
+        for j in 0..<size {
+            output.append(j < 8 ? UInt8(truncatingIfNeeded: sequence >> (8 * UInt64(j))) : UInt8((Int(sequence % 251) + j) % 251))
+        }
+    }
+
+    static func check(_ bytes: RawSpan, sequence: UInt64, limit: Int) -> Bool {
+        guard bytes.byteCount == size(sequence, limit: limit) else { return false }
+        for j in 0..<bytes.byteCount {
+            let expected = j < 8 ? UInt8(truncatingIfNeeded: sequence >> (8 * UInt64(j))) : UInt8((Int(sequence % 251) + j) % 251)
+            if bytes.unsafeLoad(fromByteOffset: j, as: UInt8.self) != expected { return false }
+        }
+        return true
+    }
+}
+
+struct SeqlockValue: BitwiseCopyable {
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    init(_ value: UInt64) { words = (value, value, value, value, value, value, value, value) }
+    var agrees: Bool {
+        let w = words
+        return w.0 == w.1 && w.1 == w.2 && w.2 == w.3 && w.3 == w.4 && w.4 == w.5 && w.5 == w.6 && w.6 == w.7
+    }
+}
+
+func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws -> String? {
+    switch operation {
+    case "ps-publish":
+        let region = try attach(name)
+        var publisher = try Publisher(region, timeout: .seconds(5))
+        print("ok publishing")
+        fflush(nil)
+        let count = Int(rest[0])!, pause = rest.count > 1 ? UInt32(rest[1])! : 0
+        var published = 0
+        while count == 0 || published < count {
+            // The sequence this sample will get: one more than the service's last (this is its only publisher).
+            let next = publisher.lastSequence + 1
+            let size = PubSubSamples.size(next, limit: publisher.maxPayload)
+            let sequence = try publisher.publish(count: size) { PubSubSamples.fill(&$0, sequence: next, size: size) }
+            guard sequence == next else { return "published \(sequence), expected \(next)" }
+            published += 1
+            if pause > 0 { usleep(pause * 1000) }
+        }
+        publisher.finish()
+        return "\(published)"
+    case "ps-subscribe":
+        let region = try attach(name)
+        let mode = rest.count > 1 ? rest[1] : ""
+        var subscriber = try Subscriber(region, overflow: mode == "slow" ? .blockPublisher : .overwriteOldest, timeout: .seconds(5))
+        print("ok connected")
+        fflush(nil)
+        let count = Int(rest[0])!, hold = mode == "hold"
+        let limit = subscriber.maxPayload
+        var received = 0
+        while count == 0 || received < count {
+            let good = try subscriber.receive { (bytes, info) -> Bool in
+                if hold {
+                    print("ok holding")
+                    fflush(nil)
+                    while true { pause() }
+                }
+                return PubSubSamples.check(bytes, sequence: info.sequence, limit: limit)
+            }
+            guard let good else { break }
+            if !good { return "bad sample" }
+            received += 1
+            if mode == "slow" { usleep(1000) }
+        }
+        return "\(received) \(subscriber.lost)"
+    case "seqlock-write":
+        let region = try attach(name)
+        let writer = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0)
+        for i in 1...UInt64(rest[0])! { writer.write(SeqlockValue(i)) }
+        writer.close()
+        return ""
+    case "seqlock-read":
+        let region = try attach(name)
+        let cell = try SeqlockCell<SeqlockValue>(in: region, at: 0)
+        var torn = 0
+        for _ in 0..<Int(rest[0])! where !(try cell.read().agrees) { torn += 1 }
+        return "\(torn)"
+    default:
+        return nil
+    }
+}

@@ -1,0 +1,336 @@
+import Foundation
+import TestSupport
+import Testing
+@testable import SharedMemory
+
+/// Publish/subscribe (Docs/PublishSubscribe.md) and the seqlock cell: fan-out, overflow policies, history, deaths
+/// of each role, hostile headers.
+@Suite("Publish/subscribe")
+struct PublishSubscribeTests {
+    typealias P = PublishSubscribe
+
+    static func makeService(_ name: RegionName, maxPayload: Int = 4096, subscribers: Int = 4, queueDepth: Int = 8, history: Int = 0) throws -> AnyRegion {
+        let size = P.size(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history)
+        let region = try SharedMemory.create(name, size: size)
+        try P.format(region, maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history)
+        return region
+    }
+
+    /// Publishes `count` samples of the probes' pattern.
+    static func publish(_ publisher: inout Publisher, _ count: Int) throws {
+        for _ in 0..<count {
+            let next = publisher.lastSequence + 1
+            let size = min(publisher.maxPayload, [8, 64, 1000, publisher.maxPayload][Int(next % 4)])
+            try publisher.publish(count: size) { output in
+                for j in 0..<size {
+                    output.append(j < 8 ? UInt8(truncatingIfNeeded: next >> (8 * UInt64(j))) : UInt8((Int(next % 251) + j) % 251))
+                }
+            }
+        }
+    }
+
+    /// Receives one sample: its sequence, and whether its bytes are the pattern's.
+    static func receive(_ subscriber: inout Subscriber, timeout: Duration? = .seconds(5)) throws -> (sequence: UInt64, good: Bool)? {
+        let limit = subscriber.maxPayload
+        return try subscriber.receive(timeout: timeout) { (bytes: RawSpan, info: SampleInfo) in
+            let size = min(limit, [8, 64, 1000, limit][Int(info.sequence % 4)])
+            var good = bytes.byteCount == size
+            for j in 0..<min(size, bytes.byteCount) where good {
+                let expected = j < 8 ? UInt8(truncatingIfNeeded: info.sequence >> (8 * UInt64(j))) : UInt8((Int(info.sequence % 251) + j) % 251)
+                good = bytes.unsafeLoad(fromByteOffset: j, as: UInt8.self) == expected
+            }
+            return (info.sequence, good)
+        }
+    }
+
+    /// How many chunks no one holds, read from the region as another process would.
+    static func freeChunks(_ region: borrowing AnyRegion) throws -> Int {
+        let view = try ServiceView(region, at: 0, timeout: .zero)
+        return (0..<view.layout.chunkCount).count { view.holders($0).load(ordering: .acquiring) == 0 }
+    }
+
+    @Test("every subscriber gets every sample, in order, in place", arguments: Backend.attachable)
+    func fanOut(backend: Backend) throws {
+        try Names.with(backend) { name in
+            let region = try Self.makeService(name, subscribers: 3)
+            var first = try Subscriber(try attachAgain(region))
+            var second = try Subscriber(try attachAgain(region))
+            var third = try Subscriber(try attachAgain(region))
+            var publisher = try Publisher(try attachAgain(region))
+            #expect(publisher.subscriberCount == 3)
+            func drain(_ subscriber: inout Subscriber, round: Int) throws {
+                for k in 1...5 {
+                    let got = try #require(try Self.receive(&subscriber))
+                    #expect(got.sequence == UInt64(round * 5 + k) && got.good)
+                }
+            }
+            for round in 0..<20 {
+                try Self.publish(&publisher, 5)
+                try drain(&first, round: round)
+                try drain(&second, round: round)
+                try drain(&third, round: round)
+            }
+            #expect(first.lost == 0 && second.lost == 0 && third.lost == 0)
+            publisher.finish()
+            #expect(try Self.receive(&first) == nil)
+            #expect(try Self.receive(&second) == nil)
+            #expect(try Self.receive(&third) == nil)
+            // Nothing is held once every sample was read.
+            #expect(try Self.freeChunks(region) == P.Layout(maxPayload: 4096, subscribers: 3, queueDepth: 8, history: 0).chunkCount)
+        }
+    }
+
+    @Test("an overwriting subscriber loses the oldest and counts them; a blocking one holds the publisher back, then times out")
+    func overflow() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, subscribers: 2, queueDepth: 4)
+            var dropping = try Subscriber(try SharedMemory.open(name), overflow: .overwriteOldest)
+            var publisher = try Publisher(try SharedMemory.open(name), blockTimeout: .milliseconds(100))
+            try Self.publish(&publisher, 10)
+            for expected in 7...10 { #expect(try Self.receive(&dropping)?.sequence == UInt64(expected)) }
+            #expect(dropping.lost == 6)
+            dropping.close()
+
+            var blocking = try Subscriber(try SharedMemory.open(name), queueDepth: 2, overflow: .blockPublisher)
+            try Self.publish(&publisher, 2)
+            let started = ContinuousClock.now
+            let error = expectError(.timedOut) { try Self.publish(&publisher, 1) }
+            #expect(ContinuousClock.now - started >= .milliseconds(100))
+            #expect(error?.reason.contains("\(getpid())") == true)
+            #expect(blocking.lost == 1)
+            #expect(try Self.receive(&blocking)?.sequence == 11)
+            #expect(try Self.receive(&blocking)?.sequence == 12)
+            // Room again: the next publish goes through without waiting.
+            try Self.publish(&publisher, 1)
+            #expect(try Self.receive(&blocking)?.sequence == 14)
+            _ = region
+        }
+    }
+
+    @Test("a blocking subscriber in another process holds the publisher back until it reads, and misses nothing")
+    func backpressureAcrossProcesses() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, subscribers: 1, queueDepth: 2)
+            var publisher = try Publisher(try SharedMemory.open(name), blockTimeout: .seconds(10))
+            let slow = try Probe.start(["ps-subscribe", name.description, "0", "slow"])
+            #expect(slow.line() == "ok connected")
+            try Self.publish(&publisher, 200)
+            publisher.finish()
+            // It read a sample a millisecond and missed none: the publisher waited for it.
+            #expect(slow.finish().lastLine == "ok 200 0")
+            _ = region
+        }
+    }
+
+    @Test("a late subscriber asks for the history and gets the last samples first, then the new ones")
+    func history() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, subscribers: 2, queueDepth: 8, history: 4)
+            var publisher = try Publisher(try SharedMemory.open(name))
+            try Self.publish(&publisher, 10)
+            var late = try Subscriber(try SharedMemory.open(name), history: 3)
+            var none = try Subscriber(try SharedMemory.open(name))
+            try publisher.update()
+            for expected in 8...10 { #expect(try Self.receive(&late)?.sequence == UInt64(expected)) }
+            try Self.publish(&publisher, 1)
+            #expect(try Self.receive(&late)?.sequence == 11)
+            #expect(try Self.receive(&none)?.sequence == 11)
+            expectError(.invalidArgument) { try Subscriber(try SharedMemory.open(name), history: 5) }
+            _ = region
+        }
+    }
+
+    @Test("a SIGKILLed subscriber's chunks and slot are reclaimed; a dead publisher is peerDied after the last sample")
+    func deaths() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 1024, subscribers: 2, queueDepth: 4)
+            var publisher = try Publisher(try SharedMemory.open(name))
+            // A subscriber that dies inside a receive, holding a sample.
+            let holder = try Probe.start(["ps-subscribe", name.description, "0", "hold"])
+            #expect(holder.line() == "ok connected")
+            try Self.publish(&publisher, 1)
+            #expect(holder.line() == "ok holding")
+            holder.kill()
+            var live = try Subscriber(try SharedMemory.open(name))
+            // Far more samples than there are chunks: the dead one's are found and taken back.
+            for _ in 0..<100 {
+                try Self.publish(&publisher, 1)
+                #expect(try Self.receive(&live)?.good == true)
+            }
+            // Both slots taken by live subscribers: a third is refused; the dead one's slot was freed for this one.
+            let second = try Subscriber(try SharedMemory.open(name))
+            expectError(.limitExceeded) { try Subscriber(try SharedMemory.open(name)) }
+            second.close()
+            live.close()
+            #expect(try Self.freeChunks(region) == P.Layout(maxPayload: 1024, subscribers: 2, queueDepth: 4, history: 0).chunkCount)
+            publisher.finish()
+        }
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 1024, subscribers: 2, queueDepth: 64)
+            var subscriber = try Subscriber(try SharedMemory.open(name))
+            let publisher = try Probe.start(["ps-publish", name.description, "0", "1"])
+            #expect(publisher.line() == "ok publishing")
+            expectError(.busy) { try Publisher(try SharedMemory.open(name)) }
+            var received = 0
+            while received < 20, let got = try Self.receive(&subscriber) {
+                #expect(got.good && got.sequence == UInt64(received + 1))
+                received += 1
+            }
+            publisher.kill()
+            // What it published is read first; then the death.
+            var error: SharedMemoryError? = nil
+            do {
+                while let got = try Self.receive(&subscriber) {
+                    #expect(got.good)
+                    received += 1
+                }
+            } catch let caught as SharedMemoryError {
+                error = caught
+            }
+            #expect(error?.code == .peerDied)
+            // Another publisher takes the dead one's place, and the stream goes on.
+            var next = try Publisher(try SharedMemory.open(name))
+            try Self.publish(&next, 1)
+            #expect(try Self.receive(&subscriber)?.good == true)
+            next.finish()
+            _ = region
+        }
+    }
+
+    @Test("each role SIGKILLed at random moments, 100 times: no hang, no chunk leaked, counts exact afterwards")
+    func killedAtRandom() throws {
+        try Names.with(.posix) { name in
+            let layout = P.Layout(maxPayload: 1024, subscribers: 3, queueDepth: 4, history: 2)
+            let region = try Self.makeService(name, maxPayload: 1024, subscribers: 3, queueDepth: 4, history: 2)
+            for round in 0..<100 {
+                let publisher = try Probe.start(["ps-publish", name.description, "0"])
+                let subscribers = try (0..<2).map { _ in try Probe.start(["ps-subscribe", name.description, "0"]) }
+                #expect(publisher.line() == "ok publishing")
+                for subscriber in subscribers { #expect(subscriber.line() == "ok connected") }
+                usleep(UInt32.random(in: 0...5000))
+                var order = [publisher] + subscribers
+                order.shuffle()
+                for process in order {
+                    process.kill()
+                    usleep(UInt32.random(in: 0...500))
+                }
+                // The survivors' leftovers: a new publisher and subscriber take over, and count exactly.
+                var next = try Publisher(try SharedMemory.open(name))
+                var subscriber = try Subscriber(try SharedMemory.open(name), queueDepth: 4)
+                let first = next.lastSequence + 1
+                try Self.publish(&next, 3)
+                for k in 0..<3 {
+                    let got = try #require(try Self.receive(&subscriber), "round \(round)")
+                    #expect(got.good && got.sequence == first + UInt64(k), "round \(round)")
+                }
+                subscriber.close()
+                try next.update()  // reclaims the killed subscribers
+                next.finish()
+                // Everything not in the history is free again.
+                #expect(try Self.freeChunks(region) == layout.chunkCount - layout.history, "round \(round)")
+            }
+        }
+    }
+
+    @Test("a header or queue another process wrote over is foreign, never a crash or a read outside the service")
+    func foreign() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 4)
+            var publisher = try Publisher(try SharedMemory.open(name))
+            var subscriber = try Subscriber(try SharedMemory.open(name))
+            let layout = P.Layout(maxPayload: 64, subscribers: 1, queueDepth: 4, history: 0)
+            try Self.publish(&publisher, 1)
+            // A chunk index past the last chunk.
+            try region.set(UInt32(9999), at: layout.slotsAt + P.slotEntriesAt)
+            expectError(.foreign) { try Self.receive(&subscriber) }
+            // A write position a whole queue ahead of the read position.
+            try region.set(UInt64(100), at: layout.slotsAt + P.slotWriteAt)
+            expectError(.foreign) { try Self.receive(&subscriber) }
+            expectError(.foreign) { try Self.publish(&publisher, 1) }
+            try region.set(UInt64(0), at: layout.slotsAt + P.slotWriteAt)
+            try region.set(UInt64(0), at: layout.slotsAt + P.slotReadAt)
+            // A length past the largest payload.
+            try Self.publish(&publisher, 1)
+            let entry = Int(try region.get(UInt32.self, at: layout.slotsAt + P.slotEntriesAt))
+            try region.set(UInt64(1 << 40), at: layout.chunksAt + entry * layout.chunkStride + P.chunkLengthAt)
+            expectError(.foreign) { try Self.receive(&subscriber) }
+            // A header with another magic number, another version, an impossible configuration.
+            try Names.with(.posix) { other in
+                let bad = try SharedMemory.create(other, size: 1 << 16)
+                try bad.set(UInt64(0x1234), at: 0)
+                expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
+                try bad.set(P.magic, at: 0)
+                try bad.set(UInt16(9), at: P.versionAt)
+                expectError(.foreign) { try Publisher(try SharedMemory.open(other)) }
+                try bad.set(UInt16(1), at: P.versionAt)
+                try bad.set(UInt32(0), at: P.subscribersAt)
+                expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
+                try bad.set(UInt32(2), at: P.subscribersAt)
+                try bad.set(UInt64(1 << 30), at: P.maxPayloadAt)
+                try bad.set(UInt32(4), at: P.queueDepthAt)
+                expectError(of: [.foreign, .outOfBounds]) { try Subscriber(try SharedMemory.open(other)) }
+            }
+            _ = region
+        }
+    }
+
+    @Test("format refuses bad configurations and memory in use; attach waits for a format, bounded")
+    func formatAndAttach() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: 1 << 20)
+            expectError(.invalidArgument) { try P.format(region, maxPayload: 64, subscribers: 0, queueDepth: 4) }
+            expectError(.invalidArgument) { try P.format(region, maxPayload: 64, subscribers: 63, queueDepth: 4) }
+            expectError(.invalidArgument) { try P.format(region, maxPayload: 64, subscribers: 1, queueDepth: 0) }
+            expectError(.outOfBounds) { try P.format(region, maxPayload: 1 << 20, subscribers: 4, queueDepth: 4) }
+            let started = ContinuousClock.now
+            expectError(.notReady) { try Subscriber(try SharedMemory.open(name), timeout: .milliseconds(50)) }
+            #expect(ContinuousClock.now - started >= .milliseconds(50))
+            let formatter = Thread {
+                usleep(20_000)
+                if let later = try? SharedMemory.open(name) { try? P.format(later, maxPayload: 64, subscribers: 1, queueDepth: 4) }
+            }
+            formatter.start()
+            var subscriber = try Subscriber(try SharedMemory.open(name), timeout: .seconds(5))
+            #expect(subscriber.maxPayload == 64)
+            expectError(.alreadyExists) { try P.format(region, maxPayload: 64, subscribers: 1, queueDepth: 4) }
+            subscriber.close()
+        }
+    }
+
+    @Test("a seqlock cell: a writer and readers in other processes, 64-byte values never torn; one writer at a time")
+    func seqlock() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: 4096)
+            let cell = try SeqlockCell<SeqlockValue>.format(in: region, at: 0)
+            #expect(SeqlockCell<SeqlockValue>.size == 24 + 64)
+            let writer = try Probe.start(["seqlock-write", name.description, "2000000"])
+            let reader = try Probe.start(["seqlock-read", name.description, "1000000"])
+            var torn = 0, reads = 0
+            while writer.isRunning {
+                if !(try cell.read().agrees) { torn += 1 }
+                reads += 1
+            }
+            #expect(writer.finish().lastLine == "ok")
+            #expect(reader.finish().lastLine == "ok 0")
+            #expect(torn == 0)
+            #expect(try cell.read().words.0 == 2_000_000)
+            // One writer: a second is busy while the first lives; a dead one's seat is taken over.
+            let first = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0)
+            #expect(try ChildProcess.run(Probe.path, ["seqlock-write", name.description, "1"]).lastLine.hasPrefix("error busy"))
+            first.write(SeqlockValue(7))
+            first.close()
+            #expect(try ChildProcess.run(Probe.path, ["seqlock-write", name.description, "3"]).lastLine == "ok")
+            #expect(try cell.read().words.7 == 3)
+            print("seqlock: \(reads) reads in this process while another wrote, none torn")
+        }
+    }
+}
+
+struct SeqlockValue: BitwiseCopyable {
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    init(_ value: UInt64) { words = (value, value, value, value, value, value, value, value) }
+    var agrees: Bool {
+        let w = words
+        return w.0 == w.1 && w.1 == w.2 && w.2 == w.3 && w.3 == w.4 && w.4 == w.5 && w.5 == w.6 && w.6 == w.7
+    }
+}
