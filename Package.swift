@@ -42,6 +42,8 @@ let package = Package(
         .executableTarget(name: "messages", dependencies: ["SharedMemory"], path: "Examples/Messages"),
         .executableTarget(name: "fork-counter", dependencies: ["SharedMemory"], path: "Examples/Fork"),
         .executableTarget(name: "heap-book", dependencies: ["SharedMemory"], path: "Examples/HeapBook"),
+        .executableTarget(name: "quotes", dependencies: ["SharedMemory"], path: "Examples/Quotes"),
+        .executableTarget(name: "uppercase", dependencies: ["SharedMemory"], path: "Examples/Uppercase"),
         .executableTarget(
             name: "sealed-memfd",
             dependencies: ["SharedMemory"],

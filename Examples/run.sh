@@ -50,4 +50,25 @@ for backend in posix:/sm-example-book-$$ file:/tmp/sm-example-book-$$ sysv:0x5ee
     [ "$(head -1 <<< "$out")" = "reader: 60 at 106" ] && [ "$(tail -1 <<< "$out")" = "reader: 6 orders in 7 blocks, 1 named" ] \
         || fail "heap-book reader on $backend: $out"
 done
+# Publish/subscribe: a publisher and two subscriber processes; both subscribers get all ten quotes in order.
+"$bin/quotes" publisher --region posix:/sm-example-quotes-$$ --count 10 > /tmp/sm-example-publisher.$$ &
+publisher=$!
+"$bin/quotes" subscriber --region posix:/sm-example-quotes-$$ > /tmp/sm-example-subscriber1.$$ &
+first=$!
+out=$("$bin/quotes" subscriber --region posix:/sm-example-quotes-$$) || fail "quotes subscriber: $out"
+wait $first || fail "quotes subscriber: $(cat /tmp/sm-example-subscriber1.$$)"
+wait $publisher || fail "quotes publisher: $(cat /tmp/sm-example-publisher.$$)"
+for got in "$out" "$(cat /tmp/sm-example-subscriber1.$$)"; do
+    [ "$(tail -1 <<< "$got")" = "subscriber: 10 quotes, 0 lost" ] && grep -qx "subscriber: #10 EURUSD 1.081" <<< "$got" \
+        || fail "quotes subscriber: $got"
+done
+grep -qx "publisher: published 10 quotes to 2 subscribers" /tmp/sm-example-publisher.$$ || fail "quotes publisher: $(cat /tmp/sm-example-publisher.$$)"
+rm -f /tmp/sm-example-publisher.$$ /tmp/sm-example-subscriber1.$$
+# Request/response: a server and a client process.
+"$bin/uppercase" server --region posix:/sm-example-upper-$$ --requests 3 > /tmp/sm-example-server.$$ &
+server=$!
+out=$("$bin/uppercase" client --region posix:/sm-example-upper-$$ hello shared memory) || fail "uppercase client: $out"
+wait $server || fail "uppercase server: $(cat /tmp/sm-example-server.$$)"
+[ "$out" = $'client: hello -> HELLO\nclient: shared -> SHARED\nclient: memory -> MEMORY' ] || fail "uppercase client: $out"
+rm -f /tmp/sm-example-server.$$
 echo "examples: all ran as expected"

@@ -14,5 +14,6 @@ let package = Package(
         .target(name: "FuzzDriver"),
         .executableTarget(name: "FuzzRegionName", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzRingHeader", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
+        .executableTarget(name: "FuzzPublishSubscribe", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
     ]
 )

@@ -105,3 +105,48 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         return nil
     }
 }
+
+// Request/response for the tests (see RequestResponseTests):
+//
+//   rr-serve NAME COUNT    take the server's seat, print `ok serving`, answer COUNT requests (0: until killed): the
+//                          response is the request's bytes reversed; print `ok COUNT`
+//   rr-client NAME COUNT   connect, print `ok connected`, send COUNT requests (request i: the bytes of i, then
+//                          (i + j) % 251 up to a size cycling through 0, 8, 100 and the largest) and check each
+//                          response; print `ok COUNT`, or the error (peerDied when the server dies)
+func requestResponseProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws -> String? {
+    switch operation {
+    case "rr-serve":
+        let region = try attach(name)
+        var server = try Server(region, timeout: .seconds(5))
+        print("ok serving")
+        fflush(nil)
+        let count = Int(rest[0])!
+        var served = 0
+        while count == 0 || served < count {
+            try server.handle { request, response, _ in
+                for j in stride(from: request.byteCount - 1, through: 0, by: -1) { response.append(request.unsafeLoad(fromByteOffset: j, as: UInt8.self)) }
+            }
+            served += 1
+        }
+        return "\(served)"
+    case "rr-client":
+        let region = try attach(name)
+        var client = try Client(region, timeout: .seconds(5))
+        print("ok connected")
+        fflush(nil)
+        let count = Int(rest[0])!
+        for i in 0..<count {
+            let size = [0, 8, 100, client.maxRequest][i % 4]
+            let request = (0..<size).map { j in j < 8 ? UInt8(truncatingIfNeeded: i >> (8 * j)) : UInt8((i + j) % 251) }
+            let good = try client.request(count: size, { for byte in request { $0.append(byte) } }) { response -> Bool in
+                guard response.byteCount == size else { return false }
+                for j in 0..<size where response.unsafeLoad(fromByteOffset: j, as: UInt8.self) != request[size - 1 - j] { return false }
+                return true
+            }
+            if !good { return "bad response \(i)" }
+        }
+        return "\(count)"
+    default:
+        return nil
+    }
+}

@@ -268,7 +268,7 @@ struct PublishSubscribeTests {
                 try bad.set(UInt32(2), at: P.subscribersAt)
                 try bad.set(UInt64(1 << 30), at: P.maxPayloadAt)
                 try bad.set(UInt32(4), at: P.queueDepthAt)
-                expectError(of: [.foreign, .outOfBounds]) { try Subscriber(try SharedMemory.open(other)) }
+                expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
             }
             _ = region
         }

@@ -86,6 +86,24 @@ struct BenchTests {
         #expect((block["swift"] as? [String: Any])?["median"] as? Double == 16)
     }
 
+    @Test("publish/subscribe: one-way latency by size and by subscriber count, and the publisher's cost, beside the ring and a pipe")
+    func publishSubscribe() throws {
+        let result = try Shm.run(["bench", "--quick", "--experiments", "publish-subscribe", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = results.map { $0["name"] as? String ?? "" }
+        for expected in ["one-way 64 B, 1 subscriber (spin)", "one-way 64 KiB, 1 subscriber", "one-way 4 MiB, 1 subscriber",
+                         "one-way 64 B, 2 subscribers", "one-way 64 B, 4 subscribers", "publisher's cost per publish, 4 subscribers"] {
+            #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")
+        }
+        for m in results {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            #expect((m["note"] as? String ?? "").hasPrefix("C: ") || m["placement"] != nil)
+        }
+    }
+
     @Test("the table, CSV and SVG outputs")
     func formats() throws {
         try withTemporaryDirectory { directory in

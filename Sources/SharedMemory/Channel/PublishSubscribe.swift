@@ -186,6 +186,9 @@ struct ServiceView: @unchecked Sendable {
         guard Int(base.load(fromByteOffset: P.chunkCountAt, as: UInt32.self)) == layout.chunkCount else {
             throw SharedMemoryError(.foreign, "the service's chunk count does not match its configuration", region: region.name)
         }
+        guard layout.size <= region.size - offset else {
+            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(region.size - offset) from offset \(offset)", region: region.name)
+        }
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
         mapping = whole.mapping
         self.base = whole.address
@@ -363,6 +366,19 @@ public struct Publisher: ~Copyable {
         return try deliver(c, length: length)
     }
 
+    /// Zero-copy for C interop and benchmarks: loans a chunk, lets `body` fill exactly `count` bytes of it through a
+    /// pointer, and publishes them. The pointer is valid only inside `body`: the compiler does not check that;
+    /// ``publish(count:_:)`` is the safe way.
+    @discardableResult
+    public mutating func publishUnsafe(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> UInt64 {
+        guard count >= 0, count <= service.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        body(UnsafeMutableRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: count))
+        return try deliver(c, length: count)
+    }
+
     /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
     @discardableResult
     public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
@@ -461,14 +477,14 @@ public struct Publisher: ~Copyable {
             guard service.base.load(fromByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
             // Overwrite: take the oldest from the subscriber (it may take it first: then look again).
             let oldest = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
-            if read.compareExchange(expected: r, desired: r + 1, ordering: .acquiringAndReleasing).exchanged {
+            if read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
                 _ = service.holders(oldest).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
                 service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
             }
         }
         _ = service.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
         service.base.storeBytes(of: UInt32(c), toByteOffset: slotAt + P.slotEntriesAt + Int(w & (capacity - 1)) * 4, as: UInt32.self)
-        write.store(w + 1, ordering: .sequentiallyConsistent)
+        write.store(w &+ 1, ordering: .sequentiallyConsistent)
         if service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
             Syscalls.futexWake(service.base + slotAt + P.slotWriteAt)
         }
@@ -536,7 +552,7 @@ public struct Publisher: ~Copyable {
         if let evicted, evicted < service.layout.chunkCount, evicted != c {
             _ = service.holders(evicted).loadThenBitwiseAnd(with: ~P.historyBit, ordering: .acquiringAndReleasing)
         }
-        service.atomic(P.historyHeadAt, UInt64.self).store(head + 1, ordering: .releasing)
+        service.atomic(P.historyHeadAt, UInt64.self).store(head &+ 1, ordering: .releasing)
     }
 }
 
@@ -554,16 +570,19 @@ public struct Subscriber: ~Copyable {
     let service: ServiceView
     /// This subscriber's slot.
     let index: Int
+    /// How ``receive(timeout:_:)`` waits for a sample.
+    public let strategy: WaitStrategy
 
     typealias P = PublishSubscribe
 
     /// Connects to the service at `offset` (waiting up to `timeout` for it to be formatted) with a queue of
     /// `queueDepth` samples (at most the service's; its own by default), `overflow`'s policy, and the last
-    /// `history` samples delivered first. A free slot is taken; with none, dead subscribers' slots are reclaimed
-    /// first; with still none, ``SharedMemoryError/Code/limitExceeded``.
+    /// `history` samples delivered first; `strategy` says how a receive waits (spinning first, by default a few
+    /// microseconds, then sleeping in the kernel). A free slot is taken; with none, dead subscribers' slots are
+    /// reclaimed first; with still none, ``SharedMemoryError/Code/limitExceeded``.
     public init(
         _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, queueDepth: Int? = nil,
-        overflow: Overflow = .overwriteOldest, history: Int = 0, timeout: Duration = .zero
+        overflow: Overflow = .overwriteOldest, history: Int = 0, strategy: WaitStrategy = .default, timeout: Duration = .zero
     ) throws(SharedMemoryError) {
         let service = try ServiceView(region, at: offset, timeout: timeout)
         let depth = queueDepth ?? service.layout.queueDepth
@@ -600,6 +619,7 @@ public struct Subscriber: ~Copyable {
         }
         self.service = service
         self.index = index
+        self.strategy = strategy
     }
 
     /// The largest payload a sample can have.
@@ -637,6 +657,7 @@ public struct Subscriber: ~Copyable {
         let held = service.atomic(slotAt + P.slotHeldAt, UInt32.self)
         let capacity = UInt64(service.layout.queueCapacity)
         var deadline: Int64? = nil
+        var spins = strategy.spins
         while true {
             let r = read.load(ordering: .acquiring)
             let w = write.load(ordering: .acquiring)
@@ -646,7 +667,7 @@ public struct Subscriber: ~Copyable {
             if w > r {
                 let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
                 held.store(UInt32(c + 1), ordering: .releasing)
-                guard read.compareExchange(expected: r, desired: r + 1, ordering: .acquiringAndReleasing).exchanged else {
+                guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
                     held.store(0, ordering: .releasing)
                     continue  // the publisher dropped it (overwriting): the next one
                 }
@@ -661,13 +682,22 @@ public struct Subscriber: ~Copyable {
                 }
                 return (c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self))
             }
-            // Empty: has the publisher finished, or died?
+            // Empty: spin a while (looking at the publisher now and then), then sleep.
+            spins -= 1
+            if spins > 0, spins & 0xfff != 0 { continue }
+            // Has the publisher finished, or died?
             let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
             if state == 2 { return nil }
             if state == 1, let publisher = service.publisher, !publisher.isAlive {
                 throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
             }
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            if spins > 0 {
+                if let deadline, MessageRing.monotonicNanoseconds() >= deadline {
+                    throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
+                }
+                continue
+            }
             let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
             let seen = UInt32(truncatingIfNeeded: w)
             sleeps.store(1, ordering: .sequentiallyConsistent)

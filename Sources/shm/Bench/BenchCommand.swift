@@ -19,6 +19,7 @@ struct Bench: ParsableCommand {
         case streaming
         case pingPong = "ping-pong"
         case heap
+        case publishSubscribe = "publish-subscribe"
     }
 
     @Flag(help: "A short run (well under a minute).")
@@ -27,7 +28,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
     var backends: [String] = Backend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap (default: all).")
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap, publish-subscribe (default: all).")
     var experiments: [Experiment] = Experiment.allCases
 
     @Flag(help: "Print JSON instead of a table.")
@@ -141,6 +142,9 @@ struct Bench: ParsableCommand {
             case .heap:
                 progress.step("heap against Boost.Interprocess")
                 results += try heapExperiment()
+            case .publishSubscribe:
+                progress.step("publish/subscribe")
+                results += try publishSubscribeExperiment(c)
             }
         }
         progress.finish()
@@ -220,6 +224,46 @@ struct Bench: ParsableCommand {
         results += try rows([("overhead per 64 B block", "bytes"), ("overhead per named object (8 B)", "bytes")],
                             swift: { try HeapBench.overhead(count: 10_000) }, boost: ["overhead", "10000"])
         return results
+    }
+
+    /// Publish/subscribe one-way latency (1 subscriber spinning, 64 B to 4 MiB; 1, 2 and 4 subscribers spinning then
+    /// sleeping) and the publisher's cost per publish, beside half the ring's spin round trip and half a pipe's,
+    /// measured in this run. "C" is the reference each row's note names.
+    func publishSubscribeExperiment(_ c: CBench) throws -> [Measurement] {
+        let samples = quick ? 2_000 : 20_000
+        let halfRing = Summary(try SwiftBench.pingPong("ring", strategy: .spin, rounds: samples)).map { $0 / 2 }
+        let halfPipe = Summary(try SwiftBench.pingPong("pipe", strategy: .sleep, rounds: samples / 4)).map { $0 / 2 }
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        var rows: [Measurement] = []
+        func row(_ name: String, _ swift: Summary, _ reference: Summary, _ note: String) {
+            var m = Measurement(experiment: "publish/subscribe", name: name, unit: "ns", swift: swift, c: reference)
+            m.note = note
+            rows.append(m)
+        }
+        var first: Summary? = nil
+        for (payload, label) in [(64, "64 B"), (64 << 10, "64 KiB"), (4 << 20, "4 MiB")] {
+            let latency = Summary(try PubSubBench.run(payload: payload, subscribers: 1, samples: samples, strategy: .spin).latency)
+            if let first {
+                row("one-way \(label), 1 subscriber (spin)", latency, first, "C: the 64 B sample's (goal: flat, at most 2x)")
+            } else {
+                first = latency
+                row("one-way \(label), 1 subscriber (spin)", latency, halfRing, "C: half the ring's spin round trip, this run (goal: at most 1.2x)")
+                rows[rows.count - 1].placement = try? Machine.placement(c)
+            }
+        }
+        var single: Summary? = nil
+        for subscribers in [1, 2, 4] {
+            let run = try PubSubBench.run(payload: 64, subscribers: subscribers, samples: samples / 2, strategy: .default)
+            let crowded = subscribers + 1 > cores ? "; \(subscribers + 1) processes on \(cores) cores" : ""
+            row("one-way 64 B, \(subscribers) subscriber\(subscribers == 1 ? "" : "s") (spin, then sleep)", Summary(run.latency), halfPipe, "C: half a pipe's round trip, this run\(crowded)")
+            let publish = Summary(run.publish)
+            if let single {
+                row("publisher's cost per publish, \(subscribers) subscribers", publish, single, "C: with 1 subscriber (goal for 4: at most 1.5x)")
+            } else {
+                single = publish
+            }
+        }
+        return rows
     }
 
     /// Why explicit 2 MiB pages cannot be measured here, or nil if they can.

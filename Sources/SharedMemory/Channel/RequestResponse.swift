@@ -1,0 +1,475 @@
+import Atomics
+import Glibc
+
+/// Requests from many clients to one server, and each request's response back to the client that sent it, through a
+/// region: each client has a slot with a queue of requests and a queue of responses, written and read in place.
+///
+/// ```swift
+/// try RequestResponse.format(region, maxRequest: 256, maxResponse: 4096, clients: 8, depth: 4)   // once
+/// var server = try Server(region)                                             // one process
+/// try server.handle { (request: RawSpan, response: inout OutputRawSpan, _: RequestInfo) in
+///     response.append(UInt8(request.byteCount))
+/// }
+/// var client = try Client(region)                                             // up to 8 processes
+/// let count = try client.request(count: 3, { $0.append(1); $0.append(2); $0.append(3) }) { (response: RawSpan) in
+///     response.unsafeLoad(as: UInt8.self)
+/// }
+/// ```
+///
+/// - A client has up to `depth` requests outstanding (sent, and their responses not yet read); a send beyond that
+///   is ``SharedMemoryError/Code/busy``, so the server never waits for room.
+/// - Every request carries a correlation id, which its response carries back: ``Client/send(count:_:)``
+///   returns it, ``Client/receive(timeout:_:)`` reports it; ``Client/request(count:timeout:_:_:)`` does both and
+///   checks they match.
+/// - The server takes requests from the clients in turn. A client that dies has its slot reclaimed by the server
+///   (or by a client needing a slot); a server that dies is ``SharedMemoryError/Code/peerDied`` to every client
+///   waiting for a response, never a wait forever; a new server can take its place.
+/// - Everything read from the region is checked: what does not add up is ``SharedMemoryError/Code/foreign``.
+public enum RequestResponse {
+    // The header.
+    static let magicAt = 0  // u64, written last
+    static let versionAt = 8  // major u16, minor u16
+    static let clientsAt = 12  // u32
+    static let maxRequestAt = 16  // u64
+    static let maxResponseAt = 24  // u64
+    static let depthAt = 32  // u32
+    static let serverStateAt = 36  // u32: 0 none yet, 1 serving, 2 finished
+    static let serverPIDAt = 40  // i32
+    static let serverStartAt = 48  // u64
+    static let doorbellAt = 64  // u32: bumped by each request; the server's futex word
+    static let serverSleepsAt = 68  // u32
+    static let lockAt = 128  // the connections' robust mutex
+    static let slotsAt = 192
+
+    // A client's slot.
+    static let slotStateAt = 0  // u32: free, connected, leaving
+    static let slotPIDAt = 4  // i32
+    static let slotStartAt = 8  // u64
+    static let slotGenerationAt = 16  // u32
+    static let slotRequestWriteAt = 64  // u64, the client's
+    static let slotRequestReadAt = 128  // u64, the server's
+    static let slotResponseWriteAt = 192  // u64, the server's; the client's futex word
+    static let slotClientSleepsAt = 200  // u32
+    static let slotResponseReadAt = 256  // u64, the client's
+    static let slotEntriesAt = 320  // depth request cells, then depth response cells
+
+    // A cell: correlation id (u64), length (u64), then the bytes from 16.
+    static let cellBytesAt = 16
+
+    static let free: UInt32 = 0, connected: UInt32 = 1
+
+    static let magic: UInt64 = 0x5345_5251_4552_4D53  // "SMREQRES"
+    static let major: UInt16 = 1
+    static let minor: UInt16 = 0
+
+    struct Layout: Equatable {
+        let maxRequest: Int
+        let maxResponse: Int
+        let clients: Int
+        let depth: Int
+
+        var requestCell: Int { (RequestResponse.cellBytesAt + maxRequest + 63) & ~63 }
+        var responseCell: Int { (RequestResponse.cellBytesAt + maxResponse + 63) & ~63 }
+        var slotStride: Int { RequestResponse.slotEntriesAt + depth * (requestCell + responseCell) }
+        var size: Int { RequestResponse.slotsAt + clients * slotStride }
+
+        static func check(maxRequest: Int, maxResponse: Int, clients: Int, depth: Int) -> String? {
+            if maxRequest < 0 || maxRequest > 1 << 32 || maxResponse < 0 || maxResponse > 1 << 32 { return "requests and responses of 0 bytes to 4 GiB" }
+            if clients < 1 || clients > 4096 { return "1 to 4096 clients" }
+            if depth < 1 || depth > 4096 { return "a depth of 1 to 4096 outstanding requests" }
+            return nil
+        }
+    }
+
+    /// Bytes a service with this configuration takes in a region: a header, and per client `depth` cells of
+    /// `maxRequest` bytes and `depth` of `maxResponse` (each plus 16, rounded to 64).
+    public static func size(maxRequest: Int, maxResponse: Int, clients: Int, depth: Int) -> Int {
+        Layout(maxRequest: max(maxRequest, 0), maxResponse: max(maxResponse, 0), clients: max(clients, 1), depth: max(depth, 1)).size
+    }
+
+    /// Makes a new service at `offset` of a region that holds nothing there yet (its first 8 bytes zero). Its magic
+    /// number is written last: a process attaching meanwhile waits for it.
+    public static func format(
+        _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, maxRequest: Int, maxResponse: Int, clients: Int, depth: Int
+    ) throws(SharedMemoryError) {
+        if let wanted = Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
+            throw SharedMemoryError(.invalidArgument, "a request/response service takes \(wanted)", region: region.name)
+        }
+        let layout = Layout(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
+        let base = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service").address
+        guard base.load(as: UInt64.self) == 0 else {
+            throw SharedMemoryError(.alreadyExists, "the region already holds something at offset \(offset) (a service, or other data): formatting would overwrite it", region: region.name)
+        }
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: layout.size)
+        base.storeBytes(of: major, toByteOffset: versionAt, as: UInt16.self)
+        base.storeBytes(of: minor, toByteOffset: versionAt + 2, as: UInt16.self)
+        base.storeBytes(of: UInt32(clients), toByteOffset: clientsAt, as: UInt32.self)
+        base.storeBytes(of: UInt64(maxRequest), toByteOffset: maxRequestAt, as: UInt64.self)
+        base.storeBytes(of: UInt64(maxResponse), toByteOffset: maxResponseAt, as: UInt64.self)
+        base.storeBytes(of: UInt32(depth), toByteOffset: depthAt, as: UInt32.self)
+        try RobustMutex(address: base + lockAt, region: region.name).initialize()
+        MessageRing.atomic(base, magicAt, UInt64.self).store(magic, ordering: .releasing)
+    }
+}
+
+/// Who sent a request, as the server sees it.
+public struct RequestInfo: Sendable, Hashable {
+    /// The request's correlation id (its response carries it back).
+    public var correlation: UInt64
+    /// The sending client's process.
+    public var clientPID: Int32
+}
+
+/// One process's view of a request/response service, checked against the region; holds the mapping.
+struct RequestView: @unchecked Sendable {
+    let mapping: RegionMapping
+    let base: UnsafeMutableRawPointer
+    let layout: RequestResponse.Layout
+    typealias R = RequestResponse
+
+    var name: RegionName { mapping.name }
+
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
+        let base = try region.sharedObjectAddress(at: offset, size: R.slotsAt, alignment: 64, what: "a request/response service").address
+        let deadline = MessageRing.deadline(after: timeout)!
+        while true {
+            let found = MessageRing.atomic(base, R.magicAt, UInt64.self).load(ordering: .acquiring)
+            if found == R.magic { break }
+            if found != 0 {
+                throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no request/response service (its magic number is \(String(found, radix: 16)))", region: region.name)
+            }
+            guard MessageRing.monotonicNanoseconds() < deadline else {
+                throw SharedMemoryError(.notReady, "no request/response service has been formatted at offset \(offset) yet", region: region.name)
+            }
+            usleep(1000)
+        }
+        let major = base.load(fromByteOffset: R.versionAt, as: UInt16.self)
+        guard major == R.major else {
+            throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(R.major)", region: region.name)
+        }
+        let maxRequest = Int(truncatingIfNeeded: base.load(fromByteOffset: R.maxRequestAt, as: UInt64.self))
+        let maxResponse = Int(truncatingIfNeeded: base.load(fromByteOffset: R.maxResponseAt, as: UInt64.self))
+        let clients = Int(base.load(fromByteOffset: R.clientsAt, as: UInt32.self))
+        let depth = Int(base.load(fromByteOffset: R.depthAt, as: UInt32.self))
+        if let wanted = R.Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
+            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
+        }
+        let layout = R.Layout(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
+        guard layout.size <= region.size - offset else {
+            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(region.size - offset) from offset \(offset)", region: region.name)
+        }
+        let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service of \(layout.size) bytes")
+        mapping = whole.mapping
+        self.base = whole.address
+        self.layout = layout
+    }
+
+    func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
+        MessageRing.atomic(base, at, type)
+    }
+
+    func slot(_ s: Int) -> Int { R.slotsAt + s * layout.slotStride }
+    func requestCell(_ s: Int, _ position: UInt64) -> Int { slot(s) + R.slotEntriesAt + Int(position % UInt64(layout.depth)) * layout.requestCell }
+    func responseCell(_ s: Int, _ position: UInt64) -> Int {
+        slot(s) + R.slotEntriesAt + layout.depth * layout.requestCell + Int(position % UInt64(layout.depth)) * layout.responseCell
+    }
+
+    func occupant(pidAt: Int, startAt: Int) -> Creator? {
+        let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
+        guard pid != 0 else { return nil }
+        let start = base.load(fromByteOffset: startAt, as: UInt64.self)
+        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+    }
+
+    var server: Creator? { occupant(pidAt: R.serverPIDAt, startAt: R.serverStartAt) }
+    func client(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + R.slotPIDAt, startAt: slot(s) + R.slotStartAt) }
+
+    /// Runs `body` holding the connections' lock (a dead holder leaves nothing to repair: every change under it is
+    /// one store, or a reclaim that the next locker redoes).
+    func withLock<T>(_ body: () throws(SharedMemoryError) -> T) throws(SharedMemoryError) -> T {
+        let lock = RobustMutex(address: base + R.lockAt, region: name)
+        if try lock.lock() == .ownerDied { try lock.markConsistent() }
+        defer { try? lock.unlock() }
+        return try body()
+    }
+
+    /// Frees client `s`'s slot if its process is dead (lock held). Whether it did.
+    @discardableResult
+    func reclaimIfDead(_ s: Int) -> Bool {
+        let state = atomic(slot(s) + R.slotStateAt, UInt32.self)
+        guard state.load(ordering: .acquiring) != R.free, !(client(s)?.isAlive ?? false) else { return false }
+        free(s)
+        return true
+    }
+
+    /// Empties and frees client `s`'s slot (lock held).
+    func free(_ s: Int) {
+        let at = slot(s)
+        for position in [R.slotRequestWriteAt, R.slotRequestReadAt, R.slotResponseWriteAt, R.slotResponseReadAt] {
+            atomic(at + position, UInt64.self).store(0, ordering: .relaxed)
+        }
+        atomic(at + R.slotPIDAt, Int32.self).store(0, ordering: .relaxed)
+        atomic(at + R.slotStateAt, UInt32.self).store(R.free, ordering: .releasing)
+    }
+
+    /// Sleeps on a futex word (the sleeping flag set around it) until it moves from `seen`, the deadline passes, or a
+    /// 100 ms slice ends.
+    func sleep(flag: Int, word: Int, seen: UInt64, until deadline: Int64?) -> MessageRing.Sleep {
+        let sleeps = atomic(flag, UInt32.self)
+        sleeps.store(1, ordering: .sequentiallyConsistent)
+        defer { sleeps.store(0, ordering: .relaxed) }
+        if atomic(word, UInt64.self).load(ordering: .sequentiallyConsistent) != seen { return .woken }
+        return MessageRing.sleep(on: base + word, seen: UInt32(truncatingIfNeeded: seen), until: deadline)
+    }
+}
+
+/// The server of a request/response service: takes each client's requests in turn and writes each response in place.
+/// One per service; holds the server's seat and the region's mapping.
+public struct Server: ~Copyable {
+    let service: RequestView
+    /// The client slot to look at first next time (turns go round).
+    private var next = 0
+
+    typealias R = RequestResponse
+
+    /// Takes the server's seat of the service at `offset`, waiting up to `timeout` for it to be formatted.
+    /// ``SharedMemoryError/Code/busy`` if a live process serves; a dead server's seat is taken over.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
+        let service = try RequestView(region, at: offset, timeout: timeout)
+        try service.withLock { () throws(SharedMemoryError) in
+            if let holder = service.server, holder.isAlive, holder != Creator.current,
+               service.atomic(R.serverStateAt, UInt32.self).load(ordering: .acquiring) == 1 {
+                throw SharedMemoryError(.busy, "process \(holder.pid) already serves this service; a service has one server", region: service.name)
+            }
+            let me = Creator.current
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: R.serverStartAt, as: UInt64.self)
+            service.atomic(R.serverPIDAt, Int32.self).store(me.pid, ordering: .releasing)
+            service.atomic(R.serverStateAt, UInt32.self).store(1, ordering: .releasing)
+        }
+        self.service = service
+    }
+
+    /// The largest response.
+    public var maxResponse: Int { service.layout.maxResponse }
+
+    /// Waits for the next request from any client (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil`
+    /// waits as long as it takes) and calls `body` with it in place and an `OutputRawSpan` over the response's
+    /// place in that client's response queue; what `body` writes is the response, sent when `body` returns (if
+    /// `body` throws, the client gets an empty response and the error is rethrown here). Dead clients found meanwhile
+    /// are reclaimed. The request's correlation id is in `info`, and goes back with the response.
+    public mutating func handle(timeout: Duration? = nil, _ body: (RawSpan, inout OutputRawSpan, RequestInfo) throws -> Void) throws {
+        let service = self.service
+        let layout = service.layout
+        var deadline: Int64? = nil
+        while true {
+            let doorbell = service.atomic(R.doorbellAt, UInt32.self).load(ordering: .acquiring)
+            for turn in 0..<layout.clients {
+                let s = (next + turn) % layout.clients
+                let at = service.slot(s)
+                guard service.atomic(at + R.slotStateAt, UInt32.self).load(ordering: .acquiring) == R.connected else { continue }
+                let read = service.atomic(at + R.slotRequestReadAt, UInt64.self)
+                let r = read.load(ordering: .relaxed)
+                let w = service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .acquiring)
+                guard w > r else { continue }
+                guard w - r <= UInt64(layout.depth) else {
+                    throw SharedMemoryError(.foreign, "client \(s)'s request positions (read \(r), write \(w)) do not add up", region: service.name)
+                }
+                next = (s + 1) % layout.clients
+                let request = service.requestCell(s, r)
+                let correlation = service.base.load(fromByteOffset: request, as: UInt64.self)
+                let length = service.base.load(fromByteOffset: request + 8, as: UInt64.self)
+                guard length <= UInt64(layout.maxRequest) else {
+                    read.store(r &+ 1, ordering: .releasing)
+                    throw SharedMemoryError(.foreign, "a request says it has \(length) bytes; the service's largest is \(layout.maxRequest)", region: service.name)
+                }
+                // The response's cell: free, since a client never has more than `depth` requests outstanding.
+                let responseWrite = service.atomic(at + R.slotResponseWriteAt, UInt64.self)
+                let rw = responseWrite.load(ordering: .relaxed)
+                let response = service.responseCell(s, rw)
+                let info = RequestInfo(correlation: correlation, clientPID: service.client(s)?.pid ?? 0)
+                let place = UnsafeMutableRawBufferPointer(start: service.base + response + R.cellBytesAt, count: layout.maxResponse)
+                var output = OutputRawSpan(buffer: place, initializedCount: 0)
+                var failure: (any Error)? = nil
+                do {
+                    try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + request + R.cellBytesAt, count: Int(length))), &output, info)
+                } catch {
+                    failure = error
+                }
+                // A body that threw still answers: with an empty response, so the client is not left waiting.
+                let finalized = output.finalize(for: place)
+                let written = failure == nil ? finalized : 0
+                service.base.storeBytes(of: correlation, toByteOffset: response, as: UInt64.self)
+                service.base.storeBytes(of: UInt64(written), toByteOffset: response + 8, as: UInt64.self)
+                read.store(r &+ 1, ordering: .releasing)
+                responseWrite.store(rw &+ 1, ordering: .sequentiallyConsistent)
+                if service.atomic(at + R.slotClientSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+                    Syscalls.futexWake(service.base + at + R.slotResponseWriteAt)
+                }
+                if let failure { throw failure }
+                return
+            }
+            // Nothing waiting: reclaim the dead, then sleep on the doorbell.
+            try service.withLock { () throws(SharedMemoryError) in
+                for s in 0..<layout.clients { service.reclaimIfDead(s) }
+            }
+            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            let sleeps = service.atomic(R.serverSleepsAt, UInt32.self)
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            let rung = service.atomic(R.doorbellAt, UInt32.self).load(ordering: .sequentiallyConsistent) != doorbell
+            let slept: MessageRing.Sleep = rung ? .woken : MessageRing.sleep(on: service.base + R.doorbellAt, seen: doorbell, until: deadline)
+            sleeps.store(0, ordering: .relaxed)
+            if slept == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no request arrived within \(timeout!)", region: service.name)
+            }
+        }
+    }
+
+    /// Stops serving: clients waiting for a response, and later sends, get ``SharedMemoryError/Code/peerDied``
+    /// (saying the server finished). Another process may then serve.
+    public consuming func finish() {
+        service.atomic(R.serverStateAt, UInt32.self).store(2, ordering: .releasing)
+        for s in 0..<service.layout.clients { Syscalls.futexWake(service.base + service.slot(s) + R.slotResponseWriteAt) }
+    }
+}
+
+/// A client of a request/response service: sends requests (written in place) and reads their responses (in place).
+/// Holds a slot and the region's mapping.
+public struct Client: ~Copyable {
+    let service: RequestView
+    let index: Int
+    /// The correlation id of the next request.
+    private var nextCorrelation: UInt64
+
+    typealias R = RequestResponse
+
+    /// Connects to the service at `offset` (waiting up to `timeout` for it to be formatted). A free slot is taken;
+    /// with none, dead clients' slots are reclaimed first; with still none, ``SharedMemoryError/Code/limitExceeded``.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
+        let service = try RequestView(region, at: offset, timeout: timeout)
+        let (index, generation) = try service.withLock { () throws(SharedMemoryError) -> (Int, UInt32) in
+            var free = (0..<service.layout.clients).first { service.atomic(service.slot($0) + R.slotStateAt, UInt32.self).load(ordering: .acquiring) == R.free }
+            if free == nil { free = (0..<service.layout.clients).first { service.reclaimIfDead($0) } }
+            guard let s = free else {
+                throw SharedMemoryError(.limitExceeded, "all \(service.layout.clients) client slots of the service are taken by live processes", region: service.name)
+            }
+            let at = service.slot(s)
+            let me = Creator.current
+            service.free(s)
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: at + R.slotStartAt, as: UInt64.self)
+            service.atomic(at + R.slotPIDAt, Int32.self).store(me.pid, ordering: .releasing)
+            let generation = service.atomic(at + R.slotGenerationAt, UInt32.self).wrappingIncrementThenLoad(ordering: .relaxed)
+            service.atomic(at + R.slotStateAt, UInt32.self).store(R.connected, ordering: .releasing)
+            return (s, generation)
+        }
+        self.service = service
+        self.index = index
+        nextCorrelation = UInt64(generation) << 32 | 1
+    }
+
+    /// The largest request.
+    public var maxRequest: Int { service.layout.maxRequest }
+
+    /// Sends a request: writes it in place through an `OutputRawSpan` of up to `count` bytes, and rings the server.
+    /// Returns the request's correlation id. With `depth` requests outstanding (their responses not yet read), throws
+    /// ``SharedMemoryError/Code/busy``: read a response first. ``SharedMemoryError/Code/peerDied`` if the server
+    /// died or finished.
+    @discardableResult
+    public mutating func send(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+        let layout = service.layout
+        guard count >= 0, count <= layout.maxRequest else {
+            throw SharedMemoryError(.invalidArgument, "a request of \(count) bytes does not fit this service: at most \(layout.maxRequest)", region: service.name)
+        }
+        let at = service.slot(index)
+        let write = service.atomic(at + R.slotRequestWriteAt, UInt64.self)
+        let responseRead = service.atomic(at + R.slotResponseReadAt, UInt64.self)
+        let w = write.load(ordering: .relaxed)
+        try checkServer()
+        guard w &- responseRead.load(ordering: .relaxed) < UInt64(layout.depth) else {
+            throw SharedMemoryError(.busy, "\(layout.depth) requests are outstanding (sent, and their responses not read): read a response first", region: service.name)
+        }
+        let cell = service.requestCell(index, w)
+        let place = UnsafeMutableRawBufferPointer(start: service.base + cell + R.cellBytesAt, count: count)
+        var output = OutputRawSpan(buffer: place, initializedCount: 0)
+        body(&output)
+        let written = output.finalize(for: place)
+        let correlation = nextCorrelation
+        nextCorrelation &+= 1
+        service.base.storeBytes(of: correlation, toByteOffset: cell, as: UInt64.self)
+        service.base.storeBytes(of: UInt64(written), toByteOffset: cell + 8, as: UInt64.self)
+        write.store(w &+ 1, ordering: .releasing)
+        service.atomic(R.doorbellAt, UInt32.self).wrappingIncrement(ordering: .sequentiallyConsistent)
+        if service.atomic(R.serverSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(service.base + R.doorbellAt)
+        }
+        return correlation
+    }
+
+    /// Waits for the next response (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil` waits as long
+    /// as it takes) and calls `body` with it in place and its correlation id. ``SharedMemoryError/Code/peerDied``
+    /// if the server died (or finished) with this request unanswered.
+    public mutating func receive<T>(timeout: Duration? = nil, _ body: (RawSpan, UInt64) throws -> T) throws -> T {
+        let layout = service.layout
+        let at = service.slot(index)
+        let read = service.atomic(at + R.slotResponseReadAt, UInt64.self)
+        let write = service.atomic(at + R.slotResponseWriteAt, UInt64.self)
+        var deadline: Int64? = nil
+        while true {
+            let r = read.load(ordering: .relaxed)
+            let w = write.load(ordering: .acquiring)
+            guard w >= r, w - r <= UInt64(layout.depth) else {
+                throw SharedMemoryError(.foreign, "this client's response positions (read \(r), write \(w)) do not add up", region: service.name)
+            }
+            if w > r {
+                let cell = service.responseCell(index, r)
+                let correlation = service.base.load(fromByteOffset: cell, as: UInt64.self)
+                let length = service.base.load(fromByteOffset: cell + 8, as: UInt64.self)
+                guard length <= UInt64(layout.maxResponse) else {
+                    read.store(r &+ 1, ordering: .releasing)
+                    throw SharedMemoryError(.foreign, "a response says it has \(length) bytes; the service's largest is \(layout.maxResponse)", region: service.name)
+                }
+                defer { read.store(r &+ 1, ordering: .releasing) }
+                return try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + cell + R.cellBytesAt, count: Int(length))), correlation)
+            }
+            guard service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .relaxed) != r else {
+                throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
+            }
+            try checkServer()
+            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            if service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: w, until: deadline) == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
+            }
+        }
+    }
+
+    /// Sends a request (see ``send(count:_:)``) and waits for its response (see ``receive(timeout:_:)``),
+    /// checking that the response carries the request's correlation id (``SharedMemoryError/Code/foreign`` if not).
+    public mutating func request<T>(
+        count: Int, timeout: Duration? = nil, _ fill: (inout OutputRawSpan) -> Void, _ body: (RawSpan) throws -> T
+    ) throws -> T {
+        let correlation = try send(count: count, fill)
+        let name = service.name
+        return try receive(timeout: timeout) { (response: RawSpan, answered: UInt64) throws -> T in
+            guard answered == correlation else {
+                throw SharedMemoryError(.foreign, "the response answers request \(answered), not \(correlation): responses came out of order", region: name)
+            }
+            return try body(response)
+        }
+    }
+
+    /// Leaves the service: the slot is free at once.
+    public consuming func close() {
+        let service = self.service, index = self.index
+        try? service.withLock { () throws(SharedMemoryError) in service.free(index) }
+    }
+
+    /// `peerDied` if the server died or finished (a client waiting on it would wait forever).
+    private func checkServer() throws(SharedMemoryError) {
+        let state = service.atomic(R.serverStateAt, UInt32.self).load(ordering: .acquiring)
+        if state == 2 {
+            throw SharedMemoryError(.peerDied, "the server finished with this client's request unanswered", region: service.name)
+        }
+        if state == 1, let server = service.server, !server.isAlive {
+            throw SharedMemoryError(.peerDied, "the server (process \(server.pid)) died with this client's request unanswered", region: service.name)
+        }
+    }
+}
