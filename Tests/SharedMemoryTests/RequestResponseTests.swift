@@ -99,6 +99,37 @@ struct RequestResponseTests {
         }
     }
 
+    @Test("the server and two clients SIGKILLed at random moments, 50 times: no hang, and a new pair counts exactly after")
+    func killedAtRandom() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxRequest: 1024, maxResponse: 1024, clients: 3, depth: 2)
+            for round in 0..<50 {
+                let server = try Probe.start(["rr-serve", name.description, "0"])
+                #expect(server.line() == "ok serving", "round \(round)")
+                let clients = try (0..<2).map { _ in try Probe.start(["rr-client", name.description, "1000000"]) }
+                for client in clients { #expect(client.line() == "ok connected", "round \(round)") }
+                usleep(UInt32.random(in: 0...5000))
+                var order = [server] + clients
+                order.shuffle()
+                for process in order {
+                    process.kill()
+                    usleep(UInt32.random(in: 0...500))
+                }
+                // A new server and client: the dead clients' slots are reclaimed, and every answer is the right one.
+                var next = try Server(try SharedMemory.open(name))
+                var client = try Client(try SharedMemory.open(name))
+                for i in 0..<5 {
+                    try client.send(count: 1) { $0.append(UInt8(i)) }
+                    try next.handle(timeout: .seconds(5)) { request, response, _ in response.append(request.unsafeLoad(as: UInt8.self) &+ 100) }
+                    #expect(try client.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == UInt8(i) + 100, "round \(round)")
+                }
+                client.close()
+                next.finish()
+            }
+            _ = region
+        }
+    }
+
     @Test("headers and positions another process wrote over are foreign; bad configurations are refused")
     func foreign() throws {
         try Names.with(.posix) { name in

@@ -233,7 +233,8 @@ public struct Server: ~Copyable {
     typealias R = RequestResponse
 
     /// Takes the server's seat of the service at `offset`, waiting up to `timeout` for it to be formatted.
-    /// ``SharedMemoryError/Code/busy`` if a live process serves; a dead server's seat is taken over.
+    /// ``SharedMemoryError/Code/busy`` if a live process serves; a dead server's seat is taken over, and dead clients'
+    /// slots (with their unanswered requests) are reclaimed.
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
         let service = try RequestView(region, at: offset, timeout: timeout)
         try service.withLock { () throws(SharedMemoryError) in
@@ -245,6 +246,8 @@ public struct Server: ~Copyable {
             service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: R.serverStartAt, as: UInt64.self)
             service.atomic(R.serverPIDAt, Int32.self).store(me.pid, ordering: .releasing)
             service.atomic(R.serverStateAt, UInt32.self).store(1, ordering: .releasing)
+            // Requests from clients that died meanwhile are not worth answering.
+            for s in 0..<service.layout.clients { service.reclaimIfDead(s) }
         }
         self.service = service
     }
