@@ -327,7 +327,7 @@ public struct Publisher: ~Copyable {
                service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring) == 1 {
                 throw SharedMemoryError(.busy, "process \(holder.pid) already publishes on this service; a service has one publisher", region: service.name)
             }
-            if service.publisher != nil { service.recoverFromDeadPublisher() }
+            if let holder = service.publisher, !holder.isAlive { service.recoverFromDeadPublisher() }
             let me = Creator.current
             service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: P.publisherStartAt, as: UInt64.self)
             service.atomic(P.publisherPIDAt, Int32.self).store(me.pid, ordering: .releasing)
@@ -433,7 +433,39 @@ public struct Publisher: ~Copyable {
         let layout = service.layout
         let chunkAt = service.chunk(c)
         var blocked: [Int] = []
-        let sequence = try service.withLock { () throws(SharedMemoryError) -> UInt64 in
+        let sequence: UInt64
+        do {
+            sequence = try locked(c, chunkAt, length, &blocked)
+        } catch {
+            // Not published (the lock or a subscriber's queue refused): the loan goes back.
+            _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            throw error
+        }
+        // Subscribers that block the publisher: wait for room (without the lock, so others can connect), then put
+        // the sample in; one still full after the timeout misses it.
+        var late: [Int32] = []
+        for s in blocked {
+            do {
+                if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
+            } catch {
+                _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+                throw error
+            }
+        }
+        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        if !late.isEmpty {
+            throw SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
+        }
+        return sequence
+    }
+
+    /// The part of a publish that holds the lock: the sample's sequence and length, the history owed to new
+    /// subscribers, each connected subscriber's queue (those full and blocking are listed in `blocked`), the
+    /// history.
+    private func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout [Int]) throws(SharedMemoryError) -> UInt64 {
+        let service = self.service
+        let layout = service.layout
+        return try service.withLock { () throws(SharedMemoryError) -> UInt64 in
             let sequence = service.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
             service.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
             service.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
@@ -445,17 +477,6 @@ public struct Publisher: ~Copyable {
             service.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
             return sequence
         }
-        // Subscribers that block the publisher: wait for room (without the lock, so others can connect), then put
-        // the sample in; one still full after the timeout misses it.
-        var late: [Int32] = []
-        for s in blocked {
-            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
-        }
-        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
-        if !late.isEmpty {
-            throw SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
-        }
-        return sequence
     }
 
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
@@ -658,6 +679,7 @@ public struct Subscriber: ~Copyable {
         let capacity = UInt64(service.layout.queueCapacity)
         var deadline: Int64? = nil
         var spins = strategy.spins
+        var lookAtPublisher = false
         while true {
             let r = read.load(ordering: .acquiring)
             let w = write.load(ordering: .acquiring)
@@ -682,15 +704,18 @@ public struct Subscriber: ~Copyable {
                 }
                 return (c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self))
             }
-            // Empty: spin a while (looking at the publisher now and then), then sleep.
+            // Empty: spin a while (looking at the publisher now and then), then sleep. Whether the publisher still
+            // runs is read from /proc only after a sleep slice ran out or a million spins went by, so that a sample
+            // arriving never pays for it.
             spins -= 1
             if spins > 0, spins & 0xfff != 0 { continue }
-            // Has the publisher finished, or died?
             let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
             if state == 2 { return nil }
-            if state == 1, let publisher = service.publisher, !publisher.isAlive {
+            if spins > 0, spins & 0xfffff == 0 { lookAtPublisher = true }
+            if lookAtPublisher, state == 1, let publisher = service.publisher, !publisher.isAlive {
                 throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
             }
+            lookAtPublisher = false
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
                 if let deadline, MessageRing.monotonicNanoseconds() >= deadline {
@@ -707,6 +732,7 @@ public struct Subscriber: ~Copyable {
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
             }
+            if slept == .sliceElapsed { lookAtPublisher = true }
         }
     }
 

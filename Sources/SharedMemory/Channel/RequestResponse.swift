@@ -342,6 +342,8 @@ public struct Client: ~Copyable {
     let index: Int
     /// The correlation id of the next request.
     private var nextCorrelation: UInt64
+    /// Whether this client last found the server's process gone (then every call looks again, until one runs).
+    private var serverSeenDead = false
 
     typealias R = RequestResponse
 
@@ -386,7 +388,7 @@ public struct Client: ~Copyable {
         let write = service.atomic(at + R.slotRequestWriteAt, UInt64.self)
         let responseRead = service.atomic(at + R.slotResponseReadAt, UInt64.self)
         let w = write.load(ordering: .relaxed)
-        try checkServer()
+        try checkServer(lookingAtProcess: false)
         guard w &- responseRead.load(ordering: .relaxed) < UInt64(layout.depth) else {
             throw SharedMemoryError(.busy, "\(layout.depth) requests are outstanding (sent, and their responses not read): read a response first", region: service.name)
         }
@@ -416,6 +418,9 @@ public struct Client: ~Copyable {
         let read = service.atomic(at + R.slotResponseReadAt, UInt64.self)
         let write = service.atomic(at + R.slotResponseWriteAt, UInt64.self)
         var deadline: Int64? = nil
+        // Whether the server still runs is read from /proc once a server that has not finished has been waited for
+        // a whole slice (100 ms), or at once when a process on a previous call found it dead.
+        var lookAtServer = serverSeenDead
         while true {
             let r = read.load(ordering: .relaxed)
             let w = write.load(ordering: .acquiring)
@@ -436,10 +441,12 @@ public struct Client: ~Copyable {
             guard service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .relaxed) != r else {
                 throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
             }
-            try checkServer()
+            try checkServer(lookingAtProcess: lookAtServer)
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            if service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: w, until: deadline) == .deadlinePassed {
-                throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
+            switch service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: w, until: deadline) {
+            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
+            case .sliceElapsed: lookAtServer = true
+            case .woken: lookAtServer = false
             }
         }
     }
@@ -465,14 +472,18 @@ public struct Client: ~Copyable {
         try? service.withLock { () throws(SharedMemoryError) in service.free(index) }
     }
 
-    /// `peerDied` if the server died or finished (a client waiting on it would wait forever).
-    private func checkServer() throws(SharedMemoryError) {
+    /// `peerDied` if the server finished, or (looking at its process, which reads /proc) died: a client waiting on it
+    /// would wait forever.
+    private mutating func checkServer(lookingAtProcess: Bool) throws(SharedMemoryError) {
         let state = service.atomic(R.serverStateAt, UInt32.self).load(ordering: .acquiring)
         if state == 2 {
             throw SharedMemoryError(.peerDied, "the server finished with this client's request unanswered", region: service.name)
         }
-        if state == 1, let server = service.server, !server.isAlive {
-            throw SharedMemoryError(.peerDied, "the server (process \(server.pid)) died with this client's request unanswered", region: service.name)
+        if state == 1, lookingAtProcess || serverSeenDead, let server = service.server {
+            serverSeenDead = !server.isAlive
+            if serverSeenDead {
+                throw SharedMemoryError(.peerDied, "the server (process \(server.pid)) died with this client's request unanswered", region: service.name)
+            }
         }
     }
 }
