@@ -48,7 +48,6 @@ public enum PublishSubscribe {
     static let slotStateAt = 0  // u32: free, claiming, connected, reclaiming
     static let slotPIDAt = 4  // i32
     static let slotStartAt = 8  // u64
-    static let slotReclaimerAt = 16  // i32
     static let slotGenerationAt = 20  // u32
     static let slotPolicyAt = 24  // u32
     static let slotDepthAt = 28  // u32
