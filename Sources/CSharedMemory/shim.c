@@ -101,6 +101,26 @@ int csm_futex_wake(uint32_t *addr, int count) {
     return (int)syscall(SYS_futex, addr, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
+int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int64_t deadline_ns) {
+#ifdef SYS_futex_waitv
+    // The kernel's struct futex_waitv, declared here so that older headers build too.
+    struct { uint64_t val; uint64_t uaddr; uint32_t flags; uint32_t reserved; } vector[128];
+    if (count > 128) { errno = EINVAL; return -1; }
+    for (unsigned int i = 0; i < count; i++) {
+        vector[i].val = words[i].expected;
+        vector[i].uaddr = (uint64_t)(uintptr_t)words[i].address;
+        vector[i].flags = 0x02;  // FUTEX2_SIZE_U32, not FUTEX2_PRIVATE: shared between processes
+        vector[i].reserved = 0;
+    }
+    struct timespec deadline = { .tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000 };
+    return (int)syscall(SYS_futex_waitv, vector, count, 0, deadline_ns < 0 ? NULL : &deadline, CLOCK_MONOTONIC);
+#else
+    (void)words; (void)count; (void)deadline_ns;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 int csm_mutex_init(void *mutex) {
     pthread_mutexattr_t attributes;
     int error = pthread_mutexattr_init(&attributes);

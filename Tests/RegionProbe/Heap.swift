@@ -86,7 +86,7 @@ func heapProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws
         _ = try heap.construct("made", repeating: UInt64(0xfeed), count: 8)
         try heap.destroy("doomed")
         if name.backend == .posix || name.backend == .file {
-            var region = heap.intoRegion()
+            let region = heap.intoRegion()
             let grown = region.size + 65536
             heap = try SharedHeap(attaching: region)
             try heap.grow(to: grown)

@@ -341,6 +341,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         do {
             if let result = try pubSubProbe(operation, name, rest) { return result }
             if let result = try requestResponseProbe(operation, name, rest) { return result }
+            if let result = try asyncProbe(operation, name, rest) { return result }
         } catch let error as SharedMemoryError {
             throw error
         } catch {

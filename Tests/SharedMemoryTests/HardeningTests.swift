@@ -83,7 +83,7 @@ struct HardeningTests {
             var region = try SharedMemory.create(name, size: 4096)
             try region.set(bytes: [1, 2, 3], at: 4093)
             for call in ["posix_fallocate", "ftruncate", "mremap"] {
-                injecting([call: [.noMemory]]) {
+                _ = injecting([call: [.noMemory]]) {
                     expectError(of: [.noSpace]) { try region.resize(to: 1 << 20) }
                 }
                 #expect(region.size == 4096)

@@ -164,7 +164,7 @@ struct HugePagesTests {
                 expectError(.notFound) { try SharedMemory.info(name) }
             }
         }
-        try Names.with(.file) { name in
+        _ = try Names.with(.file) { name in
             expectError(.unsupported) { try SharedMemory.create(name, size: 2 << 20, options: .init(hugePages: .transparent)) }
         }
     }

@@ -290,7 +290,7 @@ struct PublishSubscribeTests {
                 if let later = try? SharedMemory.open(name) { try? P.format(later, maxPayload: 64, subscribers: 1, queueDepth: 4) }
             }
             formatter.start()
-            var subscriber = try Subscriber(try SharedMemory.open(name), timeout: .seconds(5))
+            let subscriber = try Subscriber(try SharedMemory.open(name), timeout: .seconds(5))
             #expect(subscriber.maxPayload == 64)
             expectError(.alreadyExists) { try P.format(region, maxPayload: 64, subscribers: 1, queueDepth: 4) }
             subscriber.close()

@@ -52,6 +52,18 @@ int csm_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 /// `futex(addr, FUTEX_WAKE, count)` across processes: the number of waiters woken.
 int csm_futex_wake(uint32_t *addr, int count);
 
+/// One word for `csm_futex_waitv`: its address and the value to sleep on (shared between processes, 32 bits).
+struct csm_waited_word {
+    uint32_t *address;
+    uint32_t expected;
+};
+
+/// `futex_waitv(words, count, 0, deadline, CLOCK_MONOTONIC)` (Linux 5.16+): sleeps until any of the `count` words
+/// (at most 128) is woken, or `deadline_ns` (absolute, CLOCK_MONOTONIC; negative: none) passes. Returns the index
+/// of a woken word, or -1 with errno EAGAIN (a word no longer held its value), ETIMEDOUT, EINTR, or ENOSYS (a
+/// kernel without the call).
+int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int64_t deadline_ns);
+
 /// `pthread_mutex_init` with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. Returns an error number.
 int csm_mutex_init(void *mutex);
 

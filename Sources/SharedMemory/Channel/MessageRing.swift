@@ -367,32 +367,14 @@ public struct RingSender: ~Copyable {
     /// Reserves room for `count` bytes, calls `body` with it, and publishes as one message the number of bytes
     /// `body` returns (at most `count`).
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
-        guard count >= 0, count <= maximumMessage else {
-            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
-        }
-        let need = UInt64(align8(4 + count))
+        let need = try recordSize(count)
         var deadline: Int64? = nil  // set when this side first has to wait
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
-            let current = ring.position.pointee.head
-            let offset = current & ring.mask
-            let pad = offset + need > UInt64(ring.capacity) ? UInt64(ring.capacity) - offset : 0
-            let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
-            if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
-                ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
-                try checkTail(current)
-            }
-            if end &- ring.position.pointee.tail <= UInt64(ring.capacity) {
-                if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(offset), as: UInt32.self) }
-                let start = Int((current &+ pad) & ring.mask)
-                let written = body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
-                // All the room, nearly always: then the record ends where it was reserved to.
-                let length = written < count ? max(0, written) : count
-                ring.data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: start, as: UInt32.self)
-                ring.position.pointee.head = length == count ? end : current &+ pad &+ UInt64(align8(4 + length))
-                ring.head.store(ring.position.pointee.head, ordering: .releasing)
-                wakeReceiver(always: false)
+            let place = try place(need)
+            if place.free {
+                write(count, at: place, body)
                 return true
             }
             guard wait else { return false }
@@ -403,29 +385,86 @@ public struct RingSender: ~Copyable {
                 continue
             }
             // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
-            if lookAtPeer, !MessageRing.isAlive(.receiver, ring.base) {
-                throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: ring.name)
+            if lookAtPeer { try checkReceiver() }
+            guard let seen = try prepareToSleep(place) else { continue }
+            let slept = MessageRing.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
+            ring.producerWaiting.store(0, ordering: .relaxed)
+            if slept == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
             }
-            let seen = ring.spaceSignal.load(ordering: .acquiring)
-            ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
-            ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
+            lookAtPeer = slept == .sliceElapsed
+        }
+    }
+
+    /// The bytes a message of `count` takes in the ring (its length word and padding to 8), once `count` is
+    /// checked to fit.
+    @inline(__always)
+    func recordSize(_ count: Int) throws(SharedMemoryError) -> UInt64 {
+        guard count >= 0, count <= maximumMessage else {
+            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
+        }
+        return UInt64(align8(4 + count))
+    }
+
+    /// Where a record of `need` bytes goes next: the write position, the padding that skips the end of the data,
+    /// the position after the record, and whether the receiver has freed that far.
+    @inline(__always)
+    func place(_ need: UInt64) throws(SharedMemoryError) -> (current: UInt64, pad: UInt64, end: UInt64, free: Bool) {
+        let current = ring.position.pointee.head
+        let offset = current & ring.mask
+        let pad = offset + need > UInt64(ring.capacity) ? UInt64(ring.capacity) - offset : 0
+        let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
+        if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
+            ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
             try checkTail(current)
-            if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
-                let slept = MessageRing.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
+        }
+        return (current, pad, end, end &- ring.position.pointee.tail <= UInt64(ring.capacity))
+    }
+
+    /// Writes a message of up to `count` bytes at a free `place` through `body`, publishes it, and wakes a
+    /// waiting receiver.
+    @inline(__always)
+    func write(_ count: Int, at place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool), _ body: (UnsafeMutableRawBufferPointer) -> Int) {
+        let (current, pad) = (place.current, place.pad)
+        if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(current & ring.mask), as: UInt32.self) }
+        let start = Int((current &+ pad) & ring.mask)
+        let written = body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
+        // All the room, nearly always: then the record ends where it was reserved to.
+        let length = written < count ? max(0, written) : count
+        ring.data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: start, as: UInt32.self)
+        ring.position.pointee.head = length == count ? place.end : current &+ pad &+ UInt64(align8(4 + length))
+        ring.head.store(ring.position.pointee.head, ordering: .releasing)
+        wakeReceiver(always: false)
+    }
+
+    /// Before sleeping on a full ring: raises the flag that makes the receiver wake this side, and looks once
+    /// more. The space signal's value to sleep on, or nil if the room came meanwhile. After the sleep, the caller
+    /// lowers the flag (`producerWaiting`).
+    func prepareToSleep(_ place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool)) throws(SharedMemoryError) -> UInt32? {
+        let seen = ring.spaceSignal.load(ordering: .acquiring)
+        ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
+        ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
+        if place.end &- ring.position.pointee.tail > UInt64(ring.capacity) {
+            do { try checkTail(place.current) } catch {
                 ring.producerWaiting.store(0, ordering: .relaxed)
-                if slept == .deadlinePassed {
-                    throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
-                }
-                lookAtPeer = slept == .sliceElapsed
-            } else {
-                ring.producerWaiting.store(0, ordering: .relaxed)
+                throw error
             }
+            return seen
+        }
+        ring.producerWaiting.store(0, ordering: .relaxed)
+        return nil
+    }
+
+    /// After a quiet sleep slice: `peerDied` if the receiver's process is gone.
+    func checkReceiver() throws(SharedMemoryError) {
+        if !MessageRing.isAlive(.receiver, ring.base) {
+            throw SharedMemoryError(.peerDied, "the receiving process died; nothing will drain the ring", region: ring.name)
         }
     }
 
     /// The read position is the receiver's word: one that is ahead of what was sent, or a ring behind, is not a
     /// SharedMemory receiver's (and would make the sender write over unread messages).
-    private func checkTail(_ head: UInt64) throws(SharedMemoryError) {
+    func checkTail(_ head: UInt64) throws(SharedMemoryError) {
         let unread = head &- ring.position.pointee.tail
         guard unread <= UInt64(ring.capacity) else {
             throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(ring.position.pointee.tail) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
@@ -525,6 +564,39 @@ public struct RingReceiver: ~Copyable {
         var spins = strategy.spins
         var lookAtPeer = false
         while true {
+            switch try poll() {
+            case .message(let message): return message
+            case .finished: return nil
+            case .empty: break
+            }
+            guard wait else { return nil }
+            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
+            if lookAtPeer { try checkSender() }
+            guard let seen = prepareToSleep() else { continue }
+            let slept = MessageRing.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
+            ring.consumerWaiting.store(0, ordering: .relaxed)
+            if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
+            lookAtPeer = slept == .sliceElapsed
+        }
+    }
+
+    /// What a look at the ring found.
+    @usableFromInline
+    enum Poll {
+        case message(UnsafeRawBufferPointer), finished, empty
+    }
+
+    /// Looks at the ring once, without waiting: the next message in place (its space taken until
+    /// ``release(_:)``), the end of the stream, or nothing yet.
+    @inline(__always) @usableFromInline
+    func poll() throws(SharedMemoryError) -> Poll {
+        while true {
             let current = ring.position.pointee.tail
             if ring.position.pointee.head == current { ring.position.pointee.head = ring.head.load(ordering: .acquiring) }
             if ring.position.pointee.head != current {
@@ -542,33 +614,33 @@ public struct RingReceiver: ~Copyable {
                 else {
                     throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)
                 }
-                return UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length))
+                return .message(UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length)))
             }
             if ring.finished.load(ordering: .acquiring) != 0 {
-                if ring.head.load(ordering: .acquiring) == current { return nil }
+                if ring.head.load(ordering: .acquiring) == current { return .finished }
                 continue
             }
-            guard wait else { return nil }
-            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
-            }
-            // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
-            if lookAtPeer, !MessageRing.isAlive(.sender, ring.base) {
-                throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: ring.name)
-            }
-            let seen = ring.dataSignal.load(ordering: .acquiring)
-            ring.consumerWaiting.store(1, ordering: .sequentiallyConsistent)
-            if ring.head.load(ordering: .sequentiallyConsistent) == current, ring.finished.load(ordering: .acquiring) == 0 {
-                let slept = MessageRing.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
-                ring.consumerWaiting.store(0, ordering: .relaxed)
-                if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
-                lookAtPeer = slept == .sliceElapsed
-            } else {
-                ring.consumerWaiting.store(0, ordering: .relaxed)
-            }
+            return .empty
+        }
+    }
+
+    /// Before sleeping on an empty ring: raises the flag that makes the sender wake this side, and looks once
+    /// more. The data signal's value to sleep on, or nil if a message or the end came meanwhile. After the
+    /// sleep, the caller lowers the flag (`consumerWaiting`).
+    func prepareToSleep() -> UInt32? {
+        let seen = ring.dataSignal.load(ordering: .acquiring)
+        ring.consumerWaiting.store(1, ordering: .sequentiallyConsistent)
+        if ring.head.load(ordering: .sequentiallyConsistent) == ring.position.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
+            return seen
+        }
+        ring.consumerWaiting.store(0, ordering: .relaxed)
+        return nil
+    }
+
+    /// After a quiet sleep slice: `peerDied` if the sender's process is gone.
+    func checkSender() throws(SharedMemoryError) {
+        if !MessageRing.isAlive(.sender, ring.base) {
+            throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: ring.name)
         }
     }
 }

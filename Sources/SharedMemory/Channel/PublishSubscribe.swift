@@ -1,4 +1,5 @@
 import Atomics
+import CSharedMemory
 import Glibc
 
 /// One publisher feeding many subscribers through a region, without a copy per subscriber: the publisher fills a
@@ -429,7 +430,6 @@ public struct Publisher: ~Copyable {
     /// queue (history first for those that asked), then gives up the loan.
     private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
         let service = self.service
-        let layout = service.layout
         let chunkAt = service.chunk(c)
         var blocked: [Int] = []
         let sequence: UInt64
@@ -672,48 +672,20 @@ public struct Subscriber: ~Copyable {
     /// The next chunk, taken from the queue (its mark for this subscriber stays until ``release(_:)``).
     private func take(timeout: Duration?) throws(SharedMemoryError) -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
-        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
         let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
-        let held = service.atomic(slotAt + P.slotHeldAt, UInt32.self)
-        let capacity = UInt64(service.layout.queueCapacity)
         var deadline: Int64? = nil
         var spins = strategy.spins
         var lookAtPublisher = false
         while true {
-            let r = read.load(ordering: .acquiring)
-            let w = write.load(ordering: .acquiring)
-            guard w >= r, w - r <= capacity else {
-                throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
-            }
-            if w > r {
-                let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
-                held.store(UInt32(c + 1), ordering: .releasing)
-                guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
-                    held.store(0, ordering: .releasing)
-                    continue  // the publisher dropped it (overwriting): the next one
-                }
-                if service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-                    Syscalls.futexWake(service.base + slotAt + P.slotReadAt)
-                }
-                let chunkAt = service.chunk(c)
-                let length = service.base.load(fromByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
-                guard length <= UInt64(service.layout.maxPayload) else {
-                    release(c)
-                    throw SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(service.layout.maxPayload)", region: service.name)
-                }
-                return (c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self))
-            }
+            let (taken, w) = try takeNow()
+            if let taken { return taken }
             // Empty: spin a while (looking at the publisher now and then), then sleep. Whether the publisher still
             // runs is read from /proc only after a sleep slice ran out or a million spins went by, so that a sample
             // arriving never pays for it.
             spins -= 1
             if spins > 0, spins & 0xfff != 0 { continue }
-            let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
-            if state == 2 { return nil }
             if spins > 0, spins & 0xfffff == 0 { lookAtPublisher = true }
-            if lookAtPublisher, state == 1, let publisher = service.publisher, !publisher.isAlive {
-                throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
-            }
+            if try publisherFinished(lookingAtIt: lookAtPublisher) { return nil }
             lookAtPublisher = false
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
@@ -723,10 +695,9 @@ public struct Subscriber: ~Copyable {
                 continue
             }
             let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
-            let seen = UInt32(truncatingIfNeeded: w)
             sleeps.store(1, ordering: .sequentiallyConsistent)
             let moved = write.load(ordering: .sequentiallyConsistent) != w
-            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotWriteAt, seen: seen, until: deadline)
+            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
             sleeps.store(0, ordering: .relaxed)
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
@@ -735,8 +706,88 @@ public struct Subscriber: ~Copyable {
         }
     }
 
+    /// The next chunk, taken from the queue as ``take(timeout:)`` does, suspending the task (not blocking a thread)
+    /// while the queue is empty.
+    func takeAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> (Int, Int, UInt64)? {
+        let slotAt = service.slot(index)
+        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        var deadline: Int64? = nil
+        var spins = strategy.asyncSpins
+        var lookAtPublisher = false
+        while true {
+            let (taken, w) = try takeNow()
+            if let taken { return taken }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            if try publisherFinished(lookingAtIt: lookAtPublisher) { return nil }
+            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            if write.load(ordering: .sequentiallyConsistent) != w {
+                sleeps.store(0, ordering: .relaxed)
+                continue
+            }
+            let slept = await FutexWaiters.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
+            sleeps.store(0, ordering: .relaxed)
+            switch slept {
+            case .cancelled: throw CancellationError()
+            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
+            case .sliceElapsed: lookAtPublisher = true
+            case .woken: lookAtPublisher = false
+            }
+        }
+    }
+
+    /// One look at the queue: the next chunk, taken (its length and sequence checked), or nil if the queue is
+    /// empty; and the write position seen.
+    private func takeNow() throws(SharedMemoryError) -> (taken: (Int, Int, UInt64)?, write: UInt64) {
+        let slotAt = service.slot(index)
+        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let held = service.atomic(slotAt + P.slotHeldAt, UInt32.self)
+        let capacity = UInt64(service.layout.queueCapacity)
+        while true {
+            let r = read.load(ordering: .acquiring)
+            let w = write.load(ordering: .acquiring)
+            guard w >= r, w - r <= capacity else {
+                throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
+            }
+            guard w > r else { return (nil, w) }
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+            held.store(UInt32(c + 1), ordering: .releasing)
+            guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
+                held.store(0, ordering: .releasing)
+                continue  // the publisher dropped it (overwriting): the next one
+            }
+            if service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+                Syscalls.futexWake(service.base + slotAt + P.slotReadAt)
+            }
+            let chunkAt = service.chunk(c)
+            let length = service.base.load(fromByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+            guard length <= UInt64(service.layout.maxPayload) else {
+                release(c)
+                throw SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(service.layout.maxPayload)", region: service.name)
+            }
+            return ((c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)), w)
+        }
+    }
+
+    /// With the queue empty: whether the publisher has finished (the stream's end); with `lookingAtIt`, first
+    /// whether its process still runs (a /proc read), and ``SharedMemoryError/Code/peerDied`` if not.
+    private func publisherFinished(lookingAtIt: Bool) throws(SharedMemoryError) -> Bool {
+        let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
+        if state == 2 { return true }
+        if lookingAtIt, state == 1, let publisher = service.publisher, !publisher.isAlive {
+            throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
+        }
+        return false
+    }
+
     /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
-    private func release(_ c: Int) {
+    func release(_ c: Int) {
         _ = service.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
         service.atomic(service.slot(index) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
     }
