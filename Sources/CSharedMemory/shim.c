@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/shm.h>
@@ -119,6 +120,10 @@ int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int
     errno = ENOSYS;
     return -1;
 #endif
+}
+
+int csm_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
 int csm_mutex_init(void *mutex) {

@@ -1,5 +1,6 @@
 import Atomics
 import Foundation
+import SystemPackage
 import TestSupport
 import Testing
 @testable import SharedMemory
@@ -401,6 +402,71 @@ struct AsyncTests {
                 for try await answer in group { answers.append(answer) }
                 #expect(answers == Array(repeating: "peerDied after 1", count: 8))
             }
+        }
+    }
+
+    /// Whether `descriptor` is readable within `milliseconds` (poll(2)).
+    static func readable(_ descriptor: FileDescriptor, within milliseconds: Int32) -> Bool {
+        var entry = pollfd(fd: descriptor.rawValue, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, milliseconds) == 1
+    }
+
+    /// Reads the eventfd's counter (it is then unreadable until the next signal).
+    static func clear(_ descriptor: FileDescriptor) {
+        var counter: UInt64 = 0
+        _ = read(descriptor.rawValue, &counter, 8)
+    }
+
+    @Test("an event loop's descriptor for a ring: unreadable while empty, readable when messages come; polling it and draining with tryReceive takes 4 MiB from another process")
+    func ringReadinessDescriptor() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+            try MessageRing.format(region)
+            var receiver = try RingReceiver(region)
+            let descriptor = try receiver.readinessDescriptor()
+            #expect(try receiver.readinessDescriptor() == descriptor, "one descriptor per receiver")
+            #expect(!Self.readable(descriptor, within: 20))
+            let sender = try Probe.start(["ring-send", name.description, "\(4 << 20)"])
+            var count = 0, bytes = 0, polls = 0
+            while !receiver.isFinished {
+                #expect(Self.readable(descriptor, within: 10_000), "no readiness within 10 s")
+                Self.clear(descriptor)
+                polls += 1
+                while let message = try receiver.tryReceive() {
+                    count += 1
+                    bytes += message.count
+                }
+            }
+            #expect(sender.finish().lastLine == "ok \(count) \(bytes)")
+            #expect(polls > 1)
+        }
+    }
+
+    @Test("an event loop's descriptor for a subscriber: polling it and draining with zero-timeout receives takes 200 samples from another process")
+    func subscriberReadinessDescriptor() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 1024, subscribers: 1, queueDepth: 256))
+            try PublishSubscribe.format(region, maxPayload: 1024, subscribers: 1, queueDepth: 256)
+            var subscriber = try Subscriber(region, overflow: .blockPublisher)
+            let descriptor = try subscriber.readinessDescriptor()
+            #expect(!Self.readable(descriptor, within: 20))
+            let publisher = try Probe.start(["ps-publish", name.description, "200", "1"])
+            var sequences: [UInt64] = [], finished = false
+            while !finished {
+                #expect(Self.readable(descriptor, within: 10_000), "no readiness within 10 s")
+                Self.clear(descriptor)
+                do {
+                    while true {
+                        guard let sequence = try subscriber.receive(timeout: .zero, { _, info in info.sequence }) else {
+                            finished = true
+                            break
+                        }
+                        sequences.append(sequence)
+                    }
+                } catch let error as SharedMemoryError where error.code == .timedOut {}
+            }
+            #expect(sequences == Array(1...200))
+            #expect(publisher.finish().lastLine.hasPrefix("ok"))
         }
     }
 

@@ -64,6 +64,9 @@ struct csm_waited_word {
 /// kernel without the call).
 int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int64_t deadline_ns);
 
+/// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`: sys/eventfd.h is not in Glibc's module map.
+int csm_eventfd(void);
+
 /// `pthread_mutex_init` with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. Returns an error number.
 int csm_mutex_init(void *mutex);
 

@@ -71,7 +71,7 @@ extension RingReceiver {
             if lookAtPeer { try checkSender() }
             guard let seen = prepareToSleep() else { continue }
             let slept = await FutexWaiters.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
-            ring.consumerWaiting.store(0, ordering: .relaxed)
+            lowerWaitingFlag()
             switch slept {
             case .cancelled: throw CancellationError()
             case .deadlinePassed: throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name)

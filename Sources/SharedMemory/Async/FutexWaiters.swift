@@ -36,7 +36,7 @@ final class FutexWaiters: @unchecked Sendable {
     /// One waiting task. Its fields after `init` change only under `state`'s lock.
     final class Waiter: @unchecked Sendable {
         let word: UnsafeMutableRawPointer
-        let expected: UInt32
+        var expected: UInt32
         /// When to give up, in `CLOCK_MONOTONIC` nanoseconds.
         let wakeAt: Int64
         /// Whether `wakeAt` is the caller's deadline (not the end of a slice).
@@ -46,18 +46,24 @@ final class FutexWaiters: @unchecked Sendable {
         let anyWake: Bool
         var continuation: UnsafeContinuation<Outcome, Never>?
         var cancelled = false
+        /// For a watch (``watch(_:expected:signalling:)``): the eventfd to signal each time the word moves; -1 for a
+        /// waiting task.
+        let eventDescriptor: Int32
 
-        init(word: UnsafeMutableRawPointer, expected: UInt32, wakeAt: Int64, atDeadline: Bool, anyWake: Bool) {
+        init(word: UnsafeMutableRawPointer, expected: UInt32, wakeAt: Int64, atDeadline: Bool, anyWake: Bool, eventDescriptor: Int32 = -1) {
             self.word = word
             self.expected = expected
             self.wakeAt = wakeAt
             self.atDeadline = atDeadline
             self.anyWake = anyWake
+            self.eventDescriptor = eventDescriptor
         }
 
-        var holdsExpected: Bool {
-            UnsafeAtomic<UInt32>(at: word.assumingMemoryBound(to: UInt32.AtomicRepresentation.self)).load(ordering: .acquiring) == expected
+        var current: UInt32 {
+            UnsafeAtomic<UInt32>(at: word.assumingMemoryBound(to: UInt32.AtomicRepresentation.self)).load(ordering: .acquiring)
         }
+
+        var holdsExpected: Bool { current == expected }
     }
 
     struct WaiterThread {
@@ -109,17 +115,9 @@ final class FutexWaiters: @unchecked Sendable {
         let control: UnsafeMutablePointer<UInt32>? = state.withLock { state in
             if waiter.cancelled { return nil }
             waiter.continuation = continuation
-            var index = state.threads.firstIndex { $0.waiters.count < Self.wordsPerThread }
-            if index == nil {
-                state.threads.append(WaiterThread(control: .allocate(capacity: 1)))
-                state.threads[state.threads.count - 1].control.initialize(to: 0)
-                index = state.threads.count - 1
-                startThread(index!)
-            }
-            state.threads[index!].waiters.append(waiter)
-            state.registered[ObjectIdentifier(waiter)] = index!
-            state.threads[index!].control.pointee &+= 1
-            return state.threads[index!].control
+            let index = place(waiter, in: &state)
+            state.threads[index].control.pointee &+= 1
+            return state.threads[index].control
         }
         guard let control else { return continuation.resume(returning: .cancelled) }
         Syscalls.futexWake(UnsafeMutableRawPointer(control))
@@ -139,6 +137,44 @@ final class FutexWaiters: @unchecked Sendable {
         guard let (continuation, control) = taken else { return }
         continuation.resume(returning: .cancelled)
         Syscalls.futexWake(UnsafeMutableRawPointer(control))
+    }
+
+    /// Watches `word` for as long as the returned registration stays (until ``unwatch(_:)``): each time it is woken
+    /// or moves from the value last seen (first `expected`), a waiter thread adds 1 to the eventfd `descriptor`.
+    func watch(_ word: UnsafeMutableRawPointer, expected: UInt32, signalling descriptor: Int32) -> Waiter {
+        let waiter = Waiter(word: word, expected: expected, wakeAt: .max, atDeadline: false, anyWake: false, eventDescriptor: descriptor)
+        let control: UnsafeMutablePointer<UInt32> = state.withLock { state in
+            let index = place(waiter, in: &state)
+            state.threads[index].control.pointee &+= 1
+            return state.threads[index].control
+        }
+        Syscalls.futexWake(UnsafeMutableRawPointer(control))
+        return waiter
+    }
+
+    /// Ends a watch: once this returns, its eventfd is signalled no more.
+    func unwatch(_ waiter: Waiter) {
+        let control: UnsafeMutablePointer<UInt32>? = state.withLock { state in
+            guard let index = state.registered.removeValue(forKey: ObjectIdentifier(waiter)) else { return nil }
+            state.threads[index].waiters.removeAll { $0 === waiter }
+            state.threads[index].control.pointee &+= 1
+            return state.threads[index].control
+        }
+        if let control { Syscalls.futexWake(UnsafeMutableRawPointer(control)) }
+    }
+
+    /// Puts `waiter` in the list of a thread with room, starting a thread if none has; its index.
+    private func place(_ waiter: Waiter, in state: inout State) -> Int {
+        var index = state.threads.firstIndex { $0.waiters.count < Self.wordsPerThread }
+        if index == nil {
+            state.threads.append(WaiterThread(control: .allocate(capacity: 1)))
+            state.threads[state.threads.count - 1].control.initialize(to: 0)
+            index = state.threads.count - 1
+            startThread(index!)
+        }
+        state.threads[index!].waiters.append(waiter)
+        state.registered[ObjectIdentifier(waiter)] = index!
+        return index!
     }
 
     private func startThread(_ index: Int) {
@@ -182,6 +218,14 @@ final class FutexWaiters: @unchecked Sendable {
             let done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = state.withLock { state in
                 var done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = []
                 state.threads[index].waiters.removeAll { waiter in
+                    if waiter.eventDescriptor >= 0 {  // a watch: signal its eventfd, and watch on
+                        if waiter === woken || !waiter.holdsExpected {
+                            waiter.expected = waiter.current
+                            var one: UInt64 = 1
+                            _ = Glibc.write(waiter.eventDescriptor, &one, 8)
+                        }
+                        return false
+                    }
                     let outcome: Outcome
                     if waiter === woken || (woken != nil && waiter.anyWake) || !waiter.holdsExpected {
                         outcome = .woken

@@ -486,6 +486,9 @@ public struct RingReceiver: ~Copyable {
     let ring: RingView
     /// How this side waits for messages.
     public var strategy: WaitStrategy
+    /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
+    /// the sender wake this side stays up.
+    var readiness: Readiness? = nil
 
     /// The largest message this ring carries.
     public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
@@ -580,7 +583,7 @@ public struct RingReceiver: ~Copyable {
             if lookAtPeer { try checkSender() }
             guard let seen = prepareToSleep() else { continue }
             let slept = MessageRing.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
-            ring.consumerWaiting.store(0, ordering: .relaxed)
+            lowerWaitingFlag()
             if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
             lookAtPeer = slept == .sliceElapsed
         }
@@ -633,8 +636,13 @@ public struct RingReceiver: ~Copyable {
         if ring.head.load(ordering: .sequentiallyConsistent) == ring.position.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
             return seen
         }
-        ring.consumerWaiting.store(0, ordering: .relaxed)
+        lowerWaitingFlag()
         return nil
+    }
+
+    /// After a sleep: the sender need not wake this side any more, unless an event loop watches the ring.
+    func lowerWaitingFlag() {
+        if readiness == nil { ring.consumerWaiting.store(0, ordering: .relaxed) }
     }
 
     /// After a quiet sleep slice: `peerDied` if the sender's process is gone.

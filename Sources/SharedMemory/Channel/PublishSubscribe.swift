@@ -592,6 +592,9 @@ public struct Subscriber: ~Copyable {
     let index: Int
     /// How ``receive(timeout:_:)`` waits for a sample.
     public let strategy: WaitStrategy
+    /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
+    /// the publisher wake this subscriber stays up.
+    var readiness: Readiness? = nil
 
     typealias P = PublishSubscribe
 
@@ -698,7 +701,7 @@ public struct Subscriber: ~Copyable {
             sleeps.store(1, ordering: .sequentiallyConsistent)
             let moved = write.load(ordering: .sequentiallyConsistent) != w
             let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
-            sleeps.store(0, ordering: .relaxed)
+            if readiness == nil { sleeps.store(0, ordering: .relaxed) }
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
             }
@@ -727,11 +730,11 @@ public struct Subscriber: ~Copyable {
             let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
             sleeps.store(1, ordering: .sequentiallyConsistent)
             if write.load(ordering: .sequentiallyConsistent) != w {
-                sleeps.store(0, ordering: .relaxed)
+                if readiness == nil { sleeps.store(0, ordering: .relaxed) }
                 continue
             }
             let slept = await FutexWaiters.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
-            sleeps.store(0, ordering: .relaxed)
+            if readiness == nil { sleeps.store(0, ordering: .relaxed) }
             switch slept {
             case .cancelled: throw CancellationError()
             case .deadlinePassed: throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
