@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "heap-book", dependencies: ["SharedMemory"], path: "Examples/HeapBook"),
         .executableTarget(name: "quotes", dependencies: ["SharedMemory"], path: "Examples/Quotes"),
         .executableTarget(name: "uppercase", dependencies: ["SharedMemory"], path: "Examples/Uppercase"),
+        .executableTarget(name: "async-tally", dependencies: ["SharedMemory"], path: "Examples/AsyncTally"),
         .executableTarget(
             name: "sealed-memfd",
             dependencies: ["SharedMemory"],

@@ -70,5 +70,12 @@ server=$!
 out=$("$bin/uppercase" client --region posix:/sm-example-upper-$$ hello shared memory) || fail "uppercase client: $out"
 wait $server || fail "uppercase server: $(cat /tmp/sm-example-server.$$)"
 [ "$out" = $'client: hello -> HELLO\nclient: shared -> SHARED\nclient: memory -> MEMORY' ] || fail "uppercase client: $out"
+# An actor serves a ring from async code while a ticker task keeps running on the same pool.
+"$bin/async-tally" server --region posix:/sm-example-tally-$$ > /tmp/sm-example-server.$$ &
+server=$!
+out=$("$bin/async-tally" client --region posix:/sm-example-tally-$$ 1 2 3) || fail "async-tally client: $out"
+wait $server || fail "async-tally server: $(cat /tmp/sm-example-server.$$)"
+[ "$out" = $'client: +1 -> 1\nclient: +2 -> 3\nclient: +3 -> 6' ] || fail "async-tally client: $out"
+grep -qx "server: served 3 requests, total 6, while the ticker kept running" /tmp/sm-example-server.$$ || fail "async-tally server: $(cat /tmp/sm-example-server.$$)"
 rm -f /tmp/sm-example-server.$$
 echo "examples: all ran as expected"

@@ -104,6 +104,23 @@ struct BenchTests {
         }
     }
 
+    @Test("async: receiveAsync's round trip beside the blocking one, with each strategy, and the bare continuation hop")
+    func async() throws {
+        let result = try Shm.run(["bench", "--quick", "--experiments", "async", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = results.map { $0["name"] as? String ?? "" }
+        #expect(names == ["round trip 64 B, receiveAsync, sleep", "round trip 64 B, receiveAsync, spin then sleep",
+                          "a continuation resumed from another thread, no shared memory"])
+        for m in results {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            if m["name"] as? String != names.last {
+                #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            }
+        }
+    }
+
     @Test("the table, CSV and SVG outputs")
     func formats() throws {
         try withTemporaryDirectory { directory in

@@ -67,9 +67,19 @@ final class FutexWaiters: @unchecked Sendable {
     }
 
     struct WaiterThread {
-        /// Bumped (and woken) whenever the thread's list changes.
+        /// Bumped whenever the thread's list changes (and woken if the thread sleeps).
         let control: UnsafeMutablePointer<UInt32>
         var waiters: [Waiter] = []
+        /// Whether the thread is in (or about to enter) `futex_waitv`: only then does a change need a wake-up.
+        var asleep = false
+
+        var controlWord: UnsafeAtomic<UInt32> { UnsafeAtomic(at: UnsafeMutableRawPointer(control).assumingMemoryBound(to: UInt32.AtomicRepresentation.self)) }
+
+        /// Notes a change to the list; the control word to wake, if the thread sleeps.
+        func changed() -> UnsafeMutablePointer<UInt32>? {
+            controlWord.wrappingIncrement(ordering: .releasing)
+            return asleep ? control : nil
+        }
     }
 
     struct State {
@@ -112,43 +122,39 @@ final class FutexWaiters: @unchecked Sendable {
 
     /// Hands `waiter` to a thread with room (starting one if none has), unless it was cancelled already.
     private func register(_ waiter: Waiter, _ continuation: UnsafeContinuation<Outcome, Never>) {
-        let control: UnsafeMutablePointer<UInt32>? = state.withLock { state in
-            if waiter.cancelled { return nil }
+        let registered: (cancelled: Bool, wake: UnsafeMutablePointer<UInt32>?) = state.withLock { state in
+            if waiter.cancelled { return (true, nil) }
             waiter.continuation = continuation
             let index = place(waiter, in: &state)
-            state.threads[index].control.pointee &+= 1
-            return state.threads[index].control
+            return (false, state.threads[index].changed())
         }
-        guard let control else { return continuation.resume(returning: .cancelled) }
-        Syscalls.futexWake(UnsafeMutableRawPointer(control))
+        if registered.cancelled { return continuation.resume(returning: .cancelled) }
+        if let control = registered.wake { Syscalls.futexWake(UnsafeMutableRawPointer(control)) }
     }
 
     /// Ends `waiter`'s wait with ``Outcome/cancelled`` now (not through its thread: no hop, no delay).
     private func cancel(_ waiter: Waiter) {
-        let taken: (UnsafeContinuation<Outcome, Never>, UnsafeMutablePointer<UInt32>)? = state.withLock { state in
+        let taken: (UnsafeContinuation<Outcome, Never>, UnsafeMutablePointer<UInt32>?)? = state.withLock { state in
             waiter.cancelled = true
             guard let index = state.registered.removeValue(forKey: ObjectIdentifier(waiter)),
                   let continuation = waiter.continuation else { return nil }
             waiter.continuation = nil
             state.threads[index].waiters.removeAll { $0 === waiter }
-            state.threads[index].control.pointee &+= 1
-            return (continuation, state.threads[index].control)
+            return (continuation, state.threads[index].changed())
         }
         guard let (continuation, control) = taken else { return }
         continuation.resume(returning: .cancelled)
-        Syscalls.futexWake(UnsafeMutableRawPointer(control))
+        if let control { Syscalls.futexWake(UnsafeMutableRawPointer(control)) }
     }
 
     /// Watches `word` for as long as the returned registration stays (until ``unwatch(_:)``): each time it is woken
     /// or moves from the value last seen (first `expected`), a waiter thread adds 1 to the eventfd `descriptor`.
     func watch(_ word: UnsafeMutableRawPointer, expected: UInt32, signalling descriptor: Int32) -> Waiter {
         let waiter = Waiter(word: word, expected: expected, wakeAt: .max, atDeadline: false, anyWake: false, eventDescriptor: descriptor)
-        let control: UnsafeMutablePointer<UInt32> = state.withLock { state in
-            let index = place(waiter, in: &state)
-            state.threads[index].control.pointee &+= 1
-            return state.threads[index].control
+        let control: UnsafeMutablePointer<UInt32>? = state.withLock { state in
+            state.threads[place(waiter, in: &state)].changed()
         }
-        Syscalls.futexWake(UnsafeMutableRawPointer(control))
+        if let control { Syscalls.futexWake(UnsafeMutableRawPointer(control)) }
         return waiter
     }
 
@@ -157,8 +163,7 @@ final class FutexWaiters: @unchecked Sendable {
         let control: UnsafeMutablePointer<UInt32>? = state.withLock { state in
             guard let index = state.registered.removeValue(forKey: ObjectIdentifier(waiter)) else { return nil }
             state.threads[index].waiters.removeAll { $0 === waiter }
-            state.threads[index].control.pointee &+= 1
-            return state.threads[index].control
+            return state.threads[index].changed()
         }
         if let control { Syscalls.futexWake(UnsafeMutableRawPointer(control)) }
     }
@@ -193,8 +198,9 @@ final class FutexWaiters: @unchecked Sendable {
         while true {
             var earliest = Int64.max
             let count: Int = state.withLock { state in
+                state.threads[index].asleep = true
                 let thread = state.threads[index]
-                words[0] = csm_waited_word(address: thread.control, expected: thread.control.pointee)
+                words[0] = csm_waited_word(address: thread.control, expected: thread.controlWord.load(ordering: .relaxed))
                 snapshot = thread.waiters
                 for (i, waiter) in thread.waiters.enumerated() {
                     words[i + 1] = csm_waited_word(address: waiter.word.assumingMemoryBound(to: UInt32.self), expected: waiter.expected)
@@ -216,6 +222,7 @@ final class FutexWaiters: @unchecked Sendable {
             snapshot.removeAll(keepingCapacity: true)
             let now = MessageRing.monotonicNanoseconds()
             let done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = state.withLock { state in
+                state.threads[index].asleep = false
                 var done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = []
                 state.threads[index].waiters.removeAll { waiter in
                     if waiter.eventDescriptor >= 0 {  // a watch: signal its eventfd, and watch on
@@ -242,6 +249,19 @@ final class FutexWaiters: @unchecked Sendable {
                 return done
             }
             for (continuation, outcome) in done { continuation.resume(returning: outcome) }
+            if !done.isEmpty { linger(index) }
+        }
+    }
+
+    /// After resuming tasks, stays awake a little (at most 50 µs, or until the list changes): a resumed task often
+    /// waits again at once (the next message of a stream), and registering with an awake thread costs no wake-up.
+    private func linger(_ index: Int) {
+        let control = state.withLock { $0.threads[index].controlWord }
+        let seen = control.load(ordering: .acquiring)
+        let until = MessageRing.monotonicNanoseconds() &+ 50_000
+        while control.load(ordering: .acquiring) == seen {
+            sched_yield()  // stays awake, but lets the resumed task and its peer run (on 2 cores they need both)
+            if MessageRing.monotonicNanoseconds() >= until { return }
         }
     }
 }

@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
         case pingPong = "ping-pong"
         case heap
         case publishSubscribe = "publish-subscribe"
+        case async
     }
 
     @Flag(help: "A short run (well under a minute).")
@@ -28,7 +29,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
     var backends: [String] = Backend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap, publish-subscribe (default: all).")
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap, publish-subscribe, async (default: all).")
     var experiments: [Experiment] = Experiment.allCases
 
     @Flag(help: "Print JSON instead of a table.")
@@ -145,6 +146,9 @@ struct Bench: ParsableCommand {
             case .publishSubscribe:
                 progress.step("publish/subscribe")
                 results += try publishSubscribeExperiment(c)
+            case .async:
+                progress.step("async against blocking")
+                results += try asyncExperiment(c)
             }
         }
         progress.finish()
@@ -263,6 +267,32 @@ struct Bench: ParsableCommand {
                 single = publish
             }
         }
+        return rows
+    }
+
+    /// 64 B round trips through two rings to a child that echoes with the blocking API: this side receiving with
+    /// `receiveAsync` from a task against the blocking `receive`, with the same wait strategy, alternated in this run.
+    /// Sleeping, the difference is the hop through the waiter thread: its futex_waitv wake-up and a continuation
+    /// resumed on the cooperative pool, against a futex wake-up of the waiting thread itself.
+    func asyncExperiment(_ c: CBench) throws -> [Measurement] {
+        let rounds = quick ? 2_000 : 20_000, repeats = quick ? 1 : 3
+        var rows: [Measurement] = []
+        for (label, strategy) in [("sleep", WaitStrategy.sleep), ("spin then sleep", WaitStrategy.default)] {
+            var async: [Double] = [], blocking: [Double] = []
+            for _ in 0..<repeats {
+                blocking += try AsyncBench.roundTrips(async: false, strategy: strategy, rounds: rounds)
+                async += try AsyncBench.roundTrips(async: true, strategy: strategy, rounds: rounds)
+            }
+            var m = Measurement(experiment: "async", name: "round trip 64 B, receiveAsync, \(label)", unit: "ns",
+                                swift: Summary(async), c: Summary(blocking))
+            m.note = "C: the blocking receive, same strategy, this run"
+            m.placement = try? Machine.placement(c)
+            rows.append(m)
+        }
+        var bare = Measurement(experiment: "async", name: "a continuation resumed from another thread, no shared memory", unit: "ns",
+                               swift: Summary(try AsyncBench.bareResume(rounds: rounds)), c: nil)
+        bare.note = "the floor under the hop: Swift's pool waking a thread for a resumed task"
+        rows.append(bare)
         return rows
     }
 
