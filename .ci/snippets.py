@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compiles every Swift snippet in README.md, Docs/ and the DocC catalog against the library.
 
-Each ```swift block becomes a function in a throwaway package that depends on this one by path and on nothing
+Each ```swift block becomes a function (async if it awaits) in a throwaway package that depends on this one by path and on nothing
 else (so `import SharedMemory` must be enough); its imports are hoisted, and it may use the names the docs assume
 without declaring them: `name` (a RegionName), `region` (an AnyRegion, borrowed), `socket` (a FileDescriptor), and
 `repair()`, `handle(_:)`, `parse(_:)` (of a RawSpan). A block whose first line is `// Package.swift` is a manifest fragment: it
@@ -31,8 +31,9 @@ for path in files:
                 body.append("    " + code)
         index = len(functions)
         origins.append(f"{path}:{line}")
+        effects = "async throws" if "await " in block else "throws"
         functions.append(f"// {path}:{line}\n"
-                         f"func snippet{index}(name: RegionName, region: borrowing AnyRegion, socket: FileDescriptor) throws {{\n"
+                         f"func snippet{index}(name: RegionName, region: borrowing AnyRegion, socket: FileDescriptor) {effects} {{\n"
                          + "\n".join(body) + "\n}\n")
 
 work = tempfile.mkdtemp(prefix="smsnippets-")

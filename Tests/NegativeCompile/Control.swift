@@ -51,3 +51,8 @@ func controlPublishSubscribe(_ region: borrowing AnyRegion) throws -> Int? {
     subscriber.close()
     return count
 }
+
+func controlAsync(_ region: borrowing AnyRegion, _ receiver: borrowing RingReceiver, _ mutex: ProcessMutex) async throws -> Int {
+    let count = try await receiver.receiveAsync { (bytes: RawSpan) in bytes.byteCount } ?? 0
+    return try await mutex.withLockAsync { count + 1 }
+}
