@@ -20,6 +20,15 @@
 //                                                     child -> parent; KIND ring (two rings in anonymous
 //                                                     memory, STRATEGY spin, spinsleep or sleep), pipe or
 //                                                     socketpair (STRATEGY ignored)
+//   shm c-bench queue-pingpong KIND SIZE ROUNDS       -> "median_ns p99_ns": SIZE-byte round trips through the
+//                                                     kernel's own queues, the peers a user would pick instead
+//                                                     of a ring: KIND posixmq (mq_send/mq_receive), sysvmq
+//                                                     (msgsnd/msgrcv) or unixdgram (a SOCK_DGRAM socketpair);
+//                                                     "skip REASON" if the kernel's limits refuse SIZE
+//   shm c-bench queue-stream KIND SIZE BYTES          -> "ns 0 1": BYTES in SIZE-byte messages, parent to child
+//   shm c-bench getset N                              -> a store and a load of a uint64_t in a posix object, N times
+//   shm c-bench ring1 N                               -> a 64-byte send and in-place receive through smring.h in one
+//                                                     process, N times (both for instruction counts: no output)
 //   shm c-bench placement ROUNDS                      -> "median_ns p99_ns" spin ping-pong round trip between a
 //                                                     parent and a forked child: ~0.2 us when the two CPUs
 //                                                     share a cache ("near"), ~0.7 us when not ("far")
@@ -33,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <mqueue.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/random.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -503,6 +514,149 @@ static void pingpong(const char *kind, const char *strategy, int rounds) {
     report(samples, rounds);
 }
 
+// The kernel's own message queues, two-way (down: parent to child; up: child to parent), for the peers' rows.
+struct queue {
+    enum { POSIX_MQ, SYSV_MQ, UNIX_DGRAM } kind;
+    size_t size;
+    mqd_t mq[2];
+    int msq[2];
+    int sockets[2];  // the socketpair: the parent's end, the child's end
+    char *buffer;    // SysV: mtype, then the message
+};
+
+static long read_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    long value = -1;
+    if (f) { if (fscanf(f, "%ld", &value) != 1) value = -1; fclose(f); }
+    return value;
+}
+
+// Opens the two queues, or prints "skip REASON" and returns 0 if the kernel's limits refuse messages of `size`.
+static int queue_open(struct queue *q, const char *kind, size_t size) {
+    memset(q, 0, sizeof *q);
+    q->size = size;
+    q->buffer = calloc(1, sizeof(long) + size);
+    if (!strcmp(kind, "posixmq")) {
+        q->kind = POSIX_MQ;
+        for (int i = 0; i < 2; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "/shmbench-mq-%d-%d", getpid(), i);
+            struct mq_attr attributes = { .mq_maxmsg = 8, .mq_msgsize = (long)size };
+            q->mq[i] = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &attributes);
+            if (q->mq[i] == (mqd_t)-1) {
+                int error = errno;
+                if (i == 1) mq_close(q->mq[0]);
+                printf("skip mq_open refused %zu-byte messages (%s; fs.mqueue.msgsize_max is %ld)\n", size, strerror(error),
+                       read_limit("/proc/sys/fs/mqueue/msgsize_max"));
+                return 0;
+            }
+            mq_unlink(name);  // the descriptors (inherited by the child) keep the queue
+        }
+    } else if (!strcmp(kind, "sysvmq")) {
+        q->kind = SYSV_MQ;
+        long most = read_limit("/proc/sys/kernel/msgmax"), room = read_limit("/proc/sys/kernel/msgmnb");
+        if ((long)size > most || (long)size > room) {
+            printf("skip System V queues carry at most %ld bytes a message here (kernel.msgmax; kernel.msgmnb %ld)\n", most, room);
+            return 0;
+        }
+        for (int i = 0; i < 2; i++) {
+            q->msq[i] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+            if (q->msq[i] < 0) die("msgget");
+        }
+    } else if (!strcmp(kind, "unixdgram")) {
+        q->kind = UNIX_DGRAM;
+        if (socketpair(AF_UNIX, SOCK_DGRAM, 0, q->sockets) < 0) die("socketpair");
+        int buffer = 4 << 20;
+        for (int i = 0; i < 2; i++) {
+            setsockopt(q->sockets[i], SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
+            setsockopt(q->sockets[i], SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+        }
+    } else {
+        fprintf(stderr, "unknown queue %s\n", kind);
+        exit(2);
+    }
+    return 1;
+}
+
+// `child`: whether the caller is the child (it receives from down, sends up).
+static void queue_send(struct queue *q, int child, const char *bytes) {
+    switch (q->kind) {
+    case POSIX_MQ:
+        if (mq_send(q->mq[child], bytes, q->size, 0) < 0) die("mq_send");
+        break;
+    case SYSV_MQ:
+        *(long *)q->buffer = 1;
+        memcpy(q->buffer + sizeof(long), bytes, q->size);
+        while (msgsnd(q->msq[child], q->buffer, q->size, 0) < 0) if (errno != EINTR) die("msgsnd");
+        break;
+    case UNIX_DGRAM:
+        if (send(q->sockets[child], bytes, q->size, 0) != (ssize_t)q->size) die("send");
+        break;
+    }
+}
+
+static void queue_receive(struct queue *q, int child, char *bytes) {
+    switch (q->kind) {
+    case POSIX_MQ:
+        if (mq_receive(q->mq[1 - child], bytes, q->size, NULL) != (ssize_t)q->size) die("mq_receive");
+        break;
+    case SYSV_MQ:
+        while (msgrcv(q->msq[1 - child], q->buffer, q->size, 0, 0) < 0) if (errno != EINTR) die("msgrcv");
+        memcpy(bytes, q->buffer + sizeof(long), q->size);
+        break;
+    case UNIX_DGRAM:
+        if (recv(q->sockets[child], bytes, q->size, 0) != (ssize_t)q->size) die("recv");
+        break;
+    }
+}
+
+static void queue_close(struct queue *q) {
+    for (int i = 0; i < 2; i++) {
+        if (q->kind == POSIX_MQ) mq_close(q->mq[i]);
+        if (q->kind == SYSV_MQ) msgctl(q->msq[i], IPC_RMID, NULL);
+        if (q->kind == UNIX_DGRAM) close(q->sockets[i]);
+    }
+    free(q->buffer);
+}
+
+static void queue_pingpong(const char *kind, size_t size, int rounds) {
+    struct queue q;
+    if (!queue_open(&q, kind, size)) return;
+    long long *samples = calloc(rounds, sizeof *samples);
+    char *message = calloc(1, size);
+    pid_t child = fork();
+    if (child == 0) {
+        for (int i = 0; i < rounds; i++) { queue_receive(&q, 1, message); queue_send(&q, 1, message); }
+        _exit(0);
+    }
+    for (int i = 0; i < rounds; i++) {
+        long long t = now_ns();
+        queue_send(&q, 0, message);
+        queue_receive(&q, 0, message);
+        samples[i] = now_ns() - t;
+    }
+    waitpid(child, NULL, 0);
+    queue_close(&q);
+    report(samples, rounds);
+}
+
+static void queue_stream(const char *kind, size_t size, size_t total) {
+    struct queue q;
+    if (!queue_open(&q, kind, size)) return;
+    char *message = calloc(1, size);
+    pid_t child = fork();
+    if (child == 0) {
+        for (size_t got = 0; got < total; got += size) queue_receive(&q, 1, message);
+        _exit(0);
+    }
+    long long start = now_ns();
+    for (size_t sent = 0; sent < total; sent += size) queue_send(&q, 0, message);
+    waitpid(child, NULL, 0);
+    long long elapsed = now_ns() - start;
+    queue_close(&q);
+    printf("%lld %lld 1\n", elapsed, elapsed);
+}
+
 int shmbench_main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see the top of shmbench.c\n"); return 2; }
     const char *backend = argv[2];
@@ -541,6 +695,41 @@ int shmbench_main(int argc, char **argv) {
         stream_smring(backend, strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
     } else if (!strcmp(argv[1], "pingpong") && argc == 5) {
         pingpong(argv[2], argv[3], atoi(argv[4]));
+    } else if (!strcmp(argv[1], "queue-pingpong") && argc == 5) {
+        queue_pingpong(argv[2], strtoull(argv[3], NULL, 10), atoi(argv[4]));
+    } else if (!strcmp(argv[1], "queue-stream") && argc == 5) {
+        queue_stream(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
+    } else if (!strcmp(argv[1], "getset") && argc == 3) {
+        long n = atol(argv[2]);
+        int fd, id;
+        volatile uint64_t *p = create("posix", region_name("posix", name, sizeof name, 0), page, 0, 0, &fd, &id);
+        uint64_t sum = 0;
+        for (long i = 0; i < n; i++) { p[8] = (uint64_t)i; sum += p[8]; }
+        destroy("posix", name, (void *)p, page, fd, id);
+        if (sum == 42) printf("%llu\n", (unsigned long long)sum);
+    } else if (!strcmp(argv[1], "ring1") && argc == 3) {
+        long n = atol(argv[2]);
+        int fd, id;
+        size_t size = smring_size(1 << 16);
+        char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
+        if (smring_format(base, size, 1 << 16) != SMRING_OK) die("smring_format");
+        smring sender, receiver;
+        if (smring_attach(&sender, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
+        if (smring_attach(&receiver, base, size, SMRING_RECEIVER) != SMRING_OK) die("smring_attach");
+        unsigned char message[64];
+        memset(message, 7, sizeof message);
+        long total = 0;
+        for (long i = 0; i < n; i++) {
+            if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
+            const void *in;
+            uint32_t length;
+            if (smring_receive(&receiver, &in, &length, -1) != SMRING_OK) die("smring_receive");
+            total += length;
+            smring_release(&receiver);
+        }
+        smring_finish(&sender);
+        destroy("posix", name, base, size, fd, id);
+        if (total == 42) printf("%ld\n", total);
     } else if (!strcmp(argv[1], "placement")) {
         int n = atoi(argv[2]);
         long long *samples = calloc(n, sizeof *samples);

@@ -14,7 +14,7 @@ struct Shm: ParsableCommand {
             """,
         version: "shm 0.1.0 (SharedMemory, not yet released)",
         subcommands: [List.self, Stat.self, Create.self, Write.self, Read.self, Resize.self, Remove.self,
-                      GarbageCollect.self, Limits.self, Bench.self, CBenchCommand.self]
+                      GarbageCollect.self, Limits.self, Bench.self, CBenchCommand.self, SwiftBenchCommand.self]
     )
 
     /// Every failure ends here: one line on standard error starting `shm: error:`, and a non-zero exit.

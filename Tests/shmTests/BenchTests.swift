@@ -1,5 +1,6 @@
 import Foundation
 import FoundationXML
+import TestSupport
 import Testing
 
 /// `shm bench` runs its Swift and C loops side by side and reports them in every format. (What the numbers are
@@ -121,6 +122,106 @@ struct BenchTests {
         }
     }
 
+    @Test("peers: the ring against POSIX and System V message queues, Unix datagram sockets and Boost's message_queue at 64 B, 4 KiB and 64 KiB, and the lifecycle against Python's shared_memory; each measured or skipped with its reason")
+    func peers() throws {
+        let result = try Shm.run(["bench", "--quick", "--experiments", "peers", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = Set(results.map { $0["name"] as? String ?? "" })
+        for size in ["64 B", "4 KiB", "64 KiB"] {
+            for peer in ["POSIX mq", "System V mq", "Unix datagram socket", "Boost.Interprocess message_queue"] {
+                #expect(names.contains("ping-pong \(size): ring vs \(peer)"))
+                #expect(names.contains("streaming \(size): ring vs \(peer)"))
+            }
+        }
+        #expect(names.contains("lifecycle posix: SharedMemory vs Python multiprocessing.shared_memory"))
+        for m in results {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            let measured = ((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0
+            let skipped = (m["skipped"] as? String ?? "").contains(": ")
+            #expect(measured != skipped, "\(m["name"]!): measured or skipped with a reason, one of the two")
+        }
+        // What this machine runs for certain: Unix datagrams at every size, the kernel queues at 64 B.
+        let measured = Set(results.filter { ((($0["c"] as? [String: Any])?["median"] as? Double) ?? 0) > 0 }.map { $0["name"] as? String ?? "" })
+        for name in ["ping-pong 64 KiB: ring vs Unix datagram socket", "ping-pong 64 B: ring vs POSIX mq", "ping-pong 64 B: ring vs System V mq"] {
+            #expect(measured.contains(name), "\(name) was not measured")
+        }
+    }
+
+    @Test("cases measured while busy loops compete for every CPU are marked unstable, with the reason, in the JSON and the table")
+    func unstableWhenBusy() throws {
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let loops = try (0..<cores).map { _ in try ChildProcess("/bin/sh", ["-c", "while :; do :; done"]) }
+        defer { loops.forEach { $0.kill() } }
+        let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "ping-pong", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        #expect(!results.isEmpty)
+        for m in results {
+            let unstable = m["unstable"] as? String ?? ""
+            #expect(unstable.contains("machine busy: others used"), "\(m["name"]!): \(unstable)")
+        }
+        let table = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle"])
+        #expect(table.output.contains("UNSTABLE (machine busy"), "\(table.output)")
+        #expect(table.output.contains("A ratio marked ? is UNSTABLE"))
+    }
+
+    @Test("--repeat runs whole sweeps and reports the median sweep with the range of the sweeps ratios")
+    func repeatSweeps() throws {
+        let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "memfd", "--experiments", "lifecycle", "--repeat", "3", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        #expect(results.count == 2)
+        for m in results {
+            #expect(m["sweeps"] as? Int == 3)
+            let range = try #require(m["ratioRange"] as? [Double])
+            let swift = try #require((m["swift"] as? [String: Any])?["median"] as? Double)
+            let c = try #require((m["c"] as? [String: Any])?["median"] as? Double)
+            #expect(range.count == 2 && range[0] <= range[1])
+            #expect(swift / c >= range[0] * 0.999 && swift / c <= range[1] * 1.001, "the median sweep lies within the range")
+        }
+        let refused = try Shm.run(["bench", "--repeat", "0"])
+        #expect(refused.status != 0 && refused.error.contains("--repeat"))
+    }
+
+    /// Under a sanitizer, valgrind cannot run the (instrumented) tool; without valgrind, there is nothing to count with.
+    static let canCountInstructions = ProcessInfo.processInfo.environment["ASAN_OPTIONS"] == nil
+        && ProcessInfo.processInfo.environment["TSAN_OPTIONS"] == nil
+        && FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind")
+
+    @Test("--instructions counts the single-process paths, Swift and C, under callgrind: twice in a row, the same counts", .enabled(if: canCountInstructions))
+    func instructions() throws {
+        func counts() throws -> [String: [Double]] {
+            let result = try Shm.run(["bench", "--instructions", "--json"])
+            #expect(result.status == 0, "\(result.error)")
+            let report = try #require(try json(result.output) as? [String: Any])
+            let results = try #require(report["results"] as? [[String: Any]])
+            var counts: [String: [Double]] = [:]
+            for m in results {
+                let swift = (m["swift"] as? [String: Any])?["median"] as? Double ?? 0
+                let c = (m["c"] as? [String: Any])?["median"] as? Double ?? 0
+                counts[m["name"] as? String ?? ""] = [swift, c]
+            }
+            return counts
+        }
+        let first = try counts(), second = try counts()
+        #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "ring: a 64 B send and zero-copy receive, one process",
+                                    "lifecycle: create, remove, detach a 4 KiB posix region"])
+        for (name, values) in first {
+            #expect(values.allSatisfy { $0 > 0 }, "\(name): \(values)")
+            let again = try #require(second[name])
+            if name.hasPrefix("lifecycle") {
+                // The lifecycle's counts move a little with what /dev/shm holds and the length of the pid.
+                for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.01, "\(name): \(values) then \(again)") }
+            } else {
+                #expect(values == again, "\(name): \(values) then \(again)")
+            }
+        }
+    }
+
     @Test("the table, CSV and SVG outputs")
     func formats() throws {
         try withTemporaryDirectory { directory in
@@ -137,7 +238,7 @@ struct BenchTests {
 
             let csv = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "--csv"])
             let lines = csv.output.split(separator: "\n")
-            #expect(lines.first == "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped")
+            #expect(lines.first == "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped,unstable")
             #expect(lines.count == 2)
             #expect(try Shm.run(["bench", "--backends", "nothing"]).error.hasPrefix("shm: error:"))
         }

@@ -21,6 +21,7 @@ struct Bench: ParsableCommand {
         case heap
         case publishSubscribe = "publish-subscribe"
         case async
+        case peers
     }
 
     @Flag(help: "A short run (well under a minute).")
@@ -29,8 +30,14 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
     var backends: [String] = Backend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap, publish-subscribe, async (default: all).")
+    @Option(parsing: .upToNextOption, help: "Experiments to run: lifecycle, first-touch, streaming, ping-pong, heap, publish-subscribe, async, peers (default: all).")
     var experiments: [Experiment] = Experiment.allCases
+
+    @Flag(help: "Count instructions instead of timing: the single-process paths (get/set, the ring in one process, the lifecycle), Swift and C, under valgrind's callgrind. Deterministic: the figures to put goals on.")
+    var instructions = false
+
+    @Option(help: "Run the whole sweep this many times and report, for each case, the median of the sweeps' medians and their range.")
+    var `repeat` = 1
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -46,6 +53,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("`\(backend)` is not a backend: use sysv, posix, file, anonymous, memfd")
         }
         guard !(json && csv) else { throw ValidationError("choose one of --json and --csv") }
+        guard `repeat` >= 1 else { throw ValidationError("--repeat takes a number of sweeps, 1 or more") }
     }
 
     func run() throws {
@@ -54,10 +62,42 @@ struct Bench: ParsableCommand {
         defer { c.cleanUp() }
         var machine = Machine.describe()
         machine.placementBefore = try? Machine.placement(c)
-        var results: [Measurement] = []
-        let progress = Progress(total: experiments.count * (chosen.count + 3))
+        if instructions {
+            let report = Report(machine: machine, results: try InstructionCount.measure())
+            print(json ? try report.json() : csv ? report.csv() : report.table(), terminator: csv ? "" : "\n")
+            return
+        }
+        var sweeps: [[Measurement]] = []
+        let progress = Progress(total: `repeat` * experiments.count * (chosen.count + 3))
+        for _ in 0..<`repeat` {
+            sweeps.append(try sweep(chosen, c, progress))
+        }
+        progress.finish()
+        machine.placementAfter = try? Machine.placement(c)
+        let report = Report(machine: machine, results: Measurement.combine(sweeps))
+        if json {
+            print(try report.json())
+        } else if csv {
+            print(report.csv(), terminator: "")
+        } else {
+            print(report.table())
+        }
+        if let svg { try report.svg().write(toFile: svg, atomically: true, encoding: .utf8) }
+    }
 
+    /// Every chosen experiment once; each case marked unstable if the machine was busy with other work while its
+    /// experiment ran, or its rounds disagree.
+    func sweep(_ chosen: [Backend], _ c: CBench, _ progress: Progress) throws -> [Measurement] {
+        var results: [Measurement] = []
         for experiment in experiments {
+            let watch = LoadWatch(), first = results.count
+            defer {
+                if let busy = watch.verdict() {
+                    for index in first..<results.count where results[index].skipped == nil {
+                        results[index].unstable = [results[index].unstable, busy].compactMap { $0 }.joined(separator: "; ")
+                    }
+                }
+            }
             switch experiment {
             case .lifecycle:
                 let iterations = quick ? 300 : 3000
@@ -149,19 +189,12 @@ struct Bench: ParsableCommand {
             case .async:
                 progress.step("async against blocking")
                 results += try asyncExperiment(c)
+            case .peers:
+                progress.step("peers: the kernel's queues, Boost, Python")
+                results += try peersExperiment(c)
             }
         }
-        progress.finish()
-        machine.placementAfter = try? Machine.placement(c)
-        let report = Report(machine: machine, results: results)
-        if json {
-            print(try report.json())
-        } else if csv {
-            print(report.csv(), terminator: "")
-        } else {
-            print(report.table())
-        }
-        if let svg { try report.svg().write(toFile: svg, atomically: true, encoding: .utf8) }
+        return results
     }
 
     /// Runs the Swift and the C loop `rounds` times each, alternating so drift hits both alike, and pools the
@@ -169,9 +202,12 @@ struct Bench: ParsableCommand {
     func compare(_ experiment: String, _ name: String, unit: String, rounds: Int,
                  swift: () throws -> [Double], c: () throws -> Summary) throws -> Measurement {
         var swiftSamples: [Double] = []
+        var swiftMedians: [Double] = []
         var cSummaries: [Summary] = []
         for _ in 0..<rounds {
-            swiftSamples += try swift()
+            let round = try swift()
+            swiftSamples += round
+            swiftMedians.append(Summary(round).median)
             cSummaries.append(try c())
         }
         let scale = unit == "µs" ? 1e-3 : 1
@@ -182,10 +218,13 @@ struct Bench: ParsableCommand {
             : Summary(median: cSummaries.map(\.median).sorted()[cSummaries.count / 2],
                       p99: cSummaries.map(\.p99).sorted()[cSummaries.count / 2],
                       samples: cSummaries.map(\.samples).reduce(0, +))
-        return Measurement(
+        var m = Measurement(
             experiment: experiment, name: name, unit: unit,
             swift: Summary(swiftSamples).map { $0 * scale },
             c: cSummary.map { $0 * scale })
+        let disagreement = [LoadWatch.spreadVerdict(swiftMedians, side: "Swift"), LoadWatch.spreadVerdict(cSummaries.map(\.median), side: "C")].compactMap { $0 }
+        if !disagreement.isEmpty { m.unstable = disagreement.joined(separator: "; ") }
+        return m
     }
 
     /// The heap against Boost.Interprocess's managed_shared_memory: a mixed allocate/free workload in one process

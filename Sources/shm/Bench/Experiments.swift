@@ -17,8 +17,9 @@ enum SwiftBench {
         }
     }
 
-    /// create → attach → touch one page → remove → detach, `iterations` times; nanoseconds each.
-    static func lifecycle(_ backend: Backend, iterations: Int) throws -> [Double] {
+    /// create → attach → touch one page → remove → detach, `iterations` times; nanoseconds each. A process lifetime
+    /// by default (what the C loop does: the creator's record), or `lifetime`.
+    static func lifecycle(_ backend: Backend, iterations: Int, lifetime: Lifetime = .process) throws -> [Double] {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let removable = backend.capabilities.contains(.named)
         var samples: [Double] = []
@@ -26,7 +27,7 @@ enum SwiftBench {
         for i in 0..<iterations {
             let name = try name(backend, i)
             let start = nanoseconds()
-            let region = try SharedMemory.create(name, size: page, options: .init(lifetime: .process))
+            let region = try SharedMemory.create(name, size: page, options: .init(lifetime: lifetime))
             try region.withUnsafeMutableBytes { $0[0] = 1 }
             if removable { try region.remove() }
             try region.detach()
@@ -118,17 +119,18 @@ extension SwiftBench {
         return Double(nanoseconds() - start)
     }
 
-    /// 64-byte round trips to a forked child and back, `rounds` times: through two message rings waiting with
-    /// `strategy`, or through the kernel ("pipe", "socketpair"). Nanoseconds each.
-    static func pingPong(_ kind: String, strategy: WaitStrategy, rounds: Int) throws -> [Double] {
+    /// `size`-byte round trips to a forked child and back, `rounds` times: through two message rings waiting with
+    /// `strategy` (4 KiB each, or room for 4 messages of `size`), or through the kernel ("pipe", "socketpair").
+    /// Nanoseconds each.
+    static func pingPong(_ kind: String, strategy: WaitStrategy, rounds: Int, size: Int = 64) throws -> [Double] {
         var samples = [Double](repeating: 0, count: rounds)
-        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 64)
+        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
         defer { message.deallocate() }
         message.initializeMemory(as: UInt8.self, repeating: 1)
         if kind == "ring" {
-            let size = MessageRing.size(capacity: 4096)
-            let there = try SharedMemory.create(.anonymous, size: size)
-            let back = try SharedMemory.create(.anonymous, size: size)
+            let capacity = max(4096, 1 << (Int.bitWidth - (4 * size + 16).leadingZeroBitCount))
+            let there = try SharedMemory.create(.anonymous, size: MessageRing.size(capacity: capacity))
+            let back = try SharedMemory.create(.anonymous, size: MessageRing.size(capacity: capacity))
             try MessageRing.format(there)
             try MessageRing.format(back)
             let child = fork()

@@ -171,7 +171,12 @@ struct BoostPeer {
 //   heap mixed NAME PROCESSES OPERATIONS    ns per operation (all processes together)
 //   heap named NAME COUNT                    ns per construct, per find, per destroy
 //   heap overhead NAME COUNT                 bytes per 64-byte block, per named object (one 8-byte value)
+//   heap mq-pingpong NAME SIZE ROUNDS        SIZE-byte round trips to a forked child through two Boost
+//                                            message_queues: median and p99 ns
+//   heap mq-stream NAME SIZE BYTES           BYTES in SIZE-byte messages to a forked child: ns in all
+#include <boost/interprocess/ipc/message_queue.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -305,6 +310,51 @@ int main(int argc, char **argv) {
         size_t named = segment.get_free_memory();
         bip::shared_memory_object::remove(name);
         printf("%.3f %.3f\n", double(before - blocks) / count - 64, double(blocks - named) / count - 8);
+    } else if (mode == "mq-pingpong" || mode == "mq-stream") {
+        size_t size = strtoull(argv[3], NULL, 10);
+        long count = atol(argv[4]);
+        std::string down = std::string(name + 1) + "-down", up = std::string(name + 1) + "-up";
+        bip::message_queue::remove(down.c_str());
+        bip::message_queue::remove(up.c_str());
+        bip::message_queue to(bip::create_only, down.c_str(), 8, size), from(bip::create_only, up.c_str(), 8, size);
+        std::vector<char> message(size, 1);
+        bool pingpong = mode == "mq-pingpong";
+        long messages = pingpong ? count : long(count / size);
+        pid_t child = fork();
+        if (child == 0) {
+            bip::message_queue in(bip::open_only, down.c_str()), out(bip::open_only, up.c_str());
+            size_t received;
+            unsigned priority;
+            for (long i = 0; i < messages; i++) {
+                in.receive(message.data(), size, received, priority);
+                if (pingpong) out.send(message.data(), size, 0);
+            }
+            _exit(0);
+        }
+        std::vector<double> samples;
+        size_t received;
+        unsigned priority;
+        double start = now();
+        for (long i = 0; i < messages; i++) {
+            double t = now();
+            to.send(message.data(), size, 0);
+            if (pingpong) {
+                from.receive(message.data(), size, received, priority);
+                samples.push_back(now() - t);
+            }
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        double elapsed = now() - start;
+        bip::message_queue::remove(down.c_str());
+        bip::message_queue::remove(up.c_str());
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
+        if (pingpong) {
+            std::sort(samples.begin(), samples.end());
+            printf("%.1f %.1f\n", samples[samples.size() / 2], samples[size_t((samples.size() - 1) * 0.99)]);
+        } else {
+            printf("%.1f\n", elapsed);
+        }
     } else {
         return 2;
     }

@@ -54,22 +54,32 @@ struct Report: Codable {
         let header = ["EXPERIMENT", "CASE", "UNIT", "SWIFT", "SWIFT p99", "C", "C p99", "SWIFT/C", "NOTE"]
         let rows = results.map { m -> [String] in
             if let skipped = m.skipped { return [m.experiment, m.name, m.unit, "-", "-", "-", "-", "-", "skipped: \(skipped)"] }
-            let note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? m.note ?? ""
+            var note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? m.note ?? ""
+            if let unstable = m.unstable { note = "UNSTABLE (\(unstable))" + (note.isEmpty ? "" : "; " + note) }
+            var ratio = m.ratio.map { String(format: $0 < 0.1 ? "%.3f" : "%.2f", $0) } ?? "-"
+            if let range = m.ratioRange, range.count == 2 { ratio += String(format: " [%.2f–%.2f]", range[0], range[1]) }
+            if m.unstable != nil, m.ratio != nil { ratio += " ?" }
             return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
-                    format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.2f", $0) } ?? "-", note]
+                    format(m.c?.median), format(m.c?.p99), ratio, note]
         }
         lines.append(alignedTable(header, rows))
         lines.append("")
-        lines.append("For µs and ns lower is better (SWIFT/C below 1 means Swift is faster); for GB/s higher is better. p99 of a throughput is its slow end.")
+        lines.append("For µs, ns and instructions lower is better (SWIFT/C below 1 means Swift is faster); for GB/s higher is better. p99 of a throughput is its slow end.")
+        if results.contains(where: { $0.unstable != nil }) {
+            lines.append("A ratio marked ? is UNSTABLE: the machine was busy with other work (more than \(Int(LoadWatch.busyLimit * 100))% of its CPUs), the hypervisor stole time, or the case's rounds disagreed by more than \(Int(LoadWatch.spreadLimit * 100))%; do not take it as a result.")
+        }
+        if let sweeps = results.compactMap(\.sweeps).max() {
+            lines.append("Each row is the median of \(sweeps) sweeps (by ratio); [low–high] is the range of the sweeps' ratios.")
+        }
         return lines.joined(separator: "\n")
     }
 
     func csv() -> String {
-        var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped\n"
+        var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped,unstable\n"
         for m in results {
             let fields = [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
                           format(m.c?.median), format(m.c?.p99), m.ratio.map { String(format: "%.3f", $0) } ?? "",
-                          format(m.placement?.median), m.skipped ?? ""]
+                          format(m.placement?.median), m.skipped ?? "", m.unstable ?? ""]
             text += fields.map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",") + "\n"
         }
         return text

@@ -1,0 +1,133 @@
+import Foundation
+import Glibc
+import SharedMemory
+
+/// The peers experiment (`shm bench --experiments peers`): what a user would pick instead of a ring, measured in the
+/// same run beside it. For 64 B, 4 KiB and 64 KiB messages, round trips and streaming through two message rings
+/// (Swift, spinning then sleeping) against POSIX message queues, System V message queues, Unix datagram sockets
+/// (C, Sources/CShmBench) and Boost.Interprocess's `message_queue` (C++ compiled at run time); and the lifecycle of
+/// a region against Python's `multiprocessing.shared_memory`. A peer the machine cannot run is a row that says why.
+extension Bench {
+    static let peerQueues = [("POSIX mq", "posixmq"), ("System V mq", "sysvmq"), ("Unix datagram socket", "unixdgram")]
+
+    func peersExperiment(_ c: CBench) throws -> [Measurement] {
+        let rounds = quick ? 2_000 : 20_000, repeats = quick ? 1 : 3
+        let boost = BoostPeer.prepare()
+        defer { if case .success(let peer) = boost { peer.cleanUp() } }
+        var rows: [Measurement] = []
+
+        func row(_ name: String, unit: String, ring: Summary, peer: Result<Summary, BenchError>, label: String) {
+            var m = Measurement(experiment: "peers", name: name, unit: unit, swift: ring, c: nil)
+            switch peer {
+            case .success(let summary):
+                m.c = summary
+                m.note = "C: \(label), this run; Swift: the ring"
+            case .failure(let reason):
+                m.skipped = "\(label): \(reason)"
+            }
+            rows.append(m)
+        }
+
+        for size in [64, 4096, 65536] {
+            // Enough messages to amortise the ring's first touch of its 4 MiB; no more than the kernel's queues take
+            // in a few seconds at 64 B.
+            let total = min(quick ? 128 << 20 : 1 << 30, size * (quick ? 200_000 : 2_000_000))
+            let label = size >= 1024 ? "\(size >> 10) KiB" : "\(size) B"
+            var pingPong: [Double] = [], streaming: [Double] = []
+            for _ in 0..<repeats {
+                pingPong += try SwiftBench.pingPong("ring", strategy: .default, rounds: rounds, size: size)
+                streaming.append(Double(total) / (try SwiftBench.stream("anonymous", total: total, message: size)))
+            }
+            let ringRoundTrip = Summary(pingPong), ringStream = Summary(streaming)
+            for (name, kind) in Self.peerQueues {
+                row("ping-pong \(label): ring vs \(name)", unit: "ns", ring: ringRoundTrip,
+                    peer: try c.measurePeer(["queue-pingpong", kind, "\(size)", "\(rounds)"], repeats: repeats), label: name)
+                row("streaming \(label): ring vs \(name)", unit: "GB/s", ring: ringStream,
+                    peer: try c.measurePeer(["queue-stream", kind, "\(size)", "\(total)"], repeats: repeats)
+                        .map { $0.map { Double(total) / $0 } }, label: name)
+            }
+            let boostLabel = "Boost.Interprocess message_queue"
+            switch boost {
+            case .success(let peer):
+                var roundTrips: [Summary] = [], streams: [Double] = []
+                for _ in 0..<repeats {
+                    let fields = try peer.measure(["mq-pingpong", "\(size)", "\(rounds)"])
+                    roundTrips.append(Summary(median: fields[0], p99: fields.count > 1 ? fields[1] : fields[0], samples: rounds))
+                    streams.append(Double(total) / (try peer.measure(["mq-stream", "\(size)", "\(total)"])[0]))
+                }
+                let middle = roundTrips.sorted { $0.median < $1.median }[roundTrips.count / 2]
+                row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .success(middle), label: boostLabel)
+                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .success(Summary(streams)), label: boostLabel)
+            case .failure(let reason):
+                row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .failure(reason), label: boostLabel)
+                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .failure(reason), label: boostLabel)
+            }
+            rows[rows.count - 1].placement = try? Machine.placement(c)
+        }
+
+        let iterations = quick ? 300 : 3000
+        var lifecycle: [Double] = []
+        for _ in 0..<repeats { lifecycle += try SwiftBench.lifecycle(.posix, iterations: iterations / repeats, lifetime: .persistent) }
+        row("lifecycle posix: SharedMemory vs Python multiprocessing.shared_memory", unit: "µs",
+            ring: Summary(lifecycle).map { $0 / 1000 },
+            peer: PythonPeer.lifecycle(iterations: iterations).map { $0.map { $0 / 1000 } },
+            label: "Python multiprocessing.shared_memory")
+        rows[rows.count - 1].note = rows[rows.count - 1].skipped == nil ? "C: Python's multiprocessing.shared_memory (create, write a byte, close, unlink), this run; Swift: SharedMemory.create (posix, persistent as Python's), touch, remove, detach" : nil
+        return rows
+    }
+}
+
+extension CBench {
+    /// Runs a peer's C experiment `repeats` times: the median run's summary (times in nanoseconds), or why the
+    /// machine cannot run it (its "skip REASON").
+    func measurePeer(_ arguments: [String], repeats: Int) throws -> Result<Summary, BenchError> {
+        var summaries: [Summary] = []
+        for _ in 0..<repeats {
+            let result = try run(binary, ["c-bench"] + arguments)
+            let output = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            if output.hasPrefix("skip ") { return .failure(BenchError(String(output.dropFirst(5)))) }
+            let fields = output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+            guard result.status == 0, fields.count >= 2 else {
+                throw BenchError("the C benchmark \(arguments.joined(separator: " ")) failed: \(result.error)")
+            }
+            summaries.append(Summary(median: fields[0], p99: fields[1], samples: Int(fields.count > 2 ? fields[2] : 0)))
+        }
+        return .success(summaries.count == 1 ? summaries[0] : Summary(summaries.map(\.median)))
+    }
+}
+
+/// Python's `multiprocessing.shared_memory`, run by the system's python3 (skipped with the reason if there is none).
+enum PythonPeer {
+    static let lifecycleScript = """
+        import os, sys, time
+        from multiprocessing import shared_memory
+        n = int(sys.argv[1])
+        samples = []
+        for i in range(n):
+            start = time.monotonic_ns()
+            region = shared_memory.SharedMemory(name=f"shmbench-py-{os.getpid()}-{i}", create=True, size=4096)
+            region.buf[0] = 1
+            region.close()
+            region.unlink()
+            samples.append(time.monotonic_ns() - start)
+        samples.sort()
+        print(samples[len(samples) // 2], samples[int((len(samples) - 1) * 0.99)], len(samples))
+        """
+
+    /// create, write a byte, close, unlink: `iterations` times; nanoseconds each (median, p99).
+    static func lifecycle(iterations: Int) -> Result<Summary, BenchError> {
+        guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin"))
+        }
+        do {
+            let result = try run(python, ["-c", lifecycleScript, "\(iterations)"])
+            let fields = result.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+            guard result.status == 0, fields.count == 3 else {
+                return .failure(BenchError("python3 failed (status \(result.status)): \(result.error.suffix(300))"))
+            }
+            return .success(Summary(median: fields[0], p99: fields[1], samples: Int(fields[2])))
+        } catch {
+            return .failure(BenchError("python3 could not run: \(error)"))
+        }
+    }
+}
