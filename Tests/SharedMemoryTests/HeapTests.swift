@@ -384,7 +384,7 @@ struct HeapTests {
             let pristine = try raw.get(count: 65536, at: 0)
             var random = SystemRandomNumberGenerator()
             var foreign = 0
-            for _ in 0..<400 {
+            for _ in 0..<3000 {
                 try raw.set(bytes: pristine, at: 0)
                 for _ in 0..<Int.random(in: 1...4, using: &random) {
                     // Anything but the mutex (a peer that writes over a lock can make others wait; see the guide).

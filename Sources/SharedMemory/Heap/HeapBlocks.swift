@@ -144,6 +144,9 @@ struct HeapBytes {
 
     /// The block at `b`: its size and flags, checked to lie inside the heap (the end marker is 16 bytes).
     func header(_ b: Int) throws(SharedMemoryError) -> (size: Int, flags: UInt64) {
+        guard b >= L.firstBlock, b <= extent - L.blockHeader else {
+            throw corrupt("a block at \(b) would lie outside the heap's \(extent) bytes")
+        }
         let value = word(b + 8)
         let size = Int(truncatingIfNeeded: value & ~L.flagMask)
         let flags = value & L.flagMask
@@ -166,13 +169,16 @@ struct HeapBytes {
     private func headAt(_ index: Int) -> Int { L.headsAt + index * 8 }
     private func secondMapAt(_ first: Int) -> Int { L.secondLevelMapsAt + first * 4 }
 
-    func insertFree(_ b: Int, size: Int) {
+    /// Puts the free block at `b` at the head of its size class's list. The list's old head is read from the heap, so
+    /// it is checked before anything is written through it (a peer may have written over it: `foreign`).
+    func insertFree(_ b: Int, size: Int) throws(SharedMemoryError) {
         let (first, second) = L.sizeClass(size)
         let index = first * L.secondLevels + second
-        let next = word(headAt(index))
-        setWord(b + 16, next)
+        let nextRaw = word(headAt(index))
+        let next = nextRaw == 0 ? 0 : try block(nextRaw, "a free list's head")
+        setWord(b + 16, UInt64(next))
         setWord(b + 24, 0)
-        if next != 0 { setWord(Int(next) + 24, UInt64(b)) }
+        if next != 0 { setWord(next + 24, UInt64(b)) }
         setWord(headAt(index), UInt64(b))
         setWord32(secondMapAt(first), word32(secondMapAt(first)) | (1 << second))
         setWord(L.firstLevelMapAt, word(L.firstLevelMapAt) | (1 << first))
@@ -244,7 +250,7 @@ struct HeapBytes {
     /// Makes the free block at `b` (already off its list, `size` bytes) an allocated block of `want` bytes, splitting
     /// off the rest as a free block when it is big enough. A named block's entry state is set to 0 (constructing)
     /// before the block is, so that it can never be seen allocated with a stale state.
-    func carve(_ b: Int, size: Int, want: Int, flags: UInt64) {
+    func carve(_ b: Int, size: Int, want: Int, flags: UInt64) throws(SharedMemoryError) {
         if flags == L.namedFlag { setWord(b + L.blockHeader, 0) }
         if size - want >= L.minimumBlock {
             let rest = b + want
@@ -254,7 +260,7 @@ struct HeapBytes {
             commit(b + 8, UInt64(want) | flags)
             HeapCrash.point("allocate.committed")
             setPreviousSize(rest + size - want, size - want)
-            insertFree(rest, size: size - want)
+            try insertFree(rest, size: size - want)
         } else {
             commit(b + 8, UInt64(size) | flags)
             HeapCrash.point("allocate.committed")
@@ -270,7 +276,7 @@ struct HeapBytes {
             let size = try header(b).size
             try removeFree(b, size: size)
             HeapCrash.point("allocate.unlinked")
-            carve(b, size: size, want: want, flags: flags)
+            try carve(b, size: size, want: want, flags: flags)
             return b + L.blockHeader
         }
         // Room for the block, a leading piece of at least a minimum block, and the alignment.
@@ -291,11 +297,11 @@ struct HeapBytes {
             commit(b + 8, UInt64(gap) | L.freeFlag)
             HeapCrash.point("allocate.aligned")
             setPreviousSize(aligned + size - gap, size - gap)
-            insertFree(b, size: gap)
+            try insertFree(b, size: gap)
             b = aligned
             size -= gap
         }
-        carve(b, size: size, want: want, flags: flags)
+        try carve(b, size: size, want: want, flags: flags)
         return payload
     }
 
@@ -320,7 +326,7 @@ struct HeapBytes {
         }
         let previousSize = Int(truncatingIfNeeded: word(b))
         if previousSize != 0 {
-            guard previousSize <= b - L.firstBlock, previousSize & 15 == 0 else { throw corrupt("the block at \(b) says the one before it has \(previousSize) bytes") }
+            guard previousSize > 0, previousSize <= b - L.firstBlock, previousSize & 15 == 0 else { throw corrupt("the block at \(b) says the one before it has \(previousSize) bytes") }
             let previous = b - previousSize
             let (size, flags) = try header(previous)
             guard size == previousSize else { throw corrupt("the block at \(previous) has \(size) bytes, not the \(previousSize) its successor says") }
@@ -334,7 +340,7 @@ struct HeapBytes {
         commit(start + 8, UInt64(total) | L.freeFlag)
         HeapCrash.point("free.committed")
         setPreviousSize(start + total, total)
-        insertFree(start, size: total)
+        try insertFree(start, size: total)
     }
 
     /// The payload bytes of the allocated block at `payload`.
@@ -391,7 +397,7 @@ struct HeapBytes {
         setWord(L.firstBlock + 8, UInt64(end - L.firstBlock) | L.freeFlag)
         setPreviousSize(end, end - L.firstBlock)
         setWord(end + 8, UInt64(L.blockHeader) | L.endFlag)
-        insertFree(L.firstBlock, size: end - L.firstBlock)
+        try insertFree(L.firstBlock, size: end - L.firstBlock)
         try RobustMutex(address: base + L.mutexAt, region: nil).initialize()
         setWord(L.extentAt, UInt64(extent))
         setWord(L.generationAt, 0)
@@ -448,7 +454,7 @@ struct HeapBytes {
             setPreviousSize(b, previousSize)
             let (size, flags) = try header(b)
             if flags & L.endFlag != 0 { break }
-            if flags == L.freeFlag { insertFree(b, size: size) }
+            if flags == L.freeFlag { try insertFree(b, size: size) }
             if flags == L.namedFlag { try HeapDirectory(bytes: self).link(b) }
             previousSize = size
             b += size
@@ -540,7 +546,7 @@ struct HeapBytes {
         HeapCrash.point("grow.extended")
         let previousSize = Int(truncatingIfNeeded: grown.word(oldEnd))
         var start = oldEnd
-        if previousSize != 0, previousSize <= oldEnd - L.firstBlock {
+        if previousSize > 0, previousSize <= oldEnd - L.firstBlock {
             let previous = oldEnd - previousSize
             let (size, flags) = try grown.header(previous)
             if flags == L.freeFlag, size == previousSize {
@@ -550,7 +556,7 @@ struct HeapBytes {
         }
         grown.commit(start + 8, UInt64(newEnd - start) | L.freeFlag)
         grown.setPreviousSize(newEnd, newEnd - start)
-        grown.insertFree(start, size: newEnd - start)
+        try grown.insertFree(start, size: newEnd - start)
         grown.setWord(L.generationAt, grown.word(L.generationAt) &+ 1)
     }
 }

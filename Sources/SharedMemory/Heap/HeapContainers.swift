@@ -305,7 +305,7 @@ public struct SharedArray<Element: BitwiseCopyable>: BitwiseCopyable, Sendable {
                 if let base { newBase.copyMemory(from: base, byteCount: count * MemoryLayout<Element>.stride) }
                 let old = bytes.word(Int(header.offset))
                 bytes.commit(Int(header.offset), UInt64(payload))
-                if old != 0 { try bytes.free(payload: Int(old)) }
+                if old != 0 { try bytes.free(payload: Int(truncatingIfNeeded: old)) }
                 base = newBase
                 capacity = newCapacity
             }
@@ -368,7 +368,7 @@ public struct SharedArray<Element: BitwiseCopyable>: BitwiseCopyable, Sendable {
             let old = bytes.word(Int(header.offset))
             bytes.commit(Int(header.offset) + 8, 0)
             bytes.commit(Int(header.offset), 0)
-            if old != 0 { try bytes.free(payload: Int(old)) }
+            if old != 0 { try bytes.free(payload: Int(truncatingIfNeeded: old)) }
             if freeingHeader { try bytes.free(payload: Int(header.offset)) }
         }
     }
