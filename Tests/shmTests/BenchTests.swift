@@ -164,7 +164,7 @@ struct BenchTests {
             #expect(unstable.contains("machine busy: others used"), "\(m["name"]!): \(unstable)")
         }
         let table = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle"])
-        #expect(table.output.contains("UNSTABLE (machine busy"), "\(table.output)")
+        #expect(table.output.contains("UNSTABLE (") && table.output.contains("machine busy: others used"), "\(table.output)")
         #expect(table.output.contains("A ratio marked ? is UNSTABLE"))
     }
 
@@ -214,8 +214,9 @@ struct BenchTests {
             #expect(values.allSatisfy { $0 > 0 }, "\(name): \(values)")
             let again = try #require(second[name])
             if name.hasPrefix("lifecycle") {
-                // The lifecycle's counts move a little with what /dev/shm holds and the length of the pid.
-                for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.01, "\(name): \(values) then \(again)") }
+                // The lifecycle's counts move with what /dev/shm holds (other tests fill and empty it meanwhile: 4% seen)
+                // and the length of the pid.
+                for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.10, "\(name): \(values) then \(again)") }
             } else {
                 #expect(values == again, "\(name): \(values) then \(again)")
             }

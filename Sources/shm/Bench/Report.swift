@@ -91,30 +91,48 @@ struct Report: Codable {
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
-    /// One horizontal bar chart per experiment: a Swift bar and a C bar for each case.
+    /// One horizontal bar chart per experiment: a Swift bar and a C bar for each case, each labelled with its value and
+    /// unit; the cases sorted by Swift/C ratio, Swift's best first; an unstable case drawn pale, with the word
+    /// UNSTABLE; a skipped one as a grey line with its reason.
     func svg() -> String {
-        let groups = Dictionary(grouping: results.filter { $0.skipped == nil }, by: \.experiment)
         let order = results.map(\.experiment).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        let width = 900.0, label = 290.0, bar = 14.0
+        let width = 980.0, label = 330.0, bar = 14.0
         var y = 58.0
         var body = ""
         body += "<text x=\"10\" y=\"22\" font-size=\"14\" font-weight=\"bold\">shm bench — \(escape(machine.cpu)), \(machine.cores) cores, Linux \(escape(machine.kernel))</text>\n"
-        body += "<text x=\"10\" y=\"40\" font-size=\"12\">placement before: \(escape(Machine.describe(machine.placementBefore))); after: \(escape(Machine.describe(machine.placementAfter)))</text>\n"
+        body += "<text x=\"10\" y=\"40\" font-size=\"12\">placement before: \(escape(Machine.describe(machine.placementBefore))); after: \(escape(Machine.describe(machine.placementAfter))). Swift <tspan fill=\"#f05138\">■</tspan>, C or the peer <tspan fill=\"#5a6d8c\">■</tspan>; pale: UNSTABLE, not a result</text>\n"
         for experiment in order {
-            guard let cases = groups[experiment], let unit = cases.first?.unit else { continue }
-            let top = cases.flatMap { [$0.swift?.median ?? 0, $0.c?.median ?? 0] }.max() ?? 1
-            body += "<text x=\"10\" y=\"\(y + 14)\" font-size=\"14\" font-weight=\"bold\">\(escape(experiment)) (\(unit), \(unit == "GB/s" ? "higher" : "lower") is better)</text>\n"
+            let all = results.filter { $0.experiment == experiment }
+            let measured = all.filter { $0.skipped == nil }
+            let units = measured.map(\.unit).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            let better = units.map { "\($0): \($0 == "GB/s" ? "higher" : "lower") is better" }.joined(separator: "; ")
+            body += "<text x=\"10\" y=\"\(y + 14)\" font-size=\"14\" font-weight=\"bold\">\(escape(experiment)) <tspan font-weight=\"normal\" font-size=\"12\">(\(escape(better)))</tspan></text>\n"
             y += 24
-            for m in cases {
-                body += "<text x=\"10\" y=\"\(y + 2 * bar - 4)\" font-size=\"12\">\(escape(m.name))</text>\n"
+            // Best for Swift first: the lowest ratio for times, the highest for throughputs; no ratio last.
+            let sorted = measured.sorted { a, b in
+                guard let ra = a.ratio else { return false }
+                guard let rb = b.ratio else { return true }
+                return a.higherIsBetter ? ra > rb : ra < rb
+            }
+            for m in sorted {
+                // Bars are scaled within a unit, so that bytes and nanoseconds do not share an axis.
+                let scale = measured.filter { $0.unit == m.unit }.flatMap { [$0.swift?.median ?? 0, $0.c?.median ?? 0] }.filter(\.isFinite).max() ?? 1
+                let pale = m.unstable != nil
+                var caption = escape(m.name)
+                if let ratio = m.ratio { caption += String(format: " — Swift/C %.2f", ratio) }
+                body += "<text x=\"10\" y=\"\(y + 2 * bar - 4)\" font-size=\"12\"\(pale ? " fill=\"#999\"" : "")>\(caption)</text>\n"
                 for (i, (who, value, color)) in [("Swift", m.swift?.median, "#f05138"), ("C", m.c?.median, "#5a6d8c")].enumerated() {
-                    guard let value else { continue }
-                    let length = max(1, (width - label - 120) * value / top)
-                    let top = y + Double(i) * (bar + 2)
-                    body += "<rect x=\"\(label)\" y=\"\(top)\" width=\"\(length)\" height=\"\(bar)\" fill=\"\(color)\"/>\n"
-                    body += "<text x=\"\(label + length + 4)\" y=\"\(top + bar - 3)\" font-size=\"11\">\(who) \(format(value))</text>\n"
+                    guard let value, value.isFinite else { continue }
+                    let length = max(1, (width - label - 170) * value / max(scale, 1e-9))
+                    let rowTop = y + Double(i) * (bar + 2)
+                    body += "<rect x=\"\(label)\" y=\"\(rowTop)\" width=\"\(length)\" height=\"\(bar)\" fill=\"\(color)\"\(pale ? " fill-opacity=\"0.3\"" : "")/>\n"
+                    body += "<text x=\"\(label + length + 4)\" y=\"\(rowTop + bar - 3)\" font-size=\"11\">\(who) \(format(value)) \(escape(m.unit))\(pale && i == 0 ? " — UNSTABLE" : "")</text>\n"
                 }
                 y += 2 * bar + 10
+            }
+            for m in all where m.skipped != nil {
+                body += "<text x=\"10\" y=\"\(y + 10)\" font-size=\"11\" fill=\"#999\">\(escape(m.name)): skipped (\(escape(m.skipped!)))</text>\n"
+                y += 16
             }
             y += 16
         }
