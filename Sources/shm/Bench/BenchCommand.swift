@@ -222,7 +222,7 @@ struct Bench: ParsableCommand {
             experiment: experiment, name: name, unit: unit,
             swift: Summary(swiftSamples).map { $0 * scale },
             c: cSummary.map { $0 * scale })
-        let disagreement = [LoadWatch.spreadVerdict(swiftMedians, side: "Swift"), LoadWatch.spreadVerdict(cSummaries.map(\.median), side: "C")].compactMap { $0 }
+        let disagreement = [LoadWatch.spreadVerdict(swiftMedians, what: "Swift's rounds"), LoadWatch.spreadVerdict(cSummaries.map(\.median), what: "C's rounds")].compactMap { $0 }
         if !disagreement.isEmpty { m.unstable = disagreement.joined(separator: "; ") }
         return m
     }

@@ -79,7 +79,7 @@ extension Measurement {
             m.sweeps = runs.count
             if let low = ratios.min(), let high = ratios.max() { m.ratioRange = [low, high] }
             var reasons = runs.enumerated().compactMap { sweep, run in run.unstable.map { "sweep \(sweep + 1): \($0)" } }
-            if let spread = LoadWatch.spreadVerdict(ratios, side: "the sweeps' ratio") { reasons.append(spread) }
+            if let spread = LoadWatch.spreadVerdict(ratios, what: "the sweeps' ratios") { reasons.append(spread) }
             m.unstable = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
             return m
         }

@@ -57,7 +57,10 @@ struct Report: Codable {
             var note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? m.note ?? ""
             if let unstable = m.unstable { note = "UNSTABLE (\(unstable))" + (note.isEmpty ? "" : "; " + note) }
             var ratio = m.ratio.map { String(format: $0 < 0.1 ? "%.3f" : "%.2f", $0) } ?? "-"
-            if let range = m.ratioRange, range.count == 2 { ratio += String(format: " [%.2f–%.2f]", range[0], range[1]) }
+            if let range = m.ratioRange, range.count == 2 {
+                let precision = range[0] < 0.1 ? "%.3f" : "%.2f"
+                ratio += " [" + String(format: precision, range[0]) + "–" + String(format: precision, range[1]) + "]"
+            }
             if m.unstable != nil, m.ratio != nil { ratio += " ?" }
             return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
                     format(m.c?.median), format(m.c?.p99), ratio, note]

@@ -64,13 +64,13 @@ struct LoadWatch {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
-    /// Why rounds whose medians are `medians` disagree too much, or nil.
-    static func spreadVerdict(_ medians: [Double], side: String) -> String? {
+    /// Why rounds whose medians are `medians` disagree too much, or nil; `what` names them ("Swift's rounds").
+    static func spreadVerdict(_ medians: [Double], what: String) -> String? {
         let finite = medians.filter(\.isFinite)
         guard finite.count >= 2, let low = finite.min(), let high = finite.max() else { return nil }
         let middle = finite.sorted()[finite.count / 2]
         guard middle > 0 else { return nil }
         let spread = (high - low) / middle
-        return spread > spreadLimit ? "\(side)'s rounds disagree by \(Int(spread * 100))% (limit \(Int(spreadLimit * 100))%)" : nil
+        return spread > spreadLimit ? "\(what) disagree by \(Int(spread * 100))% (limit \(Int(spreadLimit * 100))%)" : nil
     }
 }
