@@ -470,6 +470,31 @@ struct AsyncTests {
         }
     }
 
+    @Test("a request/response client from async code: requestAsync gets 300 answers from a server process, checked; a server that dies is peerDied")
+    func requestResponse() async throws {
+        try await Names.withAsync(.posix) { name in
+            let region = try RequestResponseTests.makeService(name, clients: 1)
+            let server = try Probe.start(["rr-serve", name.description, "300"])
+            #expect(server.line() == "ok serving")
+            var client = try Client(region, timeout: .seconds(5))
+            for i in 0..<300 {
+                let request = (0..<(i % 50)).map { UInt8(truncatingIfNeeded: i &+ $0) }
+                let reversed = try await client.requestAsync(count: request.count, timeout: .seconds(10), { for byte in request { $0.append(byte) } }) { response in
+                    (0..<response.byteCount).map { response.unsafeLoad(fromByteOffset: $0, as: UInt8.self) }
+                }
+                #expect(reversed == request.reversed(), "request \(i)")
+            }
+            #expect(server.finish().lastLine == "ok 300")
+            // The server has exited without finishing: a request now is peerDied, within a slice, not a wait forever.
+            let start = ContinuousClock.now
+            let error = await #expect(throws: SharedMemoryError.self) {
+                try await client.requestAsync(count: 1, timeout: .seconds(10), { $0.append(1) }) { $0.byteCount }
+            }
+            #expect(error?.code == .peerDied)
+            #expect(ContinuousClock.now - start < .seconds(2))
+        }
+    }
+
     @Test("two iterations of one ring's messages at once: the second is busy")
     func messagesHaveOneIterator() async throws {
         try await Names.withAsync(.posix) { name in

@@ -413,42 +413,103 @@ public struct Client: ~Copyable {
     /// as it takes) and calls `body` with it in place and its correlation id. ``SharedMemoryError/Code/peerDied``
     /// if the server died (or finished) with this request unanswered.
     public mutating func receive<T>(timeout: Duration? = nil, _ body: (RawSpan, UInt64) throws -> T) throws -> T {
-        let layout = service.layout
         let at = service.slot(index)
-        let read = service.atomic(at + R.slotResponseReadAt, UInt64.self)
-        let write = service.atomic(at + R.slotResponseWriteAt, UInt64.self)
         var deadline: Int64? = nil
         // Whether the server still runs is read from /proc once a server that has not finished has been waited for
         // a whole slice (100 ms), or at once when a process on a previous call found it dead.
         var lookAtServer = serverSeenDead
         while true {
-            let r = read.load(ordering: .relaxed)
-            let w = write.load(ordering: .acquiring)
-            guard w >= r, w - r <= UInt64(layout.depth) else {
-                throw SharedMemoryError(.foreign, "this client's response positions (read \(r), write \(w)) do not add up", region: service.name)
-            }
-            if w > r {
-                let cell = service.responseCell(index, r)
-                let correlation = service.base.load(fromByteOffset: cell, as: UInt64.self)
-                let length = service.base.load(fromByteOffset: cell + 8, as: UInt64.self)
-                guard length <= UInt64(layout.maxResponse) else {
-                    read.store(r &+ 1, ordering: .releasing)
-                    throw SharedMemoryError(.foreign, "a response says it has \(length) bytes; the service's largest is \(layout.maxResponse)", region: service.name)
-                }
-                defer { read.store(r &+ 1, ordering: .releasing) }
-                return try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + cell + R.cellBytesAt, count: Int(length))), correlation)
-            }
-            guard service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .relaxed) != r else {
-                throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
-            }
+            let (response, written) = try pendingResponse()
+            if let response { return try deliver(response, body) }
             try checkServer(lookingAtProcess: lookAtServer)
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            switch service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: w, until: deadline) {
+            switch service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: written, until: deadline) {
             case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
             case .sliceElapsed: lookAtServer = true
             case .woken: lookAtServer = false
             }
         }
+    }
+
+    /// Waits for the next response as ``receive(timeout:_:)`` does, suspending the task (not blocking a thread) while
+    /// none has arrived; cancelling the task ends the wait with `CancellationError` (the response, when it comes, is
+    /// the next one received).
+    public mutating func receiveAsync<T>(
+        timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (RawSpan, UInt64) throws -> T
+    ) async throws -> T {
+        let at = service.slot(index)
+        var deadline: Int64? = nil
+        var lookAtServer = serverSeenDead
+        while true {
+            let (response, written) = try pendingResponse()
+            if let response { return try deliver(response, body) }
+            try checkServer(lookingAtProcess: lookAtServer)
+            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
+            let sleeps = service.atomic(at + R.slotClientSleepsAt, UInt32.self)
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            if service.atomic(at + R.slotResponseWriteAt, UInt64.self).load(ordering: .sequentiallyConsistent) != written {
+                sleeps.store(0, ordering: .relaxed)
+                continue
+            }
+            let slept = await FutexWaiters.sleep(on: service.base + at + R.slotResponseWriteAt, seen: UInt32(truncatingIfNeeded: written), until: deadline)
+            sleeps.store(0, ordering: .relaxed)
+            switch slept {
+            case .cancelled: throw CancellationError()
+            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
+            case .sliceElapsed: lookAtServer = true
+            case .woken: lookAtServer = false
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response as ``request(count:timeout:_:_:)`` does, suspending the task (not
+    /// blocking a thread) while the response is on its way.
+    public mutating func requestAsync<T>(
+        count: Int, timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation,
+        _ fill: (inout OutputRawSpan) -> Void, _ body: (RawSpan) throws -> T
+    ) async throws -> T {
+        let correlation = try send(count: count, fill)
+        let name = service.name
+        return try await receiveAsync(timeout: timeout) { (response: RawSpan, answered: UInt64) throws -> T in
+            guard answered == correlation else {
+                throw SharedMemoryError(.foreign, "the response answers request \(answered), not \(correlation): responses came out of order", region: name)
+            }
+            return try body(response)
+        }
+    }
+
+    /// One look at this client's response queue: the next response (its cell, checked length and correlation id, and
+    /// its position), or nil with the write position seen. `invalidArgument` if no request waits for one.
+    private func pendingResponse() throws(SharedMemoryError) -> (response: (cell: Int, length: Int, correlation: UInt64, position: UInt64)?, written: UInt64) {
+        let layout = service.layout
+        let at = service.slot(index)
+        let read = service.atomic(at + R.slotResponseReadAt, UInt64.self)
+        let r = read.load(ordering: .relaxed)
+        let w = service.atomic(at + R.slotResponseWriteAt, UInt64.self).load(ordering: .acquiring)
+        guard w >= r, w - r <= UInt64(layout.depth) else {
+            throw SharedMemoryError(.foreign, "this client's response positions (read \(r), write \(w)) do not add up", region: service.name)
+        }
+        if w > r {
+            let cell = service.responseCell(index, r)
+            let correlation = service.base.load(fromByteOffset: cell, as: UInt64.self)
+            let length = service.base.load(fromByteOffset: cell + 8, as: UInt64.self)
+            guard length <= UInt64(layout.maxResponse) else {
+                read.store(r &+ 1, ordering: .releasing)
+                throw SharedMemoryError(.foreign, "a response says it has \(length) bytes; the service's largest is \(layout.maxResponse)", region: service.name)
+            }
+            return ((cell, Int(length), correlation, r), w)
+        }
+        guard service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .relaxed) != r else {
+            throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
+        }
+        return (nil, w)
+    }
+
+    /// Calls `body` with a response in place, then frees its cell.
+    private func deliver<T>(_ response: (cell: Int, length: Int, correlation: UInt64, position: UInt64), _ body: (RawSpan, UInt64) throws -> T) throws -> T {
+        defer { service.atomic(service.slot(index) + R.slotResponseReadAt, UInt64.self).store(response.position &+ 1, ordering: .releasing) }
+        let bytes = UnsafeRawBufferPointer(start: service.base + response.cell + R.cellBytesAt, count: response.length)
+        return try body(RawSpan(_unsafeBytes: bytes), response.correlation)
     }
 
     /// Sends a request (see ``send(count:_:)``) and waits for its response (see ``receive(timeout:_:)``),
