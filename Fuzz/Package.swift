@@ -15,5 +15,6 @@ let package = Package(
         .executableTarget(name: "FuzzRegionName", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzRingHeader", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzPublishSubscribe", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
+        .executableTarget(name: "FuzzHeap", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
     ]
 )

@@ -1,0 +1,62 @@
+// libFuzzer: a heap (SharedHeap) as a broken or hostile peer could leave it. The input is a list of patches (a 16-bit
+// offset, a length of 1 to 8, that many bytes) written over a heap with blocks allocated and freed and named objects
+// made; then the heap is verified, allocated from, freed into, searched, and its named objects made, listed and
+// destroyed. Every step succeeds or says why (foreign, invalidArgument, noSpace, outOfBounds, typeMismatch,
+// alreadyExists): nothing traps, hangs, or reads or writes outside the heap. The heap's lock (bytes 64 to 127) is left
+// alone (a peer that writes over a lock can make others wait; see Docs/StructuredData.md).
+import Glibc
+import FuzzDriver
+import SharedMemory
+
+let allowed: Set<SharedMemoryError.Code> = [.foreign, .invalidArgument, .noSpace, .outOfBounds, .typeMismatch, .alreadyExists]
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    var heap: SharedHeap
+    var blocks: [HeapPointer<UInt8>] = []
+    do {
+        heap = try SharedHeap(formatting: try SharedMemory.create(.memfd("fuzz-heap"), size: 65536))
+        for index in 0..<24 { blocks.append(try heap.allocate(byteCount: 16 + index * 53)) }
+        for index in stride(from: 0, to: 24, by: 3) { try heap.deallocate(blocks[index]) }
+        for index in 0..<12 { _ = try heap.construct("n\(index)", repeating: UInt16(index), count: index) }
+    } catch {
+        fatalError("setting up: \(error)")
+    }
+    let region = heap.intoRegion()
+    var at = 0
+    try! region.withUnsafeMutableBytes { bytes in
+        while at + 3 <= input.count {
+            let offset = Int(input[at]) | Int(input[at + 1]) << 8
+            let length = Int(input[at + 2] % 8) + 1
+            at += 3
+            for k in 0..<length where at + k < input.count {
+                let target = (offset + k) % bytes.count
+                if !(64..<128).contains(target) { bytes[target] = input[at + k] }
+            }
+            at += length
+        }
+    }
+    func check(_ body: () throws -> Void) {
+        do {
+            try body()
+        } catch let error as SharedMemoryError {
+            precondition(allowed.contains(error.code), "\(error)")
+        } catch {
+            preconditionFailure("\(error)")
+        }
+    }
+    guard let attached = try? SharedHeap(attaching: region) else { return 0 }  // foreign or not ready: refused whole
+    heap = attached
+    check { _ = try heap.verify() }
+    check { try heap.deallocate(blocks[1]) }
+    check { _ = try heap.allocate(byteCount: 700) }
+    check { _ = try heap.allocate(byteCount: 9000) }
+    check { _ = try heap.find("n7", as: UInt16.self) }
+    check { _ = try heap.findOrConstruct("fresh", repeating: UInt8(1)) }
+    check { try heap.destroy("n5") }
+    check { _ = try heap.namedObjects() }
+    check { _ = try heap.statistics() }
+    return 0
+}
+runFuzzer { data, size in fuzz(data, size) }
