@@ -495,6 +495,30 @@ struct AsyncTests {
         }
     }
 
+    @Test("a cancelled task still receives a message that is already there, and an event already signaled; it is cancelled only where it would wait")
+    func cancelledTaskTakesWhatIsThere() async throws {
+        try await Names.withAsync(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096) + 64)
+            try MessageRing.format(region, capacity: 4096)
+            let receiver = Box(try RingReceiver(region))
+            let event = try ProcessEvent.initialize(in: region, at: MessageRing.size(capacity: 4096))
+            try RingSender(region).send(Array("there".utf8))
+            event.signal()
+            let outcome = await Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                let message = try await receiver.value.receiveAsync()
+                let signaled = try await event.waitAsync()
+                do {
+                    _ = try await receiver.value.receiveAsync()
+                    return "no CancellationError on an empty ring"
+                } catch is CancellationError {
+                    return "\(String(decoding: message ?? [], as: UTF8.self)) \(signaled)"
+                }
+            }.result
+            #expect(try outcome.get() == "there true")
+        }
+    }
+
     @Test("two iterations of one ring's messages at once: the second is busy")
     func messagesHaveOneIterator() async throws {
         try await Names.withAsync(.posix) { name in
