@@ -8,10 +8,11 @@ import SharedMemory
 //                   (0: until killed), sample i holding the bytes of its sequence number s repeated, (s + j) % 251 at
 //                   byte j after the first 8, its size cycling through 8, 64, 1000 and the service's largest,
 //                   pausing MILLISECONDS after each; then finish and print `ok COUNT`
-//   ps-subscribe NAME COUNT [hold|slow]
+//   ps-subscribe NAME COUNT [hold|slow|block]
 //                   connect as a subscriber, print `ok connected`, receive COUNT samples (0: until the stream ends)
 //                   checking each one's bytes against its sequence number; with `hold`, sleep inside the first
-//                   receive until killed; with `slow`, block the publisher and take a millisecond per sample; print `ok RECEIVED LOST` at the end of the stream, `error ...` on peerDied
+//                   receive until killed; with `block`, block the publisher; with `slow`, block it and take a
+//                   millisecond per sample; print `ok RECEIVED LOST` at the end of the stream, `error ...` on peerDied
 //   seqlock-write NAME COUNT
 //                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
 //   seqlock-read NAME COUNT
@@ -68,7 +69,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
     case "ps-subscribe":
         let region = try attach(name)
         let mode = rest.count > 1 ? rest[1] : ""
-        var subscriber = try Subscriber(region, overflow: mode == "slow" ? .blockPublisher : .overwriteOldest, timeout: .seconds(5))
+        var subscriber = try Subscriber(region, overflow: mode == "slow" || mode == "block" ? .blockPublisher : .overwriteOldest, timeout: .seconds(5))
         print("ok connected")
         fflush(nil)
         let count = Int(rest[0])!, hold = mode == "hold"

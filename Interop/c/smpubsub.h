@@ -1,0 +1,660 @@
+/*
+ * smpubsub.h: SharedMemory's publish/subscribe service in C, header-only (C11, <stdatomic.h>, Linux, glibc).
+ *
+ * One publisher fills a chunk of the region in place and publishes it; each of up to 62 subscribers reads that
+ * same chunk in place from its own queue. Laid out and driven exactly as Docs/WireFormat.md ("The publish/subscribe
+ * service") says, so either side can be a C process while the other is a Swift process using SharedMemory's
+ * Publisher and Subscriber (or a Python one using Interop/python). Map the region yourself and give this header
+ * the address of the service in it (64-byte aligned).
+ *
+ *     smps_subscriber subscriber;
+ *     if (smps_subscribe(&subscriber, base, region_size, 0, SMPS_OVERWRITE_OLDEST, 0) != SMRING_OK) ...;
+ *     const void *sample; uint64_t length, sequence;
+ *     while (smps_receive(&subscriber, &sample, &length, &sequence, -1) == SMRING_OK) {
+ *         use(sample, length);              // in place
+ *         smps_release(&subscriber);        // gives the chunk back
+ *     }                                     // SMRING_FINISHED: the publisher finished and everything was read
+ *     smps_close(&subscriber);
+ *
+ *     smps_publisher publisher;
+ *     smps_publisher_attach(&publisher, base, region_size, 1000000000);   // waits at most 1 s for a full queue
+ *     void *chunk; uint64_t sequence;
+ *     smps_loan(&publisher, &chunk);  fill(chunk);  smps_publish(&publisher, length, &sequence);
+ *     smps_finish(&publisher);
+ *
+ * Every function returns SMRING_OK (0) or a negative code (smring.h's, and SMPS_LIMIT, SMPS_NO_SPACE); smps_error()
+ * names it. Timeouts are in nanoseconds: -1 waits as long as the peer lives, 0 does not wait. The connections' lock
+ * is a glibc process-shared robust pthread mutex in the service, which is why this header needs glibc (or a libc
+ * with the same pthread_mutex_t) where smring.h needs only a libc.
+ */
+#ifndef SMPUBSUB_H
+#define SMPUBSUB_H
+
+#include "smring.h"
+#include <pthread.h>
+
+#define SMPS_LIMIT (-9)     /* every subscriber slot is taken by a live process */
+#define SMPS_NO_SPACE (-10) /* every chunk is held: something holds samples it should have released */
+
+#define SMPS_MAGIC 0x4255534255504D53ull /* "SMPUBSUB" in memory */
+#define SMPS_MAJOR 1u
+#define SMPS_MINOR 0u
+#define SMPS_MAX_SUBSCRIBERS 62
+#define SMPS_OVERWRITE_OLDEST 0u
+#define SMPS_BLOCK_PUBLISHER 1u
+
+/* The header (Docs/WireFormat.md, "Service header"). */
+enum {
+    SMPS_OFF_MAGIC = 0, SMPS_OFF_MAJOR = 8, SMPS_OFF_MINOR = 10, SMPS_OFF_SUBSCRIBERS = 12, SMPS_OFF_MAX_PAYLOAD = 16,
+    SMPS_OFF_QUEUE_DEPTH = 24, SMPS_OFF_HISTORY = 28, SMPS_OFF_CHUNK_COUNT = 32, SMPS_OFF_PUBLISHER_STATE = 36,
+    SMPS_OFF_PUBLISHED = 40, SMPS_OFF_PUBLISHER_PID = 48, SMPS_OFF_PUBLISHER_START = 56, SMPS_OFF_HISTORY_HEAD = 64,
+    SMPS_OFF_LOCK = 128, SMPS_OFF_HISTORY_ENTRIES = 192
+};
+/* A subscriber's slot. */
+enum {
+    SMPS_SLOT_STATE = 0, SMPS_SLOT_PID = 4, SMPS_SLOT_START = 8, SMPS_SLOT_GENERATION = 20, SMPS_SLOT_POLICY = 24,
+    SMPS_SLOT_DEPTH = 28, SMPS_SLOT_LOST = 32, SMPS_SLOT_HISTORY_WANTED = 40, SMPS_SLOT_HISTORY_DELIVERED = 44,
+    SMPS_SLOT_HELD = 48, SMPS_SLOT_WRITE = 64, SMPS_SLOT_SUBSCRIBER_SLEEPS = 72, SMPS_SLOT_READ = 128,
+    SMPS_SLOT_PUBLISHER_SLEEPS = 136, SMPS_SLOT_ENTRIES = 192
+};
+enum { SMPS_FREE = 0, SMPS_CLAIMING = 1, SMPS_CONNECTED = 2, SMPS_RECLAIMING = 3 };
+enum { SMPS_NO_PUBLISHER = 0, SMPS_PUBLISHING = 1, SMPS_FINISHED_STATE = 2 };
+/* A chunk. */
+enum { SMPS_CHUNK_HOLDERS = 0, SMPS_CHUNK_SEQUENCE = 8, SMPS_CHUNK_LENGTH = 16, SMPS_CHUNK_PAYLOAD = 64 };
+#define SMPS_LOAN_BIT (1ull << 62)
+#define SMPS_HISTORY_BIT (1ull << 63)
+
+_Static_assert(sizeof(pthread_mutex_t) <= SMPS_OFF_HISTORY_ENTRIES - SMPS_OFF_LOCK, "the lock takes at most 64 bytes");
+
+/* Where everything is, computed from the configuration (the same in every process). */
+typedef struct smps_layout {
+    uint64_t max_payload;
+    uint32_t subscribers, queue_depth, history, queue_capacity, chunk_count;
+    uint64_t chunk_stride, slot_stride, slots_at, chunks_at, size;
+} smps_layout;
+
+/* One process's view of a service: where it is and its layout, checked. */
+typedef struct smps_service {
+    unsigned char *base;
+    smps_layout layout;
+} smps_service;
+
+typedef struct smps_publisher {
+    smps_service service;
+    uint32_t cursor;          /* where the next loan starts looking */
+    int32_t loan;             /* the chunk loaned and not yet published, or -1 */
+    int64_t block_timeout_ns; /* how long a publish waits for room in a blocking subscriber's queue */
+} smps_publisher;
+
+typedef struct smps_subscriber {
+    smps_service service;
+    uint32_t index;           /* this subscriber's slot */
+    int32_t held;             /* the chunk handed out by smps_receive and not yet released, or -1 */
+    int spins;                /* polls before sleeping (SMRING_SPINS by default) */
+} smps_subscriber;
+
+static inline const char *smps_error(int code) {
+    switch (code) {
+    case SMPS_LIMIT: return "limit exceeded: every subscriber slot is taken by a live process";
+    case SMPS_NO_SPACE: return "no space: every chunk of the service is held";
+    case SMRING_FOREIGN: return "foreign: not a service of this format, or a corrupt one";
+    case SMRING_BUSY: return "busy: a live process publishes on this service";
+    case SMRING_FINISHED: return "finished: the publisher finished and every sample was read";
+    case SMRING_TOO_LARGE: return "sample too large for the service";
+    default: return smring_error(code);
+    }
+}
+
+/* Fills *l for a configuration; SMRING_INVALID if it is not one SharedMemory makes. */
+static inline int smps_layout_of(smps_layout *l, uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
+    if (max_payload > (1ull << 36) || subscribers < 1 || subscribers > SMPS_MAX_SUBSCRIBERS || queue_depth < 1
+        || queue_depth > (1u << 16) || history > (1u << 16))
+        return SMRING_INVALID;
+    l->max_payload = max_payload;
+    l->subscribers = subscribers;
+    l->queue_depth = queue_depth;
+    l->history = history;
+    l->queue_capacity = queue_depth == 1 ? 1 : 1u << (32 - __builtin_clz(queue_depth - 1));
+    l->chunk_count = subscribers * (queue_depth + 1) + history + 2;
+    l->chunk_stride = SMPS_CHUNK_PAYLOAD + ((max_payload + 63) & ~63ull);
+    l->slot_stride = (SMPS_SLOT_ENTRIES + (uint64_t)l->queue_capacity * 4 + 63) & ~63ull;
+    l->slots_at = (SMPS_OFF_HISTORY_ENTRIES + (uint64_t)history * 4 + 63) & ~63ull;
+    l->chunks_at = l->slots_at + subscribers * l->slot_stride;
+    l->size = l->chunks_at + l->chunk_count * l->chunk_stride;
+    return SMRING_OK;
+}
+
+/* The bytes a service of this configuration takes in a region (0 for a configuration SharedMemory does not make). */
+static inline uint64_t smps_size(uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
+    smps_layout l;
+    return smps_layout_of(&l, max_payload, subscribers, queue_depth, history) == SMRING_OK ? l.size : 0;
+}
+
+/* ---- Words ---- */
+
+static inline _Atomic uint64_t *smps__u64(const smps_service *s, uint64_t offset) { return (_Atomic uint64_t *)(s->base + offset); }
+static inline _Atomic uint32_t *smps__u32(const smps_service *s, uint64_t offset) { return (_Atomic uint32_t *)(s->base + offset); }
+static inline _Atomic int32_t *smps__i32(const smps_service *s, uint64_t offset) { return (_Atomic int32_t *)(s->base + offset); }
+static inline uint32_t smps__plain32(const smps_service *s, uint64_t offset) { uint32_t v; memcpy(&v, s->base + offset, 4); return v; }
+static inline uint64_t smps__plain64(const smps_service *s, uint64_t offset) { uint64_t v; memcpy(&v, s->base + offset, 8); return v; }
+static inline void smps__put32(smps_service *s, uint64_t offset, uint32_t v) { memcpy(s->base + offset, &v, 4); }
+static inline void smps__put64(smps_service *s, uint64_t offset, uint64_t v) { memcpy(s->base + offset, &v, 8); }
+static inline uint64_t smps__slot(const smps_service *s, uint32_t i) { return s->layout.slots_at + i * s->layout.slot_stride; }
+static inline uint64_t smps__chunk(const smps_service *s, uint32_t c) { return s->layout.chunks_at + c * s->layout.chunk_stride; }
+static inline _Atomic uint64_t *smps__holders(const smps_service *s, uint32_t c) { return smps__u64(s, smps__chunk(s, c) + SMPS_CHUNK_HOLDERS); }
+static inline uint32_t smps__state(const smps_service *s, uint32_t i) {
+    return atomic_load_explicit(smps__u32(s, smps__slot(s, i) + SMPS_SLOT_STATE), memory_order_acquire);
+}
+static inline uint32_t smps__entry(const smps_service *s, uint32_t i, uint64_t position) {
+    return smps__plain32(s, smps__slot(s, i) + SMPS_SLOT_ENTRIES + (position & (s->layout.queue_capacity - 1)) * 4);
+}
+
+/* Whether the process recorded at pid_at/start_at runs (pid 0: nobody, which counts as not running). As the Swift
+ * library: a process with that pid whose start time (field 22 of /proc/PID/stat) is the one recorded, or either
+ * start time unknown. */
+static inline int smps__alive(const smps_service *s, uint64_t pid_at, uint64_t start_at) {
+    int32_t pid = atomic_load_explicit(smps__i32(s, pid_at), memory_order_acquire);
+    if (pid == 0) return 0;
+    if (kill(pid, 0) != 0 && errno != EPERM) return 0;
+    uint64_t start = smps__plain64(s, start_at);
+    if (start == 0) return 1;
+    uint64_t now = smring__start_time(pid);
+    return now == 0 || now == start;
+}
+
+static inline int smps__publisher_alive(const smps_service *s) { return smps__alive(s, SMPS_OFF_PUBLISHER_PID, SMPS_OFF_PUBLISHER_START); }
+
+/* ---- Formatting and attaching ---- */
+
+/* Writes a new service at `service` (64-byte aligned, `room` bytes from there, its first 8 bytes zero): zeroes it,
+ * writes the configuration, initialises the lock, and writes the magic number last. */
+static inline int smps_format(void *service, uint64_t room, uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
+    smps_service s = { .base = (unsigned char *)service };
+    if (((uintptr_t)service & 63) != 0 || smps_layout_of(&s.layout, max_payload, subscribers, queue_depth, history) != SMRING_OK
+        || s.layout.size > room)
+        return SMRING_INVALID;
+    if (atomic_load_explicit(smps__u64(&s, SMPS_OFF_MAGIC), memory_order_acquire) != 0) return SMRING_BUSY;  /* something is there */
+    memset(s.base, 0, s.layout.size);
+    uint16_t major = SMPS_MAJOR, minor = SMPS_MINOR;
+    memcpy(s.base + SMPS_OFF_MAJOR, &major, 2);
+    memcpy(s.base + SMPS_OFF_MINOR, &minor, 2);
+    smps__put32(&s, SMPS_OFF_SUBSCRIBERS, subscribers);
+    smps__put64(&s, SMPS_OFF_MAX_PAYLOAD, max_payload);
+    smps__put32(&s, SMPS_OFF_QUEUE_DEPTH, queue_depth);
+    smps__put32(&s, SMPS_OFF_HISTORY, history);
+    smps__put32(&s, SMPS_OFF_CHUNK_COUNT, s.layout.chunk_count);
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init(&attributes);
+    pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    int error = pthread_mutex_init((pthread_mutex_t *)(s.base + SMPS_OFF_LOCK), &attributes);
+    pthread_mutexattr_destroy(&attributes);
+    if (error) return SMRING_INVALID;
+    atomic_store_explicit(smps__u64(&s, SMPS_OFF_MAGIC), SMPS_MAGIC, memory_order_release);
+    return SMRING_OK;
+}
+
+/* Checks the header at `service` (`room` bytes from there) and fills *s: SMRING_FOREIGN for anything SharedMemory
+ * does not write (another magic or major version, a configuration out of range, a chunk count that does not
+ * match, a size past `room`); SMRING_WOULD_BLOCK if nothing is formatted there yet (the magic still zero). */
+static inline int smps_attach(smps_service *s, void *service, uint64_t room) {
+    memset(s, 0, sizeof *s);
+    s->base = (unsigned char *)service;
+    if (((uintptr_t)service & 63) != 0 || room < SMPS_OFF_HISTORY_ENTRIES) return SMRING_INVALID;
+    uint64_t magic = atomic_load_explicit(smps__u64(s, SMPS_OFF_MAGIC), memory_order_acquire);
+    if (magic == 0) return SMRING_WOULD_BLOCK;
+    if (magic != SMPS_MAGIC) return SMRING_FOREIGN;
+    uint16_t major;
+    memcpy(&major, s->base + SMPS_OFF_MAJOR, 2);
+    if (major != SMPS_MAJOR) return SMRING_FOREIGN;  /* any minor version is read */
+    if (smps_layout_of(&s->layout, smps__plain64(s, SMPS_OFF_MAX_PAYLOAD), smps__plain32(s, SMPS_OFF_SUBSCRIBERS),
+                       smps__plain32(s, SMPS_OFF_QUEUE_DEPTH), smps__plain32(s, SMPS_OFF_HISTORY)) != SMRING_OK)
+        return SMRING_FOREIGN;
+    if (smps__plain32(s, SMPS_OFF_CHUNK_COUNT) != s->layout.chunk_count || s->layout.size > room) return SMRING_FOREIGN;
+    return SMRING_OK;
+}
+
+/* smps_attach, waiting at most `timeout_ns` for the service to be formatted (polling every millisecond, as the
+ * Swift library does): SMRING_TIMED_OUT if it was not. */
+static inline int smps_attach_waiting(smps_service *s, void *service, uint64_t room, int64_t timeout_ns) {
+    int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
+    for (;;) {
+        int result = smps_attach(s, service, room);
+        if (result != SMRING_WOULD_BLOCK) return result;
+        if (deadline >= 0 && smring__now() >= deadline) return SMRING_TIMED_OUT;
+        usleep(1000);
+    }
+}
+
+/* ---- The connections' lock, and repairs ---- */
+
+/* Subscriber i's process is dead (or its slot was left half made or half reclaimed): takes back every chunk it
+ * held or had queued and frees the slot. Lock held. Whether it reclaimed. */
+static inline int smps__reclaim_if_dead(smps_service *s, uint32_t i) {
+    uint64_t slot = smps__slot(s, i);
+    uint32_t current = smps__state(s, i);
+    if (current == SMPS_FREE) return 0;
+    if (current != SMPS_RECLAIMING && smps__alive(s, slot + SMPS_SLOT_PID, slot + SMPS_SLOT_START)) return 0;
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_RECLAIMING, memory_order_release);
+    uint64_t bit = 1ull << i;
+    for (uint32_t c = 0; c < s->layout.chunk_count; c++)
+        if (atomic_load_explicit(smps__holders(s, c), memory_order_relaxed) & bit)
+            atomic_fetch_and_explicit(smps__holders(s, c), ~bit, memory_order_acq_rel);
+    atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_WRITE), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_READ), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_HELD), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__i32(s, slot + SMPS_SLOT_PID), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_FREE, memory_order_release);
+    smring__futex_wake(smps__u32(s, slot + SMPS_SLOT_READ));  /* a publisher waiting for room looks again */
+    return 1;
+}
+
+/* A dead publisher's loan goes back, and each chunk is marked as in the history exactly when the history lists it. */
+static inline void smps__recover_from_dead_publisher(smps_service *s) {
+    uint64_t head = atomic_load_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), memory_order_acquire);
+    uint64_t kept = head < s->layout.history ? head : s->layout.history;
+    for (uint32_t c = 0; c < s->layout.chunk_count; c++) {
+        int listed = 0;
+        for (uint64_t k = 0; k < kept && !listed; k++)
+            listed = smps__plain32(s, SMPS_OFF_HISTORY_ENTRIES + ((head - 1 - k) % s->layout.history) * 4) == c;
+        atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_LOAN_BIT, memory_order_acq_rel);
+        if (listed) atomic_fetch_or_explicit(smps__holders(s, c), SMPS_HISTORY_BIT, memory_order_acq_rel);
+        else atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_HISTORY_BIT, memory_order_acq_rel);
+    }
+}
+
+/* After a process died holding the lock: reclaims dead subscribers, recovers from a dead publisher, and takes
+ * back a live subscriber's mark on any chunk that is neither in its queue nor the one it is reading. */
+static inline void smps__repair(smps_service *s) {
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) smps__reclaim_if_dead(s, i);
+    if (!smps__publisher_alive(s)) smps__recover_from_dead_publisher(s);
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) {
+        if (smps__state(s, i) != SMPS_CONNECTED) continue;
+        uint64_t slot = smps__slot(s, i);
+        uint64_t read = atomic_load_explicit(smps__u64(s, slot + SMPS_SLOT_READ), memory_order_acquire);
+        uint64_t write = atomic_load_explicit(smps__u64(s, slot + SMPS_SLOT_WRITE), memory_order_acquire);
+        uint32_t held = atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_HELD), memory_order_acquire);
+        int sane = write >= read && write - read <= s->layout.queue_capacity;
+        for (uint32_t c = 0; c < s->layout.chunk_count; c++) {
+            if (!(atomic_load_explicit(smps__holders(s, c), memory_order_acquire) & (1ull << i))) continue;
+            int queued = held == c + 1;
+            for (uint64_t p = read; sane && p < write && !queued; p++) queued = smps__entry(s, i, p) == c;
+            if (!queued) atomic_fetch_and_explicit(smps__holders(s, c), ~(1ull << i), memory_order_acq_rel);
+        }
+    }
+}
+
+/* Takes the connections' lock (a robust, process-shared pthread mutex); after a holder's death, repairs first. */
+static inline int smps__lock(smps_service *s) {
+    pthread_mutex_t *m = (pthread_mutex_t *)(s->base + SMPS_OFF_LOCK);
+    int error = pthread_mutex_lock(m);
+    if (error == EOWNERDEAD) {
+        smps__repair(s);
+        pthread_mutex_consistent(m);
+        return SMRING_OK;
+    }
+    return error == 0 ? SMRING_OK : SMRING_FOREIGN;  /* ENOTRECOVERABLE, EINVAL: not a lock this format writes */
+}
+
+static inline void smps__unlock(smps_service *s) { pthread_mutex_unlock((pthread_mutex_t *)(s->base + SMPS_OFF_LOCK)); }
+
+/* ---- Publishing ---- */
+
+/* Takes the publisher's seat: SMRING_BUSY if a live process publishes; a dead publisher's seat is taken over.
+ * `block_timeout_ns` bounds each wait for room in a blocking subscriber's queue. */
+static inline int smps_publisher_attach(smps_publisher *p, void *service, uint64_t room, int64_t block_timeout_ns) {
+    memset(p, 0, sizeof *p);
+    p->loan = -1;
+    p->block_timeout_ns = block_timeout_ns;
+    int result = smps_attach(&p->service, service, room);
+    if (result != SMRING_OK) return result;
+    smps_service *s = &p->service;
+    if ((result = smps__lock(s)) != SMRING_OK) return result;
+    int32_t me = (int32_t)getpid();
+    int32_t holder = atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), memory_order_acquire);
+    int alive = smps__publisher_alive(s);
+    if (holder != 0 && alive && holder != me
+        && atomic_load_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), memory_order_acquire) == SMPS_PUBLISHING) {
+        smps__unlock(s);
+        return SMRING_BUSY;
+    }
+    if (holder != 0 && !alive) smps__recover_from_dead_publisher(s);
+    smps__put64(s, SMPS_OFF_PUBLISHER_START, smring__start_time(me));
+    atomic_store_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), me, memory_order_release);
+    atomic_store_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), SMPS_PUBLISHING, memory_order_release);
+    smps__unlock(s);
+    return SMRING_OK;
+}
+
+/* Loans a free chunk (no holder) for the next sample: *payload is where to write up to max_payload bytes. After a
+ * full scan finds none, reclaims dead subscribers and scans once more; SMPS_NO_SPACE if still none. */
+static inline int smps_loan(smps_publisher *p, void **payload) {
+    smps_service *s = &p->service;
+    if (p->loan >= 0) return SMRING_INVALID;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t k = 0; k < s->layout.chunk_count; k++) {
+            uint32_t c = p->cursor;
+            p->cursor = c + 1 == s->layout.chunk_count ? 0 : c + 1;
+            uint64_t none = 0;
+            if (atomic_compare_exchange_strong_explicit(smps__holders(s, c), &none, SMPS_LOAN_BIT, memory_order_acq_rel, memory_order_relaxed)) {
+                p->loan = (int32_t)c;
+                *payload = s->base + smps__chunk(s, c) + SMPS_CHUNK_PAYLOAD;
+                return SMRING_OK;
+            }
+        }
+        if (pass == 0) {
+            int result = smps__lock(s);
+            if (result != SMRING_OK) return result;
+            for (uint32_t i = 0; i < s->layout.subscribers; i++) smps__reclaim_if_dead(s, i);
+            smps__unlock(s);
+        }
+    }
+    return SMPS_NO_SPACE;
+}
+
+/* Puts chunk c at the end of subscriber i's queue; with the queue full, drops the oldest (overwriting subscribers)
+ * or returns 0 (blocking ones). 1 once queued. Lock held. */
+static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
+    uint64_t slot = smps__slot(s, i);
+    uint64_t depth = smps__plain32(s, slot + SMPS_SLOT_DEPTH), capacity = s->layout.queue_capacity;
+    _Atomic uint64_t *write = smps__u64(s, slot + SMPS_SLOT_WRITE), *read = smps__u64(s, slot + SMPS_SLOT_READ);
+    uint64_t w = atomic_load_explicit(write, memory_order_relaxed);
+    for (;;) {
+        uint64_t r = atomic_load_explicit(read, memory_order_acquire);
+        if (w < r || w - r > depth || depth < 1 || depth > capacity) return SMRING_FOREIGN;
+        if (w - r < depth) break;
+        if (smps__plain32(s, slot + SMPS_SLOT_POLICY) != SMPS_OVERWRITE_OLDEST) return 0;
+        uint32_t oldest = smps__entry(s, i, r);
+        if (oldest >= s->layout.chunk_count) return SMRING_FOREIGN;
+        if (atomic_compare_exchange_strong_explicit(read, &r, r + 1, memory_order_acq_rel, memory_order_acquire)) {
+            atomic_fetch_and_explicit(smps__holders(s, oldest), ~(1ull << i), memory_order_acq_rel);
+            atomic_fetch_add_explicit(smps__u64(s, slot + SMPS_SLOT_LOST), 1, memory_order_relaxed);
+        }
+    }
+    atomic_fetch_or_explicit(smps__holders(s, c), 1ull << i, memory_order_acq_rel);
+    smps__put32(s, slot + SMPS_SLOT_ENTRIES + (w & (capacity - 1)) * 4, c);
+    atomic_store_explicit(write, w + 1, memory_order_seq_cst);
+    if (atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_SUBSCRIBER_SLEEPS), memory_order_seq_cst) != 0)
+        smring__futex_wake(smps__u32(s, slot + SMPS_SLOT_WRITE));
+    return 1;
+}
+
+/* Delivers the history subscriber i asked for when it connected, once, oldest first (lock held). */
+static inline int smps__deliver_history(smps_service *s, uint32_t i) {
+    uint64_t slot = smps__slot(s, i);
+    if (smps__state(s, i) != SMPS_CONNECTED
+        || atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_HISTORY_DELIVERED), memory_order_acquire) != 0)
+        return SMRING_OK;
+    uint64_t wanted = smps__plain32(s, slot + SMPS_SLOT_HISTORY_WANTED);
+    if (wanted > s->layout.history) wanted = s->layout.history;
+    uint64_t head = atomic_load_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), memory_order_relaxed);
+    uint64_t available = head < wanted ? head : wanted;
+    for (uint64_t k = available; k > 0; k--) {
+        uint32_t c = smps__plain32(s, SMPS_OFF_HISTORY_ENTRIES + ((head - k) % s->layout.history) * 4);
+        if (c >= s->layout.chunk_count) return SMRING_FOREIGN;
+        int result = smps__enqueue(s, c, i);
+        if (result < 0) return result;
+    }
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_HISTORY_DELIVERED), 1, memory_order_release);
+    return SMRING_OK;
+}
+
+/* Puts c into the history, evicting the oldest: marked before listed, the evicted one unmarked after (lock held). */
+static inline void smps__add_to_history(smps_service *s, uint32_t c) {
+    uint64_t head = atomic_load_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), memory_order_relaxed);
+    uint64_t at = SMPS_OFF_HISTORY_ENTRIES + (head % s->layout.history) * 4;
+    uint32_t evicted = smps__plain32(s, at);
+    atomic_fetch_or_explicit(smps__holders(s, c), SMPS_HISTORY_BIT, memory_order_acq_rel);
+    smps__put32(s, at, c);
+    if (head >= s->layout.history && evicted < s->layout.chunk_count && evicted != c)
+        atomic_fetch_and_explicit(smps__holders(s, evicted), ~SMPS_HISTORY_BIT, memory_order_acq_rel);
+    atomic_store_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), head + 1, memory_order_release);
+}
+
+/* For a blocking subscriber whose queue was full: waits without the lock for room, at most the block timeout, then
+ * queues c if the subscriber is still the same one. 1 if delivered (or the subscriber left), 0 if it stayed full
+ * (the sample is counted lost for it). */
+static inline int smps__wait_and_enqueue(smps_publisher *p, uint32_t c, uint32_t i) {
+    smps_service *s = &p->service;
+    uint64_t slot = smps__slot(s, i);
+    uint32_t generation = atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), memory_order_acquire);
+    int64_t deadline = p->block_timeout_ns < 0 ? -1 : smring__now() + p->block_timeout_ns;
+    _Atomic uint64_t *read = smps__u64(s, slot + SMPS_SLOT_READ);
+    _Atomic uint32_t *sleeps = smps__u32(s, slot + SMPS_SLOT_PUBLISHER_SLEEPS);
+    for (;;) {
+        int result = smps__lock(s);
+        if (result != SMRING_OK) return result;
+        if (smps__state(s, i) != SMPS_CONNECTED
+            || atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), memory_order_acquire) != generation
+            || smps__reclaim_if_dead(s, i))
+            result = 1;  /* it left, or died and was reclaimed: nothing to deliver */
+        else
+            result = smps__enqueue(s, c, i);
+        smps__unlock(s);
+        if (result != 0) return result;
+        uint32_t seen = (uint32_t)atomic_load_explicit(read, memory_order_seq_cst);
+        atomic_store_explicit(sleeps, 1, memory_order_seq_cst);
+        int timed_out = 0;
+        if ((uint32_t)atomic_load_explicit(read, memory_order_seq_cst) == seen)
+            smring__sleep((_Atomic uint32_t *)read, seen, deadline, &timed_out);
+        atomic_store_explicit(sleeps, 0, memory_order_relaxed);
+        if (timed_out) {
+            atomic_fetch_add_explicit(smps__u64(s, slot + SMPS_SLOT_LOST), 1, memory_order_relaxed);
+            return 0;
+        }
+    }
+}
+
+/* Publishes the loaned chunk's first `length` bytes to every connected subscriber: its sequence number (one more
+ * than the last) and length, the history owed to subscribers that asked, each queue, the history; *sequence gets
+ * its number. A blocking subscriber whose queue stays full for the block timeout misses it (counted lost) and the
+ * publish returns SMRING_TIMED_OUT after every other subscriber got it. */
+static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *sequence) {
+    smps_service *s = &p->service;
+    if (p->loan < 0) return SMRING_INVALID;
+    uint32_t c = (uint32_t)p->loan;
+    if (length > s->layout.max_payload) return SMRING_TOO_LARGE;
+    uint64_t chunk = smps__chunk(s, c), blocked = 0, next;
+    int result = smps__lock(s);
+    if (result == SMRING_OK) {
+        next = atomic_load_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), memory_order_relaxed) + 1;
+        smps__put64(s, chunk + SMPS_CHUNK_SEQUENCE, next);
+        smps__put64(s, chunk + SMPS_CHUNK_LENGTH, length);
+        for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
+            if (smps__state(s, i) != SMPS_CONNECTED) continue;
+            if ((result = smps__deliver_history(s, i)) != SMRING_OK) break;
+            int queued = smps__enqueue(s, c, i);
+            if (queued < 0) result = queued;
+            else if (queued == 0) blocked |= 1ull << i;
+        }
+        if (result == SMRING_OK) {
+            if (s->layout.history > 0) smps__add_to_history(s, c);
+            atomic_store_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), next, memory_order_release);
+        }
+        smps__unlock(s);
+    }
+    int late = 0;
+    for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
+        if (!(blocked & (1ull << i))) continue;
+        int delivered = smps__wait_and_enqueue(p, c, i);
+        if (delivered < 0) result = delivered;
+        else if (delivered == 0) late = 1;
+    }
+    atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_LOAN_BIT, memory_order_acq_rel);  /* the loan goes back */
+    p->loan = -1;
+    if (result != SMRING_OK) return result;
+    if (sequence) *sequence = next;
+    return late ? SMRING_TIMED_OUT : SMRING_OK;
+}
+
+/* Copies `length` bytes into a chunk and publishes them. */
+static inline int smps_publish_copy(smps_publisher *p, const void *bytes, uint64_t length, uint64_t *sequence) {
+    if (length > p->service.layout.max_payload) return SMRING_TOO_LARGE;
+    void *payload;
+    int result = smps_loan(p, &payload);
+    if (result != SMRING_OK) return result;
+    if (length > 0) memcpy(payload, bytes, length);
+    return smps_publish(p, length, sequence);
+}
+
+/* Delivers the history to subscribers that asked for it and reclaims dead subscribers, without publishing. */
+static inline int smps_update(smps_publisher *p) {
+    smps_service *s = &p->service;
+    int result = smps__lock(s);
+    if (result != SMRING_OK) return result;
+    for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++)
+        if (!smps__reclaim_if_dead(s, i)) result = smps__deliver_history(s, i);
+    smps__unlock(s);
+    return result;
+}
+
+/* Ends the stream: subscribers read what was published, then their receive says SMRING_FINISHED. The seat is free
+ * for another publisher after. */
+static inline void smps_finish(smps_publisher *p) {
+    smps_service *s = &p->service;
+    atomic_store_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), SMPS_FINISHED_STATE, memory_order_release);
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) smring__futex_wake(smps__u32(s, smps__slot(s, i) + SMPS_SLOT_WRITE));
+}
+
+/* The sequence number of the last sample published (0 before the first). */
+static inline uint64_t smps_last_sequence(const smps_publisher *p) {
+    return atomic_load_explicit(smps__u64(&p->service, SMPS_OFF_PUBLISHED), memory_order_acquire);
+}
+
+/* ---- Subscribing ---- */
+
+/* Connects with a queue of `queue_depth` samples (0: the service's), `overflow` (SMPS_OVERWRITE_OLDEST or
+ * SMPS_BLOCK_PUBLISHER), and the last `history` samples delivered first (on the publisher's next publish or
+ * update). A free slot is taken; with none, dead subscribers' slots are reclaimed; with still none, SMPS_LIMIT. */
+static inline int smps_subscribe(smps_subscriber *sub, void *service, uint64_t room, uint32_t queue_depth, uint32_t overflow, uint32_t history) {
+    memset(sub, 0, sizeof *sub);
+    sub->held = -1;
+    sub->spins = SMRING_SPINS;
+    smps_service *s = &sub->service;
+    int result = smps_attach(s, service, room);
+    if (result != SMRING_OK) return result;
+    uint32_t depth = queue_depth == 0 ? s->layout.queue_depth : queue_depth;
+    if (depth > s->layout.queue_depth || history > s->layout.history || overflow > SMPS_BLOCK_PUBLISHER) return SMRING_INVALID;
+    if ((result = smps__lock(s)) != SMRING_OK) return result;
+    int32_t found = -1;
+    for (uint32_t i = 0; i < s->layout.subscribers && found < 0; i++) if (smps__state(s, i) == SMPS_FREE) found = (int32_t)i;
+    for (uint32_t i = 0; i < s->layout.subscribers && found < 0; i++) if (smps__reclaim_if_dead(s, i)) found = (int32_t)i;
+    if (found < 0) { smps__unlock(s); return SMPS_LIMIT; }
+    uint32_t i = (uint32_t)found;
+    uint64_t slot = smps__slot(s, i);
+    int32_t me = (int32_t)getpid();
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_CLAIMING, memory_order_release);
+    smps__put64(s, slot + SMPS_SLOT_START, smring__start_time(me));
+    atomic_store_explicit(smps__i32(s, slot + SMPS_SLOT_PID), me, memory_order_release);
+    smps__put32(s, slot + SMPS_SLOT_POLICY, overflow);
+    smps__put32(s, slot + SMPS_SLOT_DEPTH, depth);
+    atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_LOST), 0, memory_order_relaxed);
+    smps__put32(s, slot + SMPS_SLOT_HISTORY_WANTED, history);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_HISTORY_DELIVERED), history == 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_HELD), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_WRITE), 0, memory_order_relaxed);
+    atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_READ), 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), 1, memory_order_relaxed);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_CONNECTED, memory_order_release);
+    smps__unlock(s);
+    sub->index = i;
+    return SMRING_OK;
+}
+
+/* One look at the queue: takes the next chunk (*c, its length and sequence checked) and returns 1, or 0 if the
+ * queue is empty (*write: the write position seen). */
+static inline int smps__take_now(smps_subscriber *sub, uint32_t *c, uint64_t *length, uint64_t *sequence, uint64_t *seen) {
+    smps_service *s = &sub->service;
+    uint64_t slot = smps__slot(s, sub->index);
+    _Atomic uint64_t *read = smps__u64(s, slot + SMPS_SLOT_READ), *write = smps__u64(s, slot + SMPS_SLOT_WRITE);
+    _Atomic uint32_t *held = smps__u32(s, slot + SMPS_SLOT_HELD);
+    for (;;) {
+        uint64_t r = atomic_load_explicit(read, memory_order_acquire);
+        uint64_t w = atomic_load_explicit(write, memory_order_acquire);
+        *seen = w;
+        if (w < r || w - r > s->layout.queue_capacity) return SMRING_FOREIGN;
+        if (w == r) return 0;
+        uint32_t chunk = smps__entry(s, sub->index, r);
+        if (chunk >= s->layout.chunk_count) return SMRING_FOREIGN;
+        atomic_store_explicit(held, chunk + 1, memory_order_release);
+        if (!atomic_compare_exchange_strong_explicit(read, &r, r + 1, memory_order_acq_rel, memory_order_acquire)) {
+            atomic_store_explicit(held, 0, memory_order_release);
+            continue;  /* the publisher dropped it (overwriting): the next one */
+        }
+        if (atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_PUBLISHER_SLEEPS), memory_order_seq_cst) != 0)
+            smring__futex_wake((_Atomic uint32_t *)read);
+        uint64_t at = smps__chunk(s, chunk);
+        *length = smps__plain64(s, at + SMPS_CHUNK_LENGTH);
+        *sequence = smps__plain64(s, at + SMPS_CHUNK_SEQUENCE);
+        *c = chunk;
+        if (*length > s->layout.max_payload) {
+            sub->held = (int32_t)chunk;
+            return SMRING_TOO_LARGE;
+        }
+        return 1;
+    }
+}
+
+/* Gives back the sample smps_receive handed out: this subscriber's mark off its chunk, then its note of it. */
+static inline void smps_release(smps_subscriber *sub) {
+    if (sub->held < 0) return;
+    smps_service *s = &sub->service;
+    atomic_fetch_and_explicit(smps__holders(s, (uint32_t)sub->held), ~(1ull << sub->index), memory_order_acq_rel);
+    atomic_store_explicit(smps__u32(s, smps__slot(s, sub->index) + SMPS_SLOT_HELD), 0, memory_order_release);
+    sub->held = -1;
+}
+
+/* The next sample in place: *sample and *length (valid until smps_release) and its *sequence. SMRING_FINISHED once
+ * the publisher finished and every sample was read; SMRING_PEER_DIED once it died and every sample was read;
+ * SMRING_FOREIGN for a corrupt queue or sample (nothing outside the service was read). */
+static inline int smps_receive(smps_subscriber *sub, const void **sample, uint64_t *length, uint64_t *sequence, int64_t timeout_ns) {
+    smps_service *s = &sub->service;
+    if (sub->held >= 0) return SMRING_INVALID;
+    uint64_t slot = smps__slot(s, sub->index);
+    int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
+    int spins = sub->spins, look_at_publisher = 0;
+    for (;;) {
+        uint32_t c;
+        uint64_t seen;
+        int taken = smps__take_now(sub, &c, length, sequence, &seen);
+        if (taken == SMRING_TOO_LARGE) { smps_release(sub); return SMRING_FOREIGN; }
+        if (taken < 0) return taken;
+        if (taken == 1) {
+            sub->held = (int32_t)c;
+            *sample = s->base + smps__chunk(s, c) + SMPS_CHUNK_PAYLOAD;
+            return SMRING_OK;
+        }
+        uint32_t state = atomic_load_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), memory_order_acquire);
+        if (state == SMPS_FINISHED_STATE) return SMRING_FINISHED;
+        if (look_at_publisher && state == SMPS_PUBLISHING
+            && atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), memory_order_acquire) != 0 && !smps__publisher_alive(s))
+            return SMRING_PEER_DIED;
+        look_at_publisher = 0;
+        if (timeout_ns == 0) return SMRING_WOULD_BLOCK;
+        if (spins > 0) { spins--; continue; }
+        _Atomic uint32_t *sleeps = smps__u32(s, slot + SMPS_SLOT_SUBSCRIBER_SLEEPS);
+        atomic_store_explicit(sleeps, 1, memory_order_seq_cst);
+        int timed_out = 0;
+        if (atomic_load_explicit(smps__u64(s, slot + SMPS_SLOT_WRITE), memory_order_seq_cst) == seen)
+            look_at_publisher = smring__sleep(smps__u32(s, slot + SMPS_SLOT_WRITE), (uint32_t)seen, deadline, &timed_out);
+        atomic_store_explicit(sleeps, 0, memory_order_relaxed);
+        if (timed_out) return SMRING_TIMED_OUT;
+    }
+}
+
+/* Samples dropped from this subscriber's full queue, or that a blocking one missed when the publisher timed out. */
+static inline uint64_t smps_lost(const smps_subscriber *sub) {
+    return atomic_load_explicit(smps__u64(&sub->service, smps__slot(&sub->service, sub->index) + SMPS_SLOT_LOST), memory_order_relaxed);
+}
+
+/* Leaves the service: the slot and everything queued in it are given back at once. */
+static inline void smps_close(smps_subscriber *sub) {
+    smps_release(sub);
+    smps_service *s = &sub->service;
+    if (smps__lock(s) != SMRING_OK) return;
+    atomic_store_explicit(smps__u32(s, smps__slot(s, sub->index) + SMPS_SLOT_STATE), SMPS_RECLAIMING, memory_order_release);
+    smps__reclaim_if_dead(s, sub->index);
+    smps__unlock(s);
+}
+
+#endif
