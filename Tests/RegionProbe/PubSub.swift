@@ -3,6 +3,8 @@ import SharedMemory
 
 // Publish/subscribe and the seqlock cell for the tests (see PublishSubscribeTests):
 //
+//   ps-format NAME MAXPAYLOAD SUBSCRIBERS QUEUEDEPTH HISTORY
+//                   format a service at 0 of the region; print `ok SIZE` (the bytes it takes)
 //   ps-publish NAME COUNT [MILLISECONDS]
 //                   take the publisher's seat of the service at 0, print `ok publishing`, publish COUNT samples
 //                   (0: until killed), sample i holding the bytes of its sequence number s repeated, (s + j) % 251 at
@@ -48,6 +50,11 @@ struct SeqlockValue: BitwiseCopyable {
 
 func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throws -> String? {
     switch operation {
+    case "ps-format":
+        let region = try attach(name)
+        let (payload, subscribers, depth, history) = (Int(rest[0])!, Int(rest[1])!, Int(rest[2])!, Int(rest[3])!)
+        try PublishSubscribe.format(region, maxPayload: payload, subscribers: subscribers, queueDepth: depth, history: history)
+        return "\(PublishSubscribe.size(maxPayload: payload, subscribers: subscribers, queueDepth: depth, history: history))"
     case "ps-publish":
         let region = try attach(name)
         var publisher = try Publisher(region, timeout: .seconds(5))

@@ -1,12 +1,18 @@
-"""SharedMemory's message ring from Python: the other side of a ring whose peer is a Swift process using SharedMemory,
-or a C one using Interop/c/smring.h. The layout and protocol are Docs/WireFormat.md's; every operation on the shared
-words runs in C (smring.h, built into this package), so each has the memory ordering the format asks for.
+"""SharedMemory's message ring and publish/subscribe service from Python: the other side of a ring, or a publisher or
+subscriber of a service, whose peers are Swift processes using SharedMemory, or C ones using Interop/c/smring.h and
+smpubsub.h. The layouts and protocols are Docs/WireFormat.md's; every operation on the shared words runs in C (the
+headers, built into this package), so each has the memory ordering the format asks for.
 
-    from sharedmemory_ring import Region, RingReceiver
+    from sharedmemory_ring import Region, RingReceiver, Subscriber
     with Region.open("posix:/orders") as region:
         receiver = RingReceiver(region)
         while (message := receiver.receive()) is not None:   # None: the sender finished
             handle(message)
+
+    with Region.open("posix:/prices") as region:
+        subscriber = Subscriber(region, history=4)
+        while (sample := subscriber.receive()) is not None:  # None: the publisher finished
+            handle(sample.sequence, sample.data)
 
 Regions are opened by SharedMemory's names: `posix:/NAME`, `file:/PATH`, `sysv:0xKEY` (or `sysv:KEY`), `sysv-id:ID`.
 """
@@ -18,7 +24,9 @@ import os
 import stat
 
 __all__ = ["Region", "RingSender", "RingReceiver", "format_ring", "wait_until_formatted", "ring_size",
-           "RingError", "Foreign", "Busy", "TimedOut", "PeerDied", "TooLarge"]
+           "Publisher", "Subscriber", "Sample", "format_service", "wait_until_service", "service_size",
+           "OVERWRITE_OLDEST", "BLOCK_PUBLISHER",
+           "RingError", "Foreign", "Busy", "TimedOut", "PeerDied", "TooLarge", "LimitExceeded", "NoSpace"]
 
 
 class RingError(Exception):
@@ -45,8 +53,19 @@ class TooLarge(RingError):
     """The message is larger than the ring's largest (capacity / 2 - 4 bytes)."""
 
 
+class LimitExceeded(RingError):
+    """Every subscriber slot of the service is taken by a live process."""
+
+
+class NoSpace(RingError):
+    """Every chunk of the service is held (by queues, reads and the history): something holds samples it should
+    have released."""
+
+
 _OK, _FOREIGN, _BUSY, _TIMED_OUT, _PEER_DIED, _FINISHED, _TOO_LARGE, _WOULD_BLOCK, _INVALID = 0, -1, -2, -3, -4, -5, -6, -7, -8
-_ERRORS = {_FOREIGN: Foreign, _BUSY: Busy, _TIMED_OUT: TimedOut, _PEER_DIED: PeerDied, _TOO_LARGE: TooLarge}
+_LIMIT, _NO_SPACE = -9, -10
+_ERRORS = {_FOREIGN: Foreign, _BUSY: Busy, _TIMED_OUT: TimedOut, _PEER_DIED: PeerDied, _TOO_LARGE: TooLarge,
+           _LIMIT: LimitExceeded, _NO_SPACE: NoSpace, _INVALID: ValueError}
 
 
 def _load():
@@ -69,6 +88,24 @@ def _load():
         "smr_is_finished": (I, [P]),
         "smr_receive": (I, [P, ctypes.POINTER(P), ctypes.POINTER(U32), I64]),
         "smr_release": (None, [P]),
+        "sps_size": (U64, [U64, U32, U32, U32]),
+        "sps_format": (I, [P, U64, U64, U32, U32, U32]),
+        "sps_wait_formatted": (I, [P, U64, I64]),
+        "sps_publisher": (P, [P, U64, I64, ctypes.POINTER(I)]),
+        "sps_publisher_max_payload": (U64, [P]),
+        "sps_loan": (I, [P, ctypes.POINTER(P)]),
+        "sps_publish": (I, [P, U64, ctypes.POINTER(U64)]),
+        "sps_publish_copy": (I, [P, ctypes.c_char_p, U64, ctypes.POINTER(U64)]),
+        "sps_update": (I, [P]),
+        "sps_finish": (None, [P]),
+        "sps_last_sequence": (U64, [P]),
+        "sps_subscriber_count": (U32, [P]),
+        "sps_subscribe": (P, [P, U64, U32, U32, U32, ctypes.POINTER(I)]),
+        "sps_subscriber_max_payload": (U64, [P]),
+        "sps_receive": (I, [P, ctypes.POINTER(P), ctypes.POINTER(U64), ctypes.POINTER(U64), I64]),
+        "sps_release": (None, [P]),
+        "sps_lost": (U64, [P]),
+        "sps_close": (None, [P]),
     }
     for name, (result, arguments) in signatures.items():
         function = getattr(lib, name)
@@ -299,3 +336,167 @@ class RingReceiver(_Side):
     def is_finished(self):
         """Whether the sender has finished and every message has been read."""
         return bool(_lib.smr_is_finished(self._ring))
+
+
+# ---- The publish/subscribe service (Docs/WireFormat.md, "The publish/subscribe service") ----
+
+OVERWRITE_OLDEST, BLOCK_PUBLISHER = 0, 1
+
+
+class Sample:
+    """A received sample: its bytes and its sequence number (1 for the service's first, one more for each after)."""
+    __slots__ = ("data", "sequence")
+
+    def __init__(self, data, sequence):
+        self.data, self.sequence = data, sequence
+
+    def __repr__(self):
+        return f"Sample(sequence={self.sequence}, {len(self.data)} bytes)"
+
+
+def service_size(max_payload, subscribers, queue_depth, history=0):
+    """The bytes a service of this configuration takes in a region (as Swift's PublishSubscribe.size)."""
+    size = _lib.sps_size(max_payload, subscribers, queue_depth, history)
+    if size == 0:
+        raise ValueError("a service takes a payload of 0 bytes to 64 GiB, 1 to 62 subscribers, a queue depth of 1 to "
+                         "65536 and a history of 0 to 65536")
+    return size
+
+
+def format_service(region, offset=0, *, max_payload, subscribers, queue_depth, history=0):
+    """Makes a new service at `offset` (a multiple of 64) of a region that holds nothing there yet (its first 8 bytes
+    zero; Busy otherwise, and nothing is overwritten)."""
+    service_size(max_payload, subscribers, queue_depth, history)
+    _check(_lib.sps_format(region.address + offset, region.size - offset, max_payload, subscribers, queue_depth, history))
+
+
+def wait_until_service(region, offset=0, timeout=10.0):
+    """Waits until a service has been formatted at `offset` (by any process); TimedOut or Foreign otherwise."""
+    _check(_lib.sps_wait_formatted(region.address + offset, region.size - offset, _nanoseconds(timeout)))
+
+
+class Publisher:
+    """The service's only publisher. `block_timeout` (seconds) bounds each wait for room in a blocking subscriber's
+    queue. Only finish() (or this process's death) ends the stream."""
+
+    def __init__(self, region, offset=0, block_timeout=1.0):
+        result = ctypes.c_int(0)
+        self._publisher = _lib.sps_publisher(region.address + offset, region.size - offset, _nanoseconds(block_timeout),
+                                             ctypes.byref(result))
+        _check(result.value)
+        self._region = region
+        self.max_payload = _lib.sps_publisher_max_payload(self._publisher)
+
+    def publish(self, data):
+        """Publishes a copy of `data` (bytes-like) to every connected subscriber; returns its sequence number. A
+        blocking subscriber still full after block_timeout misses it, and TimedOut is raised after the others got it."""
+        data = bytes(data)
+        sequence = ctypes.c_uint64()
+        _check(_lib.sps_publish_copy(self._publisher, data, len(data), ctypes.byref(sequence)))
+        return sequence.value
+
+    def publish_into(self, size, body):
+        """Zero-copy: calls `body` with a writable memoryview of `size` bytes in a chunk of the region (released
+        when `body` returns), then publishes them; returns the sequence number."""
+        if size < 0 or size > self.max_payload:
+            raise TooLarge(f"a sample of {size} bytes does not fit this service: at most {self.max_payload}")
+        payload, sequence = ctypes.c_void_p(), ctypes.c_uint64()
+        _check(_lib.sps_loan(self._publisher, ctypes.byref(payload)))
+        view = memoryview((ctypes.c_char * size).from_address(payload.value)).cast("B")
+        try:
+            body(view)
+        finally:
+            view.release()
+            result = _lib.sps_publish(self._publisher, size, ctypes.byref(sequence))
+        _check(result)
+        return sequence.value
+
+    def update(self):
+        """Delivers the history to subscribers that asked for it, and reclaims dead subscribers, without publishing."""
+        _check(_lib.sps_update(self._publisher))
+
+    def finish(self):
+        """Ends the stream: subscribers read what was published, then receive() returns None."""
+        _lib.sps_finish(self._publisher)
+
+    @property
+    def last_sequence(self):
+        """The sequence number of the last sample published on the service (0 before the first)."""
+        return _lib.sps_last_sequence(self._publisher)
+
+    @property
+    def subscriber_count(self):
+        """Subscribers connected now."""
+        return _lib.sps_subscriber_count(self._publisher)
+
+    def __del__(self):
+        if getattr(self, "_publisher", None):
+            _lib.smr_free(self._publisher)  # dropping the handle ends nothing: only finish() does
+
+
+class Subscriber:
+    """A subscriber of the service: its own queue of `queue_depth` samples (None: the service's), `overflow`
+    (OVERWRITE_OLDEST: the oldest unread sample is dropped and counted in `lost`; BLOCK_PUBLISHER: the publisher waits
+    for room), and the last `history` samples delivered first. Close it to give its slot back at once."""
+
+    def __init__(self, region, offset=0, queue_depth=None, overflow=OVERWRITE_OLDEST, history=0):
+        result = ctypes.c_int(0)
+        self._subscriber = _lib.sps_subscribe(region.address + offset, region.size - offset, queue_depth or 0, overflow,
+                                              history, ctypes.byref(result))
+        _check(result.value)
+        self._region = region
+        self.max_payload = _lib.sps_subscriber_max_payload(self._subscriber)
+
+    def _next(self, timeout):
+        sample, length, sequence = ctypes.c_void_p(), ctypes.c_uint64(), ctypes.c_uint64()
+        result = _lib.sps_receive(self._subscriber, ctypes.byref(sample), ctypes.byref(length), ctypes.byref(sequence),
+                                  _nanoseconds(timeout))
+        if result == _FINISHED:
+            return None
+        if result == _WOULD_BLOCK:
+            return False
+        _check(result)
+        return sample.value or 0, length.value, sequence.value
+
+    def receive(self, timeout=None):
+        """The next Sample (a copy); None once the publisher has finished and every sample was read. Waits at most
+        `timeout` seconds (None: while the publisher lives), then raises TimedOut (0: returns False if there is
+        none now). PeerDied once the publisher died and every sample it published was read."""
+        found = self._next(timeout)
+        if not found:
+            return found
+        address, length, sequence = found
+        try:
+            return Sample(ctypes.string_at(address, length), sequence)
+        finally:
+            _lib.sps_release(self._subscriber)
+
+    def receive_into(self, body, timeout=None):
+        """Zero-copy: calls `body(view, sequence)` with the next sample in place, as a read-only memoryview released
+        when `body` returns, then gives the sample back; returns what `body` returned (None once finished)."""
+        found = self._next(timeout)
+        if not found:
+            return found
+        address, length, sequence = found
+        view = memoryview((ctypes.c_char * length).from_address(address)).cast("B").toreadonly()
+        try:
+            return body(view, sequence)
+        finally:
+            view.release()
+            _lib.sps_release(self._subscriber)
+
+    @property
+    def lost(self):
+        """Samples dropped from this subscriber's full queue, or that a blocking one missed."""
+        return _lib.sps_lost(self._subscriber)
+
+    def close(self):
+        """Leaves the service: the slot and everything queued in it are given back at once."""
+        if self._subscriber:
+            _lib.sps_close(self._subscriber)
+            _lib.smr_free(self._subscriber)
+            self._subscriber = None
+
+    def __del__(self):
+        if getattr(self, "_subscriber", None):
+            _lib.smr_free(self._subscriber)  # the slot stays taken until close() or this process's death
