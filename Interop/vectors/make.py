@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the ring test images (Docs/WireFormat.md, "Test images") and expected.txt, from the spec alone.
+"""Writes the ring's and the publish/subscribe service's test images (Docs/WireFormat.md, "Test images") and what a
+reader must make of each (expected.txt, service-expected.txt), from the spec alone.
 
 Each image is a 4 KiB ring: the 256-byte header and 4096 bytes of data. expected.txt has one line per image:
 `NAME VERDICT MESSAGE...`, VERDICT being `open` (a receiver reads the messages, then finds the ring empty),
@@ -92,4 +93,160 @@ with open(os.path.join(here, "expected.txt"), "w") as expected:
         with open(os.path.join(here, name + ".ring"), "wb") as f:
             f.write(image)
         expected.write(" ".join([name, verdict] + [m.hex() or "-" for m in messages]) + "\n")
-print(f"{len(cases)} images written")
+print(f"{len(cases)} ring images written")
+
+
+# ---- The publish/subscribe service ----
+#
+# Each image is a service whose publisher (and some subscribers) were processes that are gone: their pid is one no
+# process can have (above Linux's largest pid_max). A reader does, in this order: (1) connects a subscriber asking
+# for the whole history, (2) takes the publisher's seat, (3) delivers the history (update), (4) receives every
+# sample there is, (5) publishes the 3 bytes "end", (6) receives every sample there is again.
+# service-expected.txt has one line per image: `NAME VERDICT SAMPLE...`, VERDICT being `ok` (each SAMPLE,
+# `SEQUENCE:HEX`, received in that order) or `foreign` (refused at some step; what came before is not compared).
+
+SERVICE_MAGIC = 0x4255534255504D53
+DEAD = 0x7FFFFFF0
+LOAN, HISTORY = 1 << 62, 1 << 63
+
+
+def align64(n):
+    return (n + 63) & ~63
+
+
+class Service:
+    def __init__(self, max_payload=64, subscribers=2, depth=4, history=3, magic=SERVICE_MAGIC, major=1, minor=0,
+                 chunk_count=None):
+        capacity = 1
+        while capacity < depth:
+            capacity *= 2
+        self.max_payload, self.subscribers, self.depth, self.history, self.capacity = max_payload, subscribers, depth, history, capacity
+        self.chunk_count = subscribers * (depth + 1) + history + 2
+        self.chunk_stride = 64 + align64(max_payload)
+        self.slot_stride = align64(192 + capacity * 4)
+        self.slots_at = align64(192 + history * 4)
+        self.chunks_at = self.slots_at + subscribers * self.slot_stride
+        self.size = self.chunks_at + self.chunk_count * self.chunk_stride
+        self.bytes = bytearray(self.size)
+        struct.pack_into("<QHHIQIIIIQiIQQ", self.bytes, 0, magic, major, minor, subscribers, max_payload, depth, history,
+                         self.chunk_count if chunk_count is None else chunk_count, 1, 0, DEAD, 0, 0, 0)
+        struct.pack_into("<i", self.bytes, 128 + 16, 0x90)  # glibc's pthread_mutex_t: robust (16) | shared (128)
+        self.published = 0
+
+    def chunk(self, c):
+        return self.chunks_at + c * self.chunk_stride
+
+    def holders(self, c):
+        return struct.unpack_from("<Q", self.bytes, self.chunk(c))[0]
+
+    def mark(self, c, bits):
+        struct.pack_into("<Q", self.bytes, self.chunk(c), self.holders(c) | bits)
+
+    def publish(self, payload):
+        """As a publisher with no subscriber: a free chunk, its sequence and length, into the history."""
+        c = next(c for c in range(self.chunk_count) if self.holders(c) == 0)
+        self.published += 1
+        struct.pack_into("<QQ", self.bytes, self.chunk(c) + 8, self.published, len(payload))
+        self.bytes[self.chunk(c) + 64:self.chunk(c) + 64 + len(payload)] = payload
+        head = struct.unpack_from("<Q", self.bytes, 64)[0]
+        at = 192 + (head % self.history) * 4
+        evicted = struct.unpack_from("<I", self.bytes, at)[0]
+        self.mark(c, HISTORY)
+        struct.pack_into("<I", self.bytes, at, c)
+        if head >= self.history:
+            struct.pack_into("<Q", self.bytes, self.chunk(evicted), self.holders(evicted) & ~HISTORY)
+        struct.pack_into("<Q", self.bytes, 64, head + 1)
+        struct.pack_into("<Q", self.bytes, 40, self.published)
+        return c
+
+    def dead_subscriber(self, slot, queued, held=None):
+        """Subscriber `slot` was a process now gone, with chunks `queued` in its queue and `held` being read."""
+        at = self.slots_at + slot * self.slot_stride
+        struct.pack_into("<IiQ", self.bytes, at, 2, DEAD, 0)
+        struct.pack_into("<III", self.bytes, at + 24, 0, self.depth, 0)
+        struct.pack_into("<III", self.bytes, at + 40, 0, 1, 0 if held is None else held + 1)
+        for k, c in enumerate(queued):
+            struct.pack_into("<I", self.bytes, at + 192 + (5 + k) % self.capacity * 4, c)
+            self.mark(c, 1 << slot)
+        if held is not None:
+            self.mark(held, 1 << slot)
+        struct.pack_into("<Q", self.bytes, at + 64, 5 + len(queued))
+        struct.pack_into("<Q", self.bytes, at + 128, 5)
+        return self
+
+    def image(self, size=None):
+        return bytes(self.bytes[:size])
+
+
+def sample(s):
+    return f"sample {s}".encode()
+
+
+def published(service, count):
+    chunks = [service.publish(sample(s)) for s in range(1, count + 1)]
+    return service, chunks
+
+
+def poke_service(service, offset, fmt, value):
+    struct.pack_into(fmt, service.bytes, offset, value)
+    return service
+
+
+def expect(*sequences):
+    return [(s, sample(s)) for s in sequences]
+
+
+def end(sequence):
+    return [(sequence, b"end")]
+
+
+history5, _ = published(Service(), 5)
+wrapped, _ = published(Service(), 7)
+with_dead, chunks = published(Service(subscribers=1), 4)
+with_dead.dead_subscriber(0, queued=chunks[2:4], held=chunks[1])
+loans, _ = published(Service(), 2)
+for c in range(loans.chunk_count):
+    if loans.holders(c) == 0:
+        loans.mark(c, LOAN)  # the dead publisher's loans: every free chunk
+stale, _ = published(Service(), 1)
+stale.mark(0, 0)
+for c in range(1, stale.chunk_count):
+    stale.mark(c, HISTORY)  # history marks on chunks the history does not list
+long_sample, long_chunks = published(Service(), 1)
+bad_entry, _ = published(Service(), 2)
+
+service_cases = [
+    ("service-empty", Service().image(), "ok", end(1)),
+    ("service-history", history5.image(), "ok", expect(3, 4, 5) + end(6)),
+    # Seven samples into a history of three: its entries wrap.
+    ("service-history-wrapped", wrapped.image(), "ok", expect(5, 6, 7) + end(8)),
+    # A queue of 2 for a history of 3: the oldest is overwritten as the history is delivered.
+    ("service-history-overflow", published(Service(depth=2), 5)[0].image(), "ok", expect(4, 5) + end(6)),
+    ("service-minor-version", published(Service(minor=3), 1)[0].image(), "ok", expect(1) + end(2)),
+    # The only slot is a dead subscriber's (one sample being read, two queued): it is reclaimed to connect.
+    ("service-dead-subscriber", with_dead.image(), "ok", expect(2, 3, 4) + end(5)),
+    # The dead publisher left every free chunk on loan, or history marks on chunks not in the history: taking its
+    # seat gives them back (else the publish of "end" would find no free chunk).
+    ("service-dead-publisher-loans", loans.image(), "ok", expect(1, 2) + end(3)),
+    ("service-stale-history-marks", stale.image(), "ok", expect(1) + end(2)),
+    ("service-bad-magic", Service(magic=0x1234).image(), "foreign", []),
+    ("service-bad-major", Service(major=2).image(), "foreign", []),
+    ("service-too-many-subscribers", Service(subscribers=63).image(), "foreign", []),
+    ("service-queue-depth-zero", poke_service(Service(), 24, "<I", 0).image(), "foreign", []),
+    ("service-payload-too-large", poke_service(Service(), 16, "<Q", 1 << 37).image(), "foreign", []),
+    ("service-chunk-count", Service(chunk_count=12).image(), "foreign", []),
+    # The header says more bytes than the region has.
+    ("service-truncated", Service().image(size=Service().size - 64), "foreign", []),
+    # A history entry naming a chunk the service does not have: refused when the history is delivered.
+    ("service-history-entry", poke_service(bad_entry, 192 + 4, "<I", 999).image(), "foreign", []),
+    # A sample longer than the service's largest: refused when it is received.
+    ("service-sample-length", poke_service(long_sample, long_sample.chunk(long_chunks[0]) + 16, "<Q", 65).image(),
+     "foreign", []),
+]
+
+with open(os.path.join(here, "service-expected.txt"), "w") as expected:
+    for name, image, verdict, samples in service_cases:
+        with open(os.path.join(here, name + ".pubsub"), "wb") as f:
+            f.write(image)
+        expected.write(" ".join([name, verdict] + [f"{s}:{data.hex()}" for s, data in samples]) + "\n")
+print(f"{len(service_cases)} service images written")

@@ -20,6 +20,79 @@ struct InteropPubSubTests {
         return (plain, checked)
     }
 
+    /// What service-expected.txt says of each image: its name, `ok` or `foreign`, and the samples (sequence, bytes).
+    static func vectors() throws -> [(name: String, verdict: String, samples: [(UInt64, [UInt8])])] {
+        try String(contentsOfFile: InteropRingTests.interop + "/vectors/service-expected.txt", encoding: .utf8).split(separator: "\n").map { line in
+            let fields = line.split(separator: " ").map(String.init)
+            let samples = fields.dropFirst(2).map { field -> (UInt64, [UInt8]) in
+                let parts = field.split(separator: ":", omittingEmptySubsequences: false)
+                var bytes: [UInt8] = []
+                var rest = parts[1]
+                while !rest.isEmpty {
+                    bytes.append(UInt8(rest.prefix(2), radix: 16)!)
+                    rest = rest.dropFirst(2)
+                }
+                return (UInt64(parts[0])!, bytes)
+            }
+            return (fields[0], fields[1], samples)
+        }
+    }
+
+    /// What a reader makes of a service image, as Docs/WireFormat.md says: subscribe asking for the whole history,
+    /// take the publisher's seat, update, receive everything there is, publish "end", receive everything again.
+    static func read(_ image: Data) throws -> (String, [(UInt64, [UInt8])]) {
+        let region = try SharedMemory.create(.anonymous, size: image.count)
+        try region.set(bytes: image, at: 0)
+        var received: [(UInt64, [UInt8])] = []
+        func drain(_ subscriber: inout Subscriber) throws {
+            while true {
+                do {
+                    guard let sample = try subscriber.receive(timeout: .zero, { bytes, info in (info.sequence, bytes.withUnsafeBytes { Array($0) }) }) else { return }
+                    received.append(sample)
+                } catch let error as SharedMemoryError where error.code == .timedOut {
+                    return
+                }
+            }
+        }
+        do {
+            let history = Int(image.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: P.historyAt, as: UInt32.self) })
+            var subscriber = try Subscriber(region, history: history)
+            var publisher = try Publisher(region)
+            try publisher.update()
+            try drain(&subscriber)
+            try publisher.publish(count: 3) { for byte in "end".utf8 { $0.append(byte) } }
+            try drain(&subscriber)
+            return ("ok", received)
+        } catch let error as SharedMemoryError where error.code == .foreign {
+            return ("foreign", received)
+        }
+    }
+
+    @Test("every service image reads as service-expected.txt says (Swift; the C header too, also under AddressSanitizer and UBSan)")
+    func wireVectors() throws {
+        let vectors = try Self.vectors()
+        #expect(vectors.count >= 17)
+        for vector in vectors {
+            let image = try Data(contentsOf: URL(fileURLWithPath: InteropRingTests.interop + "/vectors/\(vector.name).pubsub"))
+            let (verdict, received) = try Self.read(image)
+            #expect(verdict == vector.verdict, "\(vector.name)")
+            if vector.verdict != "foreign" {
+                #expect(received.map(\.0) == vector.samples.map(\.0) && received.map(\.1) == vector.samples.map(\.1), "\(vector.name)")
+            }
+        }
+        try InteropRingTests.withDirectory { directory in
+            let test = try InteropRingTests.compile("test_smpubsub.c", in: directory)
+            let result = try ChildProcess.run(test, [InteropRingTests.interop + "/vectors"])
+            #expect(result.status == 0, "\(result.output)\(result.error)")
+            let checked = directory + "/test_smpubsub_checked"
+            let build = try ChildProcess.run("/usr/bin/cc", ["-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                                                             "-o", checked, InteropRingTests.interop + "/c/test_smpubsub.c"])
+            try #require(build.status == 0, "\(build.error)")
+            let sanitized = try ChildProcess.run(checked, [InteropRingTests.interop + "/vectors"])
+            #expect(sanitized.status == 0, "\(sanitized.output)\(sanitized.error)")
+        }
+    }
+
     @Test("20 000 samples each way between a Swift process and a C one, every byte checked, none lost to a blocking subscriber")
     func streams() throws {
         try InteropRingTests.withDirectory { directory in

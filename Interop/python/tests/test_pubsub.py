@@ -16,6 +16,7 @@ from sharedmemory_ring import (BLOCK_PUBLISHER, Busy, Foreign, LimitExceeded, Pe
                                TimedOut, TooLarge, format_service, service_size, wait_until_service)
 
 PROBE = os.environ.get("SHM_PROBE")
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "vectors")
 PATTERN = bytes(range(251)) * 270  # byte j: j % 251, for samples of up to 64 KiB
 
 
@@ -29,6 +30,41 @@ def probe(*arguments):
     result = subprocess.run([PROBE, *arguments], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip()
+
+
+def service_cases():
+    with open(os.path.join(VECTORS, "service-expected.txt")) as f:
+        for line in f:
+            name, verdict, *samples = line.split()
+            yield name, verdict, [(int(s.split(":")[0]), bytes.fromhex(s.split(":")[1])) for s in samples]
+
+
+@pytest.mark.parametrize("name,verdict,samples", list(service_cases()))
+def test_vectors(name, verdict, samples):
+    """What a reader makes of each service image (Docs/WireFormat.md, "Test images"): subscribe asking for the whole
+    history, take the publisher's seat, update, receive everything, publish "end", receive everything."""
+    with open(os.path.join(VECTORS, name + ".pubsub"), "rb") as f:
+        image = f.read()
+    with Region.anonymous(len(image)) as region:
+        region.write(0, image)
+        received, outcome = [], "ok"
+
+        def drain(subscriber):
+            while got := subscriber.receive(timeout=0):
+                received.append((got.sequence, got.data))
+
+        try:
+            subscriber = Subscriber(region, history=int.from_bytes(image[28:32], "little"))
+            publisher = Publisher(region)
+            publisher.update()
+            drain(subscriber)
+            publisher.publish(b"end")
+            drain(subscriber)
+        except Foreign:
+            outcome = "foreign"
+        assert outcome == verdict
+        if verdict != "foreign":
+            assert received == samples
 
 
 def test_in_one_process():
