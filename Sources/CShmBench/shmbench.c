@@ -29,6 +29,9 @@
 //   shm c-bench getset N                              -> a store and a load of a uint64_t in a posix object, N times
 //   shm c-bench ring1 N                               -> a 64-byte send and in-place receive through smring.h in one
 //                                                     process, N times (both for instruction counts: no output)
+//   shm c-bench pubsub1 N                             -> a 64-byte publish (copied in) and in-place receive through
+//                                                     smpubsub.h, one publisher and one subscriber in one process,
+//                                                     N times (for instruction counts: no output)
 //   shm c-bench placement ROUNDS                      -> "median_ns p99_ns" spin ping-pong round trip between a
 //                                                     parent and a forked child: ~0.2 us when the two CPUs
 //                                                     share a cache ("near"), ~0.7 us when not ("far")
@@ -36,7 +39,7 @@
 // BACKEND: sysv posix file anonymous memfd. MODE: plain prefault huge.
 
 #define _GNU_SOURCE
-#include "smring.h"  // Interop/c: the ring's wire format in C (first: it asks for the POSIX declarations)
+#include "smpubsub.h"  // Interop/c: the ring's and the service's wire formats in C (first: they ask for the POSIX declarations)
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -730,6 +733,30 @@ int shmbench_main(int argc, char **argv) {
         smring_finish(&sender);
         destroy("posix", name, base, size, fd, id);
         if (total == 42) printf("%ld\n", total);
+    } else if (!strcmp(argv[1], "pubsub1") && argc == 3) {
+        long n = atol(argv[2]);
+        int fd, id;
+        size_t size = smps_size(64, 1, 8, 0);
+        char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
+        if (smps_format(base, size, 64, 1, 8, 0) != SMRING_OK) die("smps_format");
+        smps_publisher publisher;
+        smps_subscriber subscriber;
+        if (smps_subscribe(&subscriber, base, size, 0, SMPS_OVERWRITE_OLDEST, 0) != SMRING_OK) die("smps_subscribe");
+        if (smps_publisher_attach(&publisher, base, size, 1000000000) != SMRING_OK) die("smps_publisher_attach");
+        unsigned char message[64];
+        memset(message, 7, sizeof message);
+        uint64_t total = 0, sequence, length;
+        for (long i = 0; i < n; i++) {
+            if (smps_publish_copy(&publisher, message, sizeof message, &sequence) != SMRING_OK) die("smps_publish_copy");
+            const void *in;
+            if (smps_receive(&subscriber, &in, &length, &sequence, -1) != SMRING_OK) die("smps_receive");
+            total += length;
+            smps_release(&subscriber);
+        }
+        smps_close(&subscriber);
+        smps_finish(&publisher);
+        destroy("posix", name, base, size, fd, id);
+        if (total == 42) printf("%llu\n", (unsigned long long)total);
     } else if (!strcmp(argv[1], "placement")) {
         int n = atoi(argv[2]);
         long long *samples = calloc(n, sizeof *samples);

@@ -163,6 +163,24 @@ struct Bench: ParsableCommand {
                     m.placement = try? Machine.placement(c)
                     results.append(m)
                 }
+                // The same ring from Python (Interop/python: the C header under ctypes, a copy per message received),
+                // beside the Swift ring: what a Python worker on the other side costs.
+                progress.step("streaming anonymous, Python through sharedmemory_ring")
+                let label = "ring over anonymous, Python through sharedmemory_ring, \(bytes >> 20) MiB in 64 KiB"
+                if case .failure(let reason) = PythonPeer.stream(total: 1 << 20, message: message) {
+                    results.append(Measurement(experiment: "streaming", name: label, unit: "GB/s", skipped: reason.description))
+                } else {
+                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
+                        [try SwiftBench.stream("anonymous", total: bytes, message: message)]
+                    } c: {
+                        try PythonPeer.stream(total: bytes, message: message).get()
+                    }
+                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                    m.note = "C column: Python through sharedmemory_ring"
+                    m.placement = try? Machine.placement(c)
+                    results.append(m)
+                }
             case .pingPong:
                 let rounds = quick ? 5_000 : 50_000
                 let cases: [(String, String, WaitStrategy)] = [

@@ -12,6 +12,7 @@ enum InstructionCount {
     static let cases: [(name: String, swift: String, c: [String], n1: Int, n2: Int)] = [
         ("get/set of a UInt64 in a posix region", "getset", ["getset"], 10_000, 110_000),
         ("ring: a 64 B send and zero-copy receive, one process", "ring", ["ring1"], 10_000, 110_000),
+        ("publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", "pubsub", ["pubsub1"], 10_000, 110_000),
         ("lifecycle: create, remove, detach a 4 KiB posix region", "lifecycle", ["lifecycle", "posix"], 200, 2_200),
     ]
 
@@ -63,8 +64,9 @@ struct SwiftBenchCommand: ParsableCommand {
         switch operation {
         case "getset": try Self.getset(name, count)
         case "ring": try Self.ring(name, count)
+        case "pubsub": try Self.pubsub(name, count)
         case "lifecycle": _ = try SwiftBench.lifecycle(.posix, iterations: count)  // what `c-bench lifecycle posix` does
-        default: throw ValidationError("getset, ring or lifecycle")
+        default: throw ValidationError("getset, ring, pubsub or lifecycle")
         }
     }
 
@@ -77,6 +79,25 @@ struct SwiftBenchCommand: ParsableCommand {
         }
         try region.remove()
         if sum == 42 { print(sum) }
+    }
+
+    /// What `c-bench pubsub1` does: a service of 64-byte samples with one subscriber, publish a copy and receive it.
+    static func pubsub(_ name: RegionName, _ n: Int) throws {
+        let size = PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8)
+        let region = try SharedMemory.create(name, size: size)
+        try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
+        var subscriber = try Subscriber(region)
+        var publisher = try Publisher(region)
+        let message = [UInt8](repeating: 7, count: 64)
+        var total = 0
+        for _ in 0..<n {
+            try message.withUnsafeBytes { _ = try publisher.publish($0) }
+            total &+= try subscriber.receive { bytes, _ in bytes.byteCount } ?? 0
+        }
+        subscriber.close()
+        publisher.finish()
+        try region.remove()
+        if total == 42 { print(total) }
     }
 
     static func ring(_ name: RegionName, _ n: Int) throws {

@@ -96,8 +96,54 @@ extension CBench {
     }
 }
 
-/// Python's `multiprocessing.shared_memory`, run by the system's python3 (skipped with the reason if there is none).
+/// Python's `multiprocessing.shared_memory`, run by the system's python3 (skipped with the reason if there is none),
+/// and the ring from Python through Interop/python's `sharedmemory_ring`, run by `SHM_BENCH_PYTHON` (a Python that has
+/// the package; the system's python3 without it).
 enum PythonPeer {
+    static let streamScript = """
+        import os, sys, time
+        from sharedmemory_ring import Region, RingReceiver, RingSender, format_ring, ring_size
+        total, message = int(sys.argv[1]), int(sys.argv[2])
+        region = Region.anonymous(ring_size(4 << 20))
+        format_ring(region, capacity=4 << 20)
+        child = os.fork()
+        if child == 0:
+            receiver, received = RingReceiver(region), 0
+            while (data := receiver.receive()) is not None:
+                received += len(data)
+            os._exit(0 if received == total else 1)
+        sender, data, sent = RingSender(region), bytes(message), 0
+        start = time.monotonic_ns()
+        while sent < total:
+            sender.send(data)
+            sent += message
+        sender.close()
+        status = os.waitpid(child, 0)[1]
+        elapsed = time.monotonic_ns() - start
+        sys.exit("the receiving process failed") if status != 0 else print(elapsed, elapsed, 1)
+        """
+
+    /// `total` bytes in `message`-byte messages through a 4 MiB ring in anonymous memory, a Python sender to a forked
+    /// Python receiver that takes a copy of each (as C's stream-smring does); nanoseconds for the whole transfer.
+    static func stream(total: Int, message: Int) -> Result<Summary, BenchError> {
+        let python = ProcessInfo.processInfo.environment["SHM_BENCH_PYTHON"]
+            ?? ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        guard let python else { return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin, and SHM_BENCH_PYTHON is not set")) }
+        do {
+            let result = try run(python, ["-c", streamScript, "\(total)", "\(message)"])
+            if result.error.contains("No module named 'sharedmemory_ring'") {
+                return .failure(BenchError("\(python) has no sharedmemory_ring: pip install ./Interop/python, or name a Python that has it in SHM_BENCH_PYTHON"))
+            }
+            let fields = result.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+            guard result.status == 0, fields.count == 3 else {
+                return .failure(BenchError("\(python) failed (status \(result.status)): \(result.error.suffix(300))"))
+            }
+            return .success(Summary(median: fields[0], p99: fields[1], samples: Int(fields[2])))
+        } catch {
+            return .failure(BenchError("\(python) could not run: \(error)"))
+        }
+    }
+
     static let lifecycleScript = """
         import os, sys, time
         from multiprocessing import shared_memory
