@@ -369,7 +369,7 @@ public struct RingSender: ~Copyable {
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
         let need = try recordSize(count)
         var deadline: Int64? = nil  // set when this side first has to wait
-        var spins = strategy.spins
+        var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
         var lookAtPeer = false
         while true {
             let place = try place(need)
@@ -378,6 +378,7 @@ public struct RingSender: ~Copyable {
                 return true
             }
             guard wait else { return false }
+            if spins == .min { spins = strategy.spins }
             if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
                 spins -= 1
@@ -564,7 +565,7 @@ public struct RingReceiver: ~Copyable {
     @usableFromInline
     func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
         var deadline: Int64? = nil  // set when this side first has to wait
-        var spins = strategy.spins
+        var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
         var lookAtPeer = false
         while true {
             switch try poll() {
@@ -573,6 +574,7 @@ public struct RingReceiver: ~Copyable {
             case .empty: break
             }
             guard wait else { return nil }
+            if spins == .min { spins = strategy.spins }
             if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
             if spins > 0 {
                 spins -= 1

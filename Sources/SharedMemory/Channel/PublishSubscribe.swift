@@ -78,20 +78,35 @@ public enum PublishSubscribe {
     /// The most subscribers a service can have (one bit each in a chunk's holders).
     public static let maximumSubscribers = 62
 
-    /// Where everything is, computed from the configuration (the same in every process).
+    /// Where everything is, computed once from the configuration (the same in every process): every access to a
+    /// slot or a chunk uses these, so they are stored, not recomputed (that cost a publish and receive about 600
+    /// instructions).
     struct Layout: Equatable {
         let maxPayload: Int
         let subscribers: Int
         let queueDepth: Int
         let history: Int
+        let queueCapacity: Int
+        let chunkCount: Int
+        let chunkStride: Int
+        let slotStride: Int
+        let slotsAt: Int
+        let chunksAt: Int
+        let size: Int
 
-        var queueCapacity: Int { 1 << (Int.bitWidth - (queueDepth - 1).leadingZeroBitCount) }
-        var chunkCount: Int { subscribers * (queueDepth + 1) + history + 2 }
-        var chunkStride: Int { PublishSubscribe.chunkPayloadAt + (maxPayload + 63) & ~63 }
-        var slotStride: Int { (PublishSubscribe.slotEntriesAt + queueCapacity * 4 + 63) & ~63 }
-        var slotsAt: Int { (PublishSubscribe.historyEntriesAt + history * 4 + 63) & ~63 }
-        var chunksAt: Int { slotsAt + subscribers * slotStride }
-        var size: Int { chunksAt + chunkCount * chunkStride }
+        init(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int) {
+            self.maxPayload = maxPayload
+            self.subscribers = subscribers
+            self.queueDepth = queueDepth
+            self.history = history
+            queueCapacity = 1 << (Int.bitWidth - (queueDepth - 1).leadingZeroBitCount)
+            chunkCount = subscribers * (queueDepth + 1) + history + 2
+            chunkStride = PublishSubscribe.chunkPayloadAt + (maxPayload + 63) & ~63
+            slotStride = (PublishSubscribe.slotEntriesAt + queueCapacity * 4 + 63) & ~63
+            slotsAt = (PublishSubscribe.historyEntriesAt + history * 4 + 63) & ~63
+            chunksAt = slotsAt + subscribers * slotStride
+            size = chunksAt + chunkCount * chunkStride
+        }
 
         static func check(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int) -> String? {
             if maxPayload < 0 || maxPayload > 1 << 36 { return "a payload of 0 bytes to 64 GiB" }
@@ -145,6 +160,8 @@ public struct SampleInfo: Sendable, Hashable {
     /// Its sequence number: 1 for the service's first sample, one more for each after (gaps are samples this
     /// subscriber lost, or that were published before it connected).
     public var sequence: UInt64
+
+    @usableFromInline init(sequence: UInt64) { self.sequence = sequence }
 }
 
 /// One process's view of a service: its layout, checked against the region, and the region's mapping, held.
@@ -152,6 +169,8 @@ struct ServiceView: @unchecked Sendable {
     let mapping: RegionMapping
     let base: UnsafeMutableRawPointer
     let layout: PublishSubscribe.Layout
+    /// The connections' lock (made once: its region name is for errors).
+    let lock: RobustMutex
     typealias P = PublishSubscribe
 
     var name: RegionName { mapping.name }
@@ -193,16 +212,17 @@ struct ServiceView: @unchecked Sendable {
         mapping = whole.mapping
         self.base = whole.address
         self.layout = layout
+        lock = RobustMutex(address: whole.address + P.lockAt, region: whole.mapping.name)
     }
 
     func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
         MessageRing.atomic(base, at, type)
     }
 
-    func slot(_ s: Int) -> Int { layout.slotsAt + s * layout.slotStride }
-    func chunk(_ c: Int) -> Int { layout.chunksAt + c * layout.chunkStride }
+    // Slot and chunk indices are below the counts the layout was checked with, so their offsets cannot overflow.
+    func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
+    func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
     func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) + P.chunkHoldersAt, UInt64.self) }
-    var lock: RobustMutex { RobustMutex(address: base + P.lockAt, region: name) }
 
     func occupant(pidAt: Int, startAt: Int) -> Creator? {
         let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
@@ -216,6 +236,7 @@ struct ServiceView: @unchecked Sendable {
     func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + P.slotPIDAt, startAt: slot(s) + P.slotStartAt) }
 
     /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
+    @inline(__always)
     func checkedChunk(_ raw: UInt32) throws(SharedMemoryError) -> Int {
         guard Int(raw) < layout.chunkCount else {
             throw SharedMemoryError(.foreign, "a queue of the service names chunk \(raw), and it has \(layout.chunkCount)", region: name)
@@ -225,14 +246,21 @@ struct ServiceView: @unchecked Sendable {
 
     /// Runs `body` holding the connections' lock; after a holder's death, repairs first.
     func withLock<R>(_ body: () throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
-        let lock = self.lock
+        try acquireLock()
+        defer { releaseLock() }
+        return try body()
+    }
+
+    /// Takes the connections' lock; after a holder's death, repairs first. (For the publish, which holds it without
+    /// a closure: ``withLock(_:)`` elsewhere.)
+    func acquireLock() throws(SharedMemoryError) {
         if try lock.lock() == .ownerDied {
             repair()
             try lock.markConsistent()
         }
-        defer { try? lock.unlock() }
-        return try body()
     }
+
+    func releaseLock() { try? lock.unlock() }
 
     /// After a process died holding the lock (in the middle of a publish, a connect, a reclaim): reclaims every
     /// subscriber that is dead, and if the publisher is dead, takes back its loan and makes the history's marks
@@ -429,9 +457,8 @@ public struct Publisher: ~Copyable {
     /// Publishes the loaned chunk `c`: its sequence and length, into the history, into every connected subscriber's
     /// queue (history first for those that asked), then gives up the loan.
     private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
-        let service = self.service
         let chunkAt = service.chunk(c)
-        var blocked: [Int] = []
+        var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
         let sequence: UInt64
         do {
             sequence = try locked(c, chunkAt, length, &blocked)
@@ -440,10 +467,17 @@ public struct Publisher: ~Copyable {
             _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
             throw error
         }
-        // Subscribers that block the publisher: wait for room (without the lock, so others can connect), then put
-        // the sample in; one still full after the timeout misses it.
+        if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
+        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        return sequence
+    }
+
+    /// Subscribers that block the publisher, whose queues were full: waits for room in each (without the lock, so
+    /// others can connect), then puts the sample in; one still full after the timeout misses it, and the publish
+    /// says so after every other got it.
+    private func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
         var late: [Int32] = []
-        for s in blocked {
+        for s in 0..<service.layout.subscribers where blocked & (1 << UInt64(s)) != 0 {
             do {
                 if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
             } catch {
@@ -451,37 +485,35 @@ public struct Publisher: ~Copyable {
                 throw error
             }
         }
-        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
         if !late.isEmpty {
+            _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
             throw SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
         }
-        return sequence
     }
 
     /// The part of a publish that holds the lock: the sample's sequence and length, the history owed to new
-    /// subscribers, each connected subscriber's queue (those full and blocking are listed in `blocked`), the
+    /// subscribers, each connected subscriber's queue (those full and blocking are marked in `blocked`), the
     /// history.
-    private func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout [Int]) throws(SharedMemoryError) -> UInt64 {
-        let service = self.service
-        let layout = service.layout
-        return try service.withLock { () throws(SharedMemoryError) -> UInt64 in
-            let sequence = service.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
-            service.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
-            service.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
-            for s in 0..<layout.subscribers where service.atomic(service.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
-                try deliverHistory(to: s)
-                if try !enqueue(c, to: s) { blocked.append(s) }
-            }
-            if layout.history > 0 { addToHistory(c) }
-            service.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
-            return sequence
+    @inline(__always)
+    private func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
+        try service.acquireLock()
+        defer { service.releaseLock() }
+        let sequence = service.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
+        service.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
+        service.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+        for s in 0..<service.layout.subscribers where service.atomic(service.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+            if service.atomic(service.slot(s) + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
+            if try !enqueue(c, to: s) { blocked |= 1 << UInt64(s) }
         }
+        if service.layout.history > 0 { addToHistory(c) }
+        service.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
+        return sequence
     }
 
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
     /// subscribers) or returns false (blocking ones). Called with the lock held.
+    @inline(__always)
     private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        let service = self.service
         let slotAt = service.slot(s)
         let depth = UInt64(service.base.load(fromByteOffset: slotAt + P.slotDepthAt, as: UInt32.self))
         let capacity = UInt64(service.layout.queueCapacity)
@@ -503,7 +535,7 @@ public struct Publisher: ~Copyable {
             }
         }
         _ = service.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
-        service.base.storeBytes(of: UInt32(c), toByteOffset: slotAt + P.slotEntriesAt + Int(w & (capacity - 1)) * 4, as: UInt32.self)
+        service.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
         if service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
             Syscalls.futexWake(service.base + slotAt + P.slotWriteAt)
@@ -544,7 +576,6 @@ public struct Publisher: ~Copyable {
 
     /// Delivers the history subscriber `s` asked for, once (lock held).
     private func deliverHistory(to s: Int) throws(SharedMemoryError) {
-        let service = self.service
         let slotAt = service.slot(s)
         guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
               service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 else { return }
@@ -562,7 +593,6 @@ public struct Publisher: ~Copyable {
     /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
     /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
     private func addToHistory(_ c: Int) {
-        let service = self.service
         let history = UInt64(service.layout.history)
         let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
         let at = P.historyEntriesAt + Int(head % history) * 4
@@ -656,11 +686,27 @@ public struct Subscriber: ~Copyable {
     /// it takes) and calls `body` with its bytes in place, as a `RawSpan` that cannot leave `body`; the sample is
     /// released when `body` returns. `nil` once the publisher has finished and every sample was read;
     /// ``SharedMemoryError/Code/peerDied`` if the publisher died, once every sample it published was read.
+    @inlinable
     public mutating func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
+        guard let sample = try next(timeout: timeout) else { return nil }
+        defer { release(sample.chunk) }
+        return try body(RawSpan(_unsafeBytes: sample.bytes), SampleInfo(sequence: sample.sequence))
+    }
+
+    /// A sample taken from the queue: its chunk (held until ``release(_:)``), its bytes in place, its sequence.
+    @usableFromInline
+    struct TakenSample {
+        @usableFromInline let chunk: Int
+        @usableFromInline let bytes: UnsafeRawBufferPointer
+        @usableFromInline let sequence: UInt64
+    }
+
+    /// The next sample, waiting as ``receive(timeout:_:)`` says (not generic, so that `receive` can be inlined into
+    /// the caller, with its body, while this stays here).
+    @usableFromInline
+    func next(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
         guard let (c, length, sequence) = try take(timeout: timeout) else { return nil }
-        defer { release(c) }
-        let payload = UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length)
-        return try body(RawSpan(_unsafeBytes: payload), SampleInfo(sequence: sequence))
+        return TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length), sequence: sequence)
     }
 
     /// Leaves the service: the slot and everything queued in it are given back at once.
@@ -673,11 +719,12 @@ public struct Subscriber: ~Copyable {
     }
 
     /// The next chunk, taken from the queue (its mark for this subscriber stays until ``release(_:)``).
+    @inline(__always)
     private func take(timeout: Duration?) throws(SharedMemoryError) -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
         let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
         var deadline: Int64? = nil
-        var spins = strategy.spins
+        var spins = Int.min  // read from the strategy once the queue is first found empty
         var lookAtPublisher = false
         while true {
             let (taken, w) = try takeNow()
@@ -685,6 +732,7 @@ public struct Subscriber: ~Copyable {
             // Empty: spin a while (looking at the publisher now and then), then sleep. Whether the publisher still
             // runs is read from /proc only after a sleep slice ran out or a million spins went by, so that a sample
             // arriving never pays for it.
+            if spins == .min { spins = strategy.spins }
             spins -= 1
             if spins > 0, spins & 0xfff != 0 { continue }
             if spins > 0, spins & 0xfffff == 0 { lookAtPublisher = true }
@@ -746,6 +794,7 @@ public struct Subscriber: ~Copyable {
 
     /// One look at the queue: the next chunk, taken (its length and sequence checked), or nil if the queue is
     /// empty; and the write position seen.
+    @inline(__always)
     private func takeNow() throws(SharedMemoryError) -> (taken: (Int, Int, UInt64)?, write: UInt64) {
         let slotAt = service.slot(index)
         let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
@@ -759,7 +808,7 @@ public struct Subscriber: ~Copyable {
                 throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
             }
             guard w > r else { return (nil, w) }
-            let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
             held.store(UInt32(c + 1), ordering: .releasing)
             guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
                 held.store(0, ordering: .releasing)
@@ -790,6 +839,7 @@ public struct Subscriber: ~Copyable {
     }
 
     /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
+    @inline(__always) @usableFromInline
     func release(_ c: Int) {
         _ = service.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
         service.atomic(service.slot(index) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
