@@ -201,7 +201,7 @@ struct BenchTests {
         && ProcessInfo.processInfo.environment["TSAN_OPTIONS"] == nil
         && FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind")
 
-    @Test("--instructions counts the single-process paths, Swift and C, under callgrind: twice in a row, the same counts", .enabled(if: canCountInstructions))
+    @Test("--instructions counts the single-process paths, Swift and C, under callgrind: twice in a row, the same counts (within one, from rounding)", .enabled(if: canCountInstructions))
     func instructions() throws {
         func counts() throws -> [String: [Double]] {
             let result = try Shm.run(["bench", "--instructions", "--json"])
@@ -228,7 +228,9 @@ struct BenchTests {
                 // and the length of the pid.
                 for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.10, "\(name): \(values) then \(again)") }
             } else {
-                #expect(values == again, "\(name): \(values) then \(again)")
+                // Per-operation counts are rounded: the setup outside the loop (names made from the pid, whose length
+                // varies) can tip one across a half, never more than one.
+                for (a, b) in zip(values, again) { #expect(abs(a - b) <= 1, "\(name): \(values) then \(again)") }
             }
         }
     }

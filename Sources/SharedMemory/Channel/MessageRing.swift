@@ -225,7 +225,8 @@ public enum MessageRing {
     }
 }
 
-@inline(__always) func align8(_ n: Int) -> Int { (n + 7) & ~7 }
+/// `n` rounded up to a multiple of 8; `n` is a message length plus 4, far from overflowing.
+@inline(__always) func align8(_ n: Int) -> Int { (n &+ 7) & ~7 }
 
 /// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
 /// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
@@ -236,7 +237,10 @@ struct RingView {
     let base: UnsafeMutableRawPointer
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    let capacity64: UInt64
     let mask: UInt64
+    /// The largest message (capacity / 2 - 4), kept: a signed division on every send and receive otherwise.
+    let maximumMessage: Int
     let head: UnsafeAtomic<UInt64>
     let tail: UnsafeAtomic<UInt64>
     let finished: UnsafeAtomic<UInt32>
@@ -268,7 +272,9 @@ struct RingView {
         self.base = base
         data = base + MessageRing.headerSize
         self.capacity = capacity
+        capacity64 = UInt64(capacity)
         mask = UInt64(capacity - 1)
+        maximumMessage = MessageRing.maximumMessage(capacity: capacity)
         finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
         consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
         dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
@@ -296,7 +302,7 @@ public struct RingSender: ~Copyable {
     public var strategy: WaitStrategy
 
     /// The largest message this ring carries.
-    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
+    public var maximumMessage: Int { ring.maximumMessage }
 
     /// Attaches as the ring's only sender; the ring must have been formatted. The region need not outlive the
     /// sender, and one region can hold several rings (at different offsets).
@@ -366,6 +372,7 @@ public struct RingSender: ~Copyable {
 
     /// Reserves room for `count` bytes, calls `body` with it, and publishes as one message the number of bytes
     /// `body` returns (at most `count`).
+    @inline(__always)
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
         let need = try recordSize(count)
         var deadline: Int64? = nil  // set when this side first has to wait
@@ -404,7 +411,7 @@ public struct RingSender: ~Copyable {
         guard count >= 0, count <= maximumMessage else {
             throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
         }
-        return UInt64(align8(4 + count))
+        return UInt64(truncatingIfNeeded: align8(4 &+ count))
     }
 
     /// Where a record of `need` bytes goes next: the write position, the padding that skips the end of the data,
@@ -413,13 +420,13 @@ public struct RingSender: ~Copyable {
     func place(_ need: UInt64) throws(SharedMemoryError) -> (current: UInt64, pad: UInt64, end: UInt64, free: Bool) {
         let current = ring.position.pointee.head
         let offset = current & ring.mask
-        let pad = offset + need > UInt64(ring.capacity) ? UInt64(ring.capacity) - offset : 0
+        let pad = offset &+ need > ring.capacity64 ? ring.capacity64 &- offset : 0  // offset below the capacity, need at most half
         let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
-        if end &- ring.position.pointee.tail > UInt64(ring.capacity) {
+        if end &- ring.position.pointee.tail > ring.capacity64 {
             ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
             try checkTail(current)
         }
-        return (current, pad, end, end &- ring.position.pointee.tail <= UInt64(ring.capacity))
+        return (current, pad, end, end &- ring.position.pointee.tail <= ring.capacity64)
     }
 
     /// Writes a message of up to `count` bytes at a free `place` through `body`, publishes it, and wakes a
@@ -427,13 +434,14 @@ public struct RingSender: ~Copyable {
     @inline(__always)
     func write(_ count: Int, at place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool), _ body: (UnsafeMutableRawBufferPointer) -> Int) {
         let (current, pad) = (place.current, place.pad)
-        if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(current & ring.mask), as: UInt32.self) }
-        let start = Int((current &+ pad) & ring.mask)
-        let written = body(UnsafeMutableRawBufferPointer(start: ring.data + start + 4, count: count))
+        // Offsets are masked below the capacity: the conversions and sums cannot overflow.
+        if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(truncatingIfNeeded: current & ring.mask), as: UInt32.self) }
+        let start = Int(truncatingIfNeeded: (current &+ pad) & ring.mask)
+        let written = body(UnsafeMutableRawBufferPointer(start: ring.data + (start &+ 4), count: count))
         // All the room, nearly always: then the record ends where it was reserved to.
         let length = written < count ? max(0, written) : count
         ring.data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: start, as: UInt32.self)
-        ring.position.pointee.head = length == count ? place.end : current &+ pad &+ UInt64(align8(4 + length))
+        ring.position.pointee.head = length == count ? place.end : current &+ pad &+ UInt64(truncatingIfNeeded: align8(4 &+ length))
         ring.head.store(ring.position.pointee.head, ordering: .releasing)
         wakeReceiver(always: false)
     }
@@ -445,7 +453,7 @@ public struct RingSender: ~Copyable {
         let seen = ring.spaceSignal.load(ordering: .acquiring)
         ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
         ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
-        if place.end &- ring.position.pointee.tail > UInt64(ring.capacity) {
+        if place.end &- ring.position.pointee.tail > ring.capacity64 {
             do { try checkTail(place.current) } catch {
                 ring.producerWaiting.store(0, ordering: .relaxed)
                 throw error
@@ -467,7 +475,7 @@ public struct RingSender: ~Copyable {
     /// SharedMemory receiver's (and would make the sender write over unread messages).
     func checkTail(_ head: UInt64) throws(SharedMemoryError) {
         let unread = head &- ring.position.pointee.tail
-        guard unread <= UInt64(ring.capacity) else {
+        guard unread <= ring.capacity64 else {
             throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(ring.position.pointee.tail) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
         }
     }
@@ -492,7 +500,7 @@ public struct RingReceiver: ~Copyable {
     var readiness: Readiness? = nil
 
     /// The largest message this ring carries.
-    public var maximumMessage: Int { MessageRing.maximumMessage(capacity: ring.capacity) }
+    public var maximumMessage: Int { ring.maximumMessage }
 
     /// Attaches as the ring's only receiver; the ring must have been formatted. The region need not outlive the
     /// receiver.
@@ -551,7 +559,7 @@ public struct RingReceiver: ~Copyable {
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
     @usableFromInline
     func release(_ message: UnsafeRawBufferPointer) {
-        ring.position.pointee.tail &+= UInt64(align8(4 + message.count))
+        ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
         if ring.producerWaiting.load(ordering: .relaxed) != 0 {
@@ -608,14 +616,15 @@ public struct RingReceiver: ~Copyable {
                 // Everything read from the ring is the other process's word: check it before trusting it, so a
                 // broken or hostile sender can never make this process read outside the ring.
                 let published = ring.position.pointee.head &- current
-                let offset = Int(current & ring.mask)
+                let offset = Int(truncatingIfNeeded: current & ring.mask)  // below the capacity
                 let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
-                if length == UInt32.max, published <= UInt64(ring.capacity) {  // wrap marker: the next message starts at 0
-                    ring.position.pointee.tail = current &+ UInt64(ring.capacity - offset)
+                if length == UInt32.max, published <= ring.capacity64 {  // wrap marker: the next message starts at 0
+                    ring.position.pointee.tail = current &+ UInt64(ring.capacity &- offset)
                     continue
                 }
-                guard published <= UInt64(ring.capacity), Int(length) <= maximumMessage,
-                      UInt64(align8(4 + Int(length))) <= published, offset + 4 + Int(length) <= ring.capacity
+                // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
+                guard published <= ring.capacity64, Int(length) <= ring.maximumMessage,
+                      UInt64(truncatingIfNeeded: align8(4 &+ Int(length))) <= published, offset &+ 4 &+ Int(length) <= ring.capacity
                 else {
                     throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)
                 }
