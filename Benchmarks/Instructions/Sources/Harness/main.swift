@@ -35,6 +35,23 @@ func ring(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+func pubsub(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
+    try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
+    var subscriber = try Subscriber(try SharedMemory.open(name))
+    var publisher = try Publisher(try SharedMemory.open(name))
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    for _ in 0..<n {
+        try message.withUnsafeBytes { _ = try publisher.publish($0) }
+        total &+= try subscriber.receive { bytes, _ in bytes.byteCount } ?? 0
+    }
+    subscriber.close()
+    publisher.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 func lifecycle(_ n: Int) throws {
     for i in 0..<n {
         let each = try RegionName("posix:/smharness-\(getpid())-\(i)")
@@ -71,8 +88,9 @@ let name = try RegionName("posix:/smharness-\(getpid())")
 switch operation {
 case "getset": try getset(name, n)
 case "ring": try ring(name, n)
+case "pubsub": try pubsub(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, ring, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, ring, pubsub, lifecycle, heap-allocate or heap-find")
 }
