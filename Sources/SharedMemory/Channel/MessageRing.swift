@@ -226,29 +226,30 @@ public enum MessageRing {
 }
 
 /// `n` rounded up to a multiple of 8; `n` is a message length plus 4, far from overflowing.
-@inline(__always) func align8(_ n: Int) -> Int { (n &+ 7) & ~7 }
+@inlinable @inline(__always) func align8(_ n: Int) -> Int { (n &+ 7) & ~7 }
 
 /// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
 /// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
+@usableFromInline
 struct RingView {
     /// Keeps the memory mapped while the side exists.
     let mapping: RegionMapping
     let name: RegionName
     let base: UnsafeMutableRawPointer
-    let data: UnsafeMutableRawPointer
+    @usableFromInline let data: UnsafeMutableRawPointer
     let capacity: Int
-    let capacity64: UInt64
-    let mask: UInt64
+    @usableFromInline let capacity64: UInt64
+    @usableFromInline let mask: UInt64
     /// The largest message (capacity / 2 - 4), kept: a signed division on every send and receive otherwise.
-    let maximumMessage: Int
-    let head: UnsafeAtomic<UInt64>
-    let tail: UnsafeAtomic<UInt64>
+    @usableFromInline let maximumMessage: Int
+    @usableFromInline let head: UnsafeAtomic<UInt64>
+    @usableFromInline let tail: UnsafeAtomic<UInt64>
     let finished: UnsafeAtomic<UInt32>
-    let consumerWaiting: UnsafeAtomic<UInt32>
-    let dataSignal: UnsafeAtomic<UInt32>
-    let producerWaiting: UnsafeAtomic<UInt32>
+    @usableFromInline let consumerWaiting: UnsafeAtomic<UInt32>
+    @usableFromInline let dataSignal: UnsafeAtomic<UInt32>
+    @usableFromInline let producerWaiting: UnsafeAtomic<UInt32>
     let spaceSignal: UnsafeAtomic<UInt32>
-    let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
+    @usableFromInline let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
     /// This handle's token for its seat (see ``MessageRing/liveTokens``).
     let token: UInt64
 
@@ -284,6 +285,49 @@ struct RingView {
         position.initialize(to: (written, read))
     }
 
+    /// The sender's quick try, inlined into the caller: if `bytes` fit a message and there is room for it now,
+    /// writes it (a wrap marker first if the record would cross the end) and publishes it (`head`, releasing);
+    /// the caller then wakes a sleeping receiver. False, with nothing written, otherwise: ``RingSender/send(_:timeout:)``
+    /// then looks properly (and reports a message too large, or a receiver's position that does not add up).
+    @inlinable @inline(__always)
+    func writeIfRoom(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = bytes.count
+        guard count <= maximumMessage else { return false }
+        let need = UInt64(truncatingIfNeeded: align8(4 &+ count))
+        let current = position.pointee.head
+        let offset = current & mask
+        let pad = offset &+ need > capacity64 ? capacity64 &- offset : 0  // offset below the capacity, need at most half
+        let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
+        if end &- position.pointee.tail > capacity64 {
+            position.pointee.tail = tail.load(ordering: .acquiring)
+            guard current &- position.pointee.tail <= capacity64, end &- position.pointee.tail <= capacity64 else { return false }
+        }
+        if pad > 0 { data.storeBytes(of: UInt32.max, toByteOffset: Int(truncatingIfNeeded: offset), as: UInt32.self) }
+        let start = Int(truncatingIfNeeded: (current &+ pad) & mask)
+        if count > 0 { (data + (start &+ 4)).copyMemory(from: bytes.baseAddress!, byteCount: count) }
+        data.storeBytes(of: UInt32(truncatingIfNeeded: count), toByteOffset: start, as: UInt32.self)
+        position.pointee.head = end
+        head.store(end, ordering: .releasing)
+        return true
+    }
+
+    /// The receiver's quick look, inlined into the caller: the next message in place if one is published and its
+    /// record is plainly valid (not a wrap marker, its length within what was published and within the data), else
+    /// nil, and ``RingReceiver/poll()`` looks properly (it reports a corrupt ring; this only declines it).
+    @inlinable @inline(__always)
+    func nextIfPlain() -> UnsafeRawBufferPointer? {
+        let current = position.pointee.tail
+        if position.pointee.head == current { position.pointee.head = head.load(ordering: .acquiring) }
+        let published = position.pointee.head &- current
+        guard published != 0, published <= capacity64 else { return nil }
+        let offset = Int(truncatingIfNeeded: current & mask)  // below the capacity
+        let length = Int(data.load(fromByteOffset: offset, as: UInt32.self))
+        // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
+        guard length <= maximumMessage, UInt64(truncatingIfNeeded: align8(4 &+ length)) <= published,
+              UInt64(truncatingIfNeeded: offset &+ 4 &+ length) <= capacity64 else { return nil }
+        return UnsafeRawBufferPointer(start: data + (offset &+ 4), count: length)
+    }
+
     /// This handle is going: forget its token and free this side's copies. Nothing in the ring changes.
     func drop() {
         MessageRing.liveTokens.withLock { _ = $0.remove(token) }
@@ -297,7 +341,7 @@ struct RingView {
 /// handle that goes away without them ends nothing, since a handle's lifetime is no protocol event (the
 /// optimiser may end it after its last use). The seat stays this process's until it exits or attaches again.
 public struct RingSender: ~Copyable {
-    let ring: RingView
+    @usableFromInline let ring: RingView
     /// How this side waits for space.
     public var strategy: WaitStrategy
 
@@ -329,11 +373,31 @@ public struct RingSender: ~Copyable {
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout` (nil: as long as the receiver lives).
+    @inlinable
     public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
+        if ring.writeIfRoom(bytes) {
+            Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
+            if ring.consumerWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
+            return
+        }
+        try sendSlowly(bytes, timeout: timeout)
+    }
+
+    /// ``send(_:timeout:)`` when the quick try found no room (or a message too large, or a corrupt ring: this
+    /// says which).
+    @usableFromInline
+    func sendSlowly(_ bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(SharedMemoryError) {
         _ = try withSlot(count: bytes.count, timeout: timeout, wait: true) { slot in
             if bytes.count > 0 { slot.copyMemory(from: bytes) }
             return bytes.count
         }
+    }
+
+    /// A receiver sleeps on an empty ring: signal the message.
+    @usableFromInline
+    func wakeReceiverNow() {
+        ring.dataSignal.wrappingIncrement(ordering: .releasing)
+        Syscalls.futexWake(ring.base + MessageRing.dataSignal)
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout`.
@@ -492,7 +556,7 @@ public struct RingSender: ~Copyable {
 /// The receiving side of a ``MessageRing``. It holds the region's mapping (``RegionMapping``), so the ring stays
 /// mapped while it lives, whatever becomes of the region's handle.
 public struct RingReceiver: ~Copyable {
-    let ring: RingView
+    @usableFromInline let ring: RingView
     /// How this side waits for messages.
     public var strategy: WaitStrategy
     /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
@@ -557,21 +621,33 @@ public struct RingReceiver: ~Copyable {
     }
 
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
-    @usableFromInline
+    @inlinable
     func release(_ message: UnsafeRawBufferPointer) {
         ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if ring.producerWaiting.load(ordering: .relaxed) != 0 {
-            ring.spaceSignal.wrappingIncrement(ordering: .releasing)
-            Syscalls.futexWake(ring.base + MessageRing.spaceSignal)
-        }
+        if ring.producerWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
+    }
+
+    /// A sender sleeps on a full ring: signal the space freed.
+    @usableFromInline
+    func wakeSender() {
+        ring.spaceSignal.wrappingIncrement(ordering: .releasing)
+        Syscalls.futexWake(ring.base + MessageRing.spaceSignal)
     }
 
     /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
     /// when the ring is empty). Its space stays taken until ``release(_:)``.
-    @usableFromInline
+    @inlinable
     func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
+        if let message = ring.nextIfPlain() { return message }
+        return try nextMessageSlowly(timeout: timeout, wait: wait)
+    }
+
+    /// ``nextMessage(timeout:wait:)`` when the quick look did not find a plain message: wrap markers, the end, a
+    /// corrupt ring, and waiting.
+    @usableFromInline
+    func nextMessageSlowly(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
         var deadline: Int64? = nil  // set when this side first has to wait
         var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
         var lookAtPeer = false
