@@ -136,6 +136,7 @@ public enum MessageRing {
         return (mapping, base, capacity)
     }
 
+    @inlinable
     static func atomic<T: AtomicValue>(_ base: UnsafeMutableRawPointer, _ offset: Int, _ type: T.Type) -> UnsafeAtomic<T> {
         UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: T.AtomicRepresentation.self))
     }

@@ -55,20 +55,20 @@ public enum PublishSubscribe {
     static let slotLostAt = 32  // u64
     static let slotHistoryWantedAt = 40  // u32
     static let slotHistoryDeliveredAt = 44  // u32
-    static let slotHeldAt = 48  // u32: the chunk the subscriber is reading, plus one (0: none)
-    static let slotWriteAt = 64  // u64, the publisher's; its low half is the subscriber's futex word
+    @usableFromInline static let slotHeldAt = 48  // u32: the chunk the subscriber is reading, plus one (0: none)
+    @usableFromInline static let slotWriteAt = 64  // u64, the publisher's; its low half is the subscriber's futex word
     static let slotSubscriberSleepsAt = 72  // u32
-    static let slotReadAt = 128  // u64, the subscriber's (and the publisher's, dropping the oldest); the publisher's futex word
-    static let slotPublisherSleepsAt = 136  // u32
-    static let slotEntriesAt = 192  // u32 × queue capacity
+    @usableFromInline static let slotReadAt = 128  // u64, the subscriber's (and the publisher's, dropping the oldest); the publisher's futex word
+    @usableFromInline static let slotPublisherSleepsAt = 136  // u32
+    @usableFromInline static let slotEntriesAt = 192  // u32 × queue capacity
 
     static let free: UInt32 = 0, claiming: UInt32 = 1, connected: UInt32 = 2, reclaiming: UInt32 = 3
 
     // A chunk.
-    static let chunkHoldersAt = 0  // u64: bit s for subscriber s (queued or being read), bit 62 the publisher's loan, bit 63 the history
-    static let chunkSequenceAt = 8  // u64
-    static let chunkLengthAt = 16  // u64
-    static let chunkPayloadAt = 64
+    @usableFromInline static let chunkHoldersAt = 0  // u64: bit s for subscriber s (queued or being read), bit 62 the publisher's loan, bit 63 the history
+    @usableFromInline static let chunkSequenceAt = 8  // u64
+    @usableFromInline static let chunkLengthAt = 16  // u64
+    @usableFromInline static let chunkPayloadAt = 64
     static let loanBit: UInt64 = 1 << 62
     static let historyBit: UInt64 = 1 << 63
 
@@ -81,17 +81,18 @@ public enum PublishSubscribe {
     /// Where everything is, computed once from the configuration (the same in every process): every access to a
     /// slot or a chunk uses these, so they are stored, not recomputed (that cost a publish and receive about 600
     /// instructions).
+    @usableFromInline
     struct Layout: Equatable {
-        let maxPayload: Int
+        @usableFromInline let maxPayload: Int
         let subscribers: Int
         let queueDepth: Int
         let history: Int
-        let queueCapacity: Int
-        let chunkCount: Int
-        let chunkStride: Int
-        let slotStride: Int
-        let slotsAt: Int
-        let chunksAt: Int
+        @usableFromInline let queueCapacity: Int
+        @usableFromInline let chunkCount: Int
+        @usableFromInline let chunkStride: Int
+        @usableFromInline let slotStride: Int
+        @usableFromInline let slotsAt: Int
+        @usableFromInline let chunksAt: Int
         let size: Int
 
         init(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int) {
@@ -165,10 +166,11 @@ public struct SampleInfo: Sendable, Hashable {
 }
 
 /// One process's view of a service: its layout, checked against the region, and the region's mapping, held.
+@usableFromInline
 struct ServiceView: @unchecked Sendable {
     let mapping: RegionMapping
-    let base: UnsafeMutableRawPointer
-    let layout: PublishSubscribe.Layout
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let layout: PublishSubscribe.Layout
     /// The connections' lock (made once: its region name is for errors).
     let lock: RobustMutex
     typealias P = PublishSubscribe
@@ -215,14 +217,15 @@ struct ServiceView: @unchecked Sendable {
         lock = RobustMutex(address: whole.address + P.lockAt, region: whole.mapping.name)
     }
 
+    @inlinable
     func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
         MessageRing.atomic(base, at, type)
     }
 
     // Slot and chunk indices are below the counts the layout was checked with, so their offsets cannot overflow.
-    func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
-    func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
-    func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) + P.chunkHoldersAt, UInt64.self) }
+    @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
+    @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
+    @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
 
     func occupant(pidAt: Int, startAt: Int) -> Creator? {
         let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
@@ -234,6 +237,52 @@ struct ServiceView: @unchecked Sendable {
     var publisher: Creator? { occupant(pidAt: P.publisherPIDAt, startAt: P.publisherStartAt) }
 
     func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + P.slotPIDAt, startAt: slot(s) + P.slotStartAt) }
+
+    /// Subscriber `s`'s quick take, inlined into the caller: the next sample in its queue, taken (its chunk noted
+    /// as held, the read position moved past it, a blocked publisher woken), if the positions, the entry and the
+    /// sample's length are all plainly valid; nil if the queue is empty or anything needs the full path (which
+    /// reports what does not add up, or retries a race with a publisher dropping the oldest).
+    @inlinable @inline(__always)
+    func takeIfPlain(_ s: Int) throws(SharedMemoryError) -> Subscriber.TakenSample? {
+        let slotAt = slot(s)
+        let read = atomic(slotAt &+ PublishSubscribe.slotReadAt, UInt64.self)
+        let r = read.load(ordering: .acquiring)
+        let w = atomic(slotAt &+ PublishSubscribe.slotWriteAt, UInt64.self).load(ordering: .acquiring)
+        let capacity = UInt64(truncatingIfNeeded: layout.queueCapacity)
+        guard w > r, w &- r <= capacity else { return nil }
+        let entryAt = slotAt &+ PublishSubscribe.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4
+        let c = Int(base.load(fromByteOffset: entryAt, as: UInt32.self))
+        guard c < layout.chunkCount else { return nil }
+        let held = atomic(slotAt &+ PublishSubscribe.slotHeldAt, UInt32.self)
+        held.store(UInt32(truncatingIfNeeded: c &+ 1), ordering: .releasing)
+        guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
+            held.store(0, ordering: .releasing)
+            return nil
+        }
+        if atomic(slotAt &+ PublishSubscribe.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            wakePublisher(slotAt)
+        }
+        let chunkAt = chunk(c)
+        let length = base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkLengthAt, as: UInt64.self)
+        guard length <= UInt64(truncatingIfNeeded: layout.maxPayload) else { throw sampleTooLong(c, s, length) }
+        return Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ PublishSubscribe.chunkPayloadAt), count: Int(truncatingIfNeeded: length)),
+                                      sequence: base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkSequenceAt, as: UInt64.self))
+    }
+
+    /// A publisher waits for room in the queue at `slotAt`: a read moved.
+    @usableFromInline
+    func wakePublisher(_ slotAt: Int) {
+        Syscalls.futexWake(base + slotAt + P.slotReadAt)
+    }
+
+    /// A taken sample whose length is more than the service's largest: given back (subscriber `s`'s mark and note
+    /// cleared), and the error to report.
+    @usableFromInline
+    func sampleTooLong(_ c: Int, _ s: Int, _ length: UInt64) -> SharedMemoryError {
+        _ = holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
+        atomic(slot(s) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
+        return SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(layout.maxPayload)", region: name)
+    }
 
     /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
     @inline(__always)
@@ -617,9 +666,9 @@ public struct Subscriber: ~Copyable {
         case blockPublisher
     }
 
-    let service: ServiceView
+    @usableFromInline let service: ServiceView
     /// This subscriber's slot.
-    let index: Int
+    @usableFromInline let index: Int
     /// How ``receive(timeout:_:)`` waits for a sample.
     public let strategy: WaitStrategy
     /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
@@ -699,12 +748,26 @@ public struct Subscriber: ~Copyable {
         @usableFromInline let chunk: Int
         @usableFromInline let bytes: UnsafeRawBufferPointer
         @usableFromInline let sequence: UInt64
+
+        @inlinable init(chunk: Int, bytes: UnsafeRawBufferPointer, sequence: UInt64) {
+            self.chunk = chunk
+            self.bytes = bytes
+            self.sequence = sequence
+        }
     }
 
     /// The next sample, waiting as ``receive(timeout:_:)`` says (not generic, so that `receive` can be inlined into
     /// the caller, with its body, while this stays here).
-    @usableFromInline
+    @inlinable
     func next(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
+        if let sample = try service.takeIfPlain(index) { return sample }
+        return try nextSlowly(timeout: timeout)
+    }
+
+    /// ``next(timeout:)`` when the quick take found nothing plain: an empty queue (waiting, the stream's end, the
+    /// publisher's death), a position or entry that does not add up (`foreign`), or a race with the publisher.
+    @usableFromInline
+    func nextSlowly(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
         guard let (c, length, sequence) = try take(timeout: timeout) else { return nil }
         return TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length), sequence: sequence)
     }
@@ -839,9 +902,9 @@ public struct Subscriber: ~Copyable {
     }
 
     /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
-    @inline(__always) @usableFromInline
+    @inlinable
     func release(_ c: Int) {
         _ = service.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
-        service.atomic(service.slot(index) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
+        service.atomic(service.slot(index) &+ PublishSubscribe.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
     }
 }
