@@ -82,7 +82,7 @@ public enum PublishSubscribe {
     /// slot or a chunk uses these, so they are stored, not recomputed (that cost a publish and receive about 600
     /// instructions).
     @usableFromInline
-    struct Layout: Equatable {
+    struct Layout: Equatable, BitwiseCopyable {
         @usableFromInline let maxPayload: Int
         let subscribers: Int
         let queueDepth: Int
@@ -165,6 +165,74 @@ public struct SampleInfo: Sendable, Hashable {
     @usableFromInline init(sequence: UInt64) { self.sequence = sequence }
 }
 
+/// Where a service is and its layout: the part of ``ServiceView`` the hot paths read, trivially copyable so that the
+/// compiler reads its fields in place (a method on the whole view, whose mapping and lock make it non-trivial, had it
+/// copy all 129 bytes onto the stack on every receive).
+@usableFromInline
+struct ServiceGeometry: BitwiseCopyable {
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let layout: PublishSubscribe.Layout
+
+    @usableFromInline init(base: UnsafeMutableRawPointer, layout: PublishSubscribe.Layout) {
+        self.base = base
+        self.layout = layout
+    }
+
+    @inlinable func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
+        MessageRing.atomic(base, at, type)
+    }
+    @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
+    @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
+    @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
+
+    /// What a quick take found.
+    @usableFromInline
+    enum Quick {
+        case sample(Subscriber.TakenSample)
+        /// Nothing plain: an empty queue, a position or entry that does not add up, or a race with the publisher.
+        case none
+        /// Chunk `c` was taken and says it has `length` bytes, more than the service's largest.
+        case tooLong(Int, UInt64)
+    }
+
+    /// Subscriber `s`'s quick take, inlined into the caller: the next sample in its queue, taken (its chunk noted
+    /// as held, the read position moved past it, a blocked publisher woken), if the positions and the entry are
+    /// plainly valid; `.none` if the queue is empty or anything needs the full path (which reports what does not
+    /// add up, or retries a race with a publisher dropping the oldest).
+    @inlinable @inline(__always)
+    func takeIfPlain(_ s: Int) -> Quick {
+        let slotAt = slot(s)
+        let read = atomic(slotAt &+ PublishSubscribe.slotReadAt, UInt64.self)
+        let r = read.load(ordering: .acquiring)
+        let w = atomic(slotAt &+ PublishSubscribe.slotWriteAt, UInt64.self).load(ordering: .acquiring)
+        let capacity = UInt64(truncatingIfNeeded: layout.queueCapacity)
+        guard w > r, w &- r <= capacity else { return .none }
+        let entryAt = slotAt &+ PublishSubscribe.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4
+        let c = Int(base.load(fromByteOffset: entryAt, as: UInt32.self))
+        guard c < layout.chunkCount else { return .none }
+        let held = atomic(slotAt &+ PublishSubscribe.slotHeldAt, UInt32.self)
+        held.store(UInt32(truncatingIfNeeded: c &+ 1), ordering: .releasing)
+        guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
+            held.store(0, ordering: .releasing)
+            return .none
+        }
+        if atomic(slotAt &+ PublishSubscribe.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            wakePublisher(slotAt)
+        }
+        let chunkAt = chunk(c)
+        let length = base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkLengthAt, as: UInt64.self)
+        guard length <= UInt64(truncatingIfNeeded: layout.maxPayload) else { return .tooLong(c, length) }
+        return .sample(Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ PublishSubscribe.chunkPayloadAt), count: Int(truncatingIfNeeded: length)),
+                                              sequence: base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkSequenceAt, as: UInt64.self)))
+    }
+
+    /// A publisher waits for room in the queue at `slotAt`: a read moved.
+    @usableFromInline
+    func wakePublisher(_ slotAt: Int) {
+        Syscalls.futexWake(base + slotAt + PublishSubscribe.slotReadAt)
+    }
+}
+
 /// One process's view of a service: its layout, checked against the region, and the region's mapping, held.
 @usableFromInline
 struct ServiceView: @unchecked Sendable {
@@ -238,53 +306,12 @@ struct ServiceView: @unchecked Sendable {
 
     func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + P.slotPIDAt, startAt: slot(s) + P.slotStartAt) }
 
-    /// Subscriber `s`'s quick take, inlined into the caller: the next sample in its queue, taken (its chunk noted
-    /// as held, the read position moved past it, a blocked publisher woken), if the positions, the entry and the
-    /// sample's length are all plainly valid; nil if the queue is empty or anything needs the full path (which
-    /// reports what does not add up, or retries a race with a publisher dropping the oldest).
-    @inlinable @inline(__always)
-    func takeIfPlain(_ s: Int) throws(SharedMemoryError) -> Subscriber.TakenSample? {
-        let slotAt = slot(s)
-        let read = atomic(slotAt &+ PublishSubscribe.slotReadAt, UInt64.self)
-        let r = read.load(ordering: .acquiring)
-        let w = atomic(slotAt &+ PublishSubscribe.slotWriteAt, UInt64.self).load(ordering: .acquiring)
-        let capacity = UInt64(truncatingIfNeeded: layout.queueCapacity)
-        guard w > r, w &- r <= capacity else { return nil }
-        let entryAt = slotAt &+ PublishSubscribe.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4
-        let c = Int(base.load(fromByteOffset: entryAt, as: UInt32.self))
-        guard c < layout.chunkCount else { return nil }
-        let held = atomic(slotAt &+ PublishSubscribe.slotHeldAt, UInt32.self)
-        held.store(UInt32(truncatingIfNeeded: c &+ 1), ordering: .releasing)
-        guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
-            held.store(0, ordering: .releasing)
-            return nil
-        }
-        if atomic(slotAt &+ PublishSubscribe.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-            wakePublisher(slotAt)
-        }
-        let chunkAt = chunk(c)
-        let length = base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkLengthAt, as: UInt64.self)
-        guard length <= UInt64(truncatingIfNeeded: layout.maxPayload) else { throw sampleTooLong(c, s, length) }
-        return Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ PublishSubscribe.chunkPayloadAt), count: Int(truncatingIfNeeded: length)),
-                                      sequence: base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkSequenceAt, as: UInt64.self))
-    }
-
-    /// A publisher waits for room in the queue at `slotAt`: a read moved.
-    @usableFromInline
-    func wakePublisher(_ slotAt: Int) {
-        Syscalls.futexWake(base + slotAt + P.slotReadAt)
-    }
-
-    /// A taken sample whose length is more than the service's largest: given back (subscriber `s`'s mark and note
-    /// cleared), and the error to report.
-    @usableFromInline
-    func sampleTooLong(_ c: Int, _ s: Int, _ length: UInt64) -> SharedMemoryError {
-        _ = holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
-        atomic(slot(s) + P.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
-        return SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(layout.maxPayload)", region: name)
-    }
-
     /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
+    /// The error for a chunk index that names no chunk.
+    func badChunk(_ raw: Int) -> SharedMemoryError {
+        SharedMemoryError(.foreign, "a queue of the service names chunk \(raw), and it has \(layout.chunkCount)", region: name)
+    }
+
     @inline(__always)
     func checkedChunk(_ raw: UInt32) throws(SharedMemoryError) -> Int {
         guard Int(raw) < layout.chunkCount else {
@@ -387,6 +414,13 @@ struct ServiceView: @unchecked Sendable {
 /// it to every subscriber. One per service; holds the service's publisher seat and the region's mapping.
 public struct Publisher: ~Copyable {
     let service: ServiceView
+    /// The service's place and layout, read in place by the hot path (see ``ServiceGeometry``).
+    let geometry: ServiceGeometry
+    /// The connections' lock, held by every publish (the service view's, kept apart for the same reason).
+    let lock: RobustMutex
+    // The publish's helpers below are `mutating` though most change nothing: a publish is `mutating` (its loan moves
+    // the cursor), and calling a borrowing method from it had the compiler copy the whole publisher (288 bytes) to
+    // borrow it, on every sample.
     /// Where the next loan starts looking for a free chunk.
     private var cursor = 0
     /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
@@ -411,6 +445,8 @@ public struct Publisher: ~Copyable {
             service.atomic(P.publisherStateAt, UInt32.self).store(1, ordering: .releasing)
         }
         self.service = service
+        geometry = ServiceGeometry(base: service.base, layout: service.layout)
+        lock = service.lock
         self.blockTimeout = blockTimeout
     }
 
@@ -432,11 +468,11 @@ public struct Publisher: ~Copyable {
     /// and the publish then throws ``SharedMemoryError/Code/timedOut`` naming it, after every other subscriber got it.
     @discardableResult
     public mutating func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
-        guard count >= 0, count <= service.layout.maxPayload else {
-            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        guard count >= 0, count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        let payload = UnsafeMutableRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: count)
+        let payload = UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + P.chunkPayloadAt, count: count)
         var output = OutputRawSpan(buffer: payload, initializedCount: 0)
         body(&output)
         let length = output.finalize(for: payload)
@@ -448,22 +484,22 @@ public struct Publisher: ~Copyable {
     /// ``publish(count:_:)`` is the safe way.
     @discardableResult
     public mutating func publishUnsafe(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> UInt64 {
-        guard count >= 0, count <= service.layout.maxPayload else {
-            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        guard count >= 0, count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        body(UnsafeMutableRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: count))
+        body(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + P.chunkPayloadAt, count: count))
         return try deliver(c, length: count)
     }
 
     /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
     @discardableResult
     public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
-        guard bytes.count <= service.layout.maxPayload else {
-            throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(service.layout.maxPayload)", region: service.name)
+        guard bytes.count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        if bytes.count > 0 { (service.base + service.chunk(c) + P.chunkPayloadAt).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        if bytes.count > 0 { (geometry.base + geometry.chunk(c) + P.chunkPayloadAt).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         return try deliver(c, length: bytes.count)
     }
 
@@ -486,12 +522,12 @@ public struct Publisher: ~Copyable {
     /// A free chunk (no holder), marked as this publisher's loan. After a full scan finds none, reclaims dead
     /// subscribers and scans once more.
     private mutating func loan() throws(SharedMemoryError) -> Int {
-        let count = service.layout.chunkCount
+        let count = geometry.layout.chunkCount
         for pass in 0..<2 {
             for _ in 0..<count {
                 let c = cursor
                 cursor = cursor + 1 == count ? 0 : cursor + 1
-                if service.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged { return c }
+                if geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged { return c }
             }
             if pass == 0 {
                 let service = self.service
@@ -506,25 +542,25 @@ public struct Publisher: ~Copyable {
     /// Publishes the loaned chunk `c`: its sequence and length, into the history, into every connected subscriber's
     /// queue (history first for those that asked), then gives up the loan.
     private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
-        let chunkAt = service.chunk(c)
+        let chunkAt = geometry.chunk(c)
         var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
         let sequence: UInt64
         do {
             sequence = try locked(c, chunkAt, length, &blocked)
         } catch {
             // Not published (the lock or a subscriber's queue refused): the loan goes back.
-            _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
             throw error
         }
         if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
-        _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
         return sequence
     }
 
     /// Subscribers that block the publisher, whose queues were full: waits for room in each (without the lock, so
     /// others can connect), then puts the sample in; one still full after the timeout misses it, and the publish
     /// says so after every other got it.
-    private func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
+    private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
         var late: [Int32] = []
         for s in 0..<service.layout.subscribers where blocked & (1 << UInt64(s)) != 0 {
             do {
@@ -544,30 +580,37 @@ public struct Publisher: ~Copyable {
     /// subscribers, each connected subscriber's queue (those full and blocking are marked in `blocked`), the
     /// history.
     @inline(__always)
-    private func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
-        try service.acquireLock()
-        defer { service.releaseLock() }
-        let sequence = service.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
-        service.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
-        service.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
-        for s in 0..<service.layout.subscribers where service.atomic(service.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
-            if service.atomic(service.slot(s) + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
+    private mutating func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
+        if try lock.lock() == .ownerDied { try repairAfterOwnerDied() }
+        defer { try? lock.unlock() }
+        let sequence = geometry.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
+        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
+        geometry.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+            if geometry.atomic(geometry.slot(s) + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
             if try !enqueue(c, to: s) { blocked |= 1 << UInt64(s) }
         }
-        if service.layout.history > 0 { addToHistory(c) }
-        service.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
+        if geometry.layout.history > 0 { addToHistory(c) }
+        geometry.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
         return sequence
+    }
+
+    /// The lock's last holder died holding it: repairs, then marks the lock consistent (out of line: the publish
+    /// needs none of the service view for its common path).
+    private mutating func repairAfterOwnerDied() throws(SharedMemoryError) {
+        service.repair()
+        try lock.markConsistent()
     }
 
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
     /// subscribers) or returns false (blocking ones). Called with the lock held.
     @inline(__always)
-    private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        let slotAt = service.slot(s)
-        let depth = UInt64(service.base.load(fromByteOffset: slotAt + P.slotDepthAt, as: UInt32.self))
-        let capacity = UInt64(service.layout.queueCapacity)
-        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
-        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+    private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        let slotAt = geometry.slot(s)
+        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt + P.slotDepthAt, as: UInt32.self))
+        let capacity = UInt64(geometry.layout.queueCapacity)
+        let write = geometry.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let read = geometry.atomic(slotAt + P.slotReadAt, UInt64.self)
         let w = write.load(ordering: .relaxed)
         while true {
             let r = read.load(ordering: .acquiring)
@@ -575,19 +618,20 @@ public struct Publisher: ~Copyable {
                 throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
             }
             if w - r < depth { break }
-            guard service.base.load(fromByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
+            guard geometry.base.load(fromByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
             // Overwrite: take the oldest from the subscriber (it may take it first: then look again).
-            let oldest = try service.checkedChunk(service.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+            let oldest = Int(geometry.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
+            guard oldest < geometry.layout.chunkCount else { throw service.badChunk(oldest) }
             if read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
-                _ = service.holders(oldest).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
-                service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
+                _ = geometry.holders(oldest).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
+                geometry.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
             }
         }
-        _ = service.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
-        service.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
+        _ = geometry.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
+        geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
-        if service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-            Syscalls.futexWake(service.base + slotAt + P.slotWriteAt)
+        if geometry.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(geometry.base + slotAt + P.slotWriteAt)
         }
         return true
     }
@@ -595,7 +639,7 @@ public struct Publisher: ~Copyable {
     /// For a blocking subscriber whose queue was full: waits (without the lock) for room, at most ``blockTimeout``,
     /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
     /// is counted as lost for it).
-    private func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+    private mutating func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
         let service = self.service
         let slotAt = service.slot(s)
         let generation = service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring)
@@ -624,7 +668,7 @@ public struct Publisher: ~Copyable {
     }
 
     /// Delivers the history subscriber `s` asked for, once (lock held).
-    private func deliverHistory(to s: Int) throws(SharedMemoryError) {
+    private mutating func deliverHistory(to s: Int) throws(SharedMemoryError) {
         let slotAt = service.slot(s)
         guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
               service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 else { return }
@@ -641,7 +685,7 @@ public struct Publisher: ~Copyable {
 
     /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
     /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
-    private func addToHistory(_ c: Int) {
+    private mutating func addToHistory(_ c: Int) {
         let history = UInt64(service.layout.history)
         let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
         let at = P.historyEntriesAt + Int(head % history) * 4
@@ -667,6 +711,8 @@ public struct Subscriber: ~Copyable {
     }
 
     @usableFromInline let service: ServiceView
+    /// The service's place and layout, for the inlined fast path.
+    @usableFromInline let geometry: ServiceGeometry
     /// This subscriber's slot.
     @usableFromInline let index: Int
     /// How ``receive(timeout:_:)`` waits for a sample.
@@ -720,6 +766,7 @@ public struct Subscriber: ~Copyable {
             return s
         }
         self.service = service
+        geometry = ServiceGeometry(base: service.base, layout: service.layout)
         self.index = index
         self.strategy = strategy
     }
@@ -760,8 +807,18 @@ public struct Subscriber: ~Copyable {
     /// the caller, with its body, while this stays here).
     @inlinable
     func next(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
-        if let sample = try service.takeIfPlain(index) { return sample }
-        return try nextSlowly(timeout: timeout)
+        switch geometry.takeIfPlain(index) {
+        case .sample(let sample): return sample
+        case .tooLong(let c, let length): throw sampleTooLong(c, length)
+        case .none: return try nextSlowly(timeout: timeout)
+        }
+    }
+
+    /// A taken sample whose length is more than the service's largest: given back, and the error to report.
+    @usableFromInline
+    func sampleTooLong(_ c: Int, _ length: UInt64) -> SharedMemoryError {
+        release(c)
+        return SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(service.layout.maxPayload)", region: service.name)
     }
 
     /// ``next(timeout:)`` when the quick take found nothing plain: an empty queue (waiting, the stream's end, the
@@ -904,7 +961,7 @@ public struct Subscriber: ~Copyable {
     /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
     @inlinable
     func release(_ c: Int) {
-        _ = service.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
-        service.atomic(service.slot(index) &+ PublishSubscribe.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
+        _ = geometry.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
+        geometry.atomic(geometry.slot(index) &+ PublishSubscribe.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
     }
 }
