@@ -173,7 +173,7 @@ struct ServiceGeometry: BitwiseCopyable {
     @usableFromInline let base: UnsafeMutableRawPointer
     @usableFromInline let layout: PublishSubscribe.Layout
 
-    @usableFromInline init(base: UnsafeMutableRawPointer, layout: PublishSubscribe.Layout) {
+    init(base: UnsafeMutableRawPointer, layout: PublishSubscribe.Layout) {
         self.base = base
         self.layout = layout
     }
@@ -181,6 +181,7 @@ struct ServiceGeometry: BitwiseCopyable {
     @inlinable func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
         MessageRing.atomic(base, at, type)
     }
+    // Slot and chunk indices are below the counts the layout was checked with, so their offsets cannot overflow.
     @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
     @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
     @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
@@ -234,11 +235,12 @@ struct ServiceGeometry: BitwiseCopyable {
 }
 
 /// One process's view of a service: its layout, checked against the region, and the region's mapping, held.
-@usableFromInline
 struct ServiceView: @unchecked Sendable {
     let mapping: RegionMapping
-    @usableFromInline let base: UnsafeMutableRawPointer
-    @usableFromInline let layout: PublishSubscribe.Layout
+    /// Where the service is and its layout (what the hot paths keep a copy of).
+    let geometry: ServiceGeometry
+    var base: UnsafeMutableRawPointer { geometry.base }
+    var layout: PublishSubscribe.Layout { geometry.layout }
     /// The connections' lock (made once: its region name is for errors).
     let lock: RobustMutex
     typealias P = PublishSubscribe
@@ -280,20 +282,14 @@ struct ServiceView: @unchecked Sendable {
         }
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
         mapping = whole.mapping
-        self.base = whole.address
-        self.layout = layout
+        geometry = ServiceGeometry(base: whole.address, layout: layout)
         lock = RobustMutex(address: whole.address + P.lockAt, region: whole.mapping.name)
     }
 
-    @inlinable
-    func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T {
-        MessageRing.atomic(base, at, type)
-    }
-
-    // Slot and chunk indices are below the counts the layout was checked with, so their offsets cannot overflow.
-    @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
-    @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
-    @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
+    func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T { geometry.atomic(at, type) }
+    func slot(_ s: Int) -> Int { geometry.slot(s) }
+    func chunk(_ c: Int) -> Int { geometry.chunk(c) }
+    func holders(_ c: Int) -> UnsafeAtomic<UInt64> { geometry.holders(c) }
 
     func occupant(pidAt: Int, startAt: Int) -> Creator? {
         let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
@@ -445,7 +441,7 @@ public struct Publisher: ~Copyable {
             service.atomic(P.publisherStateAt, UInt32.self).store(1, ordering: .releasing)
         }
         self.service = service
-        geometry = ServiceGeometry(base: service.base, layout: service.layout)
+        geometry = service.geometry
         lock = service.lock
         self.blockTimeout = blockTimeout
     }
@@ -710,7 +706,7 @@ public struct Subscriber: ~Copyable {
         case blockPublisher
     }
 
-    @usableFromInline let service: ServiceView
+    let service: ServiceView
     /// The service's place and layout, for the inlined fast path.
     @usableFromInline let geometry: ServiceGeometry
     /// This subscriber's slot.
@@ -766,7 +762,7 @@ public struct Subscriber: ~Copyable {
             return s
         }
         self.service = service
-        geometry = ServiceGeometry(base: service.base, layout: service.layout)
+        geometry = service.geometry
         self.index = index
         self.strategy = strategy
     }
