@@ -547,10 +547,7 @@ public struct RingSender: ~Copyable {
 
     private func wakeReceiver(always: Bool) {
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if always || ring.consumerWaiting.load(ordering: .relaxed) != 0 {
-            ring.dataSignal.wrappingIncrement(ordering: .releasing)
-            Syscalls.futexWake(ring.base + MessageRing.dataSignal)
-        }
+        if always || ring.consumerWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
     }
 }
 
