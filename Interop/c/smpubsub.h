@@ -19,7 +19,7 @@
  *     smps_publisher publisher;
  *     smps_publisher_attach(&publisher, base, region_size, 1000000000);   // waits at most 1 s for a full queue
  *     void *chunk; uint64_t sequence;
- *     smps_loan(&publisher, &chunk);  fill(chunk);  smps_publish(&publisher, length, &sequence);
+ *     smps_loan(&publisher, &chunk);  fill(chunk);  smps_publish(&publisher, length, &sequence);  // or smps_cancel
  *     smps_finish(&publisher);
  *
  * Every function returns SMRING_OK (0) or a negative code (smring.h's, and SMPS_LIMIT, SMPS_NO_SPACE); smps_error()
@@ -154,7 +154,7 @@ static inline uint32_t smps__entry(const smps_service *s, uint32_t i, uint64_t p
  * start time unknown. */
 static inline int smps__alive(const smps_service *s, uint64_t pid_at, uint64_t start_at) {
     int32_t pid = atomic_load_explicit(smps__i32(s, pid_at), memory_order_acquire);
-    if (pid == 0) return 0;
+    if (pid <= 0) return 0;  /* nobody; and kill(-n, 0) would ask about a process group */
     if (kill(pid, 0) != 0 && errno != EPERM) return 0;
     uint64_t start = smps__plain64(s, start_at);
     if (start == 0) return 1;
@@ -485,6 +485,13 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
     if (result != SMRING_OK) return result;
     if (sequence) *sequence = next;
     return late ? SMRING_TIMED_OUT : SMRING_OK;
+}
+
+/* Gives the loaned chunk back unpublished (the sample is abandoned: nothing reaches a subscriber). */
+static inline void smps_cancel(smps_publisher *p) {
+    if (p->loan < 0) return;
+    atomic_fetch_and_explicit(smps__holders(&p->service, (uint32_t)p->loan), ~SMPS_LOAN_BIT, memory_order_acq_rel);
+    p->loan = -1;
 }
 
 /* Copies `length` bytes into a chunk and publishes them. */

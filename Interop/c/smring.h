@@ -149,6 +149,7 @@ static inline int smring__alive(const smring *r, int seat) {
     unsigned start_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_START : SMRING_OFF_RECEIVER_START;
     int32_t pid = atomic_load_explicit(smring__i32(r, pid_offset), memory_order_acquire);
     if (pid == 0) return 1;
+    if (pid < 0) return 0;  /* no process: and kill(-n, 0) would ask about a process group */
     if (kill(pid, 0) != 0 && errno != EPERM) return 0;
     uint64_t start;
     memcpy(&start, r->base + start_offset, 8);

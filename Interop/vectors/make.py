@@ -159,10 +159,11 @@ class Service:
         struct.pack_into("<Q", self.bytes, 40, self.published)
         return c
 
-    def dead_subscriber(self, slot, queued, held=None):
-        """Subscriber `slot` was a process now gone, with chunks `queued` in its queue and `held` being read."""
+    def dead_subscriber(self, slot, queued, held=None, pid=DEAD):
+        """Subscriber `slot` was a process now gone (or `pid` names none), with chunks `queued` in its queue and
+        `held` being read."""
         at = self.slots_at + slot * self.slot_stride
-        struct.pack_into("<IiQ", self.bytes, at, 2, DEAD, 0)
+        struct.pack_into("<IiQ", self.bytes, at, 2, pid, 0)
         struct.pack_into("<III", self.bytes, at + 24, 0, self.depth, 0)
         struct.pack_into("<III", self.bytes, at + 40, 0, 1, 0 if held is None else held + 1)
         for k, c in enumerate(queued):
@@ -204,6 +205,8 @@ history5, _ = published(Service(), 5)
 wrapped, _ = published(Service(), 7)
 with_dead, chunks = published(Service(subscribers=1), 4)
 with_dead.dead_subscriber(0, queued=chunks[2:4], held=chunks[1])
+negative, negative_chunks = published(Service(subscribers=1), 2)
+negative.dead_subscriber(0, queued=negative_chunks[1:2], pid=-1)
 loans, _ = published(Service(), 2)
 for c in range(loans.chunk_count):
     if loans.holders(c) == 0:
@@ -225,6 +228,8 @@ service_cases = [
     ("service-minor-version", published(Service(minor=3), 1)[0].image(), "ok", expect(1) + end(2)),
     # The only slot is a dead subscriber's (one sample being read, two queued): it is reclaimed to connect.
     ("service-dead-subscriber", with_dead.image(), "ok", expect(2, 3, 4) + end(5)),
+    # The only slot claims pid -1, which no process has (kill(-1, 0) would ask about every process): reclaimed.
+    ("service-negative-pid", negative.image(), "ok", expect(1, 2) + end(3)),
     # The dead publisher left every free chunk on loan, or history marks on chunks not in the history: taking its
     # seat gives them back (else the publish of "end" would find no free chunk).
     ("service-dead-publisher-loans", loans.image(), "ok", expect(1, 2) + end(3)),

@@ -80,17 +80,7 @@ struct InteropPubSubTests {
                 #expect(received.map(\.0) == vector.samples.map(\.0) && received.map(\.1) == vector.samples.map(\.1), "\(vector.name)")
             }
         }
-        try InteropRingTests.withDirectory { directory in
-            let test = try InteropRingTests.compile("test_smpubsub.c", in: directory)
-            let result = try ChildProcess.run(test, [InteropRingTests.interop + "/vectors"])
-            #expect(result.status == 0, "\(result.output)\(result.error)")
-            let checked = directory + "/test_smpubsub_checked"
-            let build = try ChildProcess.run("/usr/bin/cc", ["-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                                                             "-o", checked, InteropRingTests.interop + "/c/test_smpubsub.c"])
-            try #require(build.status == 0, "\(build.error)")
-            let sanitized = try ChildProcess.run(checked, [InteropRingTests.interop + "/vectors"])
-            #expect(sanitized.status == 0, "\(sanitized.output)\(sanitized.error)")
-        }
+        try InteropRingTests.runCImageTest("test_smpubsub.c")
     }
 
     @Test("20 000 samples each way between a Swift process and a C one, every byte checked, none lost to a blocking subscriber")

@@ -86,15 +86,21 @@ struct InteropRingTests {
 
     @Test("the C header reads every test image as expected.txt says, also under AddressSanitizer and UBSan")
     func cVectors() throws {
-        try Self.withDirectory { directory in
-            let test = try Self.compile("test_smring.c", in: directory)
-            let result = try ChildProcess.run(test, [Self.interop + "/vectors"])
+        try Self.runCImageTest("test_smring.c")
+    }
+
+    /// Builds the C image reader `source` (Interop/c) as it is and with AddressSanitizer and UBSan, and runs each on
+    /// Interop/vectors: both must agree with every image.
+    static func runCImageTest(_ source: String) throws {
+        try withDirectory { directory in
+            let test = try compile(source, in: directory)
+            let result = try ChildProcess.run(test, [interop + "/vectors"])
             #expect(result.status == 0, "\(result.output)\(result.error)")
-            let checked = directory + "/test_smring_checked"
+            let checked = test + "_checked"
             let build = try ChildProcess.run("/usr/bin/cc", ["-std=c11", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                                                             "-o", checked, Self.interop + "/c/test_smring.c"])
+                                                             "-o", checked, interop + "/c/" + source, "-lrt"])
             try #require(build.status == 0, "\(build.error)")
-            let sanitized = try ChildProcess.run(checked, [Self.interop + "/vectors"])
+            let sanitized = try ChildProcess.run(checked, [interop + "/vectors"])
             #expect(sanitized.status == 0, "\(sanitized.output)\(sanitized.error)")
         }
     }

@@ -95,6 +95,7 @@ def _load():
         "sps_publisher_max_payload": (U64, [P]),
         "sps_loan": (I, [P, ctypes.POINTER(P)]),
         "sps_publish": (I, [P, U64, ctypes.POINTER(U64)]),
+        "sps_cancel": (None, [P]),
         "sps_publish_copy": (I, [P, ctypes.c_char_p, U64, ctypes.POINTER(U64)]),
         "sps_update": (I, [P]),
         "sps_finish": (None, [P]),
@@ -397,7 +398,8 @@ class Publisher:
 
     def publish_into(self, size, body):
         """Zero-copy: calls `body` with a writable memoryview of `size` bytes in a chunk of the region (released
-        when `body` returns), then publishes them; returns the sequence number."""
+        when `body` returns), then publishes them; returns the sequence number. If `body` raises, nothing is
+        published (the chunk goes back) and the exception propagates."""
         if size < 0 or size > self.max_payload:
             raise TooLarge(f"a sample of {size} bytes does not fit this service: at most {self.max_payload}")
         payload, sequence = ctypes.c_void_p(), ctypes.c_uint64()
@@ -405,10 +407,12 @@ class Publisher:
         view = memoryview((ctypes.c_char * size).from_address(payload.value)).cast("B")
         try:
             body(view)
+        except BaseException:
+            _lib.sps_cancel(self._publisher)
+            raise
         finally:
             view.release()
-            result = _lib.sps_publish(self._publisher, size, ctypes.byref(sequence))
-        _check(result)
+        _check(_lib.sps_publish(self._publisher, size, ctypes.byref(sequence)))
         return sequence.value
 
     def update(self):

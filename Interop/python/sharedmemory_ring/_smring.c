@@ -55,6 +55,7 @@ smps_publisher *sps_publisher(void *service, uint64_t room, int64_t block_timeou
 uint64_t sps_publisher_max_payload(smps_publisher *p) { return p->service.layout.max_payload; }
 int sps_loan(smps_publisher *p, void **payload) { return smps_loan(p, payload); }
 int sps_publish(smps_publisher *p, uint64_t length, uint64_t *sequence) { return smps_publish(p, length, sequence); }
+void sps_cancel(smps_publisher *p) { smps_cancel(p); }
 int sps_publish_copy(smps_publisher *p, const void *bytes, uint64_t length, uint64_t *sequence) { return smps_publish_copy(p, bytes, length, sequence); }
 int sps_update(smps_publisher *p) { return smps_update(p); }
 void sps_finish(smps_publisher *p) { smps_finish(p); }

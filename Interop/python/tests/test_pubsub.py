@@ -93,6 +93,11 @@ def test_in_one_process():
         assert publisher.publish_into(5, lambda view: view.__setitem__(slice(0, 5), b"hello")) == 6
         assert early.receive_into(lambda view, sequence: (bytes(view), sequence), timeout=1) == (b"hello", 6)
         assert late.receive(timeout=1).data == b"hello"
+        # A body that raises publishes nothing: the next sample is number 7, and it is the only one queued.
+        with pytest.raises(RuntimeError):
+            publisher.publish_into(4, lambda view: (_ for _ in ()).throw(RuntimeError("half written")))
+        assert publisher.last_sequence == 6 and early.receive(timeout=0) is False
+        assert publisher.publish(b"next") == 7 and early.receive(timeout=1).sequence == 7 and late.receive(timeout=1).sequence == 7
         with pytest.raises(TooLarge):
             publisher.publish(bytes(1025))
         with pytest.raises(TimedOut):

@@ -126,14 +126,23 @@ enum PythonPeer {
     /// `total` bytes in `message`-byte messages through a 4 MiB ring in anonymous memory, a Python sender to a forked
     /// Python receiver that takes a copy of each (as C's stream-smring does); nanoseconds for the whole transfer.
     static func stream(total: Int, message: Int) -> Result<Summary, BenchError> {
-        let python = ProcessInfo.processInfo.environment["SHM_BENCH_PYTHON"]
-            ?? ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        guard let python else { return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin, and SHM_BENCH_PYTHON is not set")) }
+        guard let python = ProcessInfo.processInfo.environment["SHM_BENCH_PYTHON"] ?? systemPython else {
+            return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin, and SHM_BENCH_PYTHON is not set"))
+        }
+        return measure(python, streamScript, ["\(total)", "\(message)"]) { error in
+            error.contains("No module named 'sharedmemory_ring'")
+                ? "\(python) has no sharedmemory_ring: pip install ./Interop/python, or name a Python that has it in SHM_BENCH_PYTHON" : nil
+        }
+    }
+
+    static let systemPython = ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Runs `script` with `arguments` in `python`, which prints "median p99 samples" (nanoseconds); `explain` may
+    /// turn its standard error into the reason the case is skipped.
+    static func measure(_ python: String, _ script: String, _ arguments: [String], explain: (String) -> String? = { _ in nil }) -> Result<Summary, BenchError> {
         do {
-            let result = try run(python, ["-c", streamScript, "\(total)", "\(message)"])
-            if result.error.contains("No module named 'sharedmemory_ring'") {
-                return .failure(BenchError("\(python) has no sharedmemory_ring: pip install ./Interop/python, or name a Python that has it in SHM_BENCH_PYTHON"))
-            }
+            let result = try run(python, ["-c", script] + arguments)
+            if let reason = explain(result.error) { return .failure(BenchError(reason)) }
             let fields = result.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
             guard result.status == 0, fields.count == 3 else {
                 return .failure(BenchError("\(python) failed (status \(result.status)): \(result.error.suffix(300))"))
@@ -162,18 +171,7 @@ enum PythonPeer {
 
     /// create, write a byte, close, unlink: `iterations` times; nanoseconds each (median, p99).
     static func lifecycle(iterations: Int) -> Result<Summary, BenchError> {
-        guard let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin"))
-        }
-        do {
-            let result = try run(python, ["-c", lifecycleScript, "\(iterations)"])
-            let fields = result.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
-            guard result.status == 0, fields.count == 3 else {
-                return .failure(BenchError("python3 failed (status \(result.status)): \(result.error.suffix(300))"))
-            }
-            return .success(Summary(median: fields[0], p99: fields[1], samples: Int(fields[2])))
-        } catch {
-            return .failure(BenchError("python3 could not run: \(error)"))
-        }
+        guard let python = systemPython else { return .failure(BenchError("no python3 in /usr/bin or /usr/local/bin")) }
+        return measure(python, lifecycleScript, ["\(iterations)"])
     }
 }
