@@ -9,6 +9,8 @@
 // so a ratio measures what Swift and the library add, not what safety costs.
 //
 //   shm c-bench lifecycle BACKEND ITERATIONS          -> "median_ns p99_ns"
+//   shm c-bench lifecycle1 BACKEND ITERATIONS         -> the same cycles untimed, under one name, no output (for
+//                                                     instruction counts)
 //   shm c-bench firsttouch BACKEND MODE BYTES REPEATS -> "median_ns p99_ns" for map + touch every page
 //   shm c-bench stream-smring BACKEND BYTES MESSAGE   -> the same, both sides through Interop/c/smring.h
 //   shm c-bench stream BACKEND BYTES MESSAGE          -> "ns 0 1": BYTES through a 4 MiB message ring in messages of
@@ -26,7 +28,9 @@
 //                                                     (msgsnd/msgrcv) or unixdgram (a SOCK_DGRAM socketpair);
 //                                                     "skip REASON" if the kernel's limits refuse SIZE
 //   shm c-bench queue-stream KIND SIZE BYTES          -> "ns 0 1": BYTES in SIZE-byte messages, parent to child
-//   shm c-bench getset N                              -> a store and a load of a uint64_t in a posix object, N times
+//   shm c-bench getset N                              -> a store and a load of a uint64_t in a posix object, N times,
+//                                                     each through a bounds-checked accessor (getset-bare: a volatile
+//                                                     pointer, no checks)
 //   shm c-bench ring1 N                               -> a 64-byte send and in-place receive through smring.h in one
 //                                                     process, N times (both for instruction counts: no output)
 //   shm c-bench pubsub1 N                             -> a 64-byte publish (copied in) and in-place receive through
@@ -244,8 +248,53 @@ static void destroy(const char *backend, const char *name, void *p, size_t size,
     if (fd >= 0) close(fd);
 }
 
+// A mapping as a careful C program keeps one, and its typed accessors: each access checks that the mapping is
+// there and that the value lies inside it, as SharedMemory's get and set do (the bare loop, getset-bare, does not).
+struct checked_region { char *base; size_t size; };
+
+// Volatile, as the memory is shared: another process may write it, so no access may be merged or left out.
+static inline int region_set_u64(struct checked_region *r, size_t offset, uint64_t value) {
+    if (!r->base || offset > r->size || r->size - offset < sizeof value) return -1;
+    *(volatile uint64_t *)(r->base + offset) = value;
+    return 0;
+}
+
+static inline int region_get_u64(const struct checked_region *r, size_t offset, uint64_t *value) {
+    if (!r->base || offset > r->size || r->size - offset < sizeof *value) return -1;
+    *value = *(volatile uint64_t *)(r->base + offset);
+    return 0;
+}
+
+static struct checked_region getset_region;  // where the program keeps its mapping
+
+static const char *region_name(const char *backend, char *buffer, size_t length, int i);
+
+// n stores and loads of a uint64_t at offset 64 of a posix object: bare (a volatile pointer) or checked. Out of
+// line, so that it does not change how the compiler inlines the other loops in shmbench_main.
+__attribute__((noinline)) static void getset(int bare, long n, long page) {
+    char name[256];
+    int fd, id;
+    volatile uint64_t *p = create("posix", region_name("posix", name, sizeof name, 0), page, 0, 0, &fd, &id);
+    uint64_t sum = 0;
+    if (bare) {
+        for (long i = 0; i < n; i++) { p[8] = (uint64_t)i; sum += p[8]; }
+    } else {
+        getset_region = (struct checked_region){ (char *)p, (size_t)page };
+        for (long i = 0; i < n; i++) {
+            if (region_set_u64(&getset_region, 64, (uint64_t)i) < 0) die("region_set_u64");
+            uint64_t value;
+            if (region_get_u64(&getset_region, 64, &value) < 0) die("region_get_u64");
+            sum += value;
+        }
+    }
+    destroy("posix", name, (void *)p, page, fd, id);
+    if (sum == 42) printf("%llu\n", (unsigned long long)sum);
+}
+
+// A fresh name for iteration i; System V (IPC_PRIVATE) and anonymous regions have none, as on the Swift side.
 static const char *region_name(const char *backend, char *buffer, size_t length, int i) {
-    if (!strcmp(backend, "file")) snprintf(buffer, length, "/tmp/shmbench-c-%d-%d", getpid(), i);
+    if (!strcmp(backend, "sysv") || !strcmp(backend, "anonymous")) buffer[0] = 0;
+    else if (!strcmp(backend, "file")) snprintf(buffer, length, "/tmp/shmbench-c-%d-%d", getpid(), i);
     else snprintf(buffer, length, "/shmbench-c-%d-%d", getpid(), i);
     return buffer;
 }
@@ -660,6 +709,59 @@ static void queue_stream(const char *kind, size_t size, size_t total) {
     printf("%lld %lld 1\n", elapsed, elapsed);
 }
 
+// n 64-byte sends and in-place receives through smring.h in one process (out of line, as getset).
+__attribute__((noinline)) static void ring1(long n) {
+    char name[256];
+    int fd, id;
+    size_t size = smring_size(1 << 16);
+    char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
+    if (smring_format(base, size, 1 << 16) != SMRING_OK) die("smring_format");
+    smring sender, receiver;
+    if (smring_attach(&sender, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
+    if (smring_attach(&receiver, base, size, SMRING_RECEIVER) != SMRING_OK) die("smring_attach");
+    unsigned char message[64];
+    memset(message, 7, sizeof message);
+    long total = 0;
+    for (long i = 0; i < n; i++) {
+        if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
+        const void *in;
+        uint32_t length;
+        if (smring_receive(&receiver, &in, &length, -1) != SMRING_OK) die("smring_receive");
+        total += length;
+        smring_release(&receiver);
+    }
+    smring_finish(&sender);
+    destroy("posix", name, base, size, fd, id);
+    if (total == 42) printf("%ld\n", total);
+}
+
+// n 64-byte publishes (copied in) and in-place receives through smpubsub.h, one subscriber, in one process.
+__attribute__((noinline)) static void pubsub1(long n) {
+    char name[256];
+    int fd, id;
+    size_t size = smps_size(64, 1, 8, 0);
+    char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
+    if (smps_format(base, size, 64, 1, 8, 0) != SMRING_OK) die("smps_format");
+    smps_publisher publisher;
+    smps_subscriber subscriber;
+    if (smps_subscribe(&subscriber, base, size, 0, SMPS_OVERWRITE_OLDEST, 0) != SMRING_OK) die("smps_subscribe");
+    if (smps_publisher_attach(&publisher, base, size, 1000000000) != SMRING_OK) die("smps_publisher_attach");
+    unsigned char message[64];
+    memset(message, 7, sizeof message);
+    uint64_t total = 0, sequence, length;
+    for (long i = 0; i < n; i++) {
+        if (smps_publish_copy(&publisher, message, sizeof message, &sequence) != SMRING_OK) die("smps_publish_copy");
+        const void *in;
+        if (smps_receive(&subscriber, &in, &length, &sequence, -1) != SMRING_OK) die("smps_receive");
+        total += length;
+        smps_release(&subscriber);
+    }
+    smps_close(&subscriber);
+    smps_finish(&publisher);
+    destroy("posix", name, base, size, fd, id);
+    if (total == 42) printf("%llu\n", (unsigned long long)total);
+}
+
 int shmbench_main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see the top of shmbench.c\n"); return 2; }
     const char *backend = argv[2];
@@ -677,6 +779,17 @@ int shmbench_main(int argc, char **argv) {
             samples[i] = now_ns() - start;
         }
         report(samples, n);
+    } else if (!strcmp(argv[1], "lifecycle1") && argc == 4) {
+        // The same cycle, untimed and unrecorded, under one name (each cycle removes the region before the next
+        // makes it again): what the instruction counts compare, without the loop's own formatting of names.
+        int n = atoi(argv[3]);
+        region_name(backend, name, sizeof name, 0);
+        for (int i = 0; i < n; i++) {
+            int fd, id;
+            char *p = create(backend, name, page, 0, 0, &fd, &id);
+            p[0] = 1;
+            destroy(backend, name, p, page, fd, id);
+        }
     } else if (!strcmp(argv[1], "firsttouch") && argc == 6) {
         const char *mode = argv[3];
         size_t size = strtoull(argv[4], NULL, 10);
@@ -702,61 +815,12 @@ int shmbench_main(int argc, char **argv) {
         queue_pingpong(argv[2], strtoull(argv[3], NULL, 10), atoi(argv[4]));
     } else if (!strcmp(argv[1], "queue-stream") && argc == 5) {
         queue_stream(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
-    } else if (!strcmp(argv[1], "getset") && argc == 3) {
-        long n = atol(argv[2]);
-        int fd, id;
-        volatile uint64_t *p = create("posix", region_name("posix", name, sizeof name, 0), page, 0, 0, &fd, &id);
-        uint64_t sum = 0;
-        for (long i = 0; i < n; i++) { p[8] = (uint64_t)i; sum += p[8]; }
-        destroy("posix", name, (void *)p, page, fd, id);
-        if (sum == 42) printf("%llu\n", (unsigned long long)sum);
+    } else if ((!strcmp(argv[1], "getset") || !strcmp(argv[1], "getset-bare")) && argc == 3) {
+        getset(!strcmp(argv[1], "getset-bare"), atol(argv[2]), page);
     } else if (!strcmp(argv[1], "ring1") && argc == 3) {
-        long n = atol(argv[2]);
-        int fd, id;
-        size_t size = smring_size(1 << 16);
-        char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
-        if (smring_format(base, size, 1 << 16) != SMRING_OK) die("smring_format");
-        smring sender, receiver;
-        if (smring_attach(&sender, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
-        if (smring_attach(&receiver, base, size, SMRING_RECEIVER) != SMRING_OK) die("smring_attach");
-        unsigned char message[64];
-        memset(message, 7, sizeof message);
-        long total = 0;
-        for (long i = 0; i < n; i++) {
-            if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
-            const void *in;
-            uint32_t length;
-            if (smring_receive(&receiver, &in, &length, -1) != SMRING_OK) die("smring_receive");
-            total += length;
-            smring_release(&receiver);
-        }
-        smring_finish(&sender);
-        destroy("posix", name, base, size, fd, id);
-        if (total == 42) printf("%ld\n", total);
+        ring1(atol(argv[2]));
     } else if (!strcmp(argv[1], "pubsub1") && argc == 3) {
-        long n = atol(argv[2]);
-        int fd, id;
-        size_t size = smps_size(64, 1, 8, 0);
-        char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
-        if (smps_format(base, size, 64, 1, 8, 0) != SMRING_OK) die("smps_format");
-        smps_publisher publisher;
-        smps_subscriber subscriber;
-        if (smps_subscribe(&subscriber, base, size, 0, SMPS_OVERWRITE_OLDEST, 0) != SMRING_OK) die("smps_subscribe");
-        if (smps_publisher_attach(&publisher, base, size, 1000000000) != SMRING_OK) die("smps_publisher_attach");
-        unsigned char message[64];
-        memset(message, 7, sizeof message);
-        uint64_t total = 0, sequence, length;
-        for (long i = 0; i < n; i++) {
-            if (smps_publish_copy(&publisher, message, sizeof message, &sequence) != SMRING_OK) die("smps_publish_copy");
-            const void *in;
-            if (smps_receive(&subscriber, &in, &length, &sequence, -1) != SMRING_OK) die("smps_receive");
-            total += length;
-            smps_release(&subscriber);
-        }
-        smps_close(&subscriber);
-        smps_finish(&publisher);
-        destroy("posix", name, base, size, fd, id);
-        if (total == 42) printf("%llu\n", (unsigned long long)total);
+        pubsub1(atol(argv[2]));
     } else if (!strcmp(argv[1], "placement")) {
         int n = atoi(argv[2]);
         long long *samples = calloc(n, sizeof *samples);

@@ -45,6 +45,7 @@ public final class RegionMapping: @unchecked Sendable {
     func unmap() throws(SharedMemoryError) {
         guard let base else { return }
         self.base = nil
+        defer { size = 0 }  // with base: nil only at size 0
         switch attachedBy {
         case .mmap: try Syscalls.munmap(base, size, name)
         case .shmat: try Syscalls.shmdt(base, name)
@@ -71,6 +72,29 @@ public final class RegionMapping: @unchecked Sendable {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
             throw outOfBoundsError(offset: offset, count: count)
         }
+    }
+
+    /// A region's `get`: checks the bounds and loads (any alignment).
+    @inlinable
+    func load<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
+        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        return UnsafeRawPointer(start(for: T.self)).loadUnaligned(fromByteOffset: offset, as: T.self)
+    }
+
+    /// A region's `set`: checks the bounds and the access, and stores (any alignment).
+    @inlinable
+    func store<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
+        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
+        guard access == .readWrite else { throw readOnlyError() }
+        start(for: T.self).storeBytes(of: value, toByteOffset: offset, as: T.self)
+    }
+
+    /// Where a value of `T` that passed the bounds check is read or written from: a value of nonzero size fits
+    /// only in a mapping of nonzero size, which has a base (`base` is nil only at size 0); one of size zero touches
+    /// no memory, so any aligned address serves. (Folded away where `T` is known: no check on the byte paths.)
+    @inlinable
+    func start<T>(for type: T.Type) -> UnsafeMutableRawPointer {
+        MemoryLayout<T>.size == 0 ? UnsafeMutableRawPointer(bitPattern: MemoryLayout<T>.alignment).unsafelyUnwrapped : base.unsafelyUnwrapped
     }
 
     @usableFromInline

@@ -64,6 +64,20 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
         }
     }
 
+    /// Appends ``description`` to `text` (without making it a `String` first, for the lifetime record).
+    func describe(into text: inout ASCIIText) {
+        switch location {
+        case .posix(let name):
+            text.append("posix:")
+            text.append(contentsOf: name)
+        case .file(let path):
+            text.append("file:")
+            text.append(contentsOf: path.string)
+        default:
+            text.append(contentsOf: description)
+        }
+    }
+
     // MARK: Making names
 
     /// A System V segment by key. The key may not be 0: that is `IPC_PRIVATE`, written ``systemVPrivate``.
@@ -86,17 +100,29 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     /// A POSIX shared-memory object. `name` is one slash followed by 1 to 255 bytes with no other slash and no NUL,
     /// and neither `.` nor `..`.
     public static func posix(_ name: String) throws(SharedMemoryError) -> RegionName {
-        let rule = "a POSIX name is one slash followed by 1 to 255 bytes without another slash or NUL, and not `.` or `..` (for example posix:/orders)"
-        let text = "posix:" + name
-        guard name.first == "/" else { throw invalid(text, "it must start with a slash: " + rule) }
-        let rest = name.utf8.dropFirst()
-        guard !rest.isEmpty else { throw invalid(text, "the name after the slash is empty: " + rule) }
-        guard !rest.contains(UInt8(ascii: "/")) else { throw invalid(text, "it has a second slash: " + rule) }
-        guard !rest.contains(0) else { throw invalid(text, "it contains a NUL byte: " + rule) }
-        guard rest.count <= 255 else { throw invalid(text, "it is \(rest.count) bytes long: " + rule) }
-        guard !rest.elementsEqual(".".utf8), !rest.elementsEqual("..".utf8) else {
-            throw invalid(text, "`.` and `..` name directories: " + rule)
+        func invalid(_ why: String) -> SharedMemoryError {
+            Self.invalid("posix:" + name, why + ": a POSIX name is one slash followed by 1 to 255 bytes without another slash or NUL, and not `.` or `..` (for example posix:/orders)")
         }
+        // One pass over the bytes (this runs on every create of a posix name).
+        var name = name
+        let (count, first, slashes, nuls, dots) = name.withUTF8 { bytes in
+            var slashes = 0, nuls = 0, dots = 0
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "/"): slashes += 1
+                case 0: nuls += 1
+                case UInt8(ascii: "."): dots += 1
+                default: break
+                }
+            }
+            return (bytes.count, bytes.first, slashes, nuls, dots)
+        }
+        guard first == UInt8(ascii: "/") else { throw invalid("it must start with a slash") }
+        guard count > 1 else { throw invalid("the name after the slash is empty") }
+        guard slashes == 1 else { throw invalid("it has a second slash") }
+        guard nuls == 0 else { throw invalid("it contains a NUL byte") }
+        guard count <= 256 else { throw invalid("it is \(count - 1) bytes long") }
+        guard dots != count - 1 || count > 3 else { throw invalid("`.` and `..` name directories") }
         return RegionName(checked: .posix(name))
     }
 
@@ -124,11 +150,14 @@ public struct RegionName: Hashable, Sendable, CustomStringConvertible, Codable {
     /// A memfd region. The label is 1 to 249 bytes without NUL (the kernel's limit); it is shown in /proc for
     /// people, and names nothing: the region is shared by passing its descriptor.
     public static func memfd(_ label: String) throws(SharedMemoryError) -> RegionName {
-        let rule = "a memfd label is 1 to 249 bytes without NUL (for example memfd:orders)"
-        let text = "memfd:" + label
-        guard !label.isEmpty else { throw invalid(text, "the label is empty: " + rule) }
-        guard !label.utf8.contains(0) else { throw invalid(text, "it contains a NUL byte: " + rule) }
-        guard label.utf8.count <= 249 else { throw invalid(text, "the label is \(label.utf8.count) bytes long: " + rule) }
+        func invalid(_ why: String) -> SharedMemoryError {
+            Self.invalid("memfd:" + label, why + ": a memfd label is 1 to 249 bytes without NUL (for example memfd:orders)")
+        }
+        var label = label
+        let (count, hasNUL) = label.withUTF8 { ($0.count, $0.contains(0)) }
+        guard count > 0 else { throw invalid("the label is empty") }
+        guard !hasNUL else { throw invalid("it contains a NUL byte") }
+        guard count <= 249 else { throw invalid("the label is \(count) bytes long") }
         return RegionName(checked: .memfd(label))
     }
 
@@ -217,19 +246,5 @@ func hex(_ value: UInt32, width: Int) -> String {
 extension StringProtocol {
     func dropPrefix(_ prefix: String) -> SubSequence? {
         hasPrefix(prefix) ? dropFirst(prefix.count) : nil
-    }
-}
-
-/// 16 hex digits: 64 bits from the system's secure random generator.
-func randomHex() -> String {
-    var generator = SystemRandomNumberGenerator()
-    var value = generator.next() as UInt64
-    return String(unsafeUninitializedCapacity: 16) { digits in
-        for i in (0..<16).reversed() {
-            let nibble = UInt8(truncatingIfNeeded: value & 0xf)
-            digits[i] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
-            value >>= 4
-        }
-        return 16
     }
 }

@@ -91,7 +91,7 @@ public enum SharedMemory {
         var options = options
         options.lifetime = .process
         for _ in 0..<100 {
-            let random = "sm-" + randomHex()
+            let random = randomName("sm-")
             let name: RegionName
             switch backend {
             case .systemV: name = .systemVPrivate

@@ -178,7 +178,11 @@ func shell(_ command: String) throws -> String {
 
 /// Where a posix or file region's object is on disk.
 func path(of name: RegionName) -> String {
-    ObjectName(name)!.path!
+    switch name.location {
+    case .posix(let object): "/dev/shm" + object  // where glibc's shm_open puts it
+    case .file(let path): path.string
+    default: fatalError("\(name) has no path")
+    }
 }
 
 /// Runs `body` with system calls failing as `faults` say (see FaultInjection), and expects every fault to have

@@ -217,9 +217,13 @@ struct BenchTests {
             return counts
         }
         let first = try counts(), second = try counts()
-        #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "ring: a 64 B send and zero-copy receive, one process",
+        #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "get/set of a UInt64 through any SharedRegion",
+                                    "ring: a 64 B send and zero-copy receive, one process",
                                     "publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process",
-                                    "lifecycle: create, remove, detach a 4 KiB posix region"])
+                                    "lifecycle: create, touch, remove, detach a 4 KiB posix region (process lifetime)",
+                                    "lifecycle: create, touch, remove, detach a 4 KiB memfd region (process lifetime)",
+                                    "lifecycle: create, touch, remove, detach a 4 KiB sysv region (process lifetime)",
+                                    "lifecycle: create, touch, remove, detach a 4 KiB anonymous region (process lifetime)"])
         for (name, values) in first {
             #expect(values.allSatisfy { $0 > 0 }, "\(name): \(values)")
             let again = try #require(second[name])

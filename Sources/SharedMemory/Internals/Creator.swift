@@ -10,34 +10,41 @@ import Glibc
 /// object that its owner alone may write (no write bit for group or others): otherwise another user could have
 /// forged it. `shm gc` never decides on it (it uses the lifetime records, see ``LifetimeRecords``).
 struct Creator: Hashable {
-    static let attributeName = "user.sharedmemory.creator"
+    static let attributeName: StaticString = "user.sharedmemory.creator"
 
     var pid: Int32
     var startTime: UInt64?
 
     /// This process. Its start time is read once (and again in a child after `fork`, which has its own).
-    static var current: Creator {
+    static var current: Creator { currentRecord.creator }
+
+    /// This process and its attribute's value, `PID:STARTTIME`, made once per process (every create writes it).
+    private static var currentRecord: (creator: Creator, attribute: [UInt8]) {
         let pid = getpid()
         return cached.withLock { cache in
-            if let cache, cache.pid == pid { return cache }
+            if let cache, cache.creator.pid == pid { return cache }
             let me = Creator(pid: pid, startTime: startTime(of: pid))
-            cache = me
-            return me
+            var value = ASCIIText(capacity: 32)
+            value.append(decimal: me.pid)
+            value.append(":")
+            value.append(decimal: me.startTime ?? 0)
+            let made = (me, value.withBytes { Array($0) })
+            cache = made
+            return made
         }
     }
 
-    private static let cached = Locked<Creator?>(nil)
+    private static let cached = Locked<(creator: Creator, attribute: [UInt8])?>(nil)
 
     /// Records `current` on a new object's descriptor, as a best effort.
     static func record(on descriptor: Int32) {
-        let me = current
-        _ = Syscalls.setAttribute(descriptor, attributeName, "\(me.pid):\(me.startTime ?? 0)")
+        _ = currentRecord.attribute.withUnsafeBufferPointer { Syscalls.setAttribute(descriptor, attributeName, $0) }
     }
 
     /// The recorded creator of an object whose `stat` is `status`, if it has a record that only its owner could
     /// have written.
     static func recorded(on target: Syscalls.AttributeTarget, _ status: stat) -> Creator? {
-        guard status.st_mode & 0o022 == 0, let text = Syscalls.attribute(of: target, attributeName) else { return nil }
+        guard status.st_mode & 0o022 == 0, let text = Syscalls.attribute(of: target, attributeName.description) else { return nil }
         let parts = text.split(separator: ":")
         guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return nil }
         return Creator(pid: pid, startTime: start == 0 ? nil : start)

@@ -24,7 +24,8 @@ import SystemPackage
 ///   whose region is gone, or that cannot be read, claims nothing, and `shm gc` removes it. So a lost record
 ///   can only keep a region that should have been collected; it can never get a region removed.
 enum LifetimeRecords {
-    static let magic = "sharedmemory-lifetime 1"
+    /// A record's first line.
+    static let magic: StaticString = "sharedmemory-lifetime 1"
 
     /// A user's record directory (this user's is made once: every removal asks for it).
     static func path(_ uid: UInt32) -> String { uid == own.uid ? own.path : "/dev/shm/.sharedmemory-\(uid)" }
@@ -32,11 +33,22 @@ enum LifetimeRecords {
 
     /// The record's file name for a region: `sysv-ID`, `posix-DEV-INO`, `file-DEV-INO`.
     static func recordName(_ name: RegionName, id: Int32?, device: UInt64?, inode: UInt64?) -> String? {
+        var text = ASCIIText(capacity: 48)
         switch name.backend {
-        case .systemV: id.map { "sysv-\($0)" }
-        case .posix, .file: device.flatMap { device in inode.map { "\(name.backend.rawValue)-\(device)-\($0)" } }
-        case .anonymous, .memfd: nil
+        case .systemV:
+            guard let id else { return nil }
+            text.append("sysv-")
+            text.append(decimal: id)
+        case .posix, .file:
+            guard let device, let inode else { return nil }
+            text.append(name.backend == .posix ? "posix-" : "file-")
+            text.append(decimal: device)
+            text.append("-")
+            text.append(decimal: inode)
+        case .anonymous, .memfd:
+            return nil
         }
+        return text.string
     }
 
     /// What a record says.
@@ -54,12 +66,29 @@ enum LifetimeRecords {
     /// Writes the record of a region this process just created (as this user).
     static func write(_ name: RegionName, id: Int32? = nil, device: UInt64? = nil, inode: UInt64? = nil, born: Timestamp? = nil) throws(SharedMemoryError) {
         guard let file = recordName(name, id: id, device: device, inode: inode) else { return }
+        try ASCIIText.withStack(capacity: 256) { text throws(SharedMemoryError) in
+            try write(name, file, born: born, into: &text)
+        }
+    }
+
+    /// Writes the record into `file`, with `text` (empty) to assemble it in.
+    private static func write(_ name: RegionName, _ file: String, born: Timestamp?, into text: inout ASCIIText) throws(SharedMemoryError) {
         let me = Creator.current
-        let text = "\(magic)\ncreator \(me.pid) \(me.startTime ?? 0)\nborn \(born?.seconds ?? 0) \(born?.nanoseconds ?? 0)\nname \(name)"
+        text.append(magic)
+        text.append("\ncreator ")
+        text.append(decimal: me.pid)
+        text.append(" ")
+        text.append(decimal: me.startTime ?? 0)
+        text.append("\nborn ")
+        text.append(decimal: born?.seconds ?? 0)
+        text.append(" ")
+        text.append(decimal: born?.nanoseconds ?? 0)
+        text.append("\nname ")
+        name.describe(into: &text)
         for _ in 0..<10 {
             let directory = try openDirectory(geteuid(), creating: true, name)!
             defer { Syscalls.close(directory) }
-            let temporary = ".tmp-" + randomHex()
+            let temporary = randomName(".tmp-")
             let fd: Int32
             do {
                 fd = try Syscalls.openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600, name)
@@ -68,7 +97,7 @@ enum LifetimeRecords {
             }
             do {
                 defer { Syscalls.close(fd) }
-                try Syscalls.write(fd, Array(text.utf8), name)
+                try text.withBytes { bytes throws(SharedMemoryError) in try Syscalls.write(fd, bytes, name) }
                 try Syscalls.renameat(directory, temporary, file, name)
                 return
             } catch {
@@ -212,7 +241,7 @@ enum LifetimeRecords {
               let bytes = try? Syscalls.readAll(fd)
         else { return nil }
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", maxSplits: 3, omittingEmptySubsequences: false)
-        guard lines.count == 4, lines[0] == magic,
+        guard lines.count == 4, lines[0] == magic.description,
               let creatorLine = lines[1].dropPrefix("creator "), let bornLine = lines[2].dropPrefix("born "),
               let nameText = lines[3].dropPrefix("name "), let name = try? RegionName(String(nameText))
         else { return nil }

@@ -21,12 +21,12 @@ enum ObjectName {
         }
     }
 
-    /// The path of the object on disk (/dev/shm/NAME for POSIX, where glibc's `shm_open` puts it); nil for a memfd.
-    var path: String? {
+    /// Whether the object has a name in a directory (a POSIX object in /dev/shm, where glibc's `shm_open` puts it,
+    /// or a file); a memfd has none.
+    var hasName: Bool {
         switch self {
-        case .posix(let object): "/dev/shm" + object
-        case .file(let path): path.string
-        case .memfd: nil
+        case .posix, .file: true
+        case .memfd: false
         }
     }
 
@@ -156,7 +156,7 @@ struct MappedObject: ~Copyable {
             Creator.record(on: descriptor)
             try Syscalls.ftruncate(descriptor, size, name)
             if options.reserve { try reserveSpace(descriptor, from: 0, count: size, object, name) }
-            if options.lifetime == .process && object.path != nil {
+            if options.lifetime == .process && object.hasName {
                 let made = try Syscalls.fstat(descriptor, name)
                 try LifetimeRecords.write(name, device: UInt64(made.st_dev), inode: UInt64(made.st_ino),
                                           born: try Syscalls.birthTime(descriptor, "", name))
@@ -170,7 +170,7 @@ struct MappedObject: ~Copyable {
             // removed it and made its own under the name meanwhile).
             let made = try? Syscalls.fstat(descriptor, name)
             Syscalls.close(descriptor)
-            if let made, object.path != nil {
+            if let made, object.hasName {
                 try? object.parent(name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name)
                 LifetimeRecords.remove(name, owner: made.st_uid, device: UInt64(made.st_dev), inode: UInt64(made.st_ino))
             }
@@ -383,17 +383,20 @@ struct MappedObject: ~Copyable {
     /// ``SharedMemoryError/Code/foreign`` saying what is there.
     private static func explain(_ error: SharedMemoryError, _ object: ObjectName, _ name: RegionName) -> SharedMemoryError {
         let suspicious: [Errno] = [.invalidArgument, .noSuchAddressOrDevice, .isDirectory, .tooManySymbolicLinkLevels, .fileExists, .notDirectory]
-        guard let errno = error.errno, suspicious.contains(errno), object.path != nil,
+        guard let errno = error.errno, suspicious.contains(errno), object.hasName,
               let status = try? object.parent(name).status(name), status.st_mode & S_IFMT != S_IFREG
         else { return error }
         return SharedMemoryError(.foreign, "the name holds \(describe(status)), not a region; SharedMemory maps only regular files and follows no links. Remove it if it is not yours", region: name, systemCall: error.systemCall, errno: error.errno)
     }
 
+    /// The machine's memory in bytes, read once (`sysconf(_SC_PHYS_PAGES)` is a `sysinfo` system call).
+    private static let physicalMemory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
+
     /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.
     private static func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ object: ObjectName, _ name: RegionName) throws(SharedMemoryError) {
         // A tmpfs without a size limit (the kernel's own, behind every memfd) would allocate page after page
         // until the machine runs out of memory: refuse up front what memory cannot hold.
-        let memory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
+        let memory = physicalMemory
         if count > memory, let fs = Syscalls.fstatvfs(descriptor), fs.f_blocks == 0 {
             throw SharedMemoryError(.noSpace, "\(humanSize(count)) is more than this machine's memory (\(humanSize(memory))); ask for less, or create it with reserve: false to allocate on first touch", region: name)
         }

@@ -97,7 +97,7 @@ struct ParentDirectory: ~Copyable {
             throw SharedMemoryError(.notFound, "it was already removed", region: region, systemCall: error.systemCall, errno: error.errno)
         }
         guard isOurs(now) else { throw replaced() }
-        let aside = ".sm-removing-" + randomHex()
+        let aside = randomName(".sm-removing-")
         do {
             try Syscalls.renameNoReplace(descriptor, entry, aside, region)
         } catch where error.code == .notFound {

@@ -148,12 +148,10 @@ enum Syscalls {
     }
 
     /// `write(fd, bytes)`, all of them.
-    static func write(_ fd: Int32, _ bytes: [UInt8], _ region: RegionName?) throws(SharedMemoryError) {
+    static func write(_ fd: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ region: RegionName?) throws(SharedMemoryError) {
         var written = 0
         while written < bytes.count {
-            written += try retrying("write", region, {
-                bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            }, failed: { $0 == -1 })
+            written += try retrying("write", region, { Glibc.write(fd, bytes.baseAddress! + written, bytes.count - written) }, failed: { $0 == -1 })
         }
     }
 
@@ -217,9 +215,10 @@ enum Syscalls {
 
     /// `fsetxattr(fd, name, value)`. Whether it worked: callers use extended attributes only as a best effort
     /// (a file system without them is not an error).
-    static func setAttribute(_ fd: Int32, _ name: String, _ value: String) -> Bool {
-        var value = value
-        return name.withCString { name in value.withUTF8 { CSharedMemory.fsetxattr(fd, name, $0.baseAddress, $0.count, 0) } } == 0
+    static func setAttribute(_ fd: Int32, _ name: StaticString, _ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        name.withUTF8Buffer { name in
+            name.withMemoryRebound(to: CChar.self) { CSharedMemory.fsetxattr(fd, $0.baseAddress!, value.baseAddress, value.count, 0) }
+        } == 0
     }
 
     /// `fgetxattr(fd, name)` or `lgetxattr(path, name)` (never following a link); `nil` if it is not there.

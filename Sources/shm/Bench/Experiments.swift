@@ -13,7 +13,7 @@ enum SwiftBench {
         case .posix: try .posix("/shmbench-swift-\(getpid())-\(i)")
         case .file: try .file(FilePath("/tmp/shmbench-swift-\(getpid())-\(i)"))
         case .anonymous: .anonymous
-        case .memfd: try .memfd("shmbench-swift-\(i)")
+        case .memfd: try .memfd("/shmbench-swift-\(getpid())-\(i)")  // as the C loop names it
         }
     }
 

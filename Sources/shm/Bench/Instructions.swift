@@ -11,10 +11,12 @@ enum InstructionCount {
     /// The cases: the row's name, the Swift operation, the C experiment, N1 and N2.
     static let cases: [(name: String, swift: String, c: [String], n1: Int, n2: Int)] = [
         ("get/set of a UInt64 in a posix region", "getset", ["getset"], 10_000, 110_000),
+        ("get/set of a UInt64 through any SharedRegion", "getset-any", ["getset"], 10_000, 110_000),
         ("ring: a 64 B send and zero-copy receive, one process", "ring", ["ring1"], 10_000, 110_000),
         ("publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", "pubsub", ["pubsub1"], 10_000, 110_000),
-        ("lifecycle: create, remove, detach a 4 KiB posix region", "lifecycle", ["lifecycle", "posix"], 200, 2_200),
-    ]
+    ] + ["posix", "memfd", "sysv", "anonymous"].map { backend in
+        ("lifecycle: create, touch, remove, detach a 4 KiB \(backend) region (process lifetime)", "lifecycle-\(backend)", ["lifecycle1", backend], 200, 2_200)
+    }
 
     /// Instructions per operation for each case, Swift and C; a row per case saying why if valgrind is missing.
     static func measure() throws -> [Measurement] {
@@ -63,15 +65,44 @@ struct SwiftBenchCommand: ParsableCommand {
         let name = try RegionName("posix:/shmbench-swift-\(getpid())")
         switch operation {
         case "getset": try Self.getset(name, count)
+        case "getset-any": try Self.getsetAny(name, count)
         case "ring": try Self.ring(name, count)
         case "pubsub": try Self.pubsub(name, count)
-        case "lifecycle": _ = try SwiftBench.lifecycle(.posix, iterations: count)  // what `c-bench lifecycle posix` does
-        default: throw ValidationError("getset, ring, pubsub or lifecycle")
+        default:
+            guard operation.hasPrefix("lifecycle-"), let backend = Backend(rawValue: String(operation.dropFirst(10))) else {
+                throw ValidationError("getset, ring, pubsub or lifecycle-BACKEND")
+            }
+            try Self.lifecycle(backend, count)
+        }
+    }
+
+    /// What `c-bench lifecycle1 BACKEND` does: SwiftBench.lifecycle's cycle, untimed and unrecorded, under one name
+    /// (each cycle removes the region before the next makes it again).
+    static func lifecycle(_ backend: Backend, _ n: Int) throws {
+        let removable = backend.capabilities.contains(.named)
+        let name = try SwiftBench.name(backend, 0)
+        for _ in 0..<n {
+            let region = try SharedMemory.create(name, size: 4096, options: .init(lifetime: .process))
+            try region.withUnsafeMutableBytes { $0[0] = 1 }
+            if removable { try region.remove() }
+            try region.detach()
         }
     }
 
     static func getset(_ name: RegionName, _ n: Int) throws {
         let region = try SharedMemory.create(name, size: 4096)
+        var sum: UInt64 = 0
+        for i in 0..<n {
+            try region.set(UInt64(i), at: 64)
+            sum &+= try region.get(UInt64.self, at: 64)
+        }
+        try region.remove()
+        if sum == 42 { print(sum) }
+    }
+
+    /// The same through the existential: a region whose type is known only at run time.
+    static func getsetAny(_ name: RegionName, _ n: Int) throws {
+        let region: any SharedRegion & ~Copyable = try SharedMemory.create(name, size: 4096)
         var sum: UInt64 = 0
         for i in 0..<n {
             try region.set(UInt64(i), at: 64)
