@@ -5,6 +5,31 @@ import Testing
 /// Who created a region, whether it still runs, its lifetime, and which regions are orphans.
 @Suite("Creators, lifetimes and orphans")
 struct CreatorTests {
+    @Test("records, names and the creator attribute are assembled exactly as interpolation would write them")
+    func asciiText() {
+        let integers: [Int64] = [0, 1, 9, 10, 99, 100, 12_345, -1, -10, 999_999_999_999_999_999, Int64.max, Int64.min]
+        for value in integers {
+            var text = ASCIIText(capacity: 0)
+            text.append(decimal: value)
+            #expect(text.string == "\(value)")
+        }
+        for value: UInt64 in [0, 9, 10, 10_000_000_000_000_000_000, UInt64.max, UInt64.max - 1] {
+            var text = ASCIIText()
+            text.append(decimal: value)
+            #expect(text.string == "\(value)")
+        }
+        // A stack buffer that is outgrown moves to the heap and keeps what it had.
+        let long = ASCIIText.withStack(capacity: 16) { text in
+            text.append("creator ")
+            for i in 0..<40 { text.append(decimal: Int32(i)) }
+            text.append(contentsOf: "posix:/é")
+            text.append(hex16: 0x0123_4567_89ab_cdef)
+            return text.string
+        }
+        #expect(long == "creator " + (0..<40).map(String.init).joined() + "posix:/é" + "0123456789abcdef")
+        #expect(randomName(".tmp-").count == 5 + 16 && randomName(".tmp-").hasPrefix(".tmp-") && randomName("") != randomName(""))
+    }
+
     @Test("the creator is known, and so is whether it still runs", arguments: [Backend.systemV, .posix, .file])
     func creator(backend: Backend) throws {
         try Names.with(backend) { name in

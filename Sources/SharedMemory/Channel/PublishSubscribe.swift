@@ -495,7 +495,7 @@ public struct Publisher: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        if bytes.count > 0 { (geometry.base + geometry.chunk(c) + P.chunkPayloadAt).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        if bytes.count > 0 { (geometry.base + (geometry.chunk(c) &+ P.chunkPayloadAt)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         return try deliver(c, length: bytes.count)
     }
 
@@ -522,7 +522,7 @@ public struct Publisher: ~Copyable {
         for pass in 0..<2 {
             for _ in 0..<count {
                 let c = cursor
-                cursor = cursor + 1 == count ? 0 : cursor + 1
+                cursor = cursor &+ 1 == count ? 0 : cursor &+ 1  // below count, a small number
                 if geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged { return c }
             }
             if pass == 0 {
@@ -580,10 +580,10 @@ public struct Publisher: ~Copyable {
         if try lock.lock() == .ownerDied { try repairAfterOwnerDied() }
         defer { try? lock.unlock() }
         let sequence = geometry.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
-        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)
-        geometry.base.storeBytes(of: UInt64(length), toByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
-        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
-            if geometry.atomic(geometry.slot(s) + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
+        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ P.chunkSequenceAt, as: UInt64.self)
+        geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ P.chunkLengthAt, as: UInt64.self)
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+            if geometry.atomic(geometry.slot(s) &+ P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
             if try !enqueue(c, to: s) { blocked |= 1 << UInt64(s) }
         }
         if geometry.layout.history > 0 { addToHistory(c) }
@@ -602,11 +602,11 @@ public struct Publisher: ~Copyable {
     /// subscribers) or returns false (blocking ones). Called with the lock held.
     @inline(__always)
     private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        let slotAt = geometry.slot(s)
-        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt + P.slotDepthAt, as: UInt32.self))
-        let capacity = UInt64(geometry.layout.queueCapacity)
-        let write = geometry.atomic(slotAt + P.slotWriteAt, UInt64.self)
-        let read = geometry.atomic(slotAt + P.slotReadAt, UInt64.self)
+        let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
+        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ P.slotDepthAt, as: UInt32.self))
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let write = geometry.atomic(slotAt &+ P.slotWriteAt, UInt64.self)
+        let read = geometry.atomic(slotAt &+ P.slotReadAt, UInt64.self)
         let w = write.load(ordering: .relaxed)
         while true {
             let r = read.load(ordering: .acquiring)
@@ -626,7 +626,7 @@ public struct Publisher: ~Copyable {
         _ = geometry.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
         geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
-        if geometry.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+        if geometry.atomic(slotAt &+ P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
             Syscalls.futexWake(geometry.base + slotAt + P.slotWriteAt)
         }
         return true

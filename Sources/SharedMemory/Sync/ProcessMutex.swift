@@ -112,18 +112,28 @@ struct RobustMutex {
         _ = try Syscalls.pthread("pthread_mutex_init", region) { csm_mutex_init(address) }
     }
 
+    /// Locks (the uncontended path inlined into the caller: a publish takes the service's lock on every sample).
+    @inline(__always)
     func lock() throws(SharedMemoryError) -> ProcessMutex.Acquisition {
-        try checkRecoverable()
         #if DEBUG
+        try checkRecoverable()
         let result = try Syscalls.pthread("pthread_mutex_lock", region, expected: [EOWNERDEAD, ENOTRECOVERABLE]) { pthread_mutex_lock(mutex) }
+        return try acquisition(result)
         #else
         // Release builds have no fault injection to route through: the call itself (which never says EINTR), and
         // no array of expected errors made on every lock.
+        try checkRecoverable()
         let result = pthread_mutex_lock(mutex)
-        guard result == 0 || result == EOWNERDEAD || result == ENOTRECOVERABLE else {
+        return result == 0 ? .acquired : try lockReturned(result)
+        #endif
+    }
+
+    /// What a `pthread_mutex_lock` that did not simply succeed means.
+    @inline(never)
+    private func lockReturned(_ result: Int32) throws(SharedMemoryError) -> ProcessMutex.Acquisition {
+        guard result == EOWNERDEAD || result == ENOTRECOVERABLE else {
             throw SharedMemoryError(errno: Errno(rawValue: result), call: "pthread_mutex_lock", region: region)
         }
-        #endif
         return try acquisition(result)
     }
 
@@ -148,10 +158,17 @@ struct RobustMutex {
         return try acquisition(result)
     }
 
+    @inline(__always)
     func unlock() throws(SharedMemoryError) {
         #if !DEBUG
         if pthread_mutex_unlock(mutex) == 0 { return }
         #endif
+        try unlockReporting()
+    }
+
+    /// Unlocks through the fault-injecting layer (debug builds), or says why the unlock failed.
+    @inline(never)
+    private func unlockReporting() throws(SharedMemoryError) {
         do {
             _ = try Syscalls.pthread("pthread_mutex_unlock", region) { pthread_mutex_unlock(mutex) }
         } catch where error.errno == .notPermitted {
@@ -166,6 +183,7 @@ struct RobustMutex {
     /// glibc reports a mutex that is not recoverable only to the first locker after it became so; later
     /// `trylock`s say EBUSY and timed locks wait out their time. Its owner field (`__data.__owner`, the third
     /// 32-bit word) then holds glibc's PTHREAD_MUTEX_NOTRECOVERABLE (0x7ffffffe), which is what this looks at.
+    @inline(__always)
     private func checkRecoverable() throws(SharedMemoryError) {
         let owner = UnsafeAtomic<Int32>(at: (address + 8).assumingMemoryBound(to: Int32.AtomicRepresentation.self))
         if owner.load(ordering: .acquiring) == 0x7fff_fffe { _ = try acquisition(ENOTRECOVERABLE) }
