@@ -517,7 +517,21 @@ public struct Publisher: ~Copyable {
 
     /// A free chunk (no holder), marked as this publisher's loan. After a full scan finds none, reclaims dead
     /// subscribers and scans once more.
+    @inline(__always)
     private mutating func loan() throws(SharedMemoryError) -> Int {
+        // The next chunk after the cursor is usually free: take it here, anything else out of line.
+        let c = cursor
+        if geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged {
+            cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1
+            return c
+        }
+        return try loanSearching()
+    }
+
+    /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
+    /// subscribers' chunks.
+    @inline(never)
+    private mutating func loanSearching() throws(SharedMemoryError) -> Int {
         let count = geometry.layout.chunkCount
         for pass in 0..<2 {
             for _ in 0..<count {
