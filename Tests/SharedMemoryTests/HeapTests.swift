@@ -146,6 +146,38 @@ struct HeapTests {
         }
     }
 
+    @Test("a handle's slices and casts cover what they say, and handles another process wrote never crash them")
+    func slicesAndCasts() throws {
+        try Names.with(.posix) { name in
+            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 1 << 20))
+            let numbers = try heap.allocate(repeating: UInt64(0), count: 8)
+            for i in 0..<8 { try heap.store(UInt64(i * 10), to: try #require(numbers.slice(from: i))) }
+            let middle = try #require(numbers.slice(from: 2, count: 3))
+            #expect(middle.offset == numbers.offset + 16 && middle.count == 3)
+            #expect(try heap.load(try #require(middle.slice(from: 2))) == 40)
+            #expect(numbers.slice(from: 8, count: 0)?.count == 0)
+            #expect(numbers.slice(from: 8) == nil && numbers.slice(from: -1) == nil && numbers.slice(from: 3, count: 6) == nil)
+            let bytes = numbers.cast(to: UInt8.self)
+            #expect(bytes.offset == numbers.offset && bytes.count == 64)
+            #expect(try heap.load(try #require(bytes.slice(from: 8))) == 10)  // little-endian: the low byte of 10
+            #expect(bytes.cast(to: UInt64.self) == numbers)
+            #expect(HeapPointer<UInt8>(offset: numbers.offset, count: 7).cast(to: UInt64.self).count == 0)  // as many as fit
+            // Handles as another process may have written them into the heap: any bits at all.
+            for (offset, stored) in [(UInt64.max - 8, UInt64(Int.max)), (UInt64.max, UInt64.max), (8, UInt64(1) << 63), (1 << 40, UInt64(Int.max) / 4)] {
+                let forged = unsafeBitCast((offset, stored), to: HeapPointer<UInt64>.self)
+                _ = forged.cast(to: UInt8.self)
+                _ = forged.cast(to: (UInt64, UInt64).self)
+                for index in [0, 1, Int.max / 16, Int.max / 8 + 1, Int.max] {
+                    if let slice = forged.slice(from: index) {
+                        expectError(of: [.outOfBounds, .invalidArgument]) { _ = try heap.load(slice) }
+                    }
+                }
+                expectError(of: [.outOfBounds, .invalidArgument]) { _ = try heap.load(forged) }
+            }
+            try heap.deallocate(numbers)
+        }
+    }
+
     @Test("a full heap says what is free; bad handles are errors, not crashes")
     func noSpaceAndBadHandles() throws {
         try Names.with(.posix) { name in

@@ -303,6 +303,7 @@ struct PublishSubscribeTests {
             let region = try SharedMemory.create(name, size: 4096)
             let cell = try SeqlockCell<SeqlockValue>.format(in: region, at: 0)
             #expect(SeqlockCell<SeqlockValue>.size == 24 + 64)
+            #expect(cell.version == 0)
             let writer = try Probe.start(["seqlock-write", name.description, "2000000"])
             let reader = try Probe.start(["seqlock-read", name.description, "1000000"])
             var torn = 0, reads = 0
@@ -314,10 +315,12 @@ struct PublishSubscribeTests {
             #expect(reader.finish().lastLine == "ok 0")
             #expect(torn == 0)
             #expect(try cell.read().words.0 == 2_000_000)
+            #expect(cell.version == 2 * 2_000_000)  // twice the writes completed, even when none is in progress
             // One writer: a second is busy while the first lives; a dead one's seat is taken over.
             let first = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0)
             #expect(try ChildProcess.run(Probe.path, ["seqlock-write", name.description, "1"]).lastLine.hasPrefix("error busy"))
             first.write(SeqlockValue(7))
+            #expect(cell.version == 2 * 2_000_001)
             first.close()
             #expect(try ChildProcess.run(Probe.path, ["seqlock-write", name.description, "3"]).lastLine == "ok")
             #expect(try cell.read().words.7 == 3)

@@ -29,17 +29,25 @@ public struct HeapPointer<Pointee: BitwiseCopyable>: BitwiseCopyable, Sendable, 
     /// Whether this is ``null``.
     @inlinable public var isNull: Bool { offset == 0 }
 
-    /// The same memory seen as `count` values of `T` (as many as fit).
+    /// The same memory seen as `count` values of `T` (as many as fit). A handle read from the region may hold any
+    /// count (another process wrote it): a byte count past `Int.max` is taken as `Int.max` bytes, a negative count
+    /// as none; the heap's bounds check refuses either on use.
     @inlinable
     public func cast<T: BitwiseCopyable>(to type: T.Type) -> HeapPointer<T> {
-        HeapPointer<T>(offset: offset, count: count * MemoryLayout<Pointee>.stride / max(MemoryLayout<T>.stride, 1))
+        let (bytes, overflow) = max(count, 0).multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
+        return HeapPointer<T>(offset: offset, count: (overflow ? Int.max : bytes) / max(MemoryLayout<T>.stride, 1))
     }
 
-    /// The handle of `count` values starting `index` values in, or `nil` if that is not inside this one.
+    /// The handle of `count` values starting `index` values in, or `nil` if that is not inside this one (or, for a
+    /// handle another process wrote, if its offset would pass the end of the address space).
     @inlinable
     public func slice(from index: Int, count: Int = 1) -> HeapPointer? {
         guard index >= 0, count >= 0, index <= self.count, count <= self.count - index else { return nil }
-        return HeapPointer(offset: offset + UInt64(index * MemoryLayout<Pointee>.stride), count: count)
+        let (skip, overflow) = index.multipliedReportingOverflow(by: MemoryLayout<Pointee>.stride)
+        guard !overflow else { return nil }
+        let (start, past) = offset.addingReportingOverflow(UInt64(skip))
+        guard !past else { return nil }
+        return HeapPointer(offset: start, count: count)
     }
 
     public var description: String { "HeapPointer<\(Pointee.self)>(offset: \(offset), count: \(count))" }
