@@ -203,6 +203,13 @@ struct HeapTests {
             expectError(.invalidArgument) { try heap.allocate(byteCount: 8, alignment: 3) }
             expectError(.invalidArgument) { try heap.allocate(byteCount: 8, alignment: 8192) }
             expectError(.invalidArgument) { try heap.allocate(byteCount: -1) }
+            // Counts no heap can hold: errors, not overflows.
+            expectError(.invalidArgument) { try heap.allocate(UInt64.self, count: Int.max) }
+            expectError(.invalidArgument) { _ = try heap.construct("huge", repeating: UInt64(0), count: Int.max) }
+            expectError(.noSpace) { _ = try heap.construct("huge", repeating: UInt64(0), count: Int.max / 8) }
+            expectError(.noSpace) { _ = try heap.findOrConstruct("huge", repeating: UInt8(0), count: Int.max) }
+            expectError(.noSpace) { try heap.allocate(UInt8.self, count: Int.max) }
+            #expect(try heap.find("huge", as: UInt64.self) == nil)
             #expect(try heap.verify().allocatedBlocks == 0)
         }
     }
@@ -491,6 +498,10 @@ struct HeapTests {
             #expect(try heap.verify().allocatedBlocks == blocksBefore - 1)
             let unnamed = try SharedArray<UInt8>.create(in: &heap)
             try unnamed.append(contentsOf: Array(repeating: 1, count: 100), in: &heap)
+            // More than any heap holds: an error, not an overflow (the collection is never walked).
+            expectError(.noSpace) { try unnamed.append(contentsOf: repeatElement(UInt8(1), count: Int.max), in: &heap) }
+            expectError(.noSpace) { try unnamed.append(contentsOf: repeatElement(UInt8(1), count: Int.max / 2), in: &heap) }
+            #expect(try unnamed.count(in: &heap) == 100)
             try unnamed.removeAll(freeingHeader: true, in: &heap)
             #expect(try heap.verify().allocatedBlocks == blocksBefore - 1)
 

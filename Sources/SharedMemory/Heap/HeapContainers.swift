@@ -294,11 +294,14 @@ public struct SharedArray<Element: BitwiseCopyable>: BitwiseCopyable, Sendable {
         try heap.locked { (bytes) throws(SharedMemoryError) in
             var (base, count, capacity) = try self.elements(bytes)
             if capacity - count < added {
-                var newCapacity = max(capacity * 2, 8)
-                while newCapacity - count < added { newCapacity *= 2 }
+                var newCapacity = max(capacity * 2, 8), tooMany = false
+                while !tooMany && newCapacity - count < added {
+                    (newCapacity, tooMany) = newCapacity.multipliedReportingOverflow(by: 2)
+                }
                 let (length, overflow) = newCapacity.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
-                guard !overflow, let payload = try bytes.allocate(Self.lead + length, alignment: Self.lead) else {
-                    throw SharedMemoryError(.noSpace, "the heap has no free block for \(newCapacity) elements of \(Element.self); free some, or grow the heap", region: bytes.region)
+                guard !tooMany, !overflow, let payload = try bytes.allocate(Self.lead + length, alignment: Self.lead) else {
+                    let wanted = tooMany || overflow ? "\(count) + \(added)" : "\(newCapacity)"
+                    throw SharedMemoryError(.noSpace, "the heap has no free block for \(wanted) elements of \(Element.self); free some, or grow the heap", region: bytes.region)
                 }
                 bytes.setWord(payload, UInt64(newCapacity))
                 let newBase = bytes.base + payload + Self.lead

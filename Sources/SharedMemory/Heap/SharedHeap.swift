@@ -564,8 +564,9 @@ public struct SharedHeap: ~Copyable {
     mutating func findOrConstruct(
         _ name: String, count: Int, of layout: HeapValueLayout, mayExist: Bool, _ initialize: (UnsafeMutableRawPointer) -> Void
     ) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) {
-        guard count >= 0 else {
-            throw SharedMemoryError(.invalidArgument, "cannot construct \(count) values", region: self.name)
+        let (length, overflow) = count.multipliedReportingOverflow(by: layout.stride)
+        guard count >= 0, !overflow else {
+            throw SharedMemoryError(.invalidArgument, "cannot construct \(count) values of \(layout.type)", region: self.name)
         }
         let wanted = identity(layout)
         return try withName(name) { (heap, key) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) in
@@ -579,7 +580,7 @@ public struct SharedHeap: ~Copyable {
                     return (typed.offset, typed.count, false)
                 }
                 let made = try directory.construct(key, wanted, count: count, initialize)
-                guard let made else { throw try Self.noSpace(bytes, count * layout.stride + HeapDirectory.entryHeader + key.count) }
+                guard let made else { throw try Self.noSpace(bytes, min(length, Int.max / 2) + HeapDirectory.entryHeader + key.count) }
                 return (UInt64(made.values), count, true)
             }
         }
