@@ -49,6 +49,20 @@ struct PublishSubscribeTests {
         return (0..<view.layout.chunkCount).count { view.holders($0).load(ordering: .acquiring) == 0 }
     }
 
+    @Test("sizes of configurations too large to format are Int.max, never an overflow, and creating that much says so")
+    func impossibleSizes() throws {
+        #expect(PublishSubscribe.size(maxPayload: Int.max, subscribers: 1, queueDepth: 1) == Int.max)
+        #expect(PublishSubscribe.size(maxPayload: 64, subscribers: Int.max, queueDepth: Int.max, history: Int.max) == Int.max)
+        #expect(PublishSubscribe.size(maxPayload: 1 << 36, subscribers: 1, queueDepth: 1) < Int.max)  // the largest allowed
+        #expect(RequestResponse.size(maxRequest: Int.max, maxResponse: 0, clients: 1, depth: 1) == Int.max)
+        #expect(RequestResponse.size(maxRequest: 64, maxResponse: 64, clients: Int.max, depth: Int.max) == Int.max)
+        #expect(MessageRing.size(capacity: Int.max) == Int.max && MessageRing.size(capacity: 4096) == 4096 + 256)
+        try Names.with(.posix) { name in
+            let error = expectError(of: [.invalidArgument, .limitExceeded, .noSpace]) { _ = try SharedMemory.create(name, size: MessageRing.size(capacity: Int.max)) }
+            #expect(error != nil)
+        }
+    }
+
     @Test("every subscriber gets every sample, in order, in place", arguments: Backend.attachable)
     func fanOut(backend: Backend) throws {
         try Names.with(backend) { name in

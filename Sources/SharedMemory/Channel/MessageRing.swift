@@ -49,8 +49,8 @@ public enum MessageRing {
     static let dataSignal = 192, consumerWaiting = 196
     static let spaceSignal = 224, producerWaiting = 228
 
-    /// The bytes a ring of `capacity` takes in a region.
-    public static func size(capacity: Int) -> Int { headerSize + capacity }
+    /// The bytes a ring of `capacity` takes in a region (`Int.max` for a capacity no region can hold).
+    public static func size(capacity: Int) -> Int { capacity > Int.max - headerSize ? .max : headerSize + capacity }
 
     /// The largest message a ring of `capacity` carries.
     public static func maximumMessage(capacity: Int) -> Int { capacity / 2 - 4 }

@@ -120,9 +120,12 @@ public enum PublishSubscribe {
 
     /// Bytes a service with this configuration takes in a region: its header, a slot per subscriber, and
     /// `subscribers × (queueDepth + 1) + history + 2` chunks of `maxPayload` bytes (enough that the publisher always
-    /// finds a free one).
+    /// finds a free one). A configuration too large for ``format(_:at:maxPayload:subscribers:queueDepth:history:)``
+    /// takes `Int.max` bytes (no region has that many, so creating one says so).
     public static func size(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int = 0) -> Int {
-        Layout(maxPayload: max(maxPayload, 0), subscribers: max(subscribers, 1), queueDepth: max(queueDepth, 1), history: max(history, 0)).size
+        let (maxPayload, subscribers, queueDepth, history) = (max(maxPayload, 0), max(subscribers, 1), max(queueDepth, 1), max(history, 0))
+        guard Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history) == nil else { return .max }
+        return Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history).size
     }
 
     /// Makes a new service at `offset` of a region that holds nothing there yet (its first 8 bytes zero; see

@@ -82,9 +82,12 @@ public enum RequestResponse {
     }
 
     /// Bytes a service with this configuration takes in a region: a header, and per client `depth` cells of
-    /// `maxRequest` bytes and `depth` of `maxResponse` (each plus 16, rounded to 64).
+    /// `maxRequest` bytes and `depth` of `maxResponse` (each plus 16, rounded to 64). A configuration too large for
+    /// ``format(_:at:maxRequest:maxResponse:clients:depth:)`` takes `Int.max` bytes (no region has that many).
     public static func size(maxRequest: Int, maxResponse: Int, clients: Int, depth: Int) -> Int {
-        Layout(maxRequest: max(maxRequest, 0), maxResponse: max(maxResponse, 0), clients: max(clients, 1), depth: max(depth, 1)).size
+        let (maxRequest, maxResponse, clients, depth) = (max(maxRequest, 0), max(maxResponse, 0), max(clients, 1), max(depth, 1))
+        guard Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) == nil else { return .max }
+        return Layout(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth).size
     }
 
     /// Makes a new service at `offset` of a region that holds nothing there yet (its first 8 bytes zero). Its magic
