@@ -63,6 +63,29 @@ struct PublishSubscribeTests {
         }
     }
 
+    @Test("an offset anywhere in Int, for everything made in a region, is an error, never an overflow")
+    func extremeOffsets() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: 1 << 16)
+            for offset in [Int.min, Int.min + 1, -64, -1, 1 << 16 + 64, Int.max - 255, Int.max] {
+                expectError(of: [.invalidArgument, .outOfBounds]) { try MessageRing.format(region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { try MessageRing.format(region, at: offset, capacity: 4096) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try RingSender(region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { try PublishSubscribe.format(region, at: offset, maxPayload: 64, subscribers: 1, queueDepth: 4) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try Subscriber(region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try Publisher(region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { try RequestResponse.format(region, at: offset, maxRequest: 64, maxResponse: 64, clients: 1, depth: 1) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try SeqlockCell<UInt64>.format(in: region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try ProcessMutex.initialize(in: region, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try region.atomic(UInt64.self, at: offset) }
+                expectError(of: [.invalidArgument, .outOfBounds]) { _ = try region.get(UInt64.self, at: offset) }
+            }
+            for offset in [Int.min, -64, Int.max - 63, Int.max] {
+                expectError(.invalidArgument) { _ = try SharedHeap(formatting: try SharedMemory.create(.anonymous, size: 1 << 16), at: offset) }
+            }
+        }
+    }
+
     @Test("every subscriber gets every sample, in order, in place", arguments: Backend.attachable)
     func fanOut(backend: Backend) throws {
         try Names.with(backend) { name in

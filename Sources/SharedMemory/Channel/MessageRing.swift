@@ -64,14 +64,18 @@ public enum MessageRing {
     /// `MessageRing.size(capacity: 1 << 22)` bytes for a ring of capacity `1 << 22`.
     @discardableResult
     public static func format(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, capacity: Int? = nil) throws(SharedMemoryError) -> Int {
-        let room = region.size - offset - headerSize
+        let room = offset >= 0 && offset <= region.size ? region.size - offset - headerSize : -1  // any offset: no overflow
         let capacity = capacity ?? (room >= 4096 ? 1 << (Int.bitWidth - 1 - room.leadingZeroBitCount) : 4096)
         guard capacity >= 4096, capacity & (capacity - 1) == 0 else {
             throw SharedMemoryError(.invalidArgument, "a ring's capacity is a power of two of at least 4096 bytes, not \(capacity)", region: region.name)
         }
         guard offset >= 0, capacity <= room else {
             let fits = room >= 4096 ? "; the largest that fits is \(1 << (Int.bitWidth - 1 - room.leadingZeroBitCount))" : ""
-            throw SharedMemoryError(.invalidArgument, "a ring of capacity \(capacity) needs MessageRing.size(capacity: \(capacity)) = \(size(capacity: capacity)) bytes (the capacity and a \(headerSize)-byte header) from offset \(offset), and the region holds \(region.size) bytes: create it with at least \(offset + size(capacity: capacity)) bytes, or ask for a smaller capacity\(fits)", region: region.name)
+            guard offset >= 0 else {
+                throw SharedMemoryError(.invalidArgument, "a ring's offset cannot be negative (\(offset))", region: region.name)
+            }
+            let (needed, overflow) = offset.addingReportingOverflow(size(capacity: capacity))
+            throw SharedMemoryError(.invalidArgument, "a ring of capacity \(capacity) needs MessageRing.size(capacity: \(capacity)) = \(size(capacity: capacity)) bytes (the capacity and a \(headerSize)-byte header) from offset \(offset), and the region holds \(region.size) bytes: create it with at least \(overflow ? "more than \(Int.max)" : "\(needed)") bytes, or ask for a smaller capacity\(fits)", region: region.name)
         }
         let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring").address
         base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)

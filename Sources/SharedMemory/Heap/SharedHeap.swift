@@ -321,8 +321,8 @@ public struct SharedHeap: ~Copyable {
     /// mapping's start when the region is too small, which ``checkPlace()`` refuses before anything reads it).
     private static func place(_ region: borrowing AnyRegion, _ offset: Int) -> (UnsafeMutableRawPointer, Int) {
         let mapping = region.mapping
-        let size = mapping.size - offset
-        guard let start = mapping.base, offset >= 0, size > 0 else { return (UnsafeMutableRawPointer(bitPattern: 0x1000)!, 0) }
+        let (size, overflow) = mapping.size.subtractingReportingOverflow(offset)  // any offset a caller gave
+        guard let start = mapping.base, offset >= 0, !overflow, size > 0 else { return (UnsafeMutableRawPointer(bitPattern: 0x1000)!, 0) }
         return (start + offset, size)
     }
 
