@@ -30,7 +30,9 @@
 //   shm c-bench queue-stream KIND SIZE BYTES          -> "ns 0 1": BYTES in SIZE-byte messages, parent to child
 //   shm c-bench getset N                              -> a store and a load of a uint64_t in a posix object, N times,
 //                                                     each through a bounds-checked accessor (getset-bare: a volatile
-//                                                     pointer, no checks)
+//                                                     pointer, no checks; getset-dispatch: the checked accessors
+//                                                     called through a table of function pointers chosen at run
+//                                                     time, C's counterpart of `any SharedRegion`)
 //   shm c-bench ring1 N                               -> a 64-byte send and in-place receive through smring.h in one
 //                                                     process, N times (both for instruction counts: no output)
 //   shm c-bench pubsub1 N                             -> a 64-byte publish (copied in) and in-place receive through
@@ -267,17 +269,37 @@ static inline int region_get_u64(const struct checked_region *r, size_t offset, 
 
 static struct checked_region getset_region;  // where the program keeps its mapping
 
+// Dynamic dispatch, as through `any SharedRegion`: the program holds a region whose type it learns at run time, so
+// each access is an indirect call through that type's table (the compiler cannot inline or hoist across it).
+struct region_operations {
+    int (*set_u64)(void *region, size_t offset, uint64_t value);
+    int (*get_u64)(const void *region, size_t offset, uint64_t *value);
+};
+static int checked_set_u64(void *r, size_t offset, uint64_t value) { return region_set_u64(r, offset, value); }
+static int checked_get_u64(const void *r, size_t offset, uint64_t *value) { return region_get_u64(r, offset, value); }
+static const struct region_operations checked_operations = { checked_set_u64, checked_get_u64 };
+const struct region_operations *getset_operations;  // chosen at run time, visible to other units: not folded
+
 static const char *region_name(const char *backend, char *buffer, size_t length, int i);
 
 // n stores and loads of a uint64_t at offset 64 of a posix object: bare (a volatile pointer) or checked. Out of
 // line, so that it does not change how the compiler inlines the other loops in shmbench_main.
-__attribute__((noinline)) static void getset(int bare, long n, long page) {
+__attribute__((noinline)) static void getset(int bare, int dispatch, long n, long page) {
     char name[256];
     int fd, id;
     volatile uint64_t *p = create("posix", region_name("posix", name, sizeof name, 0), page, 0, 0, &fd, &id);
     uint64_t sum = 0;
     if (bare) {
         for (long i = 0; i < n; i++) { p[8] = (uint64_t)i; sum += p[8]; }
+    } else if (dispatch) {
+        getset_region = (struct checked_region){ (char *)p, (size_t)page };
+        getset_operations = &checked_operations;
+        for (long i = 0; i < n; i++) {
+            if (getset_operations->set_u64(&getset_region, 64, (uint64_t)i) < 0) die("set_u64");
+            uint64_t value;
+            if (getset_operations->get_u64(&getset_region, 64, &value) < 0) die("get_u64");
+            sum += value;
+        }
     } else {
         getset_region = (struct checked_region){ (char *)p, (size_t)page };
         for (long i = 0; i < n; i++) {
@@ -815,8 +837,8 @@ int shmbench_main(int argc, char **argv) {
         queue_pingpong(argv[2], strtoull(argv[3], NULL, 10), atoi(argv[4]));
     } else if (!strcmp(argv[1], "queue-stream") && argc == 5) {
         queue_stream(argv[2], strtoull(argv[3], NULL, 10), strtoull(argv[4], NULL, 10));
-    } else if ((!strcmp(argv[1], "getset") || !strcmp(argv[1], "getset-bare")) && argc == 3) {
-        getset(!strcmp(argv[1], "getset-bare"), atol(argv[2]), page);
+    } else if ((!strcmp(argv[1], "getset") || !strcmp(argv[1], "getset-bare") || !strcmp(argv[1], "getset-dispatch")) && argc == 3) {
+        getset(!strcmp(argv[1], "getset-bare"), !strcmp(argv[1], "getset-dispatch"), atol(argv[2]), page);
     } else if (!strcmp(argv[1], "ring1") && argc == 3) {
         ring1(atol(argv[2]));
     } else if (!strcmp(argv[1], "pubsub1") && argc == 3) {

@@ -74,19 +74,30 @@ public final class RegionMapping: @unchecked Sendable {
         }
     }
 
-    /// A region's `get`: checks the bounds and loads (any alignment).
+    /// A region's `get`: checks the bounds and loads (any alignment); `nil` out of bounds, and the caller throws
+    /// ``accessError(offset:count:)``. Neither throws itself, so the region's `get` can call it through an
+    /// unretained reference (``SharedRegion/_unretainedMapping``) with nothing to carry out of the closure but
+    /// the value.
     @inlinable
-    func load<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
-        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
+    func load<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) -> T? {
+        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size - offset else { return nil }
         return UnsafeRawPointer(start(for: T.self)).loadUnaligned(fromByteOffset: offset, as: T.self)
     }
 
-    /// A region's `set`: checks the bounds and the access, and stores (any alignment).
+    /// A region's `set`: checks the bounds and the access, and stores (any alignment); `false` if out of bounds
+    /// or read-only, and the caller throws ``accessError(offset:count:)``.
     @inlinable
-    func store<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
-        try checkBounds(offset: offset, count: MemoryLayout<T>.size)
-        guard access == .readWrite else { throw readOnlyError() }
+    func store<T: BitwiseCopyable>(_ value: T, at offset: Int) -> Bool {
+        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size - offset, access == .readWrite else { return false }
         start(for: T.self).storeBytes(of: value, toByteOffset: offset, as: T.self)
+        return true
+    }
+
+    /// Why `load` or `store` refused `count` bytes at `offset`: out of bounds, or else a read-only mapping.
+    @usableFromInline
+    func accessError(offset: Int, count: Int) -> SharedMemoryError {
+        guard offset >= 0, offset <= size, count <= size - offset else { return outOfBoundsError(offset: offset, count: count) }
+        return readOnlyError()
     }
 
     /// Where a value of `T` that passed the bounds check is read or written from: a value of nonzero size fits

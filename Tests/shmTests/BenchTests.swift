@@ -96,14 +96,14 @@ struct BenchTests {
         #expect((block["swift"] as? [String: Any])?["median"] as? Double == 16)
     }
 
-    @Test("publish/subscribe: one-way latency by size and by subscriber count, and the publisher's cost, beside the ring and a pipe")
+    @Test("publish/subscribe: half a round trip through two services, one-way latency by size and by subscriber count, and the publisher's cost, beside the ring and a pipe")
     func publishSubscribe() throws {
         let result = try Shm.run(["bench", "--quick", "--experiments", "publish-subscribe", "--json"])
         #expect(result.status == 0, "\(result.error)")
         let report = try #require(try json(result.output) as? [String: Any])
         let results = try #require(report["results"] as? [[String: Any]])
         let names = results.map { $0["name"] as? String ?? "" }
-        for expected in ["one-way 64 B, 1 subscriber (spin)", "one-way 64 KiB, 1 subscriber", "one-way 4 MiB, 1 subscriber",
+        for expected in ["half a round trip 64 B, a service each way (spin)", "one-way 64 B, 1 subscriber (spin)", "one-way 64 KiB, 1 subscriber", "one-way 4 MiB, 1 subscriber",
                          "one-way 64 B, 2 subscribers", "one-way 64 B, 4 subscribers", "publisher's cost per publish, 4 subscribers"] {
             #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")
         }
@@ -217,7 +217,7 @@ struct BenchTests {
             return counts
         }
         let first = try counts(), second = try counts()
-        #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "get/set of a UInt64 through any SharedRegion",
+        #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)",
                                     "ring: a 64 B send and zero-copy receive, one process",
                                     "publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process",
                                     "lifecycle: create, touch, remove, detach a 4 KiB posix region (process lifetime)",

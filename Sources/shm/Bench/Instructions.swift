@@ -11,7 +11,7 @@ enum InstructionCount {
     /// The cases: the row's name, the Swift operation, the C experiment, N1 and N2.
     static let cases: [(name: String, swift: String, c: [String], n1: Int, n2: Int)] = [
         ("get/set of a UInt64 in a posix region", "getset", ["getset"], 10_000, 110_000),
-        ("get/set of a UInt64 through any SharedRegion", "getset-any", ["getset"], 10_000, 110_000),
+        ("get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)", "getset-any", ["getset-dispatch"], 10_000, 110_000),
         ("ring: a 64 B send and zero-copy receive, one process", "ring", ["ring1"], 10_000, 110_000),
         ("publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", "pubsub", ["pubsub1"], 10_000, 110_000),
     ] + ["posix", "memfd", "sysv", "anonymous"].map { backend in

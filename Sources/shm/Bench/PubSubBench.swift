@@ -72,4 +72,51 @@ enum PubSubBench {
         }
         return Run(latency: latency, publish: publishTimes)
     }
+
+    /// `payload`-byte round trips to a forked child and back through two services (one subscriber each, spinning),
+    /// `rounds` times, nanoseconds each: the child receives each sample in place and publishes one back. Half of
+    /// this is the one-way latency measured as iceoryx2 measures it (a service each way, busy-waiting subscribers)
+    /// and as the ring's figure is taken (`SwiftBench.pingPong`), so the two compare like for like.
+    static func roundTrips(payload: Int, rounds: Int) throws -> [Double] {
+        let size = PublishSubscribe.size(maxPayload: payload, subscribers: 1, queueDepth: 4)
+        let there = try SharedMemory.create(.anonymous, size: size)
+        let back = try SharedMemory.create(.anonymous, size: size)
+        try PublishSubscribe.format(there, maxPayload: payload, subscribers: 1, queueDepth: 4)
+        try PublishSubscribe.format(back, maxPayload: payload, subscribers: 1, queueDepth: 4)
+        let flags = try SharedMemory.create(.anonymous, size: 64)
+        let ready = try flags.atomic(Int.self, at: 0)
+        var answers = try Subscriber(back, strategy: .spin)  // before the fork: the child's first answer finds it
+        let child = fork()
+        if child == 0 {
+            do {
+                var requests = try Subscriber(there, strategy: .spin)
+                var publisher = try Publisher(back)
+                ready.store(1, ordering: .releasing)
+                for _ in 0..<rounds {
+                    let value = try requests.receive { (sample: RawSpan, _: SampleInfo) in sample.unsafeLoad(as: Int.self) }
+                    guard let value else { _exit(2) }
+                    _ = try publisher.publishUnsafe(count: payload) { $0.storeBytes(of: value, as: Int.self) }
+                }
+                publisher.finish()
+                requests.close()
+            } catch {
+                _exit(1)
+            }
+            _exit(0)
+        }
+        while ready.load(ordering: .acquiring) == 0 { sched_yield() }
+        var publisher = try Publisher(there)
+        var samples = [Double](repeating: 0, count: rounds)
+        for i in 0..<rounds {
+            let start = nanoseconds()
+            _ = try publisher.publishUnsafe(count: payload) { $0.storeBytes(of: i, as: Int.self) }
+            let echoed = try answers.receive { (sample: RawSpan, _: SampleInfo) in sample.unsafeLoad(as: Int.self) }
+            samples[i] = Double(nanoseconds() - start)
+            guard echoed == i else { throw BenchError("the publish/subscribe echo answered \(String(describing: echoed)) to \(i)") }
+        }
+        publisher.finish()
+        answers.close()
+        try SwiftBench.waitForChild(child)
+        return samples
+    }
 }

@@ -19,6 +19,18 @@ func getset(_ name: RegionName, _ n: Int) throws {
     if sum == 42 { print(sum) }
 }
 
+// The same through the existential: a region whose type is known only at run time.
+func getsetAny(_ name: RegionName, _ n: Int) throws {
+    let region: any SharedRegion & ~Copyable = try SharedMemory.create(name, size: 4096)
+    var sum: UInt64 = 0
+    for i in 0..<n {
+        try region.set(UInt64(i), at: 64)
+        sum &+= try region.get(UInt64.self, at: 64)
+    }
+    try region.remove()
+    if sum == 42 { print(sum) }
+}
+
 func ring(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
     try MessageRing.format(region, capacity: 1 << 16)
@@ -87,10 +99,11 @@ let operation = CommandLine.arguments[1], n = Int(CommandLine.arguments[2])!
 let name = try RegionName("posix:/smharness-\(getpid())")
 switch operation {
 case "getset": try getset(name, n)
+case "getset-any": try getsetAny(name, n)
 case "ring": try ring(name, n)
 case "pubsub": try pubsub(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, ring, pubsub, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, pubsub, lifecycle, heap-allocate or heap-find")
 }
