@@ -47,13 +47,13 @@ public enum AnyRegion: SharedRegion, ~Copyable {
     }
 
     @inlinable
-    public var _unretainedMapping: Unmanaged<RegionMapping> {
+    public var _bytes: _MappedBytes {
         switch self {
-        case .systemV(let region): .passUnretained(region.mapping)
-        case .posix(let region): .passUnretained(region.mapping)
-        case .file(let region): .passUnretained(region.mapping)
-        case .anonymous(let region): .passUnretained(region.mapping)
-        case .memfd(let region): .passUnretained(region.mapping)
+        case .systemV(let region): region._bytes
+        case .posix(let region): region._bytes
+        case .file(let region): region._bytes
+        case .anonymous(let region): region._bytes
+        case .memfd(let region): region._bytes
         }
     }
 

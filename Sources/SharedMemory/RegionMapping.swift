@@ -74,38 +74,12 @@ public final class RegionMapping: @unchecked Sendable {
         }
     }
 
-    /// A region's `get`: checks the bounds and loads (any alignment); `nil` out of bounds, and the caller throws
-    /// ``accessError(offset:count:)``. Neither throws itself, so the region's `get` can call it through an
-    /// unretained reference (``SharedRegion/_unretainedMapping``) with nothing to carry out of the closure but
-    /// the value.
-    @inlinable
-    func load<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) -> T? {
-        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size - offset else { return nil }
-        return UnsafeRawPointer(start(for: T.self)).loadUnaligned(fromByteOffset: offset, as: T.self)
-    }
-
-    /// A region's `set`: checks the bounds and the access, and stores (any alignment); `false` if out of bounds
-    /// or read-only, and the caller throws ``accessError(offset:count:)``.
-    @inlinable
-    func store<T: BitwiseCopyable>(_ value: T, at offset: Int) -> Bool {
-        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size - offset, access == .readWrite else { return false }
-        start(for: T.self).storeBytes(of: value, toByteOffset: offset, as: T.self)
-        return true
-    }
-
-    /// Why `load` or `store` refused `count` bytes at `offset`: out of bounds, or else a read-only mapping.
+    /// Why ``_MappedBytes``' `load` or `store` refused `count` bytes at `offset`: out of bounds, or else a
+    /// read-only mapping.
     @usableFromInline
     func accessError(offset: Int, count: Int) -> SharedMemoryError {
         guard offset >= 0, offset <= size, count <= size - offset else { return outOfBoundsError(offset: offset, count: count) }
         return readOnlyError()
-    }
-
-    /// Where a value of `T` that passed the bounds check is read or written from: a value of nonzero size fits
-    /// only in a mapping of nonzero size, which has a base (`base` is nil only at size 0); one of size zero touches
-    /// no memory, so any aligned address serves. (Folded away where `T` is known: no check on the byte paths.)
-    @inlinable
-    func start<T>(for type: T.Type) -> UnsafeMutableRawPointer {
-        MemoryLayout<T>.size == 0 ? UnsafeMutableRawPointer(bitPattern: MemoryLayout<T>.alignment).unsafelyUnwrapped : base.unsafelyUnwrapped
     }
 
     @usableFromInline
@@ -187,5 +161,54 @@ public final class RegionMapping: @unchecked Sendable {
             undo()
             throw error
         }
+    }
+}
+
+/// Where a region's mapping is, how big it is and whether it may be written, as plain values: what
+/// ``SharedRegion/get(_:at:)`` and ``SharedRegion/set(_:at:)`` check and use. Opaque outside the library: it is
+/// there for them, not for direct use.
+///
+/// A region keeps this copy beside its ``RegionMapping`` and renews it in its `resize` and `remap`, which need the
+/// region itself: while the region is borrowed it cannot change. So in a loop over a region the optimiser sees
+/// values that cannot change and checks the bounds once, before the loop, as a C compiler does with its checks
+/// (reading the mapping object instead, it must read them again after every store into the region, which might
+/// have changed them). Through `any SharedRegion` it comes back from a witness as three words, with no reference
+/// count to take and drop, as the mapping would have.
+@frozen
+public struct _MappedBytes: BitwiseCopyable {
+    @usableFromInline let base: UnsafeMutableRawPointer?
+    @usableFromInline let size: Int
+    @usableFromInline let writable: Bool
+
+    @usableFromInline
+    init(_ mapping: RegionMapping) {
+        base = mapping.base
+        size = mapping.size
+        writable = mapping.access == .readWrite
+    }
+
+    /// A region's `get`: checks the bounds and loads (any alignment); `nil` out of bounds, and the caller throws
+    /// ``RegionMapping/accessError(offset:count:)``.
+    @inlinable
+    func load<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) -> T? {
+        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size &- offset else { return nil }
+        return UnsafeRawPointer(start(for: T.self)).loadUnaligned(fromByteOffset: offset, as: T.self)
+    }
+
+    /// A region's `set`: checks the bounds and the access, and stores (any alignment); `false` if out of bounds
+    /// or read-only, and the caller throws ``RegionMapping/accessError(offset:count:)``.
+    @inlinable
+    func store<T: BitwiseCopyable>(_ value: T, at offset: Int) -> Bool {
+        guard offset >= 0, offset <= size, MemoryLayout<T>.size <= size &- offset, writable else { return false }
+        start(for: T.self).storeBytes(of: value, toByteOffset: offset, as: T.self)
+        return true
+    }
+
+    /// Where a value of `T` that passed the bounds check is read or written from: a value of nonzero size fits
+    /// only in a mapping of nonzero size, which has a base (`base` is nil only at size 0); one of size zero touches
+    /// no memory, so any aligned address serves. (Folded away where `T` is known.)
+    @inlinable
+    func start<T>(for type: T.Type) -> UnsafeMutableRawPointer {
+        MemoryLayout<T>.size == 0 ? UnsafeMutableRawPointer(bitPattern: MemoryLayout<T>.alignment).unsafelyUnwrapped : base.unsafelyUnwrapped
     }
 }

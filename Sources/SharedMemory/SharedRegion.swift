@@ -16,12 +16,10 @@ public protocol SharedRegion: ~Copyable {
     /// from it.
     var mapping: RegionMapping { get }
 
-    /// ``mapping`` without a reference count, for ``get(_:at:)`` and ``set(_:at:)``: through `any SharedRegion`,
-    /// reading ``mapping`` is a witness call that also retains the mapping, and its caller releases it, on every
-    /// access. This is the same mapping, unretained: it stays valid while the region is borrowed, since a detach,
-    /// resize or remap needs the region itself. Not for direct use (the default implementation is the only one
-    /// needed); use ``mapping``.
-    var _unretainedMapping: Unmanaged<RegionMapping> { get }
+    /// Where ``mapping`` is, how big it is and whether it may be written, as plain values, for ``get(_:at:)`` and
+    /// ``set(_:at:)``; not for direct use. The backends keep it as a stored copy, renewed by ``resize(to:)`` and
+    /// ``remap()``; the default reads it from ``mapping``.
+    var _bytes: _MappedBytes { get }
 
     /// The region's name. For `sysv:private` this is the `sysv-id:ID` another process can open.
     var name: RegionName { get }
@@ -104,7 +102,7 @@ public protocol SharedRegion: ~Copyable {
 
 extension SharedRegion where Self: ~Copyable {
     @inlinable
-    public var _unretainedMapping: Unmanaged<RegionMapping> { .passUnretained(mapping) }
+    public var _bytes: _MappedBytes { _MappedBytes(mapping) }
 
     public var name: RegionName { mapping.name }
     public var backend: Backend { mapping.name.backend }
@@ -196,9 +194,8 @@ extension SharedRegion where Self: ~Copyable {
     /// Reads a value of a trivial type at `offset` (any alignment), or throws ``SharedMemoryError/Code/outOfBounds``.
     @inlinable @inline(__always)
     public func get<T: BitwiseCopyable>(_ type: T.Type, at offset: Int) throws(SharedMemoryError) -> T {
-        let mapping = _unretainedMapping
-        guard let value = mapping._withUnsafeGuaranteedRef({ $0.load(type, at: offset) }) else {
-            throw mapping._withUnsafeGuaranteedRef { $0.accessError(offset: offset, count: MemoryLayout<T>.size) }
+        guard let value = _bytes.load(type, at: offset) else {
+            throw mapping.accessError(offset: offset, count: MemoryLayout<T>.size)
         }
         return value
     }
@@ -207,9 +204,8 @@ extension SharedRegion where Self: ~Copyable {
     /// ``SharedMemoryError/Code/outOfBounds`` or ``SharedMemoryError/Code/readOnly``.
     @inlinable @inline(__always)
     public func set<T: BitwiseCopyable>(_ value: T, at offset: Int) throws(SharedMemoryError) {
-        let mapping = _unretainedMapping
-        guard mapping._withUnsafeGuaranteedRef({ $0.store(value, at: offset) }) else {
-            throw mapping._withUnsafeGuaranteedRef { $0.accessError(offset: offset, count: MemoryLayout<T>.size) }
+        guard _bytes.store(value, at: offset) else {
+            throw mapping.accessError(offset: offset, count: MemoryLayout<T>.size)
         }
     }
 

@@ -212,8 +212,16 @@ struct ConformanceTests {
             #expect(region.size == 100)
             #expect(try region.get(count: 100, at: 0).allSatisfy { $0 == 0xAB })
             expectError(.outOfBounds) { try region.get(count: 1, at: 100) }
+            // The typed accessors check against the size too (they read a copy the resize renews).
+            expectError(.outOfBounds) { try region.get(UInt8.self, at: 100) }
+            expectError(.outOfBounds) { try region.set(UInt8(1), at: 100) }
+            #expect(try region.get(UInt8.self, at: 99) == 0xAB)
             try other.remap()
             #expect(other.size == 100)
+            expectError(.outOfBounds) { try other.get(UInt8.self, at: 100) }
+            let existential: any SharedRegion & ~Copyable = consume other
+            expectError(.outOfBounds) { try existential.set(UInt8(1), at: 100) }
+            #expect(try existential.get(UInt8.self, at: 99) == 0xAB)
 
             // Growing again after a shrink brings zeros, not the old bytes.
             try region.resize(to: 4096)

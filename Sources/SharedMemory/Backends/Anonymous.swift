@@ -6,8 +6,12 @@ import SystemPackage
 /// when the last of them unmaps it. Its size is fixed.
 public struct AnonymousRegion: SharedRegion, ~Copyable {
     public let mapping: RegionMapping
+    public let _bytes: _MappedBytes
 
-    private init(_ mapping: RegionMapping) { self.mapping = mapping }
+    private init(_ mapping: RegionMapping) {
+        self.mapping = mapping
+        _bytes = _MappedBytes(mapping)
+    }
 
     /// Maps `size` bytes of anonymous shared memory, zero-filled. Children created with `fork` afterwards share it.
     ///

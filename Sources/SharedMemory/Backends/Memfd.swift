@@ -8,11 +8,13 @@ import SystemPackage
 /// Resizable, and sealable (``Seals``) so that no holder can shrink, grow or write it.
 public struct MemfdRegion: FileBackedRegion, ~Copyable {
     public private(set) var mapping: RegionMapping
+    public private(set) var _bytes: _MappedBytes
     let object: MappedObject
 
     init(_ object: consuming MappedObject, _ mapping: RegionMapping) {
         self.object = object
         self.mapping = mapping
+        _bytes = _MappedBytes(mapping)
     }
 
     /// Creates a memfd region of exactly `size` bytes (`memfd_create` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`,
@@ -27,6 +29,7 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
     public consuming func erased() -> AnyRegion { .memfd(self) }
 
     public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
+        defer { _bytes = _MappedBytes(mapping) }
         do {
             try object.resize(to: newSize, &mapping)
         } catch where error.errno == .notPermitted {
@@ -49,7 +52,10 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
     }
 
     @discardableResult
-    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
+    public mutating func remap() throws(SharedMemoryError) -> Int {
+        defer { _bytes = _MappedBytes(mapping) }
+        return try object.remap(&mapping)
+    }
 
     public func remove() throws(SharedMemoryError) {
         throw SharedMemoryError(.unsupported, "memfd regions cannot be removed: a memfd has no name; it is freed when the last descriptor and mapping of it are gone", region: name)

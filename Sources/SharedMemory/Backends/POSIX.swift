@@ -5,11 +5,13 @@ import SystemPackage
 /// `shm_open` and removed with `shm_unlink`. Resizable; survives its creator until removed.
 public struct POSIXRegion: FileBackedRegion, ~Copyable {
     public private(set) var mapping: RegionMapping
+    public private(set) var _bytes: _MappedBytes
     let object: MappedObject
 
     init(_ object: consuming MappedObject, _ mapping: RegionMapping) {
         self.object = object
         self.mapping = mapping
+        _bytes = _MappedBytes(mapping)
     }
 
     /// Creates a region of exactly `size` bytes, exclusively: if the name exists it throws
@@ -32,8 +34,15 @@ public struct POSIXRegion: FileBackedRegion, ~Copyable {
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.
     public consuming func erased() -> AnyRegion { .posix(self) }
 
-    public mutating func resize(to newSize: Int) throws(SharedMemoryError) { try object.resize(to: newSize, &mapping) }
+    public mutating func resize(to newSize: Int) throws(SharedMemoryError) {
+        defer { _bytes = _MappedBytes(mapping) }
+        try object.resize(to: newSize, &mapping)
+    }
+
     @discardableResult
-    public mutating func remap() throws(SharedMemoryError) -> Int { try object.remap(&mapping) }
+    public mutating func remap() throws(SharedMemoryError) -> Int {
+        defer { _bytes = _MappedBytes(mapping) }
+        return try object.remap(&mapping)
+    }
     public var descriptor: FileDescriptor { FileDescriptor(rawValue: object.descriptor) }
 }

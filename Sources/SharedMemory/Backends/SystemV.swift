@@ -8,12 +8,14 @@ import SystemPackage
 /// A segment's size is fixed by `shmget`; `IPC_RMID` frees its key at once and its memory after the last detach.
 public struct SystemVRegion: SharedRegion, ~Copyable {
     public let mapping: RegionMapping
+    public let _bytes: _MappedBytes
     /// The segment id (`shmid`), as `ipcs -m` shows it.
     public let id: Int32
 
     private init(name: RegionName, access: Access, id: Int32, base: UnsafeMutableRawPointer, size: Int) {
         self.id = id
         mapping = RegionMapping(name: name, access: access, base: base, size: size, attachedBy: .shmat)
+        _bytes = _MappedBytes(mapping)
     }
 
     // The mode bits of shm_perm.mode beyond rwx.
