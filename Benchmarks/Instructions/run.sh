@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Instructions per operation of SharedMemory's hot paths, which do not move with a noisy machine as times do:
 # each operation runs N1 and N2 times under `valgrind --tool=callgrind`, and (Ir(N2) - Ir(N1)) / (N2 - N1) is
-# printed. getset: a set and a get of a UInt64 on a posix region (getset-any: the same through `any SharedRegion`); ring: a 64-byte send and zero-copy receive in
-# one process (and the same in C through Interop/c/smring.h); pubsub: a 64-byte publish and zero-copy receive, one
-# subscriber, in one process (and the same in C through Interop/c/smpubsub.h); lifecycle: create, remove and detach of a 4 KiB
-# posix region; heap-allocate: a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of
+# printed. getset: a set and a get of a UInt64 on a posix region (getset-any: the same through `any SharedRegion`);
+# ring: a 64-byte send and zero-copy receive in one process (and the same in C through Interop/c/smring.h);
+# ring-copy: the same with each message received as a copy into a buffer; pubsub: a 64-byte publish and zero-copy
+# receive, one subscriber, in one process (and the same in C through Interop/c/smpubsub.h); lifecycle: create,
+# remove and detach of a 4 KiB posix region; heap-allocate: a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of
 # one of 1 000 named objects (and both through Boost.Interprocess, where libboost-dev is installed). Needs valgrind
 # and cc (and c++ for Boost).
 #
@@ -21,7 +22,7 @@ binary=$(mktemp)
 trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 pubsub:10000:110000 lifecycle:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 pubsub:10000:110000 lifecycle:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))

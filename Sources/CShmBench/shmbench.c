@@ -35,6 +35,8 @@
 //                                                     time, C's counterpart of `any SharedRegion`)
 //   shm c-bench ring1 N                               -> a 64-byte send and in-place receive through smring.h in one
 //                                                     process, N times (both for instruction counts: no output)
+//   shm c-bench ring1copy N                           -> the same, each message received as a copy into a buffer
+//                                                     (smring_receive_copy)
 //   shm c-bench pubsub1 N                             -> a 64-byte publish (copied in) and in-place receive through
 //                                                     smpubsub.h, one publisher and one subscriber in one process,
 //                                                     N times (for instruction counts: no output)
@@ -732,6 +734,30 @@ static void queue_stream(const char *kind, size_t size, size_t total) {
 }
 
 // n 64-byte sends and in-place receives through smring.h in one process (out of line, as getset).
+// n 64-byte sends and receives copied into a buffer of the receiver's (smring_receive_copy), in one process.
+__attribute__((noinline)) static void ring1copy(long n) {
+    char name[256];
+    int fd, id;
+    size_t size = smring_size(1 << 16);
+    char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
+    if (smring_format(base, size, 1 << 16) != SMRING_OK) die("smring_format");
+    smring sender, receiver;
+    if (smring_attach(&sender, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
+    if (smring_attach(&receiver, base, size, SMRING_RECEIVER) != SMRING_OK) die("smring_attach");
+    unsigned char message[64], buffer[1 << 15];
+    memset(message, 7, sizeof message);
+    long total = 0;
+    for (long i = 0; i < n; i++) {
+        if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
+        uint32_t length;
+        if (smring_receive_copy(&receiver, buffer, sizeof buffer, &length, -1) != SMRING_OK) die("smring_receive_copy");
+        total += length + buffer[i & 63];
+    }
+    smring_finish(&sender);
+    destroy("posix", name, base, size, fd, id);
+    if (total == 42) printf("%ld\n", total);
+}
+
 __attribute__((noinline)) static void ring1(long n) {
     char name[256];
     int fd, id;
@@ -841,6 +867,8 @@ int shmbench_main(int argc, char **argv) {
         getset(!strcmp(argv[1], "getset-bare"), !strcmp(argv[1], "getset-dispatch"), atol(argv[2]), page);
     } else if (!strcmp(argv[1], "ring1") && argc == 3) {
         ring1(atol(argv[2]));
+    } else if (!strcmp(argv[1], "ring1copy") && argc == 3) {
+        ring1copy(atol(argv[2]));
     } else if (!strcmp(argv[1], "pubsub1") && argc == 3) {
         pubsub1(atol(argv[2]));
     } else if (!strcmp(argv[1], "placement")) {

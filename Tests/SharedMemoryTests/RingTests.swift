@@ -288,4 +288,44 @@ struct RingTests {
         let finished = receiver.isFinished
         #expect(finished)
     }
+
+    @Test("receive(into:) copies each message into the caller's buffer; one too long for it stays in the ring")
+    func receiveIntoBuffer() throws {
+        let region = try SharedMemory.create(.memfd("ring-into"), size: MessageRing.size(capacity: 4096))
+        try MessageRing.format(region)
+        let sender = try RingSender(try attachAgain(region))
+        let receiver = try RingReceiver(try attachAgain(region))
+        var storage = [UInt8](repeating: 0xEE, count: 8)
+        do {
+            var buffer = storage.mutableSpan
+            var bytes = buffer.mutableBytes
+            expectError(.timedOut) { try receiver.receive(into: &bytes, timeout: .milliseconds(20)) }
+            try sender.send([1, 2, 3])
+            #expect(try receiver.receive(into: &bytes) == 3)
+            try sender.send(Array(10..<22))  // 12 bytes: more than the 8 the buffer holds
+            try sender.send([9])
+            let error = expectError(.invalidArgument) { try receiver.receive(into: &bytes) }
+            #expect(error?.reason.contains("12 bytes") == true)
+            #expect(error?.reason.contains("holds 8") == true)
+        }
+        #expect(storage == [1, 2, 3, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE])  // only the message's bytes were written
+        // The long message was not taken: it comes next, whole, into a buffer that holds it.
+        let large = UnsafeMutableRawBufferPointer.allocate(byteCount: receiver.maximumMessage, alignment: 8)
+        defer { large.deallocate() }
+        #expect(try receiver.receiveUnsafe(into: large) == 12)
+        #expect(Array(large.prefix(12)) == Array(10..<22))
+        #expect(try receiver.receiveUnsafe(into: large) == 1)
+        #expect(large[0] == 9)
+        // Messages wrap around the end of the ring and still arrive whole; an empty message is 0; the end is nil.
+        for round in 0..<40 {
+            let message = [UInt8](repeating: UInt8(round), count: 300)
+            try sender.send(message)
+            #expect(try receiver.receiveUnsafe(into: large) == 300)
+            #expect(Array(large.prefix(300)) == message)
+        }
+        try sender.send([])
+        #expect(try receiver.receiveUnsafe(into: UnsafeMutableRawBufferPointer(start: nil, count: 0)) == 0)
+        sender.finish()
+        #expect(try receiver.receiveUnsafe(into: large) == nil)
+    }
 }

@@ -219,6 +219,7 @@ struct BenchTests {
         let first = try counts(), second = try counts()
         #expect(Set(first.keys) == ["get/set of a UInt64 in a posix region", "get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)",
                                     "ring: a 64 B send and zero-copy receive, one process",
+                                    "ring: a 64 B send and a receive copied into the caller's buffer, one process",
                                     "publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process",
                                     "lifecycle: create, touch, remove, detach a 4 KiB posix region (process lifetime)",
                                     "lifecycle: create, touch, remove, detach a 4 KiB memfd region (process lifetime)",

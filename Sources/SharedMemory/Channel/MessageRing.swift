@@ -610,6 +610,43 @@ public struct RingReceiver: ~Copyable {
         return try body(message)
     }
 
+    /// Receives the next message into the start of `buffer`, with no allocation, and returns its length; nil once
+    /// the sender has finished and the ring is empty. A message longer than `buffer` is not taken: it stays first
+    /// in the ring, and this throws ``SharedMemoryError/Code/invalidArgument`` saying its length (a buffer of
+    /// ``maximumMessage`` bytes takes any message). Waits at most `timeout` (nil: as long as the sender lives).
+    ///
+    /// ```swift
+    /// var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+    /// var span = storage.mutableSpan
+    /// var bytes = span.mutableBytes
+    /// while let count = try receiver.receive(into: &bytes) { parse(bytes.bytes.extracting(first: count)) }
+    /// ```
+    ///
+    /// The corresponding C function is `smring_receive_copy` (`Interop/c/smring.h`).
+    @inlinable
+    public func receive(into buffer: inout MutableRawSpan, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
+        try buffer.withUnsafeMutableBytes { (target) throws(SharedMemoryError) -> Int? in
+            try receiveUnsafe(into: target, timeout: timeout)
+        }
+    }
+
+    /// ``receive(into:timeout:)`` into memory given by a pointer, for C interop: `buffer` must be writable for
+    /// all its bytes while this runs; the compiler does not check that, and ``receive(into:timeout:)`` is the
+    /// safe way.
+    @inlinable
+    public func receiveUnsafe(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
+        guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
+        guard message.count <= buffer.count else { throw messageDoesNotFit(message.count, buffer.count) }
+        if message.count > 0 { buffer.baseAddress.unsafelyUnwrapped.copyMemory(from: message.baseAddress.unsafelyUnwrapped, byteCount: message.count) }
+        release(message)
+        return message.count
+    }
+
+    @usableFromInline
+    func messageDoesNotFit(_ length: Int, _ room: Int) -> SharedMemoryError {
+        SharedMemoryError(.invalidArgument, "the next message has \(length) bytes and the buffer holds \(room); the message stays in the ring: receive it into a buffer of at least \(length) bytes (maximumMessage, \(ring.maximumMessage), takes any), or in place with receive { }", region: ring.name)
+    }
+
     /// The next message if one is there now, else nil (also when the sender has finished).
     public func tryReceive() throws(SharedMemoryError) -> [UInt8]? {
         guard let message = try nextMessage(timeout: nil, wait: false) else { return nil }

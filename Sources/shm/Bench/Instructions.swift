@@ -13,6 +13,7 @@ enum InstructionCount {
         ("get/set of a UInt64 in a posix region", "getset", ["getset"], 10_000, 110_000),
         ("get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)", "getset-any", ["getset-dispatch"], 10_000, 110_000),
         ("ring: a 64 B send and zero-copy receive, one process", "ring", ["ring1"], 10_000, 110_000),
+        ("ring: a 64 B send and a receive copied into the caller's buffer, one process", "ring-copy", ["ring1copy"], 10_000, 110_000),
         ("publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", "pubsub", ["pubsub1"], 10_000, 110_000),
     ] + ["posix", "memfd", "sysv", "anonymous"].map { backend in
         ("lifecycle: create, touch, remove, detach a 4 KiB \(backend) region (process lifetime)", "lifecycle-\(backend)", ["lifecycle1", backend], 200, 2_200)
@@ -66,11 +67,12 @@ struct SwiftBenchCommand: ParsableCommand {
         switch operation {
         case "getset": try Self.getset(name, count)
         case "getset-any": try Self.getsetAny(name, count)
+        case "ring-copy": try Self.ringCopy(name, count)
         case "ring": try Self.ring(name, count)
         case "pubsub": try Self.pubsub(name, count)
         default:
             guard operation.hasPrefix("lifecycle-"), let backend = Backend(rawValue: String(operation.dropFirst(10))) else {
-                throw ValidationError("getset, ring, pubsub or lifecycle-BACKEND")
+                throw ValidationError("getset, getset-any, ring, ring-copy, pubsub or lifecycle-BACKEND")
             }
             try Self.lifecycle(backend, count)
         }
@@ -110,6 +112,27 @@ struct SwiftBenchCommand: ParsableCommand {
         }
         try region.remove()
         if sum == 42 { print(sum) }
+    }
+
+    /// What `c-bench ring1copy` does: a 64-byte send, and a receive copied into a buffer of the receiver's.
+    static func ringCopy(_ name: RegionName, _ n: Int) throws {
+        let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+        try MessageRing.format(region, capacity: 1 << 16)
+        let sender = try RingSender(region)
+        let receiver = try RingReceiver(region)
+        let message = [UInt8](repeating: 7, count: 64)
+        var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+        var span = storage.mutableSpan
+        var bytes = span.mutableBytes
+        var total = 0
+        for i in 0..<n {
+            try message.withUnsafeBytes { try sender.send($0) }
+            total &+= try receiver.receive(into: &bytes) ?? 0
+            total &+= Int(bytes.unsafeLoad(fromByteOffset: i & 63, as: UInt8.self))
+        }
+        sender.finish()
+        try region.remove()
+        if total == 42 { print(total) }
     }
 
     /// What `c-bench pubsub1` does: a service of 64-byte samples with one subscriber, publish a copy and receive it.

@@ -47,6 +47,26 @@ func ring(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+// The ring again, each message received as a copy into a buffer of the receiver's.
+func ringCopy(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+    try MessageRing.format(region, capacity: 1 << 16)
+    let sender = try RingSender(try SharedMemory.open(name))
+    let receiver = try RingReceiver(try SharedMemory.open(name))
+    let message = [UInt8](repeating: 7, count: 64)
+    var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+    var span = storage.mutableSpan
+    var bytes = span.mutableBytes
+    var total = 0
+    for _ in 0..<n {
+        try message.withUnsafeBytes { try sender.send($0) }
+        total &+= try receiver.receive(into: &bytes) ?? 0
+    }
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 func pubsub(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
@@ -101,9 +121,10 @@ switch operation {
 case "getset": try getset(name, n)
 case "getset-any": try getsetAny(name, n)
 case "ring": try ring(name, n)
+case "ring-copy": try ringCopy(name, n)
 case "pubsub": try pubsub(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, pubsub, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, ring-copy, pubsub, lifecycle, heap-allocate or heap-find")
 }
