@@ -49,6 +49,11 @@ struct PublishSubscribeTests {
         return (0..<view.layout.chunkCount).count { view.holders($0).load(ordering: .acquiring) == 0 }
     }
 
+    /// How many chunks the service has.
+    static func chunkCount(_ region: borrowing AnyRegion) throws -> Int {
+        try ServiceView(region, at: 0, timeout: .zero).layout.chunkCount
+    }
+
     @Test("sizes of configurations too large to format are Int.max, never an overflow, and creating that much says so")
     func impossibleSizes() throws {
         #expect(PublishSubscribe.size(maxPayload: Int.max, subscribers: 1, queueDepth: 1) == Int.max)
@@ -140,7 +145,8 @@ struct PublishSubscribeTests {
             // Room again: the next publish goes through without waiting.
             try Self.publish(&publisher, 1)
             #expect(try Self.receive(&blocking)?.sequence == 14)
-            _ = region
+            // Everything read: no chunk keeps a mark, not even the one the blocking subscriber missed.
+            #expect(try Self.freeChunks(region) == Self.chunkCount(region))
         }
     }
 
@@ -283,7 +289,10 @@ struct PublishSubscribeTests {
             // A write position a whole queue ahead of the read position.
             try region.set(UInt64(100), at: layout.slotsAt + P.slotWriteAt)
             expectError(.foreign) { try Self.receive(&subscriber) }
+            let free = try Self.freeChunks(region)  // all but the first sample's, which the subscriber never took
+            #expect(free == (try Self.chunkCount(region)) - 1)
             expectError(.foreign) { try Self.publish(&publisher, 1) }
+            #expect(try Self.freeChunks(region) == free)  // the refused publish left no mark and no loan
             try region.set(UInt64(0), at: layout.slotsAt + P.slotWriteAt)
             try region.set(UInt64(0), at: layout.slotsAt + P.slotReadAt)
             // A length past the largest payload.

@@ -221,6 +221,7 @@ struct BenchTests {
                                     "ring: a 64 B send and zero-copy receive, one process",
                                     "ring: a 64 B send and a receive copied into the caller's buffer, one process",
                                     "publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process",
+                                    "publish/subscribe: the publisher's instructions per 64 B publish, 4 subscribers (C: with 1 subscriber)",
                                     "lifecycle: create, touch, remove, detach a 4 KiB posix region (process lifetime)",
                                     "lifecycle: create, touch, remove, detach a 4 KiB memfd region (process lifetime)",
                                     "lifecycle: create, touch, remove, detach a 4 KiB sysv region (process lifetime)",
@@ -234,8 +235,10 @@ struct BenchTests {
                 for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.10, "\(name): \(values) then \(again)") }
             } else {
                 // Per-operation counts are rounded: the setup outside the loop (names made from the pid, whose length
-                // varies) can tip one across a half, never more than one.
-                for (a, b) in zip(values, again) { #expect(abs(a - b) <= 1, "\(name): \(values) then \(again)") }
+                // varies) can tip one across a half. The tests run the debug build of `shm`, in which a call through the
+                // existential also looks up generic metadata in the runtime's caches, whose probes vary a little from
+                // run to run (1 497 then 1 493 seen): 0.5% for that. A release build gives the same count twice.
+                for (a, b) in zip(values, again) { #expect(abs(a - b) <= max(1, a * 0.005), "\(name): \(values) then \(again)") }
             }
         }
     }

@@ -8,15 +8,32 @@ import SharedMemory
 /// per operation. Unlike times, these do not move with the machine's neighbours: this is the figure goals are
 /// put on (Swift/C ≤ 1.10 for the ring and get/set).
 enum InstructionCount {
-    /// The cases: the row's name, the Swift operation, the C experiment, N1 and N2.
-    static let cases: [(name: String, swift: String, c: [String], n1: Int, n2: Int)] = [
-        ("get/set of a UInt64 in a posix region", "getset", ["getset"], 10_000, 110_000),
-        ("get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)", "getset-any", ["getset-dispatch"], 10_000, 110_000),
-        ("ring: a 64 B send and zero-copy receive, one process", "ring", ["ring1"], 10_000, 110_000),
-        ("ring: a 64 B send and a receive copied into the caller's buffer, one process", "ring-copy", ["ring1copy"], 10_000, 110_000),
-        ("publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", "pubsub", ["pubsub1"], 10_000, 110_000),
+    /// A case: the row's name, the Swift loop (`shm swift-bench` arguments), what it is compared with (`shm c-bench`
+    /// arguments, or another Swift loop), N1 and N2, and where set, the one function whose instructions are counted
+    /// (callgrind's `--toggle-collect`, on a binary stripped of its debug information but not of its symbols).
+    struct Case {
+        var name: String
+        var swift: [String]
+        var reference: [String]
+        var n1: Int, n2: Int
+        var onlyIn: String? = nil
+        var note = "C: the same operation in C (Sources/CShmBench), this run; callgrind, deterministic"
+    }
+
+    static let cases: [Case] = [
+        Case(name: "get/set of a UInt64 in a posix region", swift: ["getset"], reference: ["c-bench", "getset"], n1: 10_000, n2: 110_000),
+        Case(name: "get/set of a UInt64 through any SharedRegion (C: through a table of function pointers)", swift: ["getset-any"], reference: ["c-bench", "getset-dispatch"], n1: 10_000, n2: 110_000),
+        Case(name: "ring: a 64 B send and zero-copy receive, one process", swift: ["ring"], reference: ["c-bench", "ring1"], n1: 10_000, n2: 110_000),
+        Case(name: "ring: a 64 B send and a receive copied into the caller's buffer, one process", swift: ["ring-copy"], reference: ["c-bench", "ring1copy"], n1: 10_000, n2: 110_000),
+        Case(name: "publish/subscribe: a 64 B publish and zero-copy receive, one subscriber, one process", swift: ["pubsub"], reference: ["c-bench", "pubsub1"], n1: 10_000, n2: 110_000),
+        // What a publish costs the publisher with four subscribers against one: the publish alone is counted (the
+        // subscribers, in the same process, take each sample outside it). The work, not the time: on this 2-core
+        // machine the time measures the scheduler.
+        Case(name: "publish/subscribe: the publisher's instructions per 64 B publish, 4 subscribers (C: with 1 subscriber)", swift: ["fanout-4"], reference: ["swift-bench", "fanout-1"], n1: 10_000, n2: 110_000,
+             onlyIn: "$s12SharedMemory9PublisherV7publishys6UInt64VSWAA0aB5ErrorVYKF",
+             note: "C: the same publish with 1 subscriber, this run (goal: at most 1.5x); callgrind, deterministic, the publish only"),
     ] + ["posix", "memfd", "sysv", "anonymous"].map { backend in
-        ("lifecycle: create, touch, remove, detach a 4 KiB \(backend) region (process lifetime)", "lifecycle-\(backend)", ["lifecycle1", backend], 200, 2_200)
+        Case(name: "lifecycle: create, touch, remove, detach a 4 KiB \(backend) region (process lifetime)", swift: ["lifecycle-\(backend)"], reference: ["c-bench", "lifecycle1", backend], n1: 200, n2: 2_200)
     }
 
     /// Instructions per operation for each case, Swift and C; a row per case saying why if valgrind is missing.
@@ -24,30 +41,32 @@ enum InstructionCount {
         guard let valgrind = ["/usr/bin/valgrind", "/usr/local/bin/valgrind"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             return cases.map { Measurement(experiment: "instructions", name: $0.name, unit: "instructions", skipped: "valgrind not installed (Debian: apt-get install valgrind)") }
         }
-        // valgrind cannot read Swift's debug information: count a stripped copy of this executable.
+        // valgrind cannot read Swift's debug information: count a copy of this executable without it (its symbols
+        // kept, for the cases that count one function).
         let binary = NSTemporaryDirectory() + "shmbench-instructions-\(getpid())"
         defer { unlink(binary) }
         let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let stripped = FileManager.default.isExecutableFile(atPath: "/usr/bin/strip") ? try run("/usr/bin/strip", ["-o", binary, me]).status == 0 : false
+        let stripped = FileManager.default.isExecutableFile(atPath: "/usr/bin/strip") ? try run("/usr/bin/strip", ["--strip-debug", "-o", binary, me]).status == 0 : false
         if !stripped { try FileManager.default.copyItem(atPath: me, toPath: binary) }
 
-        func count(_ arguments: [String]) throws -> Double {
-            let result = try run(valgrind, ["--tool=callgrind", "--callgrind-out-file=/dev/null", binary] + arguments)
+        func count(_ arguments: [String], onlyIn function: String?) throws -> Double {
+            let collect = function.map { ["--toggle-collect=\($0)"] } ?? []
+            let result = try run(valgrind, ["--tool=callgrind", "--callgrind-out-file=/dev/null"] + collect + [binary] + arguments)
             guard result.status == 0, let line = result.error.split(separator: "\n").first(where: { $0.contains("Collected :") }),
                   let total = line.split(separator: " ").last.flatMap({ Double($0) }) else {
                 throw BenchError("callgrind on \(arguments.joined(separator: " ")) failed (status \(result.status)): \(result.error.suffix(300))")
             }
             return total
         }
-        func perOperation(_ arguments: (Int) -> [String], _ n1: Int, _ n2: Int) throws -> Summary {
-            let value = (try count(arguments(n2)) - count(arguments(n1))) / Double(n2 - n1)
+        func perOperation(_ arguments: [String], _ item: Case) throws -> Summary {
+            let value = (try count(arguments + ["\(item.n2)"], onlyIn: item.onlyIn) - count(arguments + ["\(item.n1)"], onlyIn: item.onlyIn)) / Double(item.n2 - item.n1)
             return Summary(median: value.rounded(), p99: value.rounded(), samples: 1)
         }
         return try cases.map { item in
             var m = Measurement(experiment: "instructions", name: item.name, unit: "instructions",
-                                swift: try perOperation({ ["swift-bench", item.swift, "\($0)"] }, item.n1, item.n2),
-                                c: try perOperation({ ["c-bench"] + item.c + ["\($0)"] }, item.n1, item.n2))
-            m.note = "C: the same operation in C (Sources/CShmBench), this run; callgrind, deterministic"
+                                swift: try perOperation(["swift-bench"] + item.swift, item),
+                                c: try perOperation(item.reference, item))
+            m.note = item.note
             return m
         }
     }
@@ -70,9 +89,11 @@ struct SwiftBenchCommand: ParsableCommand {
         case "ring-copy": try Self.ringCopy(name, count)
         case "ring": try Self.ring(name, count)
         case "pubsub": try Self.pubsub(name, count)
+        case "fanout-1": try Self.fanout(name, subscribers: 1, count)
+        case "fanout-4": try Self.fanout(name, subscribers: 4, count)
         default:
             guard operation.hasPrefix("lifecycle-"), let backend = Backend(rawValue: String(operation.dropFirst(10))) else {
-                throw ValidationError("getset, getset-any, ring, ring-copy, pubsub or lifecycle-BACKEND")
+                throw ValidationError("getset, getset-any, ring, ring-copy, pubsub, fanout-1, fanout-4 or lifecycle-BACKEND")
             }
             try Self.lifecycle(backend, count)
         }
@@ -131,6 +152,26 @@ struct SwiftBenchCommand: ParsableCommand {
             total &+= Int(bytes.unsafeLoad(fromByteOffset: i & 63, as: UInt8.self))
         }
         sender.finish()
+        try region.remove()
+        if total == 42 { print(total) }
+    }
+
+    /// A service of 64-byte samples with `subscribers` subscribers in this process: publish a copy, and each
+    /// subscriber takes it (the fan-out rows count only the publish).
+    static func fanout(_ name: RegionName, subscribers count: Int, _ n: Int) throws {
+        let size = PublishSubscribe.size(maxPayload: 64, subscribers: count, queueDepth: 8)
+        let region = try SharedMemory.create(name, size: size)
+        try PublishSubscribe.format(region, maxPayload: 64, subscribers: count, queueDepth: 8)
+        var subscribers = try InlineArray<4, Subscriber?> { (i) throws(SharedMemoryError) in i < count ? try Subscriber(region) : nil }
+        var publisher = try Publisher(region)
+        let message = [UInt8](repeating: 7, count: 64)
+        var total = 0
+        for _ in 0..<n {
+            try message.withUnsafeBytes { _ = try publisher.publish($0) }
+            for i in 0..<count { total &+= try subscribers[i]!.receive { bytes, _ in bytes.byteCount } ?? 0 }
+        }
+        for i in 0..<count { subscribers[i].take()?.close() }
+        publisher.finish()
         try region.remove()
         if total == 42 { print(total) }
     }
