@@ -104,17 +104,30 @@ enum PubSubBench {
             }
             _exit(0)
         }
-        while ready.load(ordering: .acquiring) == 0 { sched_yield() }
-        var publisher = try Publisher(there)
         var samples = [Double](repeating: 0, count: rounds)
-        for i in 0..<rounds {
-            let start = nanoseconds()
-            _ = try publisher.publishUnsafe(count: payload) { $0.storeBytes(of: i, as: Int.self) }
-            let echoed = try answers.receive { (sample: RawSpan, _: SampleInfo) in sample.unsafeLoad(as: Int.self) }
-            samples[i] = Double(nanoseconds() - start)
-            guard echoed == i else { throw BenchError("the publish/subscribe echo answered \(String(describing: echoed)) to \(i)") }
+        var reaped = false
+        do {
+            while ready.load(ordering: .acquiring) == 0 {
+                reaped = waitpid(child, nil, WNOHANG) == child
+                if reaped { throw BenchError("the publish/subscribe echo could not start") }
+                sched_yield()
+            }
+            var publisher = try Publisher(there)
+            for i in 0..<rounds {
+                let start = nanoseconds()
+                _ = try publisher.publishUnsafe(count: payload) { $0.storeBytes(of: i, as: Int.self) }
+                let echoed = try answers.receive { (sample: RawSpan, _: SampleInfo) in sample.unsafeLoad(as: Int.self) }
+                samples[i] = Double(nanoseconds() - start)
+                guard echoed == i else { throw BenchError("the publish/subscribe echo answered \(String(describing: echoed)) to \(i)") }
+            }
+            publisher.finish()
+        } catch {
+            if !reaped {
+                kill(child, SIGKILL)  // a spinning child would otherwise spin until it noticed this process gone
+                _ = waitpid(child, nil, 0)
+            }
+            throw error
         }
-        publisher.finish()
         answers.close()
         try SwiftBench.waitForChild(child)
         return samples
