@@ -372,6 +372,68 @@ struct AsyncTests {
         }
     }
 
+    /// A subscriber in a class, so that a test can read from it while tasks publish to its service.
+    final class SubscriberBox: @unchecked Sendable {
+        var subscriber: Subscriber
+        init(_ subscriber: consuming Subscriber) { self.subscriber = subscriber }
+    }
+
+    @Test("publishAsync: 8 tasks wait for room in blocking subscribers' full queues, suspended; each publish completes when its subscriber reads; past the block timeout, or cancelled, the sample is lost for it")
+    func publishAsync() async throws {
+        try await Names.withAsync(.posix) { name in
+            let services = 8
+            let stride = (PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 1) + 4095) & ~4095
+            let region = try SharedMemory.create(name, size: services * stride)
+            let subscribers = try (0..<services).map { i in
+                try PublishSubscribe.format(region, at: i * stride, maxPayload: 64, subscribers: 1, queueDepth: 1)
+                return SubscriberBox(try Subscriber(region, at: i * stride, overflow: .blockPublisher))
+            }
+            let before = FutexWaiters.shared.waitingCount
+            try await withThrowingTaskGroup(of: UInt64.self) { group in
+                for i in 0..<services {
+                    group.addTask {
+                        var publisher = try Publisher(try SharedMemory.open(name), at: i * stride, blockTimeout: .seconds(60))
+                        try await publisher.publishAsync(count: 8) { $0.append(UInt8(i)) }  // fills the queue
+                        return try await publisher.publishAsync(count: 8) { $0.append(UInt8(100 + i)) }  // waits for room
+                    }
+                }
+                // All 8 wait in the waiter threads, suspended: a publish blocking its thread would never get there (and
+                // the pool has only a thread per core, 2 here).
+                try await Self.waitUntilWaiting(before + services)
+                for (i, box) in subscribers.enumerated() {
+                    // Read without blocking a thread of the pool either: the publish it frees must get one to finish.
+                    #expect(try await box.subscriber.receiveAsync(timeout: .seconds(10)) { bytes, info in [UInt64(bytes.unsafeLoad(as: UInt8.self)), info.sequence] } == [UInt64(i), 1])
+                    #expect(try await box.subscriber.receiveAsync(timeout: .seconds(10)) { bytes, info in [UInt64(bytes.unsafeLoad(as: UInt8.self)), info.sequence] } == [UInt64(100 + i), 2])
+                    #expect(box.subscriber.lost == 0)
+                }
+                var sequences: [UInt64] = []
+                for try await sequence in group { sequences.append(sequence) }
+                #expect(sequences == Array(repeating: 2, count: services))
+            }
+
+            // Past the block timeout: timedOut, and the subscriber misses the sample.
+            let first = subscribers[0]
+            var publisher = try Publisher(try SharedMemory.open(name), blockTimeout: .milliseconds(100))
+            try await publisher.publishAsync(count: 1) { $0.append(1) }  // sequence 3 fills the queue
+            let error = await #expect(throws: SharedMemoryError.self) { try await publisher.publishAsync(count: 1) { $0.append(2) } }
+            #expect(error?.code == .timedOut)
+            #expect(first.subscriber.lost == 1)
+            // Cancelled while it waits: CancellationError, and the sample is lost for it too.
+            let waiting = Task {
+                var publisher = try Publisher(try SharedMemory.open(name), blockTimeout: .seconds(60))
+                try await publisher.publishAsync(count: 1) { $0.append(3) }
+            }
+            try await Self.waitUntilWaiting(before + 1)
+            waiting.cancel()
+            await #expect(throws: CancellationError.self) { try await waiting.value }
+            #expect(first.subscriber.lost == 2)
+            // What the subscriber gets: the sample that filled its queue; the two it missed are gone.
+            #expect(try first.subscriber.receive(timeout: .seconds(1)) { _, info in info.sequence } == 3)
+            try await publisher.publishAsync(count: 1) { $0.append(4) }
+            #expect(try first.subscriber.receive(timeout: .seconds(1)) { _, info in info.sequence } == 6)
+        }
+    }
+
     @Test("a publisher SIGKILLed while 8 subscribers' tasks await it ends every wait with peerDied")
     func publisherDies() async throws {
         try await Names.withAsync(.posix) { name in

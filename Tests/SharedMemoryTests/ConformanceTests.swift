@@ -437,7 +437,11 @@ struct ConformanceTests {
     func attachAddress(backend: Backend) throws {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let scratch = try #require(mmap(nil, 16 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        defer { munmap(scratch, 16 * page) }
+        // Unmap only what this test still owns: once it gives the last 8 pages back, another test running at the
+        // same time may map its region there, and unmapping all 16 would take that region away under it (seen: a
+        // SIGSEGV in another test's get).
+        var owned = 16 * page
+        defer { munmap(scratch, owned) }
         let taken = UInt(bitPattern: scratch)
         try Names.with(backend) { name in
             expectError(.busy) { try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(taken))) }
@@ -449,6 +453,7 @@ struct ConformanceTests {
             // Free the last 8 pages of the scratch area and ask for exactly that address.
             let free = taken + UInt(8 * page)
             munmap(UnsafeMutableRawPointer(bitPattern: free), 8 * page)
+            owned = 8 * page
             let region = try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(free)))
             #expect(region.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == free)
             try region.set(bytes: [1], at: 0)

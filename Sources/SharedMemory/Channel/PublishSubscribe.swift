@@ -467,6 +467,13 @@ public struct Publisher: ~Copyable {
     /// and the publish then throws ``SharedMemoryError/Code/timedOut`` naming it, after every other subscriber got it.
     @discardableResult
     public mutating func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+        let (c, length) = try loanAndFill(count: count, body)
+        return try deliver(c, length: length)
+    }
+
+    /// A publish's first half: loans a chunk and lets `body` write up to `count` bytes into it; the chunk and the
+    /// length written.
+    mutating func loanAndFill(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> (chunk: Int, length: Int) {
         guard count >= 0, count <= geometry.layout.maxPayload else {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
@@ -474,8 +481,7 @@ public struct Publisher: ~Copyable {
         let payload = UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + P.chunkPayloadAt, count: count)
         var output = OutputRawSpan(buffer: payload, initializedCount: 0)
         body(&output)
-        let length = output.finalize(for: payload)
-        return try deliver(c, length: length)
+        return (c, output.finalize(for: payload))
     }
 
     /// Zero-copy for C interop and benchmarks: loans a chunk, lets `body` fill exactly `count` bytes of it through a
@@ -570,6 +576,47 @@ public struct Publisher: ~Copyable {
         return sequence
     }
 
+    /// ``deliver(_:length:)`` from async code: a wait for room in a blocking subscriber's queue suspends the task
+    /// instead of its thread. Cancelling the task ends those waits: the subscribers still full miss the sample
+    /// (counted as lost) and this throws `CancellationError`, after every other subscriber got it.
+    mutating func deliverAsync(_ c: Int, length: Int, isolation: isolated (any Actor)? = #isolation) async throws -> UInt64 {
+        var blocked: UInt64 = 0
+        let sequence: UInt64
+        do {
+            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+        } catch {
+            _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            throw error
+        }
+        defer { _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing) }
+        var late: [Int32] = []
+        var cancelled = false
+        for s in 0..<service.layout.subscribers where blocked & (1 << UInt64(s)) != 0 {
+            let wait = BlockedWait(service, s, blockTimeout)
+            waiting: while true {
+                if try enqueueUnlessStillFull(c, wait) { break waiting }
+                if cancelled {
+                    wait.countLost()
+                    break waiting
+                }
+                guard let seen = wait.prepareToSleep() else { continue }
+                let slept = await FutexWaiters.sleep(on: wait.word, seen: seen, until: wait.deadline)
+                wait.stopSleeping()
+                switch slept {
+                case .deadlinePassed:
+                    wait.countLost()
+                    late.append(service.subscriber(s)?.pid ?? 0)
+                    break waiting
+                case .cancelled: cancelled = true
+                case .woken, .sliceElapsed: continue
+                }
+            }
+        }
+        if cancelled { throw CancellationError() }
+        if !late.isEmpty { throw lateError(late, sequence) }
+        return sequence
+    }
+
     /// Subscribers that block the publisher, whose queues were full: waits for room in each (without the lock, so
     /// others can connect), then puts the sample in; one still full after the timeout misses it, and the publish
     /// says so after every other got it.
@@ -585,8 +632,13 @@ public struct Publisher: ~Copyable {
         }
         if !late.isEmpty {
             _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
-            throw SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
+            throw lateError(late, sequence)
         }
+    }
+
+    /// The publish's error when blocking subscribers (in processes `late`) stayed full for the whole block timeout.
+    func lateError(_ late: [Int32], _ sequence: UInt64) -> SharedMemoryError {
+        SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
     }
 
     /// The part of a publish that holds the lock: the sample's sequence and length, the history owed to new
@@ -653,31 +705,69 @@ public struct Publisher: ~Copyable {
     /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
     /// is counted as lost for it).
     private mutating func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        let service = self.service
-        let slotAt = service.slot(s)
-        let generation = service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring)
-        let deadline = MessageRing.deadline(after: blockTimeout)!
-        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
-        let sleeps = service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self)
+        let wait = BlockedWait(service, s, blockTimeout)
         while true {
-            let done = try service.withLock { () throws(SharedMemoryError) -> Bool? in
-                guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
-                      service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring) == generation
-                else { return true }  // it left, or died and was reclaimed: nothing to deliver
-                if service.reclaimIfDead(s) { return true }
-                return try enqueue(c, to: s) ? true : nil
-            }
-            if let done { return done }
-            let seen = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent))
-            sleeps.store(1, ordering: .sequentiallyConsistent)
-            let moved = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent)) != seen
-            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotReadAt, seen: seen, until: deadline)
-            sleeps.store(0, ordering: .relaxed)
+            if try enqueueUnlessStillFull(c, wait) { return true }
+            guard let seen = wait.prepareToSleep() else { continue }
+            let slept = MessageRing.sleep(on: wait.word, seen: seen, until: wait.deadline)
+            wait.stopSleeping()
             if slept == .deadlinePassed {
-                service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
+                wait.countLost()
                 return false
             }
         }
+    }
+
+    /// Under the lock: true if the sample needs no more waiting (it was queued, or the subscriber left, died or was
+    /// replaced), false if its queue is still full.
+    mutating func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
+        let service = self.service
+        return try service.withLock { () throws(SharedMemoryError) -> Bool in
+            guard service.atomic(wait.slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
+                  service.atomic(wait.slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring) == wait.generation
+            else { return true }  // it left, or died and was reclaimed: nothing to deliver
+            if service.reclaimIfDead(wait.subscriber) { return true }
+            return try enqueue(c, to: wait.subscriber)
+        }
+    }
+
+    /// A publisher's wait for room in one blocking subscriber's queue: which subscriber (its slot's generation, so
+    /// that a slot changing hands ends the wait), until when, and the futex word it sleeps on (the low half of the
+    /// read position, with `publisherSleeps` raised so that the subscriber wakes it).
+    struct BlockedWait {
+        let service: ServiceView
+        let subscriber: Int
+        let slotAt: Int
+        let generation: UInt32
+        let deadline: Int64
+
+        init(_ service: ServiceView, _ s: Int, _ timeout: Duration) {
+            self.service = service
+            subscriber = s
+            slotAt = service.slot(s)
+            generation = service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring)
+            deadline = MessageRing.deadline(after: timeout)!
+        }
+
+        var word: UnsafeMutableRawPointer { service.base + slotAt + P.slotReadAt }
+
+        /// Raises `publisherSleeps` and returns the read position's low half to sleep on; nil (flag lowered) if the
+        /// subscriber read meanwhile, so that no wake is missed.
+        func prepareToSleep() -> UInt32? {
+            let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+            let seen = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent))
+            service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).store(1, ordering: .sequentiallyConsistent)
+            guard UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent)) == seen else {
+                stopSleeping()
+                return nil
+            }
+            return seen
+        }
+
+        func stopSleeping() { service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).store(0, ordering: .relaxed) }
+
+        /// The subscriber misses the sample: one more in its `lost`.
+        func countLost() { service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed) }
     }
 
     /// Delivers the history subscriber `s` asked for, once (lock held).
