@@ -733,9 +733,9 @@ static void queue_stream(const char *kind, size_t size, size_t total) {
     printf("%lld %lld 1\n", elapsed, elapsed);
 }
 
-// n 64-byte sends and in-place receives through smring.h in one process (out of line, as getset).
-// n 64-byte sends and receives copied into a buffer of the receiver's (smring_receive_copy), in one process.
-__attribute__((noinline)) static void ring1copy(long n) {
+// n 64-byte sends through smring.h in one process, each received in place, or (copy) as a copy into a buffer of
+// the receiver's (smring_receive_copy). Out of line, as getset; a loop for each, so neither pays for the other.
+__attribute__((noinline)) static void ring1(long n, int copy) {
     char name[256];
     int fd, id;
     size_t size = smring_size(1 << 16);
@@ -747,36 +747,22 @@ __attribute__((noinline)) static void ring1copy(long n) {
     unsigned char message[64], buffer[1 << 15];
     memset(message, 7, sizeof message);
     long total = 0;
-    for (long i = 0; i < n; i++) {
-        if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
-        uint32_t length;
-        if (smring_receive_copy(&receiver, buffer, sizeof buffer, &length, -1) != SMRING_OK) die("smring_receive_copy");
-        total += length + buffer[i & 63];
-    }
-    smring_finish(&sender);
-    destroy("posix", name, base, size, fd, id);
-    if (total == 42) printf("%ld\n", total);
-}
-
-__attribute__((noinline)) static void ring1(long n) {
-    char name[256];
-    int fd, id;
-    size_t size = smring_size(1 << 16);
-    char *base = create("posix", region_name("posix", name, sizeof name, 0), size, 0, 0, &fd, &id);
-    if (smring_format(base, size, 1 << 16) != SMRING_OK) die("smring_format");
-    smring sender, receiver;
-    if (smring_attach(&sender, base, size, SMRING_SENDER) != SMRING_OK) die("smring_attach");
-    if (smring_attach(&receiver, base, size, SMRING_RECEIVER) != SMRING_OK) die("smring_attach");
-    unsigned char message[64];
-    memset(message, 7, sizeof message);
-    long total = 0;
-    for (long i = 0; i < n; i++) {
-        if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
-        const void *in;
-        uint32_t length;
-        if (smring_receive(&receiver, &in, &length, -1) != SMRING_OK) die("smring_receive");
-        total += length;
-        smring_release(&receiver);
+    if (copy) {
+        for (long i = 0; i < n; i++) {
+            if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
+            uint32_t length;
+            if (smring_receive_copy(&receiver, buffer, sizeof buffer, &length, -1) != SMRING_OK) die("smring_receive_copy");
+            total += length + buffer[i & 63];
+        }
+    } else {
+        for (long i = 0; i < n; i++) {
+            if (smring_send(&sender, message, sizeof message, -1) != SMRING_OK) die("smring_send");
+            const void *in;
+            uint32_t length;
+            if (smring_receive(&receiver, &in, &length, -1) != SMRING_OK) die("smring_receive");
+            total += length;
+            smring_release(&receiver);
+        }
     }
     smring_finish(&sender);
     destroy("posix", name, base, size, fd, id);
@@ -866,9 +852,9 @@ int shmbench_main(int argc, char **argv) {
     } else if ((!strcmp(argv[1], "getset") || !strcmp(argv[1], "getset-bare") || !strcmp(argv[1], "getset-dispatch")) && argc == 3) {
         getset(!strcmp(argv[1], "getset-bare"), !strcmp(argv[1], "getset-dispatch"), atol(argv[2]), page);
     } else if (!strcmp(argv[1], "ring1") && argc == 3) {
-        ring1(atol(argv[2]));
+        ring1(atol(argv[2]), 0);
     } else if (!strcmp(argv[1], "ring1copy") && argc == 3) {
-        ring1copy(atol(argv[2]));
+        ring1(atol(argv[2]), 1);
     } else if (!strcmp(argv[1], "pubsub1") && argc == 3) {
         pubsub1(atol(argv[2]));
     } else if (!strcmp(argv[1], "placement")) {

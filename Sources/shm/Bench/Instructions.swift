@@ -86,7 +86,7 @@ struct SwiftBenchCommand: ParsableCommand {
         switch operation {
         case "getset": try Self.getset(name, count)
         case "getset-any": try Self.getsetAny(name, count)
-        case "ring-copy": try Self.ringCopy(name, count)
+        case "ring-copy": try Self.ring(name, count, copy: true)
         case "ring": try Self.ring(name, count)
         case "pubsub": try Self.pubsub(name, count)
         case "fanout-1": try Self.fanout(name, subscribers: 1, count)
@@ -135,27 +135,6 @@ struct SwiftBenchCommand: ParsableCommand {
         if sum == 42 { print(sum) }
     }
 
-    /// What `c-bench ring1copy` does: a 64-byte send, and a receive copied into a buffer of the receiver's.
-    static func ringCopy(_ name: RegionName, _ n: Int) throws {
-        let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
-        try MessageRing.format(region, capacity: 1 << 16)
-        let sender = try RingSender(region)
-        let receiver = try RingReceiver(region)
-        let message = [UInt8](repeating: 7, count: 64)
-        var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
-        var span = storage.mutableSpan
-        var bytes = span.mutableBytes
-        var total = 0
-        for i in 0..<n {
-            try message.withUnsafeBytes { try sender.send($0) }
-            total &+= try receiver.receive(into: &bytes) ?? 0
-            total &+= Int(bytes.unsafeLoad(fromByteOffset: i & 63, as: UInt8.self))
-        }
-        sender.finish()
-        try region.remove()
-        if total == 42 { print(total) }
-    }
-
     /// A service of 64-byte samples with `subscribers` subscribers in this process: publish a copy, and each
     /// subscriber takes it (the fan-out rows count only the publish).
     static func fanout(_ name: RegionName, subscribers count: Int, _ n: Int) throws {
@@ -195,16 +174,29 @@ struct SwiftBenchCommand: ParsableCommand {
         if total == 42 { print(total) }
     }
 
-    static func ring(_ name: RegionName, _ n: Int) throws {
+    /// What `c-bench ring1` does: a 64-byte send, received in place, or (`copy`, as `c-bench ring1copy`) into a
+    /// buffer of the receiver's. A loop for each, so neither pays for the other.
+    static func ring(_ name: RegionName, _ n: Int, copy: Bool = false) throws {
         let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
         try MessageRing.format(region, capacity: 1 << 16)
         let sender = try RingSender(region)
         let receiver = try RingReceiver(region)
         let message = [UInt8](repeating: 7, count: 64)
         var total = 0
-        for _ in 0..<n {
-            try message.withUnsafeBytes { try sender.send($0) }
-            total &+= try receiver.receive { $0.byteCount } ?? 0
+        if copy {
+            var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+            var span = storage.mutableSpan
+            var bytes = span.mutableBytes
+            for i in 0..<n {
+                try message.withUnsafeBytes { try sender.send($0) }
+                total &+= try receiver.receive(into: &bytes) ?? 0
+                total &+= Int(bytes.unsafeLoad(fromByteOffset: i & 63, as: UInt8.self))
+            }
+        } else {
+            for _ in 0..<n {
+                try message.withUnsafeBytes { try sender.send($0) }
+                total &+= try receiver.receive { $0.byteCount } ?? 0
+            }
         }
         sender.finish()
         try region.remove()
