@@ -188,6 +188,9 @@ struct ServiceGeometry: BitwiseCopyable {
     @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
     @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
     @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
+    /// Subscriber `s`'s bit in a chunk's holders (and in a publish's set of blocked subscribers): `s` is a slot
+    /// index, below 62, so the shift needs no check for a count of 64 or more.
+    @inlinable static func mark(_ s: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: s) }
 
     /// What a quick take found.
     @usableFromInline
@@ -357,7 +360,7 @@ struct ServiceView: @unchecked Sendable {
                 }
             }
             for c in 0..<layout.chunkCount where holders(c).load(ordering: .acquiring) & (1 << s) != 0 {
-                if !queued.contains(c) && Int(held) != c + 1 { _ = holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing) }
+                if !queued.contains(c) && Int(held) != c + 1 { _ = holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing) }
             }
         }
     }
@@ -394,7 +397,7 @@ struct ServiceView: @unchecked Sendable {
         guard current != P.free else { return false }
         if current != P.reclaiming, subscriber(s)?.isAlive ?? false { return false }
         state.store(P.reclaiming, ordering: .releasing)
-        let bit: UInt64 = 1 << UInt64(s)
+        let bit = ServiceGeometry.mark(s)
         for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {
             _ = holders(c).loadThenBitwiseAnd(with: ~bit, ordering: .acquiringAndReleasing)
         }
@@ -591,7 +594,7 @@ public struct Publisher: ~Copyable {
         defer { _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing) }
         var late: [Int32] = []
         var cancelled = false
-        for s in 0..<service.layout.subscribers where blocked & (1 << UInt64(s)) != 0 {
+        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
             let wait = BlockedWait(service, s, blockTimeout)
             waiting: while true {
                 if try enqueueUnlessStillFull(c, wait) { break waiting }
@@ -622,7 +625,7 @@ public struct Publisher: ~Copyable {
     /// says so after every other got it.
     private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
         var late: [Int32] = []
-        for s in 0..<service.layout.subscribers where blocked & (1 << UInt64(s)) != 0 {
+        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
             do {
                 if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
             } catch {
@@ -653,7 +656,7 @@ public struct Publisher: ~Copyable {
         geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ P.chunkLengthAt, as: UInt64.self)
         for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
             if geometry.atomic(geometry.slot(s) &+ P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
-            if try !enqueue(c, to: s) { blocked |= 1 << UInt64(s) }
+            if try !enqueue(c, to: s) { blocked |= ServiceGeometry.mark(s) }
         }
         if geometry.layout.history > 0 { addToHistory(c) }
         geometry.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
@@ -683,20 +686,31 @@ public struct Publisher: ~Copyable {
                 throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
             }
             if w - r < depth { break }
-            guard geometry.base.load(fromByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
-            // Overwrite: take the oldest from the subscriber (it may take it first: then look again).
-            let oldest = Int(geometry.base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(r & (capacity - 1)) * 4, as: UInt32.self))
-            guard oldest < geometry.layout.chunkCount else { throw service.badChunk(oldest) }
-            if read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
-                _ = geometry.holders(oldest).loadThenBitwiseAnd(with: ~(1 << UInt64(s)), ordering: .acquiringAndReleasing)
-                geometry.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
-            }
+            guard try dropOldest(from: s, read: r) else { return false }
         }
-        _ = geometry.holders(c).loadThenBitwiseOr(with: 1 << UInt64(s), ordering: .acquiringAndReleasing)
+        _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
         geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
         if geometry.atomic(slotAt &+ P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
             Syscalls.futexWake(geometry.base + slotAt + P.slotWriteAt)
+        }
+        return true
+    }
+
+    /// Subscriber `s`'s queue is full at read position `r`: an overwriting subscriber's oldest sample is dropped
+    /// (unless the subscriber took it first) and counted as lost, and the caller looks again (true); a blocking
+    /// subscriber's is left (false). Out of line, as a full queue is the rare case: inlined, its address arithmetic
+    /// was hoisted into every publish's loop over the subscribers.
+    @inline(never)
+    private func dropOldest(from s: Int, read r: UInt64) throws(SharedMemoryError) -> Bool {
+        let slotAt = geometry.slot(s)
+        guard geometry.base.load(fromByteOffset: slotAt &+ P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let oldest = Int(geometry.base.load(fromByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
+        guard oldest < geometry.layout.chunkCount else { throw service.badChunk(oldest) }
+        if geometry.atomic(slotAt &+ P.slotReadAt, UInt64.self).compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
+            _ = geometry.holders(oldest).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
+            geometry.atomic(slotAt &+ P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
         }
         return true
     }
@@ -1064,7 +1078,7 @@ public struct Subscriber: ~Copyable {
     /// Gives chunk `c` back: this subscriber's mark off it, then its note of what it is reading.
     @inlinable
     func release(_ c: Int) {
-        _ = geometry.holders(c).loadThenBitwiseAnd(with: ~(1 << UInt64(index)), ordering: .acquiringAndReleasing)
+        _ = geometry.holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(index), ordering: .acquiringAndReleasing)
         geometry.atomic(geometry.slot(index) &+ PublishSubscribe.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
     }
 }
