@@ -437,11 +437,7 @@ struct ConformanceTests {
     func attachAddress(backend: Backend) throws {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let scratch = try #require(mmap(nil, 16 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        // Unmap only what this test still owns: once it gives the last 8 pages back, another test running at the
-        // same time may map its region there, and unmapping all 16 would take that region away under it (seen: a
-        // SIGSEGV in another test's get).
-        var owned = 16 * page
-        defer { munmap(scratch, owned) }
+        defer { munmap(scratch, 16 * page) }
         let taken = UInt(bitPattern: scratch)
         try Names.with(backend) { name in
             expectError(.busy) { try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(taken))) }
@@ -450,11 +446,22 @@ struct ConformanceTests {
             }
             expectError(.invalidArgument) { try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(taken + 1))) }
 
-            // Free the last 8 pages of the scratch area and ask for exactly that address.
-            let free = taken + UInt(8 * page)
-            munmap(UnsafeMutableRawPointer(bitPattern: free), 8 * page)
-            owned = 8 * page
-            let region = try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(free)))
+            // Ask for exactly an address known to be free: 8 pages mapped and given back. Another test running at
+            // the same time may map into them first (a window of microseconds): that create is rightly `busy`, and
+            // the test tries a fresh address (never unmapping pages it gave back: they may be another test's now).
+            func createAtFreedAddress(_ free: inout UInt, attempt: Int = 1) throws -> AnyRegion {
+                let area = try #require(mmap(nil, 8 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+                munmap(area, 8 * page)
+                free = UInt(bitPattern: area)
+                do {
+                    return try SharedMemory.create(name, size: 4096, options: .init(address: .fixed(free)))
+                } catch {
+                    guard error.code == .busy, attempt < 5 else { throw error }
+                    return try createAtFreedAddress(&free, attempt: attempt + 1)
+                }
+            }
+            var free: UInt = 0
+            let region = try createAtFreedAddress(&free)
             #expect(region.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == free)
             try region.set(bytes: [1], at: 0)
             // A hint at a taken address still maps, somewhere else.
