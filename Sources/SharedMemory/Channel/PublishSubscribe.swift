@@ -425,6 +425,8 @@ public struct Publisher: ~Copyable {
     // borrow it, on every sample.
     /// Where the next loan starts looking for a free chunk.
     private var cursor = 0
+    /// The chunk loaned ahead for the next publish, or -1: see ``loanAhead()``.
+    private var nextLoan = -1
     /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
     public let blockTimeout: Duration
 
@@ -527,17 +529,41 @@ public struct Publisher: ~Copyable {
         for s in 0..<service.layout.subscribers { Syscalls.futexWake(service.base + service.slot(s) + P.slotWriteAt) }
     }
 
-    /// A free chunk (no holder), marked as this publisher's loan. After a full scan finds none, reclaims dead
-    /// subscribers and scans once more.
+    /// A free chunk (no holder), marked as this publisher's loan: the one loaned ahead at the end of the last
+    /// publish, if any. After a full scan finds none, reclaims dead subscribers and scans once more.
     @inline(__always)
     private mutating func loan() throws(SharedMemoryError) -> Int {
-        // The next chunk after the cursor is usually free: take it here, anything else out of line.
-        let c = cursor
-        if geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged {
-            cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1
+        if nextLoan >= 0 {
+            let c = nextLoan
+            nextLoan = -1
             return c
         }
+        // The next chunk after the cursor is usually free: take it here, anything else out of line.
+        if let c = loanAtCursor() { return c }
         return try loanSearching()
+    }
+
+    /// The chunk at the cursor, loaned if it is free (and the cursor moved past it).
+    @inline(__always)
+    private mutating func loanAtCursor() -> Int? {
+        let c = cursor
+        guard geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged else { return nil }
+        cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1
+        return c
+    }
+
+    /// Right after a publish, loans the chunk for the next one if the one at the cursor is free. Taking a chunk
+    /// means a compare-and-swap on its marks, which the subscriber that released it last wrote: done here, while the
+    /// subscribers read, the wait for that cache line is off the next publish's path (measured in
+    /// Docs/Benchmarks.md). The publisher still holds at most one loan at a time, as the wire format counts on; it
+    /// gives this one back when it goes (its deinit), and if its process dies, whoever recovers the service does.
+    @inline(__always)
+    private mutating func loanAhead() {
+        if nextLoan < 0, let c = loanAtCursor() { nextLoan = c }
+    }
+
+    deinit {
+        if nextLoan >= 0 { _ = geometry.holders(nextLoan).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing) }
     }
 
     /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
@@ -576,6 +602,7 @@ public struct Publisher: ~Copyable {
         }
         if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
         _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        loanAhead()
         return sequence
     }
 
