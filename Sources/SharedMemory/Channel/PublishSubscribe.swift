@@ -359,7 +359,7 @@ struct ServiceView: @unchecked Sendable {
                     queued.insert(Int(base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(position & UInt64(layout.queueCapacity - 1)) * 4, as: UInt32.self)))
                 }
             }
-            for c in 0..<layout.chunkCount where holders(c).load(ordering: .acquiring) & (1 << s) != 0 {
+            for c in 0..<layout.chunkCount where holders(c).load(ordering: .acquiring) & ServiceGeometry.mark(s) != 0 {
                 if !queued.contains(c) && Int(held) != c + 1 { _ = holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing) }
             }
         }
