@@ -431,6 +431,12 @@ struct AsyncTests {
             #expect(try first.subscriber.receive(timeout: .seconds(1)) { _, info in info.sequence } == 3)
             try await publisher.publishAsync(count: 1) { $0.append(4) }
             #expect(try first.subscriber.receive(timeout: .seconds(1)) { _, info in info.sequence } == 6)
+            // Every chunk of this service is free but the one the publisher loaned for its next sample after that
+            // publish (the timed-out and the cancelled publish gave theirs back); it gives that back when it goes.
+            let service = try SharedMemory.open(name)
+            #expect(try PublishSubscribeTests.freeChunks(service) == PublishSubscribeTests.chunkCount(service) - 1)
+            publisher.finish()
+            #expect(try PublishSubscribeTests.freeChunks(service) == PublishSubscribeTests.chunkCount(service))
         }
     }
 

@@ -191,6 +191,8 @@ struct ServiceGeometry: BitwiseCopyable {
     /// Subscriber `s`'s bit in a chunk's holders (and in a publish's set of blocked subscribers): `s` is a slot
     /// index, below 62, so the shift needs no check for a count of 64 or more.
     @inlinable static func mark(_ s: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: s) }
+    /// The publisher's loan of chunk `c` ends (its bit 62 cleared): published, or given back.
+    func endLoan(_ c: Int) { _ = holders(c).loadThenBitwiseAnd(with: ~PublishSubscribe.loanBit, ordering: .acquiringAndReleasing) }
 
     /// What a quick take found.
     @usableFromInline
@@ -543,13 +545,12 @@ public struct Publisher: ~Copyable {
         return try loanSearching()
     }
 
-    /// The chunk at the cursor, loaned if it is free (and the cursor moved past it).
+    /// The chunk at the cursor, loaned if it is free; the cursor moves past it either way.
     @inline(__always)
     private mutating func loanAtCursor() -> Int? {
         let c = cursor
-        guard geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged else { return nil }
-        cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1
-        return c
+        cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1  // below the count, a small number
+        return geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged ? c : nil
     }
 
     /// Right after a publish, loans the chunk for the next one if the one at the cursor is free. Taking a chunk
@@ -563,19 +564,16 @@ public struct Publisher: ~Copyable {
     }
 
     deinit {
-        if nextLoan >= 0 { _ = geometry.holders(nextLoan).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing) }
+        if nextLoan >= 0 { geometry.endLoan(nextLoan) }
     }
 
     /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
     /// subscribers' chunks.
     @inline(never)
     private mutating func loanSearching() throws(SharedMemoryError) -> Int {
-        let count = geometry.layout.chunkCount
         for pass in 0..<2 {
-            for _ in 0..<count {
-                let c = cursor
-                cursor = cursor &+ 1 == count ? 0 : cursor &+ 1  // below count, a small number
-                if geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged { return c }
+            for _ in 0..<geometry.layout.chunkCount {
+                if let c = loanAtCursor() { return c }
             }
             if pass == 0 {
                 let service = self.service
@@ -588,20 +586,20 @@ public struct Publisher: ~Copyable {
     }
 
     /// Publishes the loaned chunk `c`: its sequence and length, into the history, into every connected subscriber's
-    /// queue (history first for those that asked), then gives up the loan.
+    /// queue (history first for those that asked), then gives up the loan and loans the next chunk ahead. The loan
+    /// goes back on an error too: the lock or a corrupt queue refused the sample, or a blocking subscriber stayed
+    /// full (then the sample was published to every other one).
     private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
-        let chunkAt = geometry.chunk(c)
         var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
         let sequence: UInt64
         do {
-            sequence = try locked(c, chunkAt, length, &blocked)
+            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
         } catch {
-            // Not published (the lock or a subscriber's queue refused): the loan goes back.
-            _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            geometry.endLoan(c)
             throw error
         }
-        if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
-        _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+        geometry.endLoan(c)
         loanAhead()
         return sequence
     }
@@ -614,11 +612,30 @@ public struct Publisher: ~Copyable {
         let sequence: UInt64
         do {
             sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            if blocked != 0 { try await waitForBlockedAsync(c, blocked, sequence) }
         } catch {
-            _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
+            geometry.endLoan(c)
             throw error
         }
-        defer { _ = geometry.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing) }
+        geometry.endLoan(c)
+        loanAhead()
+        return sequence
+    }
+
+    /// Subscribers that block the publisher, whose queues were full: waits (without the lock, so others can
+    /// connect) for room in each, then puts the sample in; one still full after the timeout misses it, and the
+    /// publish says so after every other got it.
+    private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
+        var late: [Int32] = []
+        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
+            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
+        }
+        if !late.isEmpty { throw lateError(late, sequence) }
+    }
+
+    /// ``waitForBlocked(_:_:_:)``, suspending the task while it waits; a cancel ends every wait still to come, those
+    /// subscribers missing the sample.
+    private mutating func waitForBlockedAsync(_ c: Int, _ blocked: UInt64, _ sequence: UInt64, isolation: isolated (any Actor)? = #isolation) async throws {
         var late: [Int32] = []
         var cancelled = false
         for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
@@ -644,26 +661,6 @@ public struct Publisher: ~Copyable {
         }
         if cancelled { throw CancellationError() }
         if !late.isEmpty { throw lateError(late, sequence) }
-        return sequence
-    }
-
-    /// Subscribers that block the publisher, whose queues were full: waits for room in each (without the lock, so
-    /// others can connect), then puts the sample in; one still full after the timeout misses it, and the publish
-    /// says so after every other got it.
-    private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
-        var late: [Int32] = []
-        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
-            do {
-                if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
-            } catch {
-                _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
-                throw error
-            }
-        }
-        if !late.isEmpty {
-            _ = service.holders(c).loadThenBitwiseAnd(with: ~P.loanBit, ordering: .acquiringAndReleasing)
-            throw lateError(late, sequence)
-        }
     }
 
     /// The publish's error when blocking subscribers (in processes `late`) stayed full for the whole block timeout.

@@ -6,7 +6,7 @@ import SharedMemory
 /// The instruction-count mode (`shm bench --instructions`): the single-process paths, Swift and C, each run twice
 /// under `valgrind --tool=callgrind` (N1 and N2 times), and (Ir(N2) − Ir(N1)) / (N2 − N1) reported as instructions
 /// per operation. Unlike times, these do not move with the machine's neighbours: this is the figure goals are
-/// put on (Swift/C ≤ 1.10 for the ring and get/set).
+/// put on (Docs/Benchmarks.md lists them, met and not).
 enum InstructionCount {
     /// A case: the row's name, the Swift loop (`shm swift-bench` arguments), what it is compared with (`shm c-bench`
     /// arguments, or another Swift loop), N1 and N2, and where set, the one function whose instructions are counted
