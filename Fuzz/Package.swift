@@ -11,7 +11,7 @@ let package = Package(
     name: "SharedMemoryFuzz",
     dependencies: [.package(name: "SharedMemory", path: "../")],
     targets: [
-        .target(name: "FuzzDriver"),
+        .target(name: "FuzzDriver", dependencies: [.product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzRegionName", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzRingHeader", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzPublishSubscribe", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),

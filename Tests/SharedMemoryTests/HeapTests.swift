@@ -178,6 +178,75 @@ struct HeapTests {
         }
     }
 
+    /// A heap of 64 KiB between guard pages, with a free block `a` (before three allocated ones, so it merges with
+    /// nothing) and the big free rest after them; `forge` writes a peer's word over it, `operation` is what the
+    /// victim does next. Before the links were checked to be free blocks, each case read or wrote the 8 bytes just
+    /// past the heap (a link to the end marker at `extent - 16`, whose "links" would be at `extent` and `extent + 8`):
+    /// a SIGSEGV here, a silent read or write of whatever is mapped next elsewhere.
+    @Test("a free list link forged to the end marker is foreign: nothing past the heap is read or written",
+          arguments: ["next link, then allocate", "previous link, then allocate", "list head, then free into it",
+                      "rest's link, then the full heap's message", "second-level map, then allocate"])
+    func forgedFreeLinks(_ forgery: String) throws {
+        typealias L = HeapLayout
+        try Names.with(.posix) { name in
+            try betweenGuardPages(name, size: 65536) { region in
+            var heap = try SharedHeap(formatting: region)
+            let extent = 65536, endMarker = UInt64(extent - L.blockHeader)
+            let a = try heap.allocate(byteCount: 200), b = try heap.allocate(byteCount: 200)
+            let c = try heap.allocate(byteCount: 200), d = try heap.allocate(byteCount: 200)
+            try heap.deallocate(a)
+            let raw = try SharedMemory.open(name)
+            let aBlock = Int(a.offset) - L.blockHeader
+            let restBlock = Int(d.offset) - L.blockHeader + 224
+            #expect(b.offset == a.offset + 224 && c.offset == b.offset + 224)
+            let (first, second) = L.sizeClass(224)
+            switch forgery {
+            case "next link, then allocate":
+                try raw.set(endMarker, at: aBlock + 16)
+                expectError(.foreign) { try heap.allocate(byteCount: 200) }
+            case "previous link, then allocate":
+                try raw.set(endMarker, at: aBlock + 24)
+                expectError(.foreign) { try heap.allocate(byteCount: 200) }
+            case "list head, then free into it":
+                // c (between b and d, both used) goes on a's list, whose head now says the end marker.
+                try raw.set(endMarker, at: L.headsAt + (first * L.secondLevels + second) * 8)
+                expectError(.foreign) { try heap.deallocate(c) }
+            case "rest's link, then the full heap's message":
+                try raw.set(endMarker, at: restBlock + 16)
+                expectError(.foreign) { try heap.allocate(byteCount: 60000) }
+            default:
+                // A second-level map with bits past the 16 classes it has sends the search to another list's head.
+                try raw.set(UInt32.max << 16, at: L.secondLevelMapsAt + first * 4)
+                expectError(.foreign) { try heap.allocate(byteCount: 200) }
+            }
+            }
+        }
+    }
+
+    /// Docs/StructuredData.md, "Handles": load, store and the spans take no lock, so they check a handle against the
+    /// heap's bounds only; through a stale handle they reach the freed block (here its free list links). The
+    /// operation that then finds the lists broken is `foreign` and rebuilds them from the block chain, so the heap
+    /// lives on. Before, every later operation was `foreign`.
+    @Test("a store through a stale handle into a freed block costs one operation a foreign, not the heap its life")
+    func staleHandleStore() throws {
+        try Names.with(.posix) { name in
+            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 65536))
+            let a = try heap.allocate(UInt64.self, count: 25), keep = try heap.allocate(UInt64.self, count: 25)
+            try heap.store(7, to: keep)
+            try heap.deallocate(a)
+            expectError(.invalidArgument) { try heap.deallocate(a) }
+            expectError(.invalidArgument) { try heap.usableSize(of: a) }
+            // The stale write lands in the free block's links (its first 16 payload bytes): inside the heap.
+            try heap.store(0xdead_beef, to: a, at: 0)
+            try heap.store(0xdead_beef, to: a, at: 1)
+            expectError(.foreign) { try heap.allocate(UInt64.self, count: 25) }
+            let again = try heap.allocate(UInt64.self, count: 25)
+            #expect(again.offset == a.offset)
+            #expect(try heap.load(keep) == 7)
+            #expect(try heap.verify().allocatedBlocks == 2)
+        }
+    }
+
     @Test("a full heap says what is free; bad handles are errors, not crashes")
     func noSpaceAndBadHandles() throws {
         try Names.with(.posix) { name in
@@ -411,10 +480,12 @@ struct HeapTests {
         }
     }
 
-    @Test("metadata another process wrote over is foreign, never a crash or a write outside the heap")
+    @Test("a heap's metadata written over at every offset, and at random: every operation fails as foreign (or refuses its input), never touches memory past the heap (guard pages), loops or traps")
     func corruptMetadata() throws {
+        typealias L = HeapLayout
         try Names.with(.posix) { name in
-            var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 65536))
+            try betweenGuardPages(name, size: 65536) { region in
+            var heap = try SharedHeap(formatting: region)
             var blocks: [HeapPointer<UInt8>] = []
             for index in 0..<40 { blocks.append(try heap.allocate(byteCount: 16 + index * 37)) }
             for index in stride(from: 0, to: 40, by: 3) { try heap.deallocate(blocks[index]) }
@@ -423,15 +494,7 @@ struct HeapTests {
             let pristine = try raw.get(count: 65536, at: 0)
             var random = SystemRandomNumberGenerator()
             var foreign = 0
-            for _ in 0..<3000 {
-                try raw.set(bytes: pristine, at: 0)
-                for _ in 0..<Int.random(in: 1...4, using: &random) {
-                    // Anything but the mutex (a peer that writes over a lock can make others wait; see the guide).
-                    var offset = Int.random(in: 0..<65536 / 8, using: &random) * 8
-                    if (64..<128).contains(offset) { offset = 24 }
-                    let value: UInt64 = [0, 1, 16, .max, UInt64.random(in: 0...70000, using: &random), UInt64.random(in: 0...UInt64.max, using: &random)].randomElement(using: &random)!
-                    try raw.set(value, at: offset)
-                }
+            func operate() {
                 for operation in 0..<6 {
                     do {
                         switch operation {
@@ -442,15 +505,44 @@ struct HeapTests {
                         case 4: _ = try heap.findOrConstruct("fresh", repeating: UInt8(1))
                         default: try heap.destroy("n5")
                         }
-                    } catch let error as SharedMemoryError {
+                    } catch {
                         #expect([.foreign, .invalidArgument, .noSpace, .outOfBounds, .typeMismatch, .alreadyExists].contains(error.code), "\(error)")
                         if error.code == .foreign { foreign += 1 }
                     }
                 }
             }
-            #expect(foreign > 100)
+            // Every word of the header, the heap's lock excepted (a peer that writes over a lock can make others
+            // wait: Docs/StructuredData.md), and the first 32 bytes of every block (its header and, free, its links),
+            // each set to values that point where a link must not: nowhere, the end marker, past the heap, all ones.
+            let mutex = L.mutexAt..<(L.mutexAt + ProcessMutex.size)
+            var targets = stride(from: 0, to: L.firstBlock, by: 8).filter { !mutex.contains($0) }
+            var b = L.firstBlock
+            while b < 65536 - L.blockHeader {
+                targets += [b, b + 8, b + 16, b + 24]
+                b += Int(pristine.withUnsafeBytes { $0.load(fromByteOffset: b + 8, as: UInt64.self) } & ~L.flagMask)
+            }
+            #expect(targets.count > 1200)
+            for offset in targets {
+                for value: UInt64 in [0, UInt64(65536 - L.blockHeader), 65536, .max] {
+                    try raw.set(bytes: pristine, at: 0)
+                    try raw.set(value, at: offset)
+                    operate()
+                }
+            }
+            for _ in 0..<3000 {
+                try raw.set(bytes: pristine, at: 0)
+                for _ in 0..<Int.random(in: 1...4, using: &random) {
+                    var offset = Int.random(in: 0..<65536 / 8, using: &random) * 8
+                    if mutex.contains(offset) { offset = L.directoryAt }
+                    let value: UInt64 = [0, 1, 16, .max, UInt64.random(in: 0...70000, using: &random), UInt64.random(in: 0...UInt64.max, using: &random)].randomElement(using: &random)!
+                    try raw.set(value, at: offset)
+                }
+                operate()
+            }
+            #expect(foreign > 1000)
             try raw.set(bytes: pristine, at: 0)
             try heap.verify()
+            }
         }
     }
 

@@ -195,3 +195,31 @@ func injecting<R>(
     #expect(plan.unused.isEmpty, "faults never reached: \(plan.unused)", sourceLocation: sourceLocation)
     return result
 }
+
+/// Runs `body` with a region of `size` bytes (a multiple of the page) created at a fixed address between two
+/// `PROT_NONE` pages, so that a read or write past either end of it is a SIGSEGV that stops the test process, where
+/// otherwise it would read or write whatever the kernel happened to map next. The three are reserved together, the
+/// middle given back and the region created there exactly (`.fixed`); another test may map into the hole first (a
+/// window of microseconds): that create is `busy`, and a fresh hole is tried. The guard pages are unmapped after
+/// `body` returns (they never move under the region; only the region's own pages lie between them).
+func betweenGuardPages<R>(_ name: RegionName, size: Int, _ body: (consuming AnyRegion) throws -> R) throws -> R {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    precondition(size > 0 && size % page == 0, "a guarded region's size is a multiple of the page")
+    for attempt in 1... {
+        let area = try #require(mmap(nil, size + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0))
+        defer {
+            munmap(area, page)
+            munmap(area + page + size, page)
+        }
+        munmap(area + page, size)
+        let region: AnyRegion
+        do {
+            region = try SharedMemory.create(name, size: size, options: .init(address: .fixed(UInt(bitPattern: area + page))))
+        } catch {
+            guard error.code == .busy, attempt < 10 else { throw error }
+            continue
+        }
+        return try body(region)
+    }
+    fatalError("unreachable")
+}

@@ -3,23 +3,27 @@
 // queued for a subscriber and two in the history; then a subscriber connects, a publisher takes the seat, samples are
 // published and received. Every step succeeds or says why (foreign, busy, timedOut, limitExceeded, noSpace,
 // peerDied, notReady, alreadyExists, and invalidArgument for a request the patched configuration no longer allows):
-// nothing crashes, hangs, or reads or writes outside the service. The service's
+// nothing crashes, hangs, or reads or writes outside the service (it ends at a guard page, and its region starts at one:
+// an access past either is a crash). The service's
 // lock is left alone (a peer that writes over a lock can make others wait; see Docs/PublishSubscribe.md).
 import Glibc
 import FuzzDriver
 import SharedMemory
 
 let allowed: Set<SharedMemoryError.Code> = [.foreign, .busy, .timedOut, .limitExceeded, .noSpace, .peerDied, .notReady, .alreadyExists, .invalidArgument]
+let bytes = PublishSubscribe.size(maxPayload: 64, subscribers: 2, queueDepth: 4, history: 2)
+nonisolated(unsafe) let place = GuardedPlace(size: bytes)
+/// The service ends exactly where the guard page starts.
+let at = place.offset(endingHere: bytes, alignment: 64)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = UnsafeRawBufferPointer(start: data, count: size)
-    let bytes = PublishSubscribe.size(maxPayload: 64, subscribers: 2, queueDepth: 4, history: 2)
-    let region = try! SharedMemory.create(.memfd("fuzz"), size: bytes)
-    try! PublishSubscribe.format(region, maxPayload: 64, subscribers: 2, queueDepth: 4, history: 2)
+    let region = place.region()
+    try! PublishSubscribe.format(region, at: at, maxPayload: 64, subscribers: 2, queueDepth: 4, history: 2)
     do {
-        var publisher = try Publisher(region, blockTimeout: .milliseconds(1))
-        var first = try Subscriber(region, queueDepth: 4, history: 2)
+        var publisher = try Publisher(region, at: at, blockTimeout: .milliseconds(1))
+        var first = try Subscriber(region, at: at, queueDepth: 4, history: 2)
         for _ in 0..<3 { try publisher.publish(count: 16) { for byte in 0..<UInt8(16) { $0.append(byte) } } }
         _ = try first.receive(timeout: .zero) { bytes, _ in bytes.byteCount }
         publisher.finish()
@@ -27,17 +31,18 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         fatalError("setting up: \(error)")
     }
     // The patches: never over the lock (bytes 128 to 167).
-    var at = 0
-    try! region.withUnsafeMutableBytes { service in
-        while at + 3 <= input.count {
-            let offset = Int(input[at]) | Int(input[at + 1]) << 8
-            let length = Int(input[at + 2] % 8) + 1
-            at += 3
-            for k in 0..<length where at + k < input.count {
+    var next = 0
+    try! region.withUnsafeMutableBytes { whole in
+        let service = UnsafeMutableRawBufferPointer(rebasing: whole[at...])
+        while next + 3 <= input.count {
+            let offset = Int(input[next]) | Int(input[next + 1]) << 8
+            let length = Int(input[next + 2] % 8) + 1
+            next += 3
+            for k in 0..<length where next + k < input.count {
                 let target = (offset + k) % service.count
-                if !(128..<168).contains(target) { service[target] = input[at + k] }
+                if !(128..<168).contains(target) { service[target] = input[next + k] }
             }
-            at += length
+            next += length
         }
     }
     func check(_ body: () throws -> Void) {
@@ -50,19 +55,19 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
     }
     check {
-        var subscriber = try Subscriber(region, queueDepth: 2, overflow: .blockPublisher, history: 1)
+        var subscriber = try Subscriber(region, at: at, queueDepth: 2, overflow: .blockPublisher, history: 1)
         for _ in 0..<6 {
             let count = try subscriber.receive(timeout: .zero) { bytes, _ in bytes.byteCount }
             precondition((count ?? 0) <= 64)
         }
     }
     check {
-        var publisher = try Publisher(region, blockTimeout: .milliseconds(1))
+        var publisher = try Publisher(region, at: at, blockTimeout: .milliseconds(1))
         for length in [0, 8, 64] { try publisher.publish(count: length) { _ in } }
         try publisher.update()
     }
     check {
-        var subscriber = try Subscriber(region)
+        var subscriber = try Subscriber(region, at: at)
         _ = try subscriber.receive(timeout: .zero) { bytes, _ in bytes.byteCount }
         subscriber.close()
     }

@@ -1,6 +1,7 @@
 // libFuzzer: any bytes as the start of a region that should hold a message ring, as a broken or hostile sender
 // could leave it, read by a receiver and written to by a sender. Attaching either succeeds with a header that
-// really fits, or is refused; nothing crashes, nothing reads or writes past the ring.
+// really fits, or is refused; nothing crashes, nothing reads or writes past the ring (the region lies between guard
+// pages, so an access past it is a crash).
 import Glibc
 import FuzzDriver
 import SharedMemory
@@ -32,9 +33,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     return 0
 }
 
+/// Where each input's region lies: between guard pages, so a read or write past the ring is a crash seen here.
+nonisolated(unsafe) let place = GuardedPlace(size: 64 * 1024)
+
 /// A fresh memfd region whose first bytes are the input.
 func region(holding input: UnsafeRawBufferPointer) -> AnyRegion {
-    let region = try! SharedMemory.create(.memfd("fuzz"), size: 64 * 1024)
+    let region = place.region()
     try! region.withUnsafeMutableBytes { bytes in
         bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: input.prefix(bytes.count)))
     }

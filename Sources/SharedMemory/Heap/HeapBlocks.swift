@@ -142,6 +142,17 @@ struct HeapBytes {
         return Int(raw)
     }
 
+    /// A free list's link read from the heap, checked before anything is read or written through it: a block
+    /// offset (``block(_:_:)``) whose header says it is a free block lying whole inside the heap, so that its own
+    /// links (its first 16 payload bytes) are inside it. The end marker, a used block, or a block running past the
+    /// end is `foreign`: following it would touch bytes that are not a free block's links, or not the heap's.
+    func freeBlock(_ raw: UInt64, _ what: @autoclosure () -> String) throws(SharedMemoryError) -> (block: Int, size: Int) {
+        let b = try block(raw, what())
+        let (size, flags) = try header(b)
+        guard flags == L.freeFlag else { throw corrupt("\(what()) is \(raw), a block with flags \(flags), not a free block") }
+        return (b, size)
+    }
+
     /// The block at `b`: its size and flags, checked to lie inside the heap (the end marker is 16 bytes).
     func header(_ b: Int) throws(SharedMemoryError) -> (size: Int, flags: UInt64) {
         guard b >= L.firstBlock, b <= extent - L.blockHeader else {
@@ -175,7 +186,7 @@ struct HeapBytes {
         let (first, second) = L.sizeClass(size)
         let index = first * L.secondLevels + second
         let nextRaw = word(headAt(index))
-        let next = nextRaw == 0 ? 0 : try block(nextRaw, "a free list's head")
+        let next = nextRaw == 0 ? 0 : try freeBlock(nextRaw, "a free list's head").block
         setWord(b + 16, UInt64(next))
         setWord(b + 24, 0)
         if next != 0 { setWord(next + 24, UInt64(b)) }
@@ -190,8 +201,8 @@ struct HeapBytes {
         let index = first * L.secondLevels + second
         let nextRaw = word(b + 16)
         let previousRaw = word(b + 24)
-        let next = nextRaw == 0 ? 0 : try block(nextRaw, "the free block after \(b)")
-        let previous = previousRaw == 0 ? 0 : try block(previousRaw, "the free block before \(b)")
+        let next = nextRaw == 0 ? 0 : try freeBlock(nextRaw, "the free block after \(b)").block
+        let previous = previousRaw == 0 ? 0 : try freeBlock(previousRaw, "the free block before \(b)").block
         if previous != 0 {
             guard word(previous + 16) == UInt64(b) else { throw corrupt("the free list around \(b) is broken") }
             setWord(previous + 16, UInt64(next))
@@ -226,9 +237,9 @@ struct HeapBytes {
             }
             if map != 0 {
                 second = map.trailingZeroBitCount
-                let b = try block(word(headAt(first * L.secondLevels + second)), "a free list's head")
-                let (size, flags) = try header(b)
-                guard flags == L.freeFlag, size >= want else { throw corrupt("the free list of class \(first).\(second) holds a block of \(size) bytes, flags \(flags)") }
+                guard second < L.secondLevels else { throw corrupt("the second-level map of class \(first) reads \(map)") }
+                let (b, size) = try freeBlock(word(headAt(first * L.secondLevels + second)), "a free list's head")
+                guard size >= want else { throw corrupt("the free list of class \(first).\(second) holds a block of \(size) bytes") }
                 return b
             }
         }
@@ -236,9 +247,7 @@ struct HeapBytes {
         var raw = word(headAt(first * L.secondLevels + second))
         var hops = 0
         while raw != 0 {
-            let b = try block(raw, "a free list's link")
-            let (size, flags) = try header(b)
-            guard flags == L.freeFlag else { throw corrupt("the free list holds a used block at \(b)") }
+            let (b, size) = try freeBlock(raw, "a free list's link")
             if size >= want { return b }
             hops += 1
             guard hops <= extent / L.minimumBlock else { throw corrupt("a free list loops") }
@@ -372,13 +381,13 @@ struct HeapBytes {
         let first = Int.bitWidth - 1 - map.leadingZeroBitCount
         guard first < L.firstLevels else { throw corrupt("the first-level map reads \(map)") }
         let seconds = word32(secondMapAt(first))
-        guard seconds != 0 else { throw corrupt("class \(first) is marked non-empty but has no lists") }
+        guard seconds != 0, seconds >> L.secondLevels == 0 else { throw corrupt("the second-level map of class \(first) reads \(seconds)") }
         var raw = word(headAt(first * L.secondLevels + (UInt32.bitWidth - 1 - seconds.leadingZeroBitCount)))
         var largest = 0
         var hops = 0
         while raw != 0 {
-            let b = try block(raw, "a free list's link")
-            largest = max(largest, try header(b).size)
+            let (b, size) = try freeBlock(raw, "a free list's link")
+            largest = max(largest, size)
             hops += 1
             guard hops <= extent / L.minimumBlock else { throw corrupt("a free list loops") }
             raw = word(b + 16)

@@ -392,6 +392,18 @@ public struct SharedArray<Element: BitwiseCopyable>: BitwiseCopyable, Sendable {
         guard count <= capacity, capacity <= UInt64(bytes.extent) / max(stride, 1) else {
             throw bytes.corrupt("an array says it has \(count) of \(capacity) elements")
         }
+        // The elements must lie inside the block that holds them, not merely inside the heap: a storage word
+        // another process wrote over (or left pointing at a block since freed) would otherwise let this array write
+        // over other blocks or the free lists.
+        let usable: Int
+        do {
+            usable = try bytes.usableSize(payload: Int(storage))
+        } catch {
+            throw bytes.corrupt("an array's elements are at \(storage), which is not an allocated block")
+        }
+        guard UInt64(Self.lead) + capacity * stride <= UInt64(usable) else {
+            throw bytes.corrupt("an array says it has room for \(capacity) elements in a block of \(usable) bytes")
+        }
         _ = try bytes.address(of: HeapPointer<Element>(offset: storage + UInt64(Self.lead), count: Int(capacity)), index: 0, count: Int(capacity))
         return (bytes.base + Int(storage) + Self.lead, Int(count), Int(capacity))
     }

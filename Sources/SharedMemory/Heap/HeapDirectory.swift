@@ -93,18 +93,31 @@ struct HeapDirectory {
         }
         guard count > UInt64(L.buckets), count & (count - 1) == 0, count <= UInt64(bytes.extent / 8),
               at >= UInt64(L.firstBlock + L.blockHeader), at & 15 == 0, at <= UInt64(bytes.extent) - count * 8,
-              try bytes.header(Int(at) - L.blockHeader).flags == L.indexFlag
+              case let (size, flags) = try bytes.header(Int(at) - L.blockHeader), flags == L.indexFlag,
+              count * 8 <= UInt64(size - L.blockHeader)
         else { throw bytes.corrupt("the directory's bucket array (\(count) at \(at)) is not where it says") }
         return (Int(at), Int(count))
     }
 
     private func bucketAt(_ hash: UInt64, _ buckets: (at: Int, count: Int)) -> Int { buckets.at + Int(hash & UInt64(buckets.count - 1)) * 8 }
 
+    /// A directory link read from the heap (a bucket, or an entry's next), checked before anything is read or
+    /// written through it: a block offset whose header says it is a named block lying whole inside the heap, with
+    /// room for an entry's fixed fields. Anything else is `foreign`.
+    func namedBlock(_ raw: UInt64) throws(SharedMemoryError) -> (block: Int, size: Int) {
+        let b = try bytes.block(raw, "a directory link")
+        let (size, flags) = try bytes.header(b)
+        guard flags == L.namedFlag, size >= L.blockHeader + Self.entryHeader else {
+            throw bytes.corrupt("the directory points at \(b), a block of \(size) bytes with flags \(flags), not a named object")
+        }
+        return (b, size)
+    }
+
     /// The entry in the named block at `b`, every field checked against the block.
     func entry(_ b: Int) throws(SharedMemoryError) -> Entry {
-        let (size, flags) = try bytes.header(b)
+        let (_, size) = try namedBlock(UInt64(b))
         let p = b + L.blockHeader
-        guard flags == L.namedFlag, bytes.word(p) == Self.live else { throw bytes.corrupt("the directory points at \(b), which is not a live named object") }
+        guard bytes.word(p) == Self.live else { throw bytes.corrupt("the directory points at \(b), which is not a live named object") }
         let count = bytes.word(p + 24)
         let stride = Int(bytes.word32(p + 32))
         let alignment = Int(bytes.word32(p + 36))
@@ -129,10 +142,9 @@ struct HeapDirectory {
         var previous: Int? = nil
         var hops = 0
         while raw != 0 {
-            let b = try bytes.block(raw, "a directory link")
-            guard try bytes.header(b).flags == L.namedFlag else { throw bytes.corrupt("the directory points at \(b), which is not a named object") }
+            let (b, size) = try namedBlock(raw)
             // The hash and the name are compared where they lie; only the match is read whole (and checked).
-            if bytes.word(b + L.blockHeader + 8) == hash, matches(b, name) {
+            if bytes.word(b + L.blockHeader + 8) == hash, matches(b, size, name) {
                 return (try entry(b), previous)
             }
             hops += 1
@@ -143,12 +155,13 @@ struct HeapDirectory {
         return nil
     }
 
-    /// Whether the entry at `b` has the name `name` (its length first, then its bytes; a length that does not fit
-    /// the block is no match here, and `foreign` when the entry is read).
-    private func matches(_ b: Int, _ name: UnsafeRawBufferPointer) -> Bool {
+    /// Whether the entry in the named block at `b` (`size` bytes, checked by ``namedBlock(_:)``) has the name `name`
+    /// (its length first, then its bytes; a length that does not fit the block is no match here, and `foreign` when
+    /// the entry is read).
+    private func matches(_ b: Int, _ size: Int, _ name: UnsafeRawBufferPointer) -> Bool {
         let p = b + L.blockHeader
         guard Int(bytes.base.load(fromByteOffset: p + 44, as: UInt16.self)) == name.count,
-              p + Self.entryHeader + name.count <= bytes.extent else { return false }
+              Self.entryHeader + name.count <= size - L.blockHeader else { return false }
         return memcmp(bytes.base + p + Self.entryHeader, name.baseAddress!, name.count) == 0
     }
 
@@ -188,6 +201,7 @@ struct HeapDirectory {
 
     /// Puts the live named block at `b` at the head of its bucket.
     func link(_ b: Int) throws(SharedMemoryError) {
+        _ = try namedBlock(UInt64(b))
         let p = b + L.blockHeader
         guard bytes.word(p) == Self.live else { return }
         let bucket = bucketAt(bytes.word(p + 8), try buckets())
@@ -211,7 +225,7 @@ struct HeapDirectory {
             var raw = bytes.word(old.at + bucket * 8)
             var hops = 0
             while raw != 0 {
-                let b = try bytes.block(raw, "a directory link")
+                let b = try namedBlock(raw).block
                 let p = b + L.blockHeader
                 raw = bytes.word(p + 16)
                 let slot = bucketAt(bytes.word(p + 8), new)
@@ -252,7 +266,7 @@ struct HeapDirectory {
         for bucket in 0..<buckets.count {
             var raw = bytes.word(buckets.at + bucket * 8)
             while raw != 0 {
-                let b = try bytes.block(raw, "a directory link")
+                let b = try namedBlock(raw).block
                 entries.append(try entry(b))
                 hops += 1
                 guard hops <= bytes.extent / L.minimumBlock else { throw bytes.corrupt("a directory chain loops") }
@@ -270,7 +284,7 @@ struct HeapDirectory {
         for bucket in 0..<buckets.count {
             var raw = bytes.word(buckets.at + bucket * 8)
             while raw != 0 {
-                let b = try bytes.block(raw, "a directory link")
+                let b = try namedBlock(raw).block
                 let name = name(try entry(b))
                 guard remaining.remove(b) != nil else { throw bytes.corrupt("the directory lists \(b) twice, or a block that is not named") }
                 guard Self.hash(name) == bytes.word(b + L.blockHeader + 8), bucketAt(Self.hash(name), buckets) == buckets.at + bucket * 8 else {

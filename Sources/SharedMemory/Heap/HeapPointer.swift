@@ -4,7 +4,9 @@
 ///
 /// It is not a pointer and gives no access by itself: the heap reads and writes through it (``SharedHeap/load(_:at:)``,
 /// ``SharedHeap/withMutableSpan(_:_:)``, ...), checking it against the heap's bounds every time, so a stale or
-/// forged handle (one another process wrote) can never reach outside the region.
+/// forged handle (one another process wrote) can never reach outside the region. Those accesses take no lock, so
+/// they cannot tell a freed block from an allocated one: a stale handle reads or writes the freed memory (inside the
+/// heap), as a use after free in any allocator; ``SharedHeap/deallocate(_:)`` refuses one whose block is free.
 @frozen
 public struct HeapPointer<Pointee: BitwiseCopyable>: BitwiseCopyable, Sendable, Hashable, CustomStringConvertible {
     /// Bytes from the heap's start to the first value.

@@ -463,12 +463,19 @@ public struct SharedHeap: ~Copyable {
     }
 
     /// Runs `body` holding the heap's lock (the containers' operations run this way too).
+    ///
+    /// An operation that finds the metadata foreign rebuilds, before it lets go of the lock, everything derived from
+    /// the chain of block headers (the free lists, bitmaps, directory and counters; ``HeapBytes/rebuild()``, which
+    /// frees nothing and changes no block): a write through a stale handle into a freed block's list links, or a
+    /// peer's write over the lists, bitmaps or directory, then costs one operation its `foreign`, not the heap its
+    /// life. A chain that does not walk stays foreign.
     mutating func locked<R>(_ body: (HeapBytes) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
         let (bytes, mutex) = try lock()
         defer { try? mutex.unlock() }
         do {
             return try body(bytes)
         } catch {
+            if error.code == .foreign { try? bytes.rebuild() }
             throw named(error)
         }
     }
