@@ -245,6 +245,35 @@ struct PublishSubscribeTests {
         }
     }
 
+    /// Docs/PublishSubscribe.md, "When a process dies": the publisher counts a sample in `lastSequence` before it waits
+    /// for room in a blocking subscriber's full queue; killed in that wait, the others have the sample and the full
+    /// one never gets it (issue: "header 3 056; subscribers ended at 3 055 and 3 056").
+    @Test("a publisher killed while it waits for a full blocking queue: the others read that sample, the full one ends a sample short")
+    func publisherKilledWhileBlocked() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            var overwriting = try Subscriber(try SharedMemory.open(name))
+            var blocking = try Subscriber(try SharedMemory.open(name), queueDepth: 1, overflow: .blockPublisher)
+            let publisher = try Probe.start(["ps-publish", name.description, "2"])
+            #expect(publisher.line() == "ok publishing")
+            // Sample 2 is counted (the header's word at 40) once the publisher waits for the blocking queue.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try region.get(UInt64.self, at: 40) < 2, ContinuousClock.now < deadline { usleep(100) }
+            publisher.kill()
+            #expect(try Self.receive(&overwriting)?.sequence == 1)
+            #expect(try Self.receive(&overwriting)?.sequence == 2)
+            let first = expectError(.peerDied) { try Self.receive(&overwriting) }
+            #expect(first?.reason.contains("died after sample 2") == true, "\(String(describing: first))")
+            #expect(try Self.receive(&blocking)?.sequence == 1)
+            let second = expectError(.peerDied) { try Self.receive(&blocking) }
+            #expect(second?.reason.contains("reached only some subscribers") == true)
+            // Killed in its wait: not lost. (Had the 1 s wait timed out first, the publisher would have counted it.)
+            #expect(blocking.lost <= 1)
+            overwriting.close()
+            blocking.close()
+        }
+    }
+
     @Test("each role SIGKILLed at random moments, 100 times: no hang, no chunk leaked, counts exact afterwards")
     func killedAtRandom() throws {
         try Names.with(.posix) { name in

@@ -99,6 +99,27 @@ struct RequestResponseTests {
         }
     }
 
+    @Test("a new client's first send to a service whose server was killed is peerDied, with no correlation id")
+    func sendToDeadServer() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, clients: 2)
+            let server = try Probe.start(["rr-serve", name.description, "1000000"])
+            #expect(server.line() == "ok serving")
+            server.kill()
+            var client = try Client(try SharedMemory.open(name))
+            let error = expectError(.peerDied) { try client.send(count: 1) { $0.append(1 as UInt8) } }
+            #expect(error?.reason.contains("died") == true)
+            // Still gone on the next call; a new server makes sends work again.
+            expectError(.peerDied) { try client.send(count: 0) { _ in } }
+            var serverNow = try Server(try SharedMemory.open(name))
+            let correlation = try client.send(count: 0) { _ in }
+            try serverNow.handle(timeout: .seconds(5)) { _, _, info in #expect(info.correlation == correlation) }
+            client.close()
+            serverNow.finish()
+            _ = region
+        }
+    }
+
     @Test("the server and two clients SIGKILLed at random moments, 50 times: no hang, and a new pair counts exactly after")
     func killedAtRandom() throws {
         try Names.with(.posix) { name in

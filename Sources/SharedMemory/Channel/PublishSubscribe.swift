@@ -21,8 +21,9 @@ import Glibc
 ///   ahead of newer ones, on its next publish or ``Publisher/update()``.
 /// - Participants come and go at any time. A subscriber killed at any moment is found dead by the next process that
 ///   needs its slot or its chunks (the publisher, or a subscriber connecting), and everything it held is reclaimed;
-///   a dead publisher is reported to subscribers as ``SharedMemoryError/Code/peerDied`` once they have read what it
-///   published; a new publisher can take a dead one's place.
+///   a dead publisher is reported to subscribers as ``SharedMemoryError/Code/peerDied`` once they have read what
+///   reached their queues (a sample it was delivering when it died may have reached only some); a new publisher can
+///   take a dead one's place.
 /// - Everything read from the region (positions, chunk indices, lengths, counts) is checked before it is used: what
 ///   does not add up is ``SharedMemoryError/Code/foreign``, and no peer can make a process read or write outside
 ///   the service.
@@ -922,7 +923,10 @@ public struct Subscriber: ~Copyable {
     /// Waits for the next sample (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil` waits as long as
     /// it takes) and calls `body` with its bytes in place, as a `RawSpan` that cannot leave `body`; the sample is
     /// released when `body` returns. `nil` once the publisher has finished and every sample was read;
-    /// ``SharedMemoryError/Code/peerDied`` if the publisher died, once every sample it published was read.
+    /// ``SharedMemoryError/Code/peerDied`` if the publisher died, once every sample that reached this subscriber's
+    /// queue was read. A sample is counted in ``Publisher/lastSequence`` before it is put in the queues of blocking
+    /// subscribers whose queues are full; a publisher killed while it waits for room has counted it, and those
+    /// subscribers never receive it (nor count it in ``lost``).
     @inlinable
     public mutating func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
         guard let sample = try next(timeout: timeout) else { return nil }
@@ -1094,7 +1098,8 @@ public struct Subscriber: ~Copyable {
         let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
         if state == 2 { return true }
         if lookingAtIt, state == 1, let publisher = service.publisher, !publisher.isAlive {
-            throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died; every sample it published has been read", region: service.name)
+            let last = service.atomic(P.publishedAt, UInt64.self).load(ordering: .acquiring)
+            throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died after sample \(last); this subscriber has read every sample that reached its queue (one the publisher was still delivering when it died may have reached only some subscribers)", region: service.name)
         }
         return false
     }

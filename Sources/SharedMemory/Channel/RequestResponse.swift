@@ -347,6 +347,9 @@ public struct Client: ~Copyable {
     private var nextCorrelation: UInt64
     /// Whether this client last found the server's process gone (then every call looks again, until one runs).
     private var serverSeenDead = false
+    /// Whether this client has looked at the server's process yet (its first send does; later sends do not, since
+    /// that costs a system call and a read of /proc, and the receive that waits for the response looks).
+    private var serverLookedAt = false
 
     typealias R = RequestResponse
 
@@ -379,8 +382,11 @@ public struct Client: ~Copyable {
 
     /// Sends a request: writes it in place through an `OutputRawSpan` of up to `count` bytes, and rings the server.
     /// Returns the request's correlation id. With `depth` requests outstanding (their responses not yet read), throws
-    /// ``SharedMemoryError/Code/busy``: read a response first. ``SharedMemoryError/Code/peerDied`` if the server
-    /// died or finished.
+    /// ``SharedMemoryError/Code/busy``: read a response first. Throws ``SharedMemoryError/Code/peerDied`` if the
+    /// server finished, or if its process is gone as this client last saw it: this client's first send looks at the
+    /// server's process, and so does every call after one that found it gone, until a new server runs. A later send
+    /// does not look (a system call and a read of /proc a request): a request sent to a server that died since is
+    /// reported by the receive that waits for its response.
     @discardableResult
     public mutating func send(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
         let layout = service.layout
@@ -391,7 +397,7 @@ public struct Client: ~Copyable {
         let write = service.atomic(at + R.slotRequestWriteAt, UInt64.self)
         let responseRead = service.atomic(at + R.slotResponseReadAt, UInt64.self)
         let w = write.load(ordering: .relaxed)
-        try checkServer(lookingAtProcess: false)
+        try checkServer(lookingAtProcess: !serverLookedAt)
         guard w &- responseRead.load(ordering: .relaxed) < UInt64(layout.depth) else {
             throw SharedMemoryError(.busy, "\(layout.depth) requests are outstanding (sent, and their responses not read): read a response first", region: service.name)
         }
@@ -544,6 +550,7 @@ public struct Client: ~Copyable {
             throw SharedMemoryError(.peerDied, "the server finished with this client's request unanswered", region: service.name)
         }
         if state == 1, lookingAtProcess || serverSeenDead, let server = service.server {
+            serverLookedAt = true
             serverSeenDead = !server.isAlive
             if serverSeenDead {
                 throw SharedMemoryError(.peerDied, "the server (process \(server.pid)) died with this client's request unanswered", region: service.name)
