@@ -131,38 +131,66 @@ static void record_file(const char *backend, int id, int fd, char *file, size_t 
     snprintf(file, length, "%s-%lu-%lu", backend, (unsigned long)st.st_dev, (unsigned long)st.st_ino);
 }
 
+// The record directory, open; -1 with errno ENOENT if it is not there (or vanished between mkdirat and openat: any
+// process of this user removes it with its last record).
 static int open_record_directory(int creating) {
     char directory[64];
     snprintf(directory, sizeof directory, ".sharedmemory-%u", geteuid());
     int shm = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (creating && mkdirat(shm, directory, 0700) < 0 && errno != EEXIST) die("mkdirat");
     int dir = openat(shm, directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int saved = errno;
     close(shm);
     struct stat st;
     if (dir >= 0 && fstat(dir, &st) < 0) die("fstat");
+    errno = saved;
     return dir;
 }
 
-static void write_record(const char *backend, const char *name, int id, int fd) {
+// Writes the record as LifetimeRecords.write does: into a temporary file in the directory, then renamed. The
+// directory may vanish under it (another process removed its last record) before the temporary file is in it: then
+// it is made again, up to 10 times, as the library does. Returns 0, or -1 with errno set (the caller backs out).
+static int write_record(const char *backend, const char *name, int id, int fd) {
     char file[128], temporary[64], text[640];
     record_file(backend, id, fd, file, sizeof file);
-    int dir = open_record_directory(1);
-    if (dir < 0) die("openat record directory");
-    unsigned long long random;
-    if (getrandom(&random, sizeof random, 0) != sizeof random) die("getrandom");
-    snprintf(temporary, sizeof temporary, ".tmp-%016llx", random);
-    int record = openat(dir, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (record < 0) die("openat record");
-    struct statx born = {0};
-    if (id < 0 && statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &born) < 0) die("statx");
-    int length = id >= 0
-        ? snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn 0 0\nname sysv-id:%d", getpid(), id)
-        : snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn %lld %u\nname %s:%s", getpid(),
-                   (long long)born.stx_btime.tv_sec, born.stx_btime.tv_nsec, backend, name);
-    if (write(record, text, length) != length) die("write");
-    close(record);
-    if (renameat(dir, temporary, dir, file) < 0) die("renameat");
-    close(dir);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        int dir = open_record_directory(1);
+        if (dir < 0) {
+            if (errno == ENOENT) continue;
+            return -1;
+        }
+        unsigned long long random;
+        if (getrandom(&random, sizeof random, 0) != sizeof random) die("getrandom");
+        snprintf(temporary, sizeof temporary, ".tmp-%016llx", random);
+        int record = openat(dir, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (record < 0) {
+            int saved = errno;
+            close(dir);
+            if (saved == ENOENT) continue;  // the directory was removed after we opened it
+            errno = saved;
+            return -1;
+        }
+        // From here the directory holds our temporary file, so nobody can remove it (rmdir fails while it is not empty).
+        struct statx born = {0};
+        if (id < 0 && statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &born) < 0) die("statx");
+        int length = id >= 0
+            ? snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn 0 0\nname sysv-id:%d", getpid(), id)
+            : snprintf(text, sizeof text, "sharedmemory-lifetime 1\ncreator %d 0\nborn %lld %u\nname %s:%s", getpid(),
+                       (long long)born.stx_btime.tv_sec, born.stx_btime.tv_nsec, backend, name);
+        int ok = write(record, text, length) == length;
+        close(record);
+        if (!ok || renameat(dir, temporary, dir, file) < 0) {
+            int saved = ok ? errno : EIO;
+            unlinkat(dir, temporary, 0);
+            close(dir);
+            errno = saved;
+            return -1;
+        }
+        close(dir);
+        return 0;
+    }
+    errno = ENOENT;
+    return -1;
 }
 
 static void remove_record(const char *backend, int id, int fd) {
@@ -193,7 +221,15 @@ static void *create(const char *backend, const char *name, size_t size, int pref
         if (shmctl(*id, IPC_STAT, &ds) < 0) die("shmctl");
         p = shmat(*id, NULL, 0);
         if (p == (void *)-1) die("shmat");
-        write_record(backend, name, *id, -1);
+        if (write_record(backend, name, *id, -1) < 0) {
+            // Back out: the segment is ours (IPC_PRIVATE, just made), and without its record shm gc could never
+            // collect it.
+            int saved = errno;
+            shmdt(p);
+            shmctl(*id, IPC_RMID, NULL);
+            errno = saved;
+            die("write the lifetime record");
+        }
     } else if (!strcmp(backend, "anonymous")) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | (huge ? MAP_HUGETLB | HUGE_2MB : 0), -1, 0);
         if (p == MAP_FAILED) die("mmap");
@@ -214,7 +250,18 @@ static void *create(const char *backend, const char *name, size_t size, int pref
         record_creator(*fd);
         if (ftruncate(*fd, size) < 0) die("ftruncate");
         if (posix_fallocate(*fd, 0, size) != 0) die("posix_fallocate");
-        if (strcmp(backend, "memfd")) write_record(backend, name, -1, *fd);
+        if (strcmp(backend, "memfd") && write_record(backend, name, -1, *fd) < 0) {
+            // Back out: the object is ours (O_EXCL, just made), and without its record shm gc could never collect it.
+            int saved = errno;
+            char path[512];
+            snprintf(path, sizeof path, "%s%s", strcmp(backend, "posix") ? "" : "/dev/shm", name);
+            struct stat ours, named;
+            if (fstat(*fd, &ours) == 0 && lstat(path, &named) == 0 && named.st_ino == ours.st_ino && named.st_dev == ours.st_dev) {
+                unlink(path);  // still ours by its inode: nothing else is removed
+            }
+            errno = saved;
+            die("write the lifetime record");
+        }
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
         if (p == MAP_FAILED) die("mmap");
     }

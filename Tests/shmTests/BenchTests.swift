@@ -7,6 +7,26 @@ import Testing
 /// is for Docs/Benchmarks.md, not for a test: the machine is too noisy for timed assertions.)
 @Suite("shm bench")
 struct BenchTests {
+    /// The lifetime record directory is removed with its last record, by any process of the user: the C side of the
+    /// bench must retry when it vanishes, as the library does, and back out its region when its record cannot be
+    /// written (a region made before its record and left would be persistent, never collectable by `shm gc`).
+    /// Before, two of these side by side failed at once with "openat record: No such file or directory" and left
+    /// `posix:/shmbench-c-PID-0` behind.
+    @Test("the C lifecycles run side by side while the record directory comes and goes: every run succeeds, nothing is left",
+          arguments: ["posix", "sysv"])
+    func cLifecyclesSideBySide(_ backend: String) throws {
+        for _ in 0..<3 {
+            let runs = try (0..<2).map { _ in try ChildProcess(Shm.path, ["c-bench", "lifecycle1", backend, "2000"]) }
+            for run in runs {
+                let result = run.finish()
+                #expect(result.status == 0, "\(result.error)")
+                let leftover = "/dev/shm/shmbench-c-\(run.pid)-0"
+                #expect(access(leftover, F_OK) != 0, "\(leftover) was left behind")
+                unlink(leftover)
+            }
+        }
+    }
+
     @Test("a quick run measures Swift and C for each case, with a ratio, and records the machine")
     func quickRun() throws {
         let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "memfd", "--experiments", "lifecycle", "first-touch", "--json"])
