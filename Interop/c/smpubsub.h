@@ -150,14 +150,15 @@ static inline uint32_t smps__entry(const smps_service *s, uint32_t i, uint64_t p
 }
 
 /* Whether the process recorded at pid_at/start_at runs (pid 0: nobody, which counts as not running). As the Swift
- * library: a process with that pid whose start time (field 22 of /proc/PID/stat) is the one recorded, or either
- * start time unknown. */
+ * library: a process with that pid whose start time (field 22 of /proc/PID/stat) is the one recorded, or cannot be
+ * read (/proc hidden). A recorded start time of 0 never runs: every writer records its real one (never 0 for a user
+ * process), so 0 was written by something else, and believing it would let any peer hold a slot for ever. */
 static inline int smps__alive(const smps_service *s, uint64_t pid_at, uint64_t start_at) {
     int32_t pid = atomic_load_explicit(smps__i32(s, pid_at), memory_order_acquire);
     if (pid <= 0) return 0;  /* nobody; and kill(-n, 0) would ask about a process group */
     if (kill(pid, 0) != 0 && errno != EPERM) return 0;
     uint64_t start = smps__plain64(s, start_at);
-    if (start == 0) return 1;
+    if (start == 0) return 0;
     uint64_t now = smring__start_time(pid);
     return now == 0 || now == start;
 }

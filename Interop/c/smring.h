@@ -143,7 +143,8 @@ static inline uint64_t smring__start_time(int32_t pid) {
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
-/* Whether the process in a seat runs: an empty seat (pid 0) counts as alive, since the peer has not come yet. */
+/* Whether the process in a seat runs: an empty seat (pid 0) counts as alive, since the peer has not come yet; a
+   recorded start time of 0 never does; a start time that cannot be read (/proc hidden) is taken as the same. */
 static inline int smring__alive(const smring *r, int seat) {
     unsigned pid_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_PID : SMRING_OFF_RECEIVER_PID;
     unsigned start_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_START : SMRING_OFF_RECEIVER_START;
@@ -153,7 +154,11 @@ static inline int smring__alive(const smring *r, int seat) {
     if (kill(pid, 0) != 0 && errno != EPERM) return 0;
     uint64_t start;
     memcpy(&start, r->base + start_offset, 8);
-    return start == 0 || smring__start_time(pid) == start;
+    /* Every writer records its real start time (never 0 for a user process): a seat naming 0 was written by
+       something else, and is not believed, or any peer could hold it for ever as pid 1, start 0. */
+    if (start == 0) return 0;
+    uint64_t now = smring__start_time(pid);
+    return now == 0 || now == start;
 }
 
 /* ---- Formatting and attaching ---- */

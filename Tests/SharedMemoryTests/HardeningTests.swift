@@ -9,6 +9,54 @@ import Testing
 struct HardeningTests {
     // MARK: Hostile or broken peers
 
+    /// Writers always record their real start time, so a seat naming a live pid with start time 0 was written by
+    /// something else. Before, it counted as alive for ever: `pid 1, start 0` held any seat (the ring's sides, a
+    /// subscriber slot, the seqlock's writer) for as long as the machine ran.
+    @Test("a seat or slot forged as pid 1, start time 0 is not believed: the next comer takes it",
+          arguments: ["ring sender", "ring receiver", "subscriber slot", "seqlock writer"])
+    func forgedStartTimeZero(_ seat: String) throws {
+        #expect(kill(1, 0) == 0 || errno == EPERM, "process 1 runs")
+        try Names.with(.posix) { name in
+            switch seat {
+            case "ring sender", "ring receiver":
+                let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+                try MessageRing.format(region, capacity: 4096)
+                let sender = seat == "ring sender"
+                try region.set(Int32(1), at: sender ? MessageRing.producerPID : MessageRing.consumerPID)
+                try region.set(UInt64(0), at: sender ? MessageRing.producerStart : MessageRing.consumerStart)
+                if sender {
+                    let side = try RingSender(region)
+                    side.close()
+                } else {
+                    let side = try RingReceiver(region)
+                    side.close()
+                }
+            case "subscriber slot":
+                let size = PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 4)
+                let region = try SharedMemory.create(name, size: size)
+                try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 4)
+                let slot = PublishSubscribe.Layout(maxPayload: 64, subscribers: 1, queueDepth: 4, history: 0).slotsAt
+                try region.set(PublishSubscribe.connected, at: slot + PublishSubscribe.slotStateAt)
+                try region.set(Int32(1), at: slot + PublishSubscribe.slotPIDAt)
+                try region.set(UInt64(0), at: slot + PublishSubscribe.slotStartAt)
+                var publisher = try Publisher(region)
+                var subscriber = try Subscriber(region)
+                try publisher.publish(count: 1) { $0.append(9 as UInt8) }
+                #expect(try subscriber.receive(timeout: .seconds(1)) { bytes, _ in bytes.unsafeLoad(as: UInt8.self) } == 9)
+                subscriber.close()
+                publisher.finish()
+            default:
+                let region = try SharedMemory.create(name, size: 4096)
+                _ = try SeqlockCell<UInt64>.format(in: region, at: 0)
+                try region.set(Int32(1), at: SeqlockCell<UInt64>.writerPIDAt)
+                try region.set(UInt64(0), at: SeqlockCell<UInt64>.writerStartAt)
+                let writer = try SeqlockCell<UInt64>.Writer(in: region, at: 0)
+                writer.write(5)
+                writer.close()
+            }
+        }
+    }
+
     @Test("a name another user made first is never adopted", arguments: Backend.named)
     func preCreatedByAnotherUser(backend: Backend) throws {
         try Names.with(backend) { name throws in

@@ -217,9 +217,15 @@ struct BenchTests {
     }
 
     /// Under a sanitizer, valgrind cannot run the (instrumented) tool; without valgrind, there is nothing to count with.
-    static let canCountInstructions = ProcessInfo.processInfo.environment["ASAN_OPTIONS"] == nil
+    /// And it is asked for: counting takes two minutes (two runs of every row under callgrind), more than the rest of
+    /// the suite, so a plain `swift test` leaves it to `.ci/run`'s stage of its own (`SHM_TEST_INSTRUCTIONS=1`).
+    static let canCountInstructions = ProcessInfo.processInfo.environment["SHM_TEST_INSTRUCTIONS"] == "1"
+        && ProcessInfo.processInfo.environment["ASAN_OPTIONS"] == nil
         && ProcessInfo.processInfo.environment["TSAN_OPTIONS"] == nil
         && FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind")
+
+    /// Whether this user may make the private namespace `shm bench --instructions` counts in (as it tries).
+    static let privateNamespace = (try? ChildProcess.run("/usr/bin/unshare", ["--user", "--map-root-user", "--mount", "--ipc", "--pid", "--fork", "--mount-proc", "/bin/true"]).status) == 0
 
     @Test("--instructions counts the single-process paths, Swift and C, under callgrind: twice in a row, the same counts (within one, from rounding)", .enabled(if: canCountInstructions))
     func instructions() throws {
@@ -250,9 +256,12 @@ struct BenchTests {
             #expect(values.allSatisfy { $0 > 0 }, "\(name): \(values)")
             let again = try #require(second[name])
             if name.hasPrefix("lifecycle") {
-                // The lifecycle's counts move with what /dev/shm holds (other tests fill and empty it meanwhile: 4% seen)
-                // and the length of the pid.
-                for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.10, "\(name): \(values) then \(again)") }
+                // Counted in a private namespace (its own /dev/shm and System V segments, as process 1), a lifecycle
+                // does not move with what other processes do there (beside a process making and removing regions and a
+                // busy loop on each core: 4 instructions in 10 522, where it was 18.8% in the shared /dev/shm). Without
+                // one (`unshare` refused here), nothing can be asserted about it.
+                guard Self.privateNamespace else { continue }
+                for (a, b) in zip(values, again) { #expect(abs(a - b) / a < 0.005, "\(name): \(values) then \(again)") }
             } else {
                 // Per-operation counts are rounded: the setup outside the loop (names made from the pid, whose length
                 // varies) can tip one across a half. The tests run the debug build of `shm`, in which a call through the

@@ -163,7 +163,7 @@ public enum MessageRing {
         let pid = atomic(base, seat.pidOffset, Int32.self).load(ordering: .acquiring)
         guard pid != 0 else { return nil }
         let start = base.load(fromByteOffset: seat.startOffset, as: UInt64.self)
-        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+        return Creator.seat(pid: pid, start: start)
     }
 
     /// Claims `seat` for this process and returns the seat's new token; `busy` if a live process holds it through

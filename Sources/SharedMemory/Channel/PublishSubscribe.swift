@@ -304,7 +304,7 @@ struct ServiceView: @unchecked Sendable {
         let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
         guard pid != 0 else { return nil }
         let start = base.load(fromByteOffset: startAt, as: UInt64.self)
-        return Creator(pid: pid, startTime: start == 0 ? nil : start)
+        return Creator.seat(pid: pid, start: start)
     }
 
     var publisher: Creator? { occupant(pidAt: P.publisherPIDAt, startAt: P.publisherStartAt) }

@@ -107,7 +107,7 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
                 let holder = pid.load(ordering: .acquiring)
                 if holder != 0 {
                     let start = cell.address.load(fromByteOffset: SeqlockCell.writerStartAt, as: UInt64.self)
-                    let occupant = Creator(pid: holder, startTime: start == 0 ? nil : start)
+                    let occupant = Creator.seat(pid: holder, start: start)
                     if occupant.isAlive {
                         throw SharedMemoryError(.busy, "process \(holder) is already this cell's writer; a seqlock cell has one", region: cell.mapping.name)
                     }

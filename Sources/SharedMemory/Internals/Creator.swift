@@ -50,9 +50,20 @@ struct Creator: Hashable {
         return Creator(pid: pid, startTime: start == 0 ? nil : start)
     }
 
+    /// The process a seat or slot in a region names: its pid and the start time its writer recorded there. A
+    /// recorded 0 stays 0 rather than "unknown": every writer records its real start time (a user process never
+    /// started at tick 0), so a seat naming 0 was written by something else, and ``isAlive`` is false for it however
+    /// long that pid lives. (Believing it would let any peer with write access hold a seat for ever as `pid 1,
+    /// start 0`.) Records outside regions (the creator attribute, lifetime records) read 0 as unknown instead, and
+    /// count it alive: `shm gc` must never remove what it cannot prove dead.
+    static func seat(pid: Int32, start: UInt64) -> Creator {
+        Creator(pid: pid, startTime: start)
+    }
+
     /// Whether the creator still runs: a process with its pid exists and (where the start time is known) started
-    /// at the same moment.
+    /// at the same moment. A start time of 0 (a seat's, see ``seat(pid:start:)``) is never alive.
     var isAlive: Bool {
+        if startTime == 0 { return false }
         guard Syscalls.processExists(pid) else { return false }
         guard let startTime, let now = Self.startTime(of: pid) else { return true }
         return now == startTime
