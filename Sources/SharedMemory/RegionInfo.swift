@@ -86,3 +86,25 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         return "\(seconds)." + String(repeating: "0", count: max(0, 9 - fraction.count)) + fraction
     }
 }
+
+/// A lifetime record that ``SharedMemory/removeStaleRecordsSaying(includingOtherUsers:)`` removed, and why. Removing
+/// a record never removes a region: a record only ever makes one collectable.
+public struct RemovedRecord: Sendable, Hashable {
+    /// Why a record went.
+    public enum Reason: Sendable, Hashable {
+        /// The region it was written for no longer exists (removed by `ipcrm`, `rm`, or a remover that died first).
+        case regionGone
+        /// The region it was written for exists, but the record's words (the name, creator or birth it gives) do not
+        /// describe it: it was not written by SharedMemory for that region, or was changed since, so it is not
+        /// believed, and the region is left as it is.
+        case notBelieved
+        /// Not a record at all (not in the format, not a regular file of its owner, or too big).
+        case unreadable
+    }
+
+    /// The region name the record gives (read from the record: input, print it escaped), or the file's path when it
+    /// is unreadable.
+    public var name: String
+    /// Why it went.
+    public var reason: Reason
+}

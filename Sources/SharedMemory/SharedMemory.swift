@@ -210,15 +210,23 @@ public enum SharedMemory {
     /// removing one never removes a region.
     @discardableResult
     public static func removeStaleRecords(includingOtherUsers: Bool = false) -> [String] {
+        removeStaleRecordsSaying(includingOtherUsers: includingOtherUsers).map(\.name)
+    }
+
+    /// ``removeStaleRecords(includingOtherUsers:)``, saying of each record why it went (`shm gc` prints it).
+    @discardableResult
+    public static func removeStaleRecordsSaying(includingOtherUsers: Bool = false) -> [RemovedRecord] {
         let found = LifetimeRecords.all(owner: includingOtherUsers ? nil : geteuid())
-        var removed: [String] = []
-        for record in found.records where !LifetimeRecords.isCurrent(record) {
+        var removed: [RemovedRecord] = []
+        for record in found.records {
+            let standing = LifetimeRecords.standing(record)
+            guard standing != .current else { continue }
             LifetimeRecords.removeFile(record.file, owner: record.owner)
-            removed.append(record.name.description)
+            removed.append(RemovedRecord(name: record.name.description, reason: standing == .gone ? .regionGone : .notBelieved))
         }
         for (owner, file) in found.unreadable {
             LifetimeRecords.removeFile(file, owner: owner)
-            removed.append(LifetimeRecords.path(owner) + "/" + file)
+            removed.append(RemovedRecord(name: LifetimeRecords.path(owner) + "/" + file, reason: .unreadable))
         }
         return removed
     }

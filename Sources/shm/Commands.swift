@@ -296,8 +296,15 @@ struct GarbageCollect: ParsableCommand {
             for region in kept { collect(region, persistent: true) }
         }
         if !dryRun {
-            for record in SharedMemory.removeStaleRecords(includingOtherUsers: allUsers) {
-                print("removed the lifetime record of \(printable(record)), which no longer exists")
+            for record in SharedMemory.removeStaleRecordsSaying(includingOtherUsers: allUsers) {
+                switch record.reason {
+                case .regionGone:
+                    print("removed the lifetime record of \(printable(record.name)), which no longer exists")
+                case .notBelieved:
+                    print("removed a lifetime record that was not believed: it names \(printable(record.name)), which is not the region it was written for (that region is kept as it is)")
+                case .unreadable:
+                    print("removed \(printable(record.name)), which is not a lifetime record")
+                }
             }
         }
         if orphans.isEmpty { print("no temporary regions to remove") }

@@ -150,21 +150,41 @@ enum LifetimeRecords {
     }
 
     /// Whether a record still describes a region that exists (not marked for removal), as its user made it.
-    static func isCurrent(_ record: Record) -> Bool {
+    static func isCurrent(_ record: Record) -> Bool { standing(record) == .current }
+
+    /// What a record is worth now: it describes a region that exists (`current`); the region it was written for is
+    /// gone (`gone`); or the region it was written for (the object its file is named after) still exists, but the
+    /// record's words do not describe it (another name, creator or birth: `notBelieved`; a record is input: anyone
+    /// who can write the directory's files could have written it, and a name read from one is shown escaped).
+    enum Standing: Equatable { case current, gone, notBelieved }
+
+    static func standing(_ record: Record) -> Standing {
         let parts = record.file.split(separator: "-")
         switch record.name.backend {
         case .systemV:
-            guard parts.count == 2, let id = Int32(parts[1]), let ds = try? Syscalls.shmStat(id, nil) else { return false }
+            guard parts.count == 2, let id = Int32(parts[1]), let ds = try? Syscalls.shmStat(id, nil) else { return .gone }
             return ds.shm_perm.cuid == record.owner && ds.shm_cpid == record.creator.pid && ds.shm_perm.mode & 0o1000 == 0
+                ? .current : .notBelieved
         case .posix, .file:
-            guard parts.count == 3, let device = UInt64(parts[1]), let inode = UInt64(parts[2]),
-                  let parent = try? ObjectName(record.name)?.parent(record.name),
-                  let status = try? parent.status(record.name)
-            else { return false }
-            return UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode && status.st_uid == record.owner
-                && record.matches(born: try? Syscalls.birthTime(parent.descriptor, parent.entry, record.name))
+            guard parts.count == 3, let device = UInt64(parts[1]), let inode = UInt64(parts[2]) else { return .gone }
+            if let parent = try? ObjectName(record.name)?.parent(record.name), let status = try? parent.status(record.name) {
+                if UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode && status.st_uid == record.owner
+                    && record.matches(born: try? Syscalls.birthTime(parent.descriptor, parent.entry, record.name)) {
+                    return .current
+                }
+                return .notBelieved  // the name is another object's now, or the record's words are not its
+            }
+            // The name is not there. The region the record was written for may be, under another name (posix: /dev/shm
+            // is one directory, so it can be looked for; a file could be anywhere).
+            if record.name.backend == .posix, (try? Syscalls.listDirectory("/dev/shm", nil))?.contains(where: { entry in
+                guard let status = try? Syscalls.fstatat(AT_FDCWD, "/dev/shm/" + entry, nil) else { return false }
+                return UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode
+            }) == true {
+                return .notBelieved
+            }
+            return .gone
         case .anonymous, .memfd:
-            return false
+            return .notBelieved
         }
     }
 
