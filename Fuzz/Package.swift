@@ -16,5 +16,6 @@ let package = Package(
         .executableTarget(name: "FuzzRingHeader", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzPublishSubscribe", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
         .executableTarget(name: "FuzzHeap", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
+        .executableTarget(name: "FuzzRequestResponse", dependencies: ["FuzzDriver", .product(name: "SharedMemory", package: "SharedMemory")]),
     ]
 )
