@@ -23,7 +23,7 @@
  *     smps_finish(&publisher);
  *
  * Every function returns SMRING_OK (0) or a negative code (smring.h's, and SMPS_LIMIT, SMPS_NO_SPACE); smps_error()
- * names it. Timeouts are in nanoseconds: -1 waits as long as the peer lives, 0 does not wait. The connections' lock
+ * names it, and smring_message(code), called right after in the same thread, gives the Swift library's sentence. Timeouts are in nanoseconds: -1 waits as long as the peer lives, 0 does not wait. The connections' lock
  * is a glibc process-shared robust pthread mutex in the service, which is why this header needs glibc (or a libc
  * with the same pthread_mutex_t) where smring.h needs only a libc.
  */
@@ -105,11 +105,19 @@ static inline const char *smps_error(int code) {
     }
 }
 
+/* What a configuration out of range lacks, in the Swift library's words (Layout.check), or NULL if it is one. */
+static inline const char *smps__wanted(uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
+    if (max_payload > (1ull << 36)) return "a payload of 0 bytes to 64 GiB";
+    if (subscribers < 1 || subscribers > SMPS_MAX_SUBSCRIBERS) return "1 to 62 subscribers";
+    if (queue_depth < 1 || queue_depth > (1u << 16)) return "a queue depth of 1 to 65536";
+    if (history > (1u << 16)) return "a history of 0 to 65536 samples";
+    return NULL;
+}
+
 /* Fills *l for a configuration; SMRING_INVALID if it is not one SharedMemory makes. */
 static inline int smps_layout_of(smps_layout *l, uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
-    if (max_payload > (1ull << 36) || subscribers < 1 || subscribers > SMPS_MAX_SUBSCRIBERS || queue_depth < 1
-        || queue_depth > (1u << 16) || history > (1u << 16))
-        return SMRING_INVALID;
+    const char *wanted = smps__wanted(max_payload, subscribers, queue_depth, history);
+    if (wanted) return smring__fail(SMRING_INVALID, "a publish/subscribe service takes %s", wanted);
     l->max_payload = max_payload;
     l->subscribers = subscribers;
     l->queue_depth = queue_depth;
@@ -171,10 +179,14 @@ static inline int smps__publisher_alive(const smps_service *s) { return smps__al
  * writes the configuration, initialises the lock, and writes the magic number last. */
 static inline int smps_format(void *service, uint64_t room, uint64_t max_payload, uint32_t subscribers, uint32_t queue_depth, uint32_t history) {
     smps_service s = { .base = (unsigned char *)service };
-    if (((uintptr_t)service & 63) != 0 || smps_layout_of(&s.layout, max_payload, subscribers, queue_depth, history) != SMRING_OK
-        || s.layout.size > room)
-        return SMRING_INVALID;
-    if (atomic_load_explicit(smps__u64(&s, SMPS_OFF_MAGIC), memory_order_acquire) != 0) return SMRING_BUSY;  /* something is there */
+    if (((uintptr_t)service & 63) != 0) return smring__fail(SMRING_INVALID, "a service's place must be 64-byte aligned");
+    int result = smps_layout_of(&s.layout, max_payload, subscribers, queue_depth, history);
+    if (result != SMRING_OK) return result;
+    if (s.layout.size > room)
+        return smring__fail(SMRING_INVALID, "a service of this configuration takes %llu bytes, and the region holds %llu from its place",
+                            (unsigned long long)s.layout.size, (unsigned long long)room);
+    if (atomic_load_explicit(smps__u64(&s, SMPS_OFF_MAGIC), memory_order_acquire) != 0)  /* something is there */
+        return smring__fail(SMRING_BUSY, "the region already holds something here (a service, or other data): formatting would overwrite it");
     memset(s.base, 0, s.layout.size);
     uint16_t major = SMPS_MAJOR, minor = SMPS_MINOR;
     memcpy(s.base + SMPS_OFF_MAJOR, &major, 2);
@@ -190,7 +202,7 @@ static inline int smps_format(void *service, uint64_t room, uint64_t max_payload
     pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
     int error = pthread_mutex_init((pthread_mutex_t *)(s.base + SMPS_OFF_LOCK), &attributes);
     pthread_mutexattr_destroy(&attributes);
-    if (error) return SMRING_INVALID;
+    if (error) return smring__fail(SMRING_INVALID, "pthread_mutex_init failed (%s)", strerror(error));
     atomic_store_explicit(smps__u64(&s, SMPS_OFF_MAGIC), SMPS_MAGIC, memory_order_release);
     return SMRING_OK;
 }
@@ -201,17 +213,27 @@ static inline int smps_format(void *service, uint64_t room, uint64_t max_payload
 static inline int smps_attach(smps_service *s, void *service, uint64_t room) {
     memset(s, 0, sizeof *s);
     s->base = (unsigned char *)service;
-    if (((uintptr_t)service & 63) != 0 || room < SMPS_OFF_HISTORY_ENTRIES) return SMRING_INVALID;
+    if (((uintptr_t)service & 63) != 0) return smring__fail(SMRING_INVALID, "a service's place must be 64-byte aligned");
+    if (room < SMPS_OFF_HISTORY_ENTRIES)
+        return smring__fail(SMRING_INVALID, "a service needs at least %u bytes for its header; the region holds %llu from its place", SMPS_OFF_HISTORY_ENTRIES, (unsigned long long)room);
     uint64_t magic = atomic_load_explicit(smps__u64(s, SMPS_OFF_MAGIC), memory_order_acquire);
     if (magic == 0) return SMRING_WOULD_BLOCK;
-    if (magic != SMPS_MAGIC) return SMRING_FOREIGN;
+    if (magic != SMPS_MAGIC)
+        return smring__fail(SMRING_FOREIGN, "the region holds no publish/subscribe service here (its magic number is %llx)", (unsigned long long)magic);
     uint16_t major;
     memcpy(&major, s->base + SMPS_OFF_MAJOR, 2);
-    if (major != SMPS_MAJOR) return SMRING_FOREIGN;  /* any minor version is read */
-    if (smps_layout_of(&s->layout, smps__plain64(s, SMPS_OFF_MAX_PAYLOAD), smps__plain32(s, SMPS_OFF_SUBSCRIBERS),
-                       smps__plain32(s, SMPS_OFF_QUEUE_DEPTH), smps__plain32(s, SMPS_OFF_HISTORY)) != SMRING_OK)
-        return SMRING_FOREIGN;
-    if (smps__plain32(s, SMPS_OFF_CHUNK_COUNT) != s->layout.chunk_count || s->layout.size > room) return SMRING_FOREIGN;
+    if (major != SMPS_MAJOR)  /* any minor version is read */
+        return smring__fail(SMRING_FOREIGN, "the service has format version %u; this library reads version %u", major, SMPS_MAJOR);
+    const char *wanted = smps__wanted(smps__plain64(s, SMPS_OFF_MAX_PAYLOAD), smps__plain32(s, SMPS_OFF_SUBSCRIBERS),
+                                      smps__plain32(s, SMPS_OFF_QUEUE_DEPTH), smps__plain32(s, SMPS_OFF_HISTORY));
+    if (wanted) return smring__fail(SMRING_FOREIGN, "the service's header is not one SharedMemory writes (it must have %s)", wanted);
+    smps_layout_of(&s->layout, smps__plain64(s, SMPS_OFF_MAX_PAYLOAD), smps__plain32(s, SMPS_OFF_SUBSCRIBERS),
+                   smps__plain32(s, SMPS_OFF_QUEUE_DEPTH), smps__plain32(s, SMPS_OFF_HISTORY));
+    if (smps__plain32(s, SMPS_OFF_CHUNK_COUNT) != s->layout.chunk_count)
+        return smring__fail(SMRING_FOREIGN, "the service's chunk count does not match its configuration");
+    if (s->layout.size > room)
+        return smring__fail(SMRING_FOREIGN, "the service's header says it takes %llu bytes, and the region has %llu from its place",
+                            (unsigned long long)s->layout.size, (unsigned long long)room);
     return SMRING_OK;
 }
 
@@ -222,9 +244,19 @@ static inline int smps_attach_waiting(smps_service *s, void *service, uint64_t r
     for (;;) {
         int result = smps_attach(s, service, room);
         if (result != SMRING_WOULD_BLOCK) return result;
-        if (deadline >= 0 && smring__now() >= deadline) return SMRING_TIMED_OUT;
+        if (deadline >= 0 && smring__now() >= deadline)
+            return smring__fail(SMRING_TIMED_OUT, "no publish/subscribe service has been formatted here yet");
         usleep(1000);
     }
+}
+
+/* A queue or the history named a chunk the service does not have. */
+static inline int smps__bad_chunk(const smps_service *s, uint64_t c) {
+    return smring__fail(SMRING_FOREIGN, "a queue of the service names chunk %llu, and it has %u", (unsigned long long)c, s->layout.chunk_count);
+}
+
+static inline int smps__too_large(const smps_service *s, uint64_t length) {
+    return smring__fail(SMRING_TOO_LARGE, "a sample of %llu bytes does not fit this service: at most %llu", (unsigned long long)length, (unsigned long long)s->layout.max_payload);
 }
 
 /* ---- The connections' lock, and repairs ---- */
@@ -294,7 +326,9 @@ static inline int smps__lock(smps_service *s) {
         pthread_mutex_consistent(m);
         return SMRING_OK;
     }
-    return error == 0 ? SMRING_OK : SMRING_FOREIGN;  /* ENOTRECOVERABLE, EINVAL: not a lock this format writes */
+    if (error == 0) return SMRING_OK;
+    /* ENOTRECOVERABLE, EINVAL: not a lock this format writes */
+    return smring__fail(SMRING_FOREIGN, "the service's lock is not one SharedMemory writes (pthread_mutex_lock: %s)", strerror(error));
 }
 
 static inline void smps__unlock(smps_service *s) { pthread_mutex_unlock((pthread_mutex_t *)(s->base + SMPS_OFF_LOCK)); }
@@ -317,7 +351,7 @@ static inline int smps_publisher_attach(smps_publisher *p, void *service, uint64
     if (holder != 0 && alive && holder != me
         && atomic_load_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), memory_order_acquire) == SMPS_PUBLISHING) {
         smps__unlock(s);
-        return SMRING_BUSY;
+        return smring__fail(SMRING_BUSY, "process %d already publishes on this service; a service has one publisher", (int)holder);
     }
     if (holder != 0 && !alive) smps__recover_from_dead_publisher(s);
     smps__put64(s, SMPS_OFF_PUBLISHER_START, smring__start_time(me));
@@ -331,7 +365,7 @@ static inline int smps_publisher_attach(smps_publisher *p, void *service, uint64
  * full scan finds none, reclaims dead subscribers and scans once more; SMPS_NO_SPACE if still none. */
 static inline int smps_loan(smps_publisher *p, void **payload) {
     smps_service *s = &p->service;
-    if (p->loan >= 0) return SMRING_INVALID;
+    if (p->loan >= 0) return smring__fail(SMRING_INVALID, "the chunk loaned before must be published or cancelled first");
     for (int pass = 0; pass < 2; pass++) {
         for (uint32_t k = 0; k < s->layout.chunk_count; k++) {
             uint32_t c = p->cursor;
@@ -350,7 +384,7 @@ static inline int smps_loan(smps_publisher *p, void **payload) {
             smps__unlock(s);
         }
     }
-    return SMPS_NO_SPACE;
+    return smring__fail(SMPS_NO_SPACE, "every chunk of the service is held (by subscribers' queues and reads, and the history): something holds samples it should have released");
 }
 
 /* Puts chunk c at the end of subscriber i's queue; with the queue full, drops the oldest (overwriting subscribers)
@@ -362,11 +396,13 @@ static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
     uint64_t w = atomic_load_explicit(write, memory_order_relaxed);
     for (;;) {
         uint64_t r = atomic_load_explicit(read, memory_order_acquire);
-        if (w < r || w - r > depth || depth < 1 || depth > capacity) return SMRING_FOREIGN;
+        if (w < r || w - r > depth || depth < 1 || depth > capacity)
+            return smring__fail(SMRING_FOREIGN, "subscriber %u's queue positions (read %llu, write %llu, depth %llu) do not add up", i,
+                                (unsigned long long)r, (unsigned long long)w, (unsigned long long)depth);
         if (w - r < depth) break;
         if (smps__plain32(s, slot + SMPS_SLOT_POLICY) != SMPS_OVERWRITE_OLDEST) return 0;
         uint32_t oldest = smps__entry(s, i, r);
-        if (oldest >= s->layout.chunk_count) return SMRING_FOREIGN;
+        if (oldest >= s->layout.chunk_count) return smps__bad_chunk(s, oldest);
         if (atomic_compare_exchange_strong_explicit(read, &r, r + 1, memory_order_acq_rel, memory_order_acquire)) {
             atomic_fetch_and_explicit(smps__holders(s, oldest), ~(1ull << i), memory_order_acq_rel);
             atomic_fetch_add_explicit(smps__u64(s, slot + SMPS_SLOT_LOST), 1, memory_order_relaxed);
@@ -392,7 +428,7 @@ static inline int smps__deliver_history(smps_service *s, uint32_t i) {
     uint64_t available = head < wanted ? head : wanted;
     for (uint64_t k = available; k > 0; k--) {
         uint32_t c = smps__plain32(s, SMPS_OFF_HISTORY_ENTRIES + ((head - k) % s->layout.history) * 4);
-        if (c >= s->layout.chunk_count) return SMRING_FOREIGN;
+        if (c >= s->layout.chunk_count) return smps__bad_chunk(s, c);
         int result = smps__enqueue(s, c, i);
         if (result < 0) return result;
     }
@@ -452,9 +488,9 @@ static inline int smps__wait_and_enqueue(smps_publisher *p, uint32_t c, uint32_t
  * publish returns SMRING_TIMED_OUT after every other subscriber got it. */
 static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *sequence) {
     smps_service *s = &p->service;
-    if (p->loan < 0) return SMRING_INVALID;
+    if (p->loan < 0) return smring__fail(SMRING_INVALID, "nothing was loaned to publish");
     uint32_t c = (uint32_t)p->loan;
-    if (length > s->layout.max_payload) return SMRING_TOO_LARGE;
+    if (length > s->layout.max_payload) return smps__too_large(s, length);
     uint64_t chunk = smps__chunk(s, c), blocked = 0, next;
     int result = smps__lock(s);
     if (result == SMRING_OK) {
@@ -475,17 +511,28 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
         smps__unlock(s);
     }
     int late = 0;
+    char pids[400] = "";
     for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
         if (!(blocked & (1ull << i))) continue;
+        int32_t pid = atomic_load_explicit(smps__i32(s, smps__slot(s, i) + SMPS_SLOT_PID), memory_order_acquire);
         int delivered = smps__wait_and_enqueue(p, c, i);
         if (delivered < 0) result = delivered;
-        else if (delivered == 0) late = 1;
+        else if (delivered == 0) {
+            size_t used = strlen(pids);
+            snprintf(pids + used, sizeof pids - used, "%s%d", late ? ", " : "", (int)pid);
+            late++;
+        }
     }
     atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_LOAN_BIT, memory_order_acq_rel);  /* the loan goes back */
     p->loan = -1;
     if (result != SMRING_OK) return result;
     if (sequence) *sequence = next;
-    return late ? SMRING_TIMED_OUT : SMRING_OK;
+    if (late) {
+        char text[40];
+        return smring__fail(SMRING_TIMED_OUT, "sample %llu was published, but the queue of the subscriber%s in process %s stayed full for %s; they miss it (counted as lost)",
+                            (unsigned long long)next, late == 1 ? "" : "s", pids, smring__seconds(p->block_timeout_ns, text, sizeof text));
+    }
+    return SMRING_OK;
 }
 
 /* Gives the loaned chunk back unpublished (the sample is abandoned: nothing reaches a subscriber). */
@@ -497,7 +544,7 @@ static inline void smps_cancel(smps_publisher *p) {
 
 /* Copies `length` bytes into a chunk and publishes them. */
 static inline int smps_publish_copy(smps_publisher *p, const void *bytes, uint64_t length, uint64_t *sequence) {
-    if (length > p->service.layout.max_payload) return SMRING_TOO_LARGE;
+    if (length > p->service.layout.max_payload) return smps__too_large(&p->service, length);
     void *payload;
     int result = smps_loan(p, &payload);
     if (result != SMRING_OK) return result;
@@ -542,12 +589,19 @@ static inline int smps_subscribe(smps_subscriber *sub, void *service, uint64_t r
     int result = smps_attach(s, service, room);
     if (result != SMRING_OK) return result;
     uint32_t depth = queue_depth == 0 ? s->layout.queue_depth : queue_depth;
-    if (depth > s->layout.queue_depth || history > s->layout.history || overflow > SMPS_BLOCK_PUBLISHER) return SMRING_INVALID;
+    if (depth > s->layout.queue_depth)
+        return smring__fail(SMRING_INVALID, "a subscriber's queue holds 1 to %u samples on this service; %u is not", s->layout.queue_depth, depth);
+    if (history > s->layout.history)
+        return smring__fail(SMRING_INVALID, "this service keeps a history of %u samples; %u cannot be asked for", s->layout.history, history);
+    if (overflow > SMPS_BLOCK_PUBLISHER) return smring__fail(SMRING_INVALID, "an overflow policy is 0 (overwrite the oldest) or 1 (block the publisher), not %u", overflow);
     if ((result = smps__lock(s)) != SMRING_OK) return result;
     int32_t found = -1;
     for (uint32_t i = 0; i < s->layout.subscribers && found < 0; i++) if (smps__state(s, i) == SMPS_FREE) found = (int32_t)i;
     for (uint32_t i = 0; i < s->layout.subscribers && found < 0; i++) if (smps__reclaim_if_dead(s, i)) found = (int32_t)i;
-    if (found < 0) { smps__unlock(s); return SMPS_LIMIT; }
+    if (found < 0) {
+        smps__unlock(s);
+        return smring__fail(SMPS_LIMIT, "all %u subscriber slots of the service are taken by live processes", s->layout.subscribers);
+    }
     uint32_t i = (uint32_t)found;
     uint64_t slot = smps__slot(s, i);
     int32_t me = (int32_t)getpid();
@@ -580,10 +634,11 @@ static inline int smps__take_now(smps_subscriber *sub, uint32_t *c, uint64_t *le
         uint64_t r = atomic_load_explicit(read, memory_order_acquire);
         uint64_t w = atomic_load_explicit(write, memory_order_acquire);
         *seen = w;
-        if (w < r || w - r > s->layout.queue_capacity) return SMRING_FOREIGN;
+        if (w < r || w - r > s->layout.queue_capacity)
+            return smring__fail(SMRING_FOREIGN, "this subscriber's queue positions (read %llu, write %llu) do not add up", (unsigned long long)r, (unsigned long long)w);
         if (w == r) return 0;
         uint32_t chunk = smps__entry(s, sub->index, r);
-        if (chunk >= s->layout.chunk_count) return SMRING_FOREIGN;
+        if (chunk >= s->layout.chunk_count) return smps__bad_chunk(s, chunk);
         atomic_store_explicit(held, chunk + 1, memory_order_release);
         if (!atomic_compare_exchange_strong_explicit(read, &r, r + 1, memory_order_acq_rel, memory_order_acquire)) {
             atomic_store_explicit(held, 0, memory_order_release);
@@ -617,7 +672,7 @@ static inline void smps_release(smps_subscriber *sub) {
  * SMRING_FOREIGN for a corrupt queue or sample (nothing outside the service was read). */
 static inline int smps_receive(smps_subscriber *sub, const void **sample, uint64_t *length, uint64_t *sequence, int64_t timeout_ns) {
     smps_service *s = &sub->service;
-    if (sub->held >= 0) return SMRING_INVALID;
+    if (sub->held >= 0) return smring__fail(SMRING_INVALID, "the sample received before must be released first");
     uint64_t slot = smps__slot(s, sub->index);
     int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
     int spins = sub->spins, look_at_publisher = 0;
@@ -625,7 +680,10 @@ static inline int smps_receive(smps_subscriber *sub, const void **sample, uint64
         uint32_t c;
         uint64_t seen;
         int taken = smps__take_now(sub, &c, length, sequence, &seen);
-        if (taken == SMRING_TOO_LARGE) { smps_release(sub); return SMRING_FOREIGN; }
+        if (taken == SMRING_TOO_LARGE) {
+            smps_release(sub);
+            return smring__fail(SMRING_FOREIGN, "a sample says it has %llu bytes; the service's largest is %llu", (unsigned long long)*length, (unsigned long long)s->layout.max_payload);
+        }
         if (taken < 0) return taken;
         if (taken == 1) {
             sub->held = (int32_t)c;
@@ -636,7 +694,9 @@ static inline int smps_receive(smps_subscriber *sub, const void **sample, uint64
         if (state == SMPS_FINISHED_STATE) return SMRING_FINISHED;
         if (look_at_publisher && state == SMPS_PUBLISHING
             && atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), memory_order_acquire) != 0 && !smps__publisher_alive(s))
-            return SMRING_PEER_DIED;
+            return smring__fail(SMRING_PEER_DIED, "the publisher (process %d) died after sample %llu; this subscriber has read every sample that reached its queue (one the publisher was still delivering when it died may have reached only some subscribers)",
+                                (int)atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), memory_order_acquire),
+                                (unsigned long long)atomic_load_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), memory_order_acquire));
         look_at_publisher = 0;
         if (timeout_ns == 0) return SMRING_WOULD_BLOCK;
         if (spins > 0) { spins--; continue; }
@@ -646,7 +706,10 @@ static inline int smps_receive(smps_subscriber *sub, const void **sample, uint64
         if (atomic_load_explicit(smps__u64(s, slot + SMPS_SLOT_WRITE), memory_order_seq_cst) == seen)
             look_at_publisher = smring__sleep(smps__u32(s, slot + SMPS_SLOT_WRITE), (uint32_t)seen, deadline, &timed_out);
         atomic_store_explicit(sleeps, 0, memory_order_relaxed);
-        if (timed_out) return SMRING_TIMED_OUT;
+        if (timed_out) {
+            char text[40];
+            return smring__fail(SMRING_TIMED_OUT, "no sample arrived within %s", smring__seconds(timeout_ns, text, sizeof text));
+        }
     }
 }
 

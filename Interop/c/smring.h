@@ -14,8 +14,9 @@
  *         smring_release(&ring);       // frees its space
  *     }                                // SMRING_FINISHED: the sender finished and everything was read
  *
- * Every function returns SMRING_OK (0) or a negative SMRING_* code; smring_error() names it. Timeouts are in
- * nanoseconds: -1 waits as long as the peer lives, 0 does not wait.
+ * Every function returns SMRING_OK (0) or a negative SMRING_* code; smring_error() names it, and smring_message(code),
+ * called right after in the same thread, gives the sentence the Swift library's error has for the same case (what
+ * failed, with the figures). Timeouts are in nanoseconds: -1 waits as long as the peer lives, 0 does not wait.
  */
 #ifndef SMRING_H
 #define SMRING_H
@@ -37,6 +38,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,6 +112,38 @@ static inline const char *smring_error(int code) {
     }
 }
 
+/* The sentence of the last error a function of this header (or smpubsub.h) returned in this thread: what failed and
+ * why, the sentence the Swift library's error has (without the region's name, which C does not know). Every error
+ * return sets it. smring_message(code) gives it for the code just returned, or smring_error(code) if it was not
+ * the last error here. */
+static _Thread_local char smring__text[400];
+static _Thread_local int smring__text_code;
+
+/* Out of line and cold, so the error paths leave the inlined fast paths as they were; smring__fail is a macro so that
+ * the compiler sees the code it returns (a function's result it cannot see would be "maybe OK" to it, and every out
+ * parameter of the caller "maybe uninitialized"). */
+__attribute__((format(printf, 2, 3), cold, noinline, unused))
+static void smring__note(int code, const char *format, ...) {
+    va_list arguments;
+    va_start(arguments, format);
+    vsnprintf(smring__text, sizeof smring__text, format, arguments);
+    va_end(arguments);
+    smring__text_code = code;
+}
+
+#define smring__fail(code, ...) (smring__note((code), __VA_ARGS__), (code))
+
+static inline const char *smring_message(int code) {
+    return code == smring__text_code && smring__text[0] ? smring__text : smring_error(code);
+}
+
+/* A timeout as Swift's Duration prints it: "1.0 seconds", "0.25 seconds". */
+static inline const char *smring__seconds(int64_t ns, char *text, size_t size) {
+    if (ns % 1000000000 == 0) snprintf(text, size, "%lld.0 seconds", (long long)(ns / 1000000000));
+    else snprintf(text, size, "%.9g seconds", (double)ns / 1e9);
+    return text;
+}
+
 /* ---- Time, futexes and processes ---- */
 
 static inline int64_t smring__now(void) {
@@ -166,8 +201,12 @@ static inline int smring__alive(const smring *r, int seat) {
 /* Writes a new, empty ring of `capacity` (a power of two, at least 4096) at `ring`, which must be 64-byte aligned
  * with `room` bytes from there; wakes every side waiting in smring_wait_formatted. */
 static inline int smring_format(void *ring, uint64_t room, uint64_t capacity) {
-    if (((uintptr_t)ring & 63) != 0 || capacity < 4096 || (capacity & (capacity - 1)) != 0 || smring_size(capacity) > room)
-        return SMRING_INVALID;
+    if (((uintptr_t)ring & 63) != 0) return smring__fail(SMRING_INVALID, "a ring's place must be 64-byte aligned");
+    if (capacity < 4096 || (capacity & (capacity - 1)) != 0)
+        return smring__fail(SMRING_INVALID, "a ring's capacity is a power of two of at least 4096 bytes, not %llu", (unsigned long long)capacity);
+    if (smring_size(capacity) > room)
+        return smring__fail(SMRING_INVALID, "a ring of capacity %llu needs %llu bytes (the capacity and a %u-byte header), and the region holds %llu from the ring's place",
+                            (unsigned long long)capacity, (unsigned long long)smring_size(capacity), SMRING_HEADER_SIZE, (unsigned long long)room);
     smring r = { .base = (unsigned char *)ring };
     memset(r.base, 0, SMRING_HEADER_SIZE);
     uint16_t major = SMRING_MAJOR, minor = SMRING_MINOR;
@@ -184,16 +223,25 @@ static inline int smring_format(void *ring, uint64_t room, uint64_t capacity) {
 /* Checks the header at `ring` (`room` bytes from there) and returns its capacity in *capacity. */
 static inline int smring_validate(const void *ring, uint64_t room, uint64_t *capacity) {
     smring r = { .base = (unsigned char *)ring };
-    if (((uintptr_t)ring & 63) != 0 || room < SMRING_HEADER_SIZE) return SMRING_INVALID;
-    if (atomic_load_explicit(smring__u64(&r, SMRING_OFF_MAGIC), memory_order_acquire) != SMRING_MAGIC) return SMRING_FOREIGN;
+    if (((uintptr_t)ring & 63) != 0) return smring__fail(SMRING_INVALID, "a ring's place must be 64-byte aligned");
+    if (room < SMRING_HEADER_SIZE) return smring__fail(SMRING_INVALID, "a ring needs at least %u bytes for its header; the region holds %llu from the ring's place", SMRING_HEADER_SIZE, (unsigned long long)room);
+    uint64_t magic = atomic_load_explicit(smring__u64(&r, SMRING_OFF_MAGIC), memory_order_acquire);
+    if (magic != SMRING_MAGIC)
+        return smring__fail(SMRING_FOREIGN, "there is no message ring here (magic 0x%llx); format one with MessageRing.format", (unsigned long long)magic);
     uint16_t major;
     uint32_t header;
     uint64_t found;
     memcpy(&major, r.base + SMRING_OFF_MAJOR, 2);
     memcpy(&header, r.base + SMRING_OFF_HEADER_SIZE, 4);
     memcpy(&found, r.base + SMRING_OFF_CAPACITY, 8);
-    if (major != SMRING_MAJOR || header != SMRING_HEADER_SIZE) return SMRING_FOREIGN;  /* any minor version is read */
-    if (found < 4096 || (found & (found - 1)) != 0 || found > room - SMRING_HEADER_SIZE) return SMRING_FOREIGN;
+    if (major != SMRING_MAJOR || header != SMRING_HEADER_SIZE) {  /* any minor version is read */
+        uint16_t minor;
+        memcpy(&minor, r.base + SMRING_OFF_MINOR, 2);
+        return smring__fail(SMRING_FOREIGN, "the ring was written by version %u.%u of its layout (header %u bytes); this library reads version %u.x only",
+                            major, minor, header, SMRING_MAJOR);
+    }
+    if (found < 4096 || (found & (found - 1)) != 0 || found > room - SMRING_HEADER_SIZE)
+        return smring__fail(SMRING_FOREIGN, "the ring's header claims %llu bytes of data, which is not a power of two that fits in the region", (unsigned long long)found);
     if (capacity) *capacity = found;
     return SMRING_OK;
 }
@@ -207,7 +255,12 @@ static inline int smring_wait_formatted(void *ring, uint64_t room, int64_t timeo
         uint32_t seen = atomic_load_explicit(smring__u32(&r, SMRING_OFF_MAGIC), memory_order_acquire);
         if (seen == (uint32_t)SMRING_MAGIC) return smring_validate(ring, room, NULL);
         int64_t left = deadline - smring__now();
-        if (left <= 0) return seen == 0 ? SMRING_TIMED_OUT : smring_validate(ring, room, NULL);
+        if (left <= 0) {
+            char text[40];
+            return seen == 0 ? smring__fail(SMRING_TIMED_OUT, "no message ring was formatted within %s; is the process that formats it running?",
+                                            smring__seconds(timeout_ns, text, sizeof text))
+                             : smring_validate(ring, room, NULL);
+        }
         smring__futex_wait(smring__u32(&r, SMRING_OFF_MAGIC), seen, left < 100000000 ? left : 100000000);
     }
 }
@@ -229,7 +282,8 @@ static inline int smring_attach(smring *r, void *ring, uint64_t room, int seat) 
     uint64_t my_start = smring__start_time(me);
     for (;;) {
         int32_t holder = atomic_load_explicit(smring__i32(r, pid_offset), memory_order_acquire);
-        if (holder != 0 && smring__alive(r, seat)) return SMRING_BUSY;
+        if (holder != 0 && smring__alive(r, seat))
+            return smring__fail(SMRING_BUSY, "process %d is already this ring's %s; a ring has one of each", (int)holder, seat == SMRING_SENDER ? "sender" : "receiver");
         memcpy(r->base + start_offset, &my_start, 8);
         if (atomic_compare_exchange_strong_explicit(smring__i32(r, pid_offset), &holder, me, memory_order_acq_rel, memory_order_acquire))
             break;
@@ -241,10 +295,17 @@ static inline int smring_attach(smring *r, void *ring, uint64_t room, int seat) 
     r->tail = atomic_load_explicit(smring__u64(r, SMRING_OFF_TAIL), memory_order_acquire);
     if ((r->head & 7) != 0 || (r->tail & 7) != 0 || r->head - r->tail > r->capacity) {
         atomic_store_explicit(smring__i32(r, pid_offset), 0, memory_order_release);
-        return SMRING_FOREIGN;
+        return smring__fail(SMRING_FOREIGN, "the ring is corrupt: its write position %llu and read position %llu are not 8-byte slots at most %llu bytes apart",
+                            (unsigned long long)r->head, (unsigned long long)r->tail, (unsigned long long)r->capacity);
     }
     if (seat == SMRING_SENDER) atomic_store_explicit(smring__u32(r, SMRING_OFF_FINISHED), 0, memory_order_release);
     return SMRING_OK;
+}
+
+/* The sender found the receiver's position impossible. */
+static inline int smring__corrupt_tail(const smring *r) {
+    return smring__fail(SMRING_FOREIGN, "the ring is corrupt: its read position %llu is not within a ring of the write position %llu; the receiver is not a SharedMemory ring receiver, or it wrote over the ring",
+                        (unsigned long long)r->tail, (unsigned long long)r->head);
 }
 
 /* ---- Waiting (Docs/WireFormat.md, "Waiting") ---- */
@@ -267,8 +328,10 @@ static inline int smring__sleep(_Atomic uint32_t *signal, uint32_t seen, int64_t
 /* Reserves room for up to `count` bytes, waiting at most `timeout_ns`; *slot is where to write them. Publish them
  * with smring_publish. */
 static inline int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, void **slot) {
-    if (r->seat != SMRING_SENDER || r->reserved) return SMRING_INVALID;
-    if (count > smring_maximum_message(r->capacity)) return SMRING_TOO_LARGE;
+    if (r->seat != SMRING_SENDER) return smring__fail(SMRING_INVALID, "only the ring's sender sends");
+    if (r->reserved) return smring__fail(SMRING_INVALID, "the message reserved before must be published first");
+    if (count > smring_maximum_message(r->capacity))
+        return smring__fail(SMRING_TOO_LARGE, "a message of %u bytes does not fit this ring: at most %u (half its capacity)", count, smring_maximum_message(r->capacity));
     uint64_t need = smring__align8(4 + (uint64_t)count);
     int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
     int spins = r->spins, look_at_peer = 0;
@@ -278,7 +341,7 @@ static inline int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, 
         uint64_t end = r->head + pad + need;
         if (end - r->tail > r->capacity) {
             r->tail = atomic_load_explicit(smring__u64(r, SMRING_OFF_TAIL), memory_order_acquire);
-            if (r->head - r->tail > r->capacity) return SMRING_FOREIGN;  /* not a receiver's position */
+            if (r->head - r->tail > r->capacity) return smring__corrupt_tail(r);  /* not a receiver's position */
         }
         if (end - r->tail <= r->capacity) {
             if (pad > 0) { uint32_t wrap = SMRING_WRAP; memcpy(r->data + place, &wrap, 4); }
@@ -291,17 +354,21 @@ static inline int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, 
         }
         if (timeout_ns == 0) return SMRING_WOULD_BLOCK;
         if (spins > 0) { spins--; continue; }
-        if (look_at_peer && !smring__alive(r, SMRING_RECEIVER)) return SMRING_PEER_DIED;
+        if (look_at_peer && !smring__alive(r, SMRING_RECEIVER))
+            return smring__fail(SMRING_PEER_DIED, "the receiving process died; nothing will drain the ring");
         _Atomic uint32_t *signal = smring__u32(r, SMRING_OFF_SPACE_SIGNAL);
         uint32_t seen = atomic_load_explicit(signal, memory_order_acquire);
         atomic_store_explicit(smring__u32(r, SMRING_OFF_SENDER_WAITING), 1, memory_order_seq_cst);
         r->tail = atomic_load_explicit(smring__u64(r, SMRING_OFF_TAIL), memory_order_seq_cst);
-        if (r->head - r->tail > r->capacity) return SMRING_FOREIGN;
+        if (r->head - r->tail > r->capacity) return smring__corrupt_tail(r);
         if (end - r->tail > r->capacity) {
             int timed_out = 0;
             look_at_peer = smring__sleep(signal, seen, deadline, &timed_out);
             atomic_store_explicit(smring__u32(r, SMRING_OFF_SENDER_WAITING), 0, memory_order_relaxed);
-            if (timed_out) return SMRING_TIMED_OUT;
+            if (timed_out) {
+                char text[40];
+                return smring__fail(SMRING_TIMED_OUT, "the ring was still full after %s", smring__seconds(timeout_ns, text, sizeof text));
+            }
         } else {
             atomic_store_explicit(smring__u32(r, SMRING_OFF_SENDER_WAITING), 0, memory_order_relaxed);
         }
@@ -318,7 +385,8 @@ static inline void smring__wake(smring *r, unsigned signal_offset, unsigned wait
 
 /* Publishes the first `written` bytes (at most the count reserved) of the slot smring_reserve gave as a message. */
 static inline int smring_publish(smring *r, uint32_t written) {
-    if (!r->reserved || written > r->pending) return SMRING_INVALID;
+    if (!r->reserved) return smring__fail(SMRING_INVALID, "nothing was reserved to publish");
+    if (written > r->pending) return smring__fail(SMRING_INVALID, "%u bytes were written, and %u reserved", written, r->pending);
     uint64_t start = r->pending_end & (r->capacity - 1);
     memcpy(r->data + start, &written, 4);
     r->head = r->pending_end + smring__align8(4 + (uint64_t)written);
@@ -348,7 +416,8 @@ static inline void smring_finish(smring *r) {
 /* The next message in place: *message and *length, valid until smring_release. SMRING_FINISHED once the sender
  * finished and everything was read; SMRING_FOREIGN for a corrupt ring (nothing outside it was read). */
 static inline int smring_receive(smring *r, const void **message, uint32_t *length, int64_t timeout_ns) {
-    if (r->seat != SMRING_RECEIVER || r->pending) return SMRING_INVALID;
+    if (r->seat != SMRING_RECEIVER) return smring__fail(SMRING_INVALID, "only the ring's receiver receives");
+    if (r->pending) return smring__fail(SMRING_INVALID, "the message received before must be released first");
     int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
     int spins = r->spins, look_at_peer = 0;
     for (;;) {
@@ -365,7 +434,8 @@ static inline int smring_receive(smring *r, const void **message, uint32_t *leng
             }
             if (published > r->capacity || found > smring_maximum_message(r->capacity)
                 || smring__align8(4 + (uint64_t)found) > published || place + 4 + found > r->capacity)
-                return SMRING_FOREIGN;
+                return smring__fail(SMRING_FOREIGN, "the ring is corrupt: a message of %u bytes at offset %llu, with %llu bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring",
+                                    found, (unsigned long long)place, (unsigned long long)published);
             *message = r->data + place + 4;
             *length = found;
             r->pending = (uint32_t)smring__align8(4 + (uint64_t)found);
@@ -377,7 +447,8 @@ static inline int smring_receive(smring *r, const void **message, uint32_t *leng
         }
         if (timeout_ns == 0) return SMRING_WOULD_BLOCK;
         if (spins > 0) { spins--; continue; }
-        if (look_at_peer && !smring__alive(r, SMRING_SENDER)) return SMRING_PEER_DIED;
+        if (look_at_peer && !smring__alive(r, SMRING_SENDER))
+            return smring__fail(SMRING_PEER_DIED, "the sending process died without finishing; every message it sent has been read");
         _Atomic uint32_t *signal = smring__u32(r, SMRING_OFF_DATA_SIGNAL);
         uint32_t seen = atomic_load_explicit(signal, memory_order_acquire);
         atomic_store_explicit(smring__u32(r, SMRING_OFF_RECEIVER_WAITING), 1, memory_order_seq_cst);
@@ -386,7 +457,10 @@ static inline int smring_receive(smring *r, const void **message, uint32_t *leng
             int timed_out = 0;
             look_at_peer = smring__sleep(signal, seen, deadline, &timed_out);
             atomic_store_explicit(smring__u32(r, SMRING_OFF_RECEIVER_WAITING), 0, memory_order_relaxed);
-            if (timed_out) return SMRING_TIMED_OUT;
+            if (timed_out) {
+                char text[40];
+                return smring__fail(SMRING_TIMED_OUT, "no message came within %s", smring__seconds(timeout_ns, text, sizeof text));
+            }
         } else {
             atomic_store_explicit(smring__u32(r, SMRING_OFF_RECEIVER_WAITING), 0, memory_order_relaxed);
         }
@@ -408,7 +482,11 @@ static inline int smring_receive_copy(smring *r, void *buffer, uint32_t room, ui
     const void *message;
     int result = smring_receive(r, &message, length, timeout_ns);
     if (result != SMRING_OK) return result;
-    if (*length > room) { r->pending = 0; return SMRING_TOO_LARGE; }
+    if (*length > room) {
+        r->pending = 0;
+        return smring__fail(SMRING_TOO_LARGE, "the next message has %u bytes and the buffer holds %u; the message stays in the ring: receive it into a buffer of at least %u bytes (maximumMessage, %u, takes any), or in place with receive { }",
+                            *length, room, *length, smring_maximum_message(r->capacity));
+    }
     memcpy(buffer, message, *length);
     smring_release(r);
     return SMRING_OK;

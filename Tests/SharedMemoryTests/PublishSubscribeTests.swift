@@ -245,6 +245,24 @@ struct PublishSubscribeTests {
         }
     }
 
+    /// The sentences Interop/python/tests/test_pubsub.py's SENTENCES expects of the C header and the Python package:
+    /// each error says the same in every language.
+    @Test("errors' sentences, as the C header and the Python package say them too")
+    func sameSentences() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 4, history: 3)
+            #expect(expectError(.invalidArgument) { try Subscriber(region, history: 4) }?.reason == "this service keeps a history of 3 samples; 4 cannot be asked for")
+            #expect(expectError(.invalidArgument) { try Subscriber(region, queueDepth: 9) }?.reason == "a subscriber's queue holds 1 to 4 samples on this service; 9 is not")
+            var subscriber = try Subscriber(region)
+            #expect(expectError(.limitExceeded) { try Subscriber(region) }?.reason == "all 1 subscriber slots of the service are taken by live processes")
+            var publisher = try Publisher(region)
+            #expect(expectError(.invalidArgument) { try publisher.publish(count: 65) { _ in } }?.reason == "a sample of 65 bytes does not fit this service: at most 64")
+            #expect(expectError(.timedOut) { try subscriber.receive(timeout: .milliseconds(50)) { _, _ in () } }?.reason == "no sample arrived within 0.05 seconds")
+            subscriber.close()
+            publisher.finish()
+        }
+    }
+
     /// Docs/PublishSubscribe.md, "When a process dies": the publisher counts a sample in `lastSequence` before it waits
     /// for room in a blocking subscriber's full queue; killed in that wait, the others have the sample and the full
     /// one never gets it (issue: "header 3 056; subscribers ended at 3 055 and 3 056").

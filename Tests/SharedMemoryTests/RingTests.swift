@@ -18,6 +18,19 @@ struct RingTests {
         return probe
     }
 
+    /// The sentences Interop/python/tests/test_ring.py expects of the C header and the Python package.
+    @Test("errors' sentences, as the C header and the Python package say them too")
+    func sameSentences() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+            try MessageRing.format(region, capacity: 4096)
+            let sender = try RingSender(region)
+            #expect(expectError(.invalidArgument) { try sender.send([UInt8](repeating: 0, count: 2045)) }?.reason == "a message of 2045 bytes does not fit this ring: at most 2044 (half its capacity)")
+            #expect(expectError(.busy) { try RingSender(try attachAgain(region)) }?.reason == "process \(getpid()) is already this ring's sender; a ring has one of each")
+            sender.close()
+        }
+    }
+
     @Test("messages cross between two processes complete and in order, over every named or passable backend", arguments: Backend.attachable)
     func betweenProcesses(backend: Backend) throws {
         try Names.with(backend) { name in

@@ -107,6 +107,7 @@ def _load():
         "sps_release": (None, [P]),
         "sps_lost": (U64, [P]),
         "sps_close": (None, [P]),
+        "smr_message": (ctypes.c_char_p, [I]),
     }
     for name, (result, arguments) in signatures.items():
         function = getattr(lib, name)
@@ -142,7 +143,8 @@ def _nanoseconds(timeout):
 
 def _check(result):
     if result != _OK:
-        raise _ERRORS.get(result, RingError)(f"smring error {result}")
+        # The C side's sentence for the error it just returned in this thread: the Swift library's sentence.
+        raise _ERRORS.get(result, RingError)(_lib.smr_message(result).decode("utf-8", "replace"))
 
 
 class Region:

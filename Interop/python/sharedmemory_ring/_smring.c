@@ -13,6 +13,9 @@ smring *smr_attach(void *ring, uint64_t room, int seat, int *result) {
 }
 
 void smr_free(smring *r) { free(r); }
+
+/* The sentence of the error `code` just returned in this thread: the Swift library's sentence for it. */
+const char *smr_message(int code) { return smring_message(code); }
 int smr_format(void *ring, uint64_t room, uint64_t capacity) { return smring_format(ring, room, capacity); }
 int smr_wait_formatted(void *ring, uint64_t room, int64_t timeout_ns) { return smring_wait_formatted(ring, room, timeout_ns); }
 uint64_t smr_capacity(smring *r) { return r->capacity; }

@@ -128,6 +128,47 @@ def test_foreign_and_bad_configurations():
             wait_until_service(region, timeout=0.05)
 
 
+# Each error carries the Swift library's sentence (its SharedMemoryError.reason) for the same case; the Swift test
+# PublishSubscribeTests.sameSentences asserts the same strings.
+SENTENCES = {
+    "history": "this service keeps a history of 3 samples; 4 cannot be asked for",
+    "depth": "a subscriber's queue holds 1 to 4 samples on this service; 9 is not",
+    "slots": "all 1 subscriber slots of the service are taken by live processes",
+    "too large": "a sample of 65 bytes does not fit this service: at most 64",
+    "timed out": "no sample arrived within 0.05 seconds",
+    "foreign": "the region holds no publish/subscribe service here (its magic number is 5652455341544f4e)",
+}
+
+
+def test_errors_say_what_swift_says():
+    with Region.anonymous(service_size(max_payload=64, subscribers=1, queue_depth=4, history=3)) as region:
+        format_service(region, max_payload=64, subscribers=1, queue_depth=4, history=3)
+        with pytest.raises(ValueError) as error:
+            Subscriber(region, history=4)
+        assert str(error.value) == SENTENCES["history"]
+        with pytest.raises(ValueError) as error:
+            Subscriber(region, queue_depth=9)
+        assert str(error.value) == SENTENCES["depth"]
+        subscriber = Subscriber(region)
+        with pytest.raises(LimitExceeded) as error:
+            Subscriber(region)
+        assert str(error.value) == SENTENCES["slots"]
+        publisher = Publisher(region)
+        with pytest.raises(TooLarge) as error:
+            publisher.publish(bytes(65))
+        assert str(error.value) == SENTENCES["too large"]
+        with pytest.raises(TimedOut) as error:
+            subscriber.receive(timeout=0.05)
+        assert str(error.value) == SENTENCES["timed out"]
+        subscriber.close()
+        publisher.finish()
+    with Region.anonymous(4096) as region:
+        region.write(0, b"NOTASERVICE!")
+        with pytest.raises(Foreign) as error:
+            Subscriber(region)
+        assert str(error.value) == SENTENCES["foreign"]
+
+
 @pytest.fixture
 def service_name():
     if not PROBE:

@@ -167,3 +167,18 @@ def test_planted_names_are_refused(tmp_path):
         Region.open(f"file:{tmp_path / 'through' / 'target'}")
     with Region.open(f"file:{target}") as region:  # the file itself is fine
         assert region.size == 8192
+
+
+def test_errors_say_what_swift_says():
+    """Each error carries the Swift library's sentence for the same case (RingTests.sameSentences asserts them)."""
+    from sharedmemory_ring import Busy, TooLarge
+    with Region.anonymous(ring_size(4096)) as region:
+        format_ring(region, capacity=4096)
+        sender = RingSender(region)
+        with pytest.raises(TooLarge) as error:
+            sender.send(bytes(2045))
+        assert str(error.value) == "a message of 2045 bytes does not fit this ring: at most 2044 (half its capacity)"
+        with pytest.raises(Busy) as error:
+            RingSender(region)
+        assert str(error.value) == f"process {os.getpid()} is already this ring's sender; a ring has one of each"
+        sender.close()
