@@ -23,6 +23,10 @@ struct BenchTests {
                 let leftover = "/dev/shm/shmbench-c-\(run.pid)-0"
                 #expect(access(leftover, F_OK) != 0, "\(leftover) was left behind")
                 unlink(leftover)
+                // No System V segment of its making either (/proc/sysvipc/shm: cpid is the sixth column).
+                let segments = (try? String(contentsOfFile: "/proc/sysvipc/shm", encoding: .utf8)) ?? ""
+                let made = segments.split(separator: "\n").dropFirst().filter { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(5).first == "\(run.pid)" }
+                #expect(made.isEmpty, "segments process \(run.pid) made were left: \(made)")
             }
         }
     }
