@@ -59,3 +59,32 @@ public final class GuardedPlace {
         return size - bytes
     }
 }
+
+/// Writes the input's patches over `bytes`: each is a 16-bit little-endian offset (taken modulo the bytes' count), a
+/// length of 1 to 8 (the byte modulo 8, plus 1), then that many bytes; bytes in `spared` (a lock another process's
+/// write over which can only make others wait, which is not what these fuzzers look for) are left alone.
+public func applyPatches(_ input: UnsafeRawBufferPointer, to bytes: UnsafeMutableRawBufferPointer, sparing spared: Range<Int>) {
+    var next = 0
+    while next + 3 <= input.count {
+        let offset = Int(input[next]) | Int(input[next + 1]) << 8
+        let length = Int(input[next + 2] % 8) + 1
+        next += 3
+        for k in 0..<length where next + k < input.count {
+            let target = (offset + k) % bytes.count
+            if !spared.contains(target) { bytes[target] = input[next + k] }
+        }
+        next += length
+    }
+}
+
+/// Runs one step of a fuzzer: it succeeds, or throws a ``SharedMemoryError`` whose code is in `allowed` (an answer
+/// that says why); anything else stops the fuzzer, which reports the input.
+public func expectAnswer(_ allowed: Set<SharedMemoryError.Code>, _ body: () throws -> Void) {
+    do {
+        try body()
+    } catch let error as SharedMemoryError {
+        precondition(allowed.contains(error.code), "\(error)")
+    } catch {
+        preconditionFailure("\(error)")
+    }
+}

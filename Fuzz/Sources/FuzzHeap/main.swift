@@ -28,28 +28,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         fatalError("setting up: \(error)")
     }
     let region = heap.intoRegion()
-    var at = 0
-    try! region.withUnsafeMutableBytes { bytes in
-        while at + 3 <= input.count {
-            let offset = Int(input[at]) | Int(input[at + 1]) << 8
-            let length = Int(input[at + 2] % 8) + 1
-            at += 3
-            for k in 0..<length where at + k < input.count {
-                let target = (offset + k) % bytes.count
-                if !lock.contains(target) { bytes[target] = input[at + k] }
-            }
-            at += length
-        }
-    }
-    func check(_ body: () throws -> Void) {
-        do {
-            try body()
-        } catch let error as SharedMemoryError {
-            precondition(allowed.contains(error.code), "\(error)")
-        } catch {
-            preconditionFailure("\(error)")
-        }
-    }
+    try! region.withUnsafeMutableBytes { bytes in applyPatches(input, to: bytes, sparing: lock) }
+    func check(_ body: () throws -> Void) { expectAnswer(allowed, body) }
     guard let attached = try? SharedHeap(attaching: region) else { return 0 }  // foreign or not ready: refused whole
     heap = attached
     check { _ = try heap.verify() }

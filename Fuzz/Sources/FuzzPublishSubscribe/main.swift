@@ -31,29 +31,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         fatalError("setting up: \(error)")
     }
     // The patches: never over the lock (bytes 128 to 167).
-    var next = 0
     try! region.withUnsafeMutableBytes { whole in
-        let service = UnsafeMutableRawBufferPointer(rebasing: whole[at...])
-        while next + 3 <= input.count {
-            let offset = Int(input[next]) | Int(input[next + 1]) << 8
-            let length = Int(input[next + 2] % 8) + 1
-            next += 3
-            for k in 0..<length where next + k < input.count {
-                let target = (offset + k) % service.count
-                if !(128..<168).contains(target) { service[target] = input[next + k] }
-            }
-            next += length
-        }
+        applyPatches(input, to: UnsafeMutableRawBufferPointer(rebasing: whole[at...]), sparing: 128..<168)
     }
-    func check(_ body: () throws -> Void) {
-        do {
-            try body()
-        } catch let error as SharedMemoryError {
-            precondition(allowed.contains(error.code), "\(error)")
-        } catch {
-            preconditionFailure("\(error)")
-        }
-    }
+    func check(_ body: () throws -> Void) { expectAnswer(allowed, body) }
     check {
         var subscriber = try Subscriber(region, at: at, queueDepth: 2, overflow: .blockPublisher, history: 1)
         for _ in 0..<6 {
