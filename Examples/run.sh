@@ -78,4 +78,37 @@ wait $server || fail "async-tally server: $(cat /tmp/sm-example-server.$$)"
 [ "$out" = $'client: +1 -> 1\nclient: +2 -> 3\nclient: +3 -> 6' ] || fail "async-tally client: $out"
 grep -qx "server: served 3 requests, total 6, while the ticker kept running" /tmp/sm-example-server.$$ || fail "async-tally server: $(cat /tmp/sm-example-server.$$)"
 rm -f /tmp/sm-example-server.$$
+
+# Run the wrong way round, each fails like a program: exit status 1, one line on standard error saying why, nothing
+# on standard output (an example is what users copy; a crash report is not an answer).
+one_line_failure() {  # NAME EXPECTED-PREFIX COMMAND...
+    local what=$1 prefix=$2 status=0
+    shift 2
+    "$@" > /tmp/sm-example-out.$$ 2> /tmp/sm-example-err.$$ || status=$?
+    [ "$status" = 1 ] || fail "$what: exit status $status: $(cat /tmp/sm-example-out.$$ /tmp/sm-example-err.$$)"
+    [ ! -s /tmp/sm-example-out.$$ ] || fail "$what: printed $(cat /tmp/sm-example-out.$$)"
+    [ "$(wc -l < /tmp/sm-example-err.$$)" = 1 ] || fail "$what: not one line: $(cat /tmp/sm-example-err.$$)"
+    grep -q "^$prefix" /tmp/sm-example-err.$$ || fail "$what: $(cat /tmp/sm-example-err.$$)"
+}
+one_line_failure "heap-book reader before its writer" "heap-book: posix:/sm-example-nobook-$$: shm_open failed" \
+    "$bin/heap-book" reader --region posix:/sm-example-nobook-$$
+one_line_failure "a lone quotes subscriber" "quotes: subscriber: no service at posix:/sm-example-noquotes-$$" \
+    "$bin/quotes" subscriber --region posix:/sm-example-noquotes-$$
+# An uppercase server that answers one request, and a client that sends two: the second is peerDied, said in a line.
+"$bin/uppercase" server --region posix:/sm-example-short-$$ --requests 1 > /tmp/sm-example-server.$$ &
+server=$!
+"$bin/uppercase" client --region posix:/sm-example-short-$$ one two > /tmp/sm-example-out.$$ 2> /tmp/sm-example-err.$$ && fail "uppercase client of a short server succeeded"
+wait $server || fail "uppercase short server: $(cat /tmp/sm-example-server.$$)"
+[ "$(cat /tmp/sm-example-out.$$)" = "client: one -> ONE" ] || fail "uppercase client of a short server: $(cat /tmp/sm-example-out.$$)"
+[ "$(wc -l < /tmp/sm-example-err.$$)" = 1 ] && grep -q "^uppercase: .*the server finished" /tmp/sm-example-err.$$ \
+    || fail "uppercase client of a short server: $(cat /tmp/sm-example-err.$$)"
+# A messages client started before its server says, within a second, what it waits for; then the server comes.
+"$bin/messages" client --region posix:/sm-example-late-$$ hi > /tmp/sm-example-out.$$ 2> /tmp/sm-example-err.$$ &
+client=$!
+sleep 1.5
+grep -q "^client: waiting for posix:/sm-example-late-$$ to be created" /tmp/sm-example-err.$$ || fail "messages client said nothing while waiting: $(cat /tmp/sm-example-err.$$)"
+"$bin/messages" server --region posix:/sm-example-late-$$ > /tmp/sm-example-server.$$ || fail "late server: $(cat /tmp/sm-example-server.$$)"
+wait $client || fail "messages client before a late server: $(cat /tmp/sm-example-err.$$)"
+[ "$(cat /tmp/sm-example-out.$$)" = "client: hi -> HI" ] || fail "messages client before a late server: $(cat /tmp/sm-example-out.$$)"
+rm -f /tmp/sm-example-server.$$ /tmp/sm-example-out.$$ /tmp/sm-example-err.$$
 echo "examples: all ran as expected"

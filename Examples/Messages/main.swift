@@ -19,9 +19,17 @@ import SharedMemory
 let capacity = 1 << 16
 let replies = MessageRing.size(capacity: capacity)  // offset of the second ring
 
+/// One line on standard error, and exit status 1: how an example fails.
 func fail(_ message: String) -> Never {
-    print("messages: \(message)")
+    let line = "messages: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
     exit(1)
+}
+
+/// A note on standard error (standard output carries the answers).
+func note(_ message: String) {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
 }
 
 /// Creates the server's region; one left by a server that died is replaced, one a live server uses is refused.
@@ -60,8 +68,13 @@ func server(_ name: RegionName) throws(SharedMemoryError) {
 /// Opens the server's region, waiting up to 10 seconds for the server to create it and format both rings: the
 /// client may start first.
 func openServerRegion(_ name: RegionName) throws(SharedMemoryError) -> AnyRegion {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let started = ContinuousClock.now, deadline = started + .seconds(10)
+    var said = false
     while true {
+        if !said, ContinuousClock.now - started >= .seconds(1) {
+            note("client: waiting for \(name) to be created and formatted by its server (up to 10 s)…")
+            said = true
+        }
         do {
             let region = try SharedMemory.open(name, options: .init(minimumSize: 2 * MessageRing.size(capacity: capacity)))
             try MessageRing.waitUntilFormatted(region, at: 0, timeout: .seconds(10))

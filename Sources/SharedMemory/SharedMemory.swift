@@ -123,10 +123,17 @@ public enum SharedMemory {
     /// Removes a region's name without attaching it: System V `IPC_RMID`, `shm_unlink`, `unlink`. Attachments
     /// keep working until they detach. A missing name is ``SharedMemoryError/Code/notFound``.
     public static func remove(_ name: RegionName) throws(SharedMemoryError) {
-        switch name.backend {
-        case .systemV: try SystemVRegion.remove(name)
-        case .posix, .file: try MappedObject.remove(try ObjectName.of(name, for: name.backend), name)
-        case .anonymous, .memfd: throw noName(name, "remove")
+        do throws(SharedMemoryError) {
+            switch name.backend {
+            case .systemV: try SystemVRegion.remove(name)
+            case .posix, .file: try MappedObject.remove(try ObjectName.of(name, for: name.backend), name)
+            case .anonymous, .memfd: throw noName(name, "remove")
+            }
+        } catch where error.code == .notFound && error.reason.hasPrefix("no region has this name") {
+            // The general advice ("create it first") is for opening; here there is simply nothing to remove.
+            var error = error
+            error.reason = "no region has this name, so there is nothing to remove: it was never created, or it was removed already (by its owner, `shm rm`, `shm gc`, or systemd's RemoveIPC=yes when its user logged out)"
+            throw error
         }
     }
 
