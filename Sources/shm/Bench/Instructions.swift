@@ -52,7 +52,7 @@ enum InstructionCount {
         let isolated = PrivateNamespace.available
         func count(_ arguments: [String], onlyIn function: String?) throws -> Double {
             let collect = function.map { ["--toggle-collect=\($0)"] } ?? []
-            let command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"] + collect + [binary] + arguments
+            let command = Repeatable.prefix + [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"] + collect + [binary] + arguments
             let result = isolated ? try run(PrivateNamespace.unshare, PrivateNamespace.arguments + command)
                                   : try run(command[0], Array(command.dropFirst()))
             guard result.status == 0, let line = result.error.split(separator: "\n").first(where: { $0.contains("Collected :") }),
@@ -73,6 +73,24 @@ enum InstructionCount {
             return m
         }
     }
+}
+
+/// What makes a count the same on every run: Swift's hashing seeded the same way (`SWIFT_DETERMINISTIC_HASHING`: the
+/// process's one-time setup, argument parsing among it, otherwise walks its dictionaries in a random order, and the
+/// N1 and N2 runs' setups then differ by thousands of instructions, up to 15 an operation in a 2 000-operation
+/// difference), and no address randomisation (`setarch -R`: a string's alignment changes how many instructions
+/// `strcmp` and `memcpy` take). With both, the same binary gives the same count three times out of three.
+enum Repeatable {
+    static let prefix: [String] = {
+        var prefix = ["/usr/bin/env", "SWIFT_DETERMINISTIC_HASHING=1"]
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/setarch") {
+            var name = utsname()
+            uname(&name)
+            let machine = withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            prefix += ["/usr/bin/setarch", machine, "-R"]
+        }
+        return prefix
+    }()
 }
 
 /// Where the counts run: a private user, mount, IPC and PID namespace (`unshare`), with its own empty /dev/shm (a
