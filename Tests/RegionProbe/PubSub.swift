@@ -15,6 +15,9 @@ import SharedMemory
 //                   checking each one's bytes against its sequence number; with `hold`, sleep inside the first
 //                   receive until killed; with `block`, block the publisher; with `slow`, block it and take a
 //                   millisecond per sample; print `ok RECEIVED LOST` at the end of the stream, `error ...` on peerDied
+//   ps-subscribe-drop NAME
+//                   connect as a blocking subscriber, drop the handle without close(), print `ok dropped`, and
+//                   live on until killed
 //   seqlock-write NAME COUNT
 //                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
 //   seqlock-read NAME COUNT
@@ -73,6 +76,16 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         }
         publisher.finish()
         return "\(published)"
+    case "ps-subscribe-drop":
+        // Connect, drop the handle without close(), say so, and live on until killed: the slot must be free meanwhile.
+        let region = try attach(name)
+        do {
+            let subscriber = try Subscriber(region, overflow: .blockPublisher, timeout: .seconds(5))
+            _ = subscriber.maxPayload
+        }
+        print("ok dropped")
+        fflush(nil)
+        while true { pause() }
     case "ps-subscribe":
         let region = try attach(name)
         let mode = rest.count > 1 ? rest[1] : ""

@@ -245,6 +245,37 @@ struct PublishSubscribeTests {
         }
     }
 
+    /// A subscriber that goes away without close() gives its slot back at once; nothing ends for anyone else. Before,
+    /// the slot stayed taken for the life of the process: a one-slot service refused every later subscriber, and a
+    /// dropped blocking subscriber made every publish wait out its block timeout, then throw timedOut.
+    @Test("a subscriber dropped without close() gives its slot back at once, in this process and in another that lives on")
+    func droppedSubscriberGivesBack() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 1)
+            var publisher = try Publisher(region, blockTimeout: .seconds(1))
+            do {
+                let dropped = try Subscriber(region, overflow: .blockPublisher)
+                _ = dropped.maxPayload
+            }
+            // Its slot is free: a new subscriber connects; and no publish waits for the dropped blocking one.
+            var subscriber = try Subscriber(region)
+            try Self.publish(&publisher, 3)  // would throw timedOut after 1 s per sample for a blocking one still there
+            #expect(try Self.receive(&subscriber, timeout: .seconds(1))?.sequence == 3)
+            subscriber.close()
+
+            // Another process drops its blocking subscriber and lives on: the slot is free, and publishes do not wait.
+            let other = try Probe.start(["ps-subscribe-drop", name.description])
+            defer { other.kill() }
+            #expect(other.line() == "ok dropped")
+            var next = try Subscriber(region)
+            try Self.publish(&publisher, 2)  // a queue of one, overwriting: the newer stays, the older is lost
+            let got = try Self.receive(&next, timeout: .seconds(1))
+            #expect(got?.sequence == 5 && next.lost == 1, "\(String(describing: got)), lost \(next.lost)")
+            next.close()
+            publisher.finish()
+        }
+    }
+
     /// The sentences Interop/python/tests/test_pubsub.py's SENTENCES expects of the C header and the Python package:
     /// each error says the same in every language.
     @Test("errors' sentences, as the C header and the Python package say them too")

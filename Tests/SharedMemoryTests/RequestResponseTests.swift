@@ -99,6 +99,27 @@ struct RequestResponseTests {
         }
     }
 
+    @Test("a client dropped without close() gives its slot back at once; the server serves the next one")
+    func droppedClientGivesBack() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, clients: 1)
+            var server = try Server(region)
+            do {
+                var dropped = try Client(region)
+                try dropped.send(count: 1) { $0.append(1 as UInt8) }  // a request it will never read the answer to
+            }
+            var client = try Client(region)  // before: limitExceeded, the slot held for the life of this process
+            let correlation = try client.send(count: 1) { $0.append(2 as UInt8) }
+            try server.handle(timeout: .seconds(5)) { request, response, info in
+                #expect(info.correlation == correlation)
+                response.append(request.unsafeLoad(as: UInt8.self) + 1)
+            }
+            #expect(try client.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == 3)
+            client.close()
+            server.finish()
+        }
+    }
+
     @Test("a new client's first send to a service whose server was killed is peerDied, with no correlation id")
     func sendToDeadServer() throws {
         try Names.with(.posix) { name in

@@ -862,6 +862,8 @@ public struct Subscriber: ~Copyable {
     /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
     /// the publisher wake this subscriber stays up.
     var readiness: Readiness? = nil
+    /// Whether ``close()`` gave the slot back already (the deinit then has nothing to do).
+    private var closed = false
 
     typealias P = PublishSubscribe
 
@@ -976,7 +978,21 @@ public struct Subscriber: ~Copyable {
 
     /// Leaves the service: the slot and everything queued in it are given back at once.
     public consuming func close() {
-        let service = self.service, index = self.index
+        Self.leave(service, index)
+        closed = true
+    }
+
+    /// A subscriber that goes away without ``close()`` (an error thrown past it, a cancelled task's loop, a handle
+    /// simply dropped) gives its slot and everything queued in it back at once, as `close()` does: leaving ends
+    /// nothing for the publisher or the other subscribers, so a handle's lifetime may decide it. Before, the slot
+    /// stayed taken for the life of the process (a one-slot service refused every later subscriber, and a dropped
+    /// blocking one made every publish wait out its block timeout).
+    deinit {
+        if !closed { Self.leave(service, index) }
+    }
+
+    /// Gives slot `index` back: marked as leaving, then reclaimed (its marks cleared, its queue emptied).
+    private static func leave(_ service: ServiceView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
             service.atomic(service.slot(index) + P.slotStateAt, UInt32.self).store(P.reclaiming, ordering: .releasing)
             service.reclaimIfDead(index)

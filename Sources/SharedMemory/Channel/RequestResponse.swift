@@ -350,6 +350,8 @@ public struct Client: ~Copyable {
     /// Whether this client has looked at the server's process yet (its first send does; later sends do not, since
     /// that costs a system call and a read of /proc, and the receive that waits for the response looks).
     private var serverLookedAt = false
+    /// Whether ``close()`` gave the slot back already (the deinit then has nothing to do).
+    private var closed = false
 
     typealias R = RequestResponse
 
@@ -538,7 +540,18 @@ public struct Client: ~Copyable {
 
     /// Leaves the service: the slot is free at once.
     public consuming func close() {
-        let service = self.service, index = self.index
+        Self.leave(service, index)
+        closed = true
+    }
+
+    /// A client that goes away without ``close()`` (an error thrown past it, a cancelled task) gives its slot back at
+    /// once, as `close()` does: a client leaving ends nothing for the server or other clients (a response to a
+    /// request it left behind is simply never read). Before, the slot stayed taken for the life of the process.
+    deinit {
+        if !closed { Self.leave(service, index) }
+    }
+
+    private static func leave(_ service: RequestView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in service.free(index) }
     }
 
