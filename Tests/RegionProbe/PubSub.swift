@@ -15,6 +15,9 @@ import SharedMemory
 //                   checking each one's bytes against its sequence number; with `hold`, sleep inside the first
 //                   receive until killed; with `block`, block the publisher; with `slow`, block it and take a
 //                   millisecond per sample; print `ok RECEIVED LOST` at the end of the stream, `error ...` on peerDied
+//   ps-subscribe-fork NAME
+//                   subscribe, fork; the child closes its inherited copy and exits; print `ok forked`, then receive
+//                   one sample and print `ok SEQUENCE`
 //   ps-subscribe-drop NAME
 //                   connect as a blocking subscriber, drop the handle without close(), print `ok dropped`, and
 //                   live on until killed
@@ -76,6 +79,22 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         }
         publisher.finish()
         return "\(published)"
+    case "ps-subscribe-fork":
+        // Subscribe, fork, and let the child close its inherited copy of the subscriber: the parent's subscription
+        // must stand. Then receive one sample and print its sequence.
+        let region = try attach(name)
+        var subscriber = try Subscriber(region, timeout: .seconds(5))
+        let child = fork()
+        if child == 0 {
+            subscriber.close()
+            _exit(0)
+        }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        print("ok forked")
+        fflush(nil)
+        let sequence = try subscriber.receive(timeout: .seconds(5)) { (_: RawSpan, info: SampleInfo) in info.sequence }
+        return sequence.map { "\($0)" } ?? "finished"
     case "ps-subscribe-drop":
         // Connect, drop the handle without close(), say so, and live on until killed: the slot must be free meanwhile.
         let region = try attach(name)

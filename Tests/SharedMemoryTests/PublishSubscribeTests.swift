@@ -276,6 +276,23 @@ struct PublishSubscribeTests {
         }
     }
 
+    /// A subscriber copied into a child by fork names its parent's slot: the child closing (or dropping) its copy
+    /// must leave the parent subscribed. (The first form of giving slots back on deinit freed the parent's slot:
+    /// `shm bench`'s publish/subscribe round trip, which subscribes before it forks, then hung for ever.)
+    @Test("a forked child that closes its inherited copy of a subscriber leaves the parent subscribed")
+    func forkedCopyLeavesParentSubscribed() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 4)
+            var publisher = try Publisher(region)
+            let probe = try Probe.start(["ps-subscribe-fork", name.description])
+            #expect(probe.line() == "ok forked")
+            #expect(publisher.subscriberCount == 1)
+            try Self.publish(&publisher, 1)
+            #expect(probe.finish().lastLine == "ok 1")
+            publisher.finish()
+        }
+    }
+
     /// The sentences Interop/python/tests/test_pubsub.py's SENTENCES expects of the C header and the Python package:
     /// each error says the same in every language.
     @Test("errors' sentences, as the C header and the Python package say them too")

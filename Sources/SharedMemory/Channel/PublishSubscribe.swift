@@ -991,10 +991,14 @@ public struct Subscriber: ~Copyable {
         if !closed { Self.leave(service, index) }
     }
 
-    /// Gives slot `index` back: marked as leaving, then reclaimed (its marks cleared, its queue emptied).
+    /// Gives slot `index` back, if this process holds it: marked as leaving, then reclaimed (its marks cleared, its
+    /// queue emptied). A copy inherited across `fork` names the parent's slot: the child leaving (or its copy going
+    /// away) must not take the parent's subscription, so a slot another process holds is left alone.
     private static func leave(_ service: ServiceView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
-            service.atomic(service.slot(index) + P.slotStateAt, UInt32.self).store(P.reclaiming, ordering: .releasing)
+            let slot = service.slot(index)
+            guard service.atomic(slot + P.slotPIDAt, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            service.atomic(slot + P.slotStateAt, UInt32.self).store(P.reclaiming, ordering: .releasing)
             service.reclaimIfDead(index)
         }
     }

@@ -551,8 +551,12 @@ public struct Client: ~Copyable {
         if !closed { Self.leave(service, index) }
     }
 
+    /// Frees slot `index` if this process holds it (a copy inherited across `fork` names the parent's slot).
     private static func leave(_ service: RequestView, _ index: Int) {
-        try? service.withLock { () throws(SharedMemoryError) in service.free(index) }
+        try? service.withLock { () throws(SharedMemoryError) in
+            guard service.atomic(service.slot(index) + R.slotPIDAt, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            service.free(index)
+        }
     }
 
     /// `peerDied` if the server finished, or (looking at its process, which reads /proc) died: a client waiting on it
