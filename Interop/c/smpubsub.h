@@ -250,14 +250,30 @@ static inline int smps_attach_waiting(smps_service *s, void *service, uint64_t r
     }
 }
 
-/* A queue or the history named a chunk the service does not have. */
-static inline int smps__bad_chunk(const smps_service *s, uint64_t c) {
-    return smring__fail(SMRING_FOREIGN, "a queue of the service names chunk %llu, and it has %u", (unsigned long long)c, s->layout.chunk_count);
-}
+/* The error sentences on paths the publish and the receive inline: out of line and cold (their arguments would
+ * otherwise make those paths too big to inline), and behind macros that yield the code itself, so the compiler sees
+ * what is returned (a function's result it cannot see would be "maybe OK", every out parameter "maybe unset"). */
 
-static inline int smps__too_large(const smps_service *s, uint64_t length) {
-    return smring__fail(SMRING_TOO_LARGE, "a sample of %llu bytes does not fit this service: at most %llu", (unsigned long long)length, (unsigned long long)s->layout.max_payload);
+/* A queue or the history named a chunk the service does not have. */
+__attribute__((cold, noinline, unused))
+static void smps__say_bad_chunk(const smps_service *s, uint64_t c) {
+    smring__note(SMRING_FOREIGN, "a queue of the service names chunk %llu, and it has %u", (unsigned long long)c, s->layout.chunk_count);
 }
+#define smps__bad_chunk(s, c) (smps__say_bad_chunk((s), (c)), SMRING_FOREIGN)
+
+/* Subscriber i's queue positions do not add up. */
+__attribute__((cold, noinline, unused))
+static void smps__say_bad_queue(uint32_t i, uint64_t r, uint64_t w, uint64_t depth) {
+    smring__note(SMRING_FOREIGN, "subscriber %u's queue positions (read %llu, write %llu, depth %llu) do not add up", i,
+                 (unsigned long long)r, (unsigned long long)w, (unsigned long long)depth);
+}
+#define smps__bad_queue(i, r, w, depth) (smps__say_bad_queue((i), (r), (w), (depth)), SMRING_FOREIGN)
+
+__attribute__((cold, noinline, unused))
+static void smps__say_too_large(const smps_service *s, uint64_t length) {
+    smring__note(SMRING_TOO_LARGE, "a sample of %llu bytes does not fit this service: at most %llu", (unsigned long long)length, (unsigned long long)s->layout.max_payload);
+}
+#define smps__too_large(s, length) (smps__say_too_large((s), (length)), SMRING_TOO_LARGE)
 
 /* ---- The connections' lock, and repairs ---- */
 
@@ -389,6 +405,7 @@ static inline int smps_loan(smps_publisher *p, void **payload) {
 
 /* Puts chunk c at the end of subscriber i's queue; with the queue full, drops the oldest (overwriting subscribers)
  * or returns 0 (blocking ones). 1 once queued. Lock held. */
+__attribute__((always_inline))  /* the publish's inner loop: inlined there, as it was before its error sentences made it look big */
 static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
     uint64_t slot = smps__slot(s, i);
     uint64_t depth = smps__plain32(s, slot + SMPS_SLOT_DEPTH), capacity = s->layout.queue_capacity;
@@ -396,9 +413,7 @@ static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
     uint64_t w = atomic_load_explicit(write, memory_order_relaxed);
     for (;;) {
         uint64_t r = atomic_load_explicit(read, memory_order_acquire);
-        if (w < r || w - r > depth || depth < 1 || depth > capacity)
-            return smring__fail(SMRING_FOREIGN, "subscriber %u's queue positions (read %llu, write %llu, depth %llu) do not add up", i,
-                                (unsigned long long)r, (unsigned long long)w, (unsigned long long)depth);
+        if (w < r || w - r > depth || depth < 1 || depth > capacity) return smps__bad_queue(i, r, w, depth);
         if (w - r < depth) break;
         if (smps__plain32(s, slot + SMPS_SLOT_POLICY) != SMPS_OVERWRITE_OLDEST) return 0;
         uint32_t oldest = smps__entry(s, i, r);
@@ -482,6 +497,23 @@ static inline int smps__wait_and_enqueue(smps_publisher *p, uint32_t c, uint32_t
     }
 }
 
+/* The publish's timeout: the subscribers in `late` (a bit each) stayed full for the whole block timeout. Out of line
+ * and cold, so that the publish's own path keeps no buffer for the sentence. */
+__attribute__((cold, noinline, unused))
+static int smps__late(const smps_publisher *p, uint64_t sequence, uint64_t late) {
+    const smps_service *s = &p->service;
+    char pids[400] = "", text[40];
+    int count = 0;
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) {
+        if (!(late & (1ull << i))) continue;
+        size_t used = strlen(pids);
+        snprintf(pids + used, sizeof pids - used, "%s%d", count++ ? ", " : "",
+                 (int)atomic_load_explicit(smps__i32(s, smps__slot(s, i) + SMPS_SLOT_PID), memory_order_acquire));
+    }
+    return smring__fail(SMRING_TIMED_OUT, "sample %llu was published, but the queue of the subscriber%s in process %s stayed full for %s; they miss it (counted as lost)",
+                        (unsigned long long)sequence, count == 1 ? "" : "s", pids, smring__seconds(p->block_timeout_ns, text, sizeof text));
+}
+
 /* Publishes the loaned chunk's first `length` bytes to every connected subscriber: its sequence number (one more
  * than the last) and length, the history owed to subscribers that asked, each queue, the history; *sequence gets
  * its number. A blocking subscriber whose queue stays full for the block timeout misses it (counted lost) and the
@@ -510,29 +542,18 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
         }
         smps__unlock(s);
     }
-    int late = 0;
-    char pids[400] = "";
+    uint64_t late = 0;
     for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
         if (!(blocked & (1ull << i))) continue;
-        int32_t pid = atomic_load_explicit(smps__i32(s, smps__slot(s, i) + SMPS_SLOT_PID), memory_order_acquire);
         int delivered = smps__wait_and_enqueue(p, c, i);
         if (delivered < 0) result = delivered;
-        else if (delivered == 0) {
-            size_t used = strlen(pids);
-            snprintf(pids + used, sizeof pids - used, "%s%d", late ? ", " : "", (int)pid);
-            late++;
-        }
+        else if (delivered == 0) late |= 1ull << i;
     }
     atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_LOAN_BIT, memory_order_acq_rel);  /* the loan goes back */
     p->loan = -1;
     if (result != SMRING_OK) return result;
     if (sequence) *sequence = next;
-    if (late) {
-        char text[40];
-        return smring__fail(SMRING_TIMED_OUT, "sample %llu was published, but the queue of the subscriber%s in process %s stayed full for %s; they miss it (counted as lost)",
-                            (unsigned long long)next, late == 1 ? "" : "s", pids, smring__seconds(p->block_timeout_ns, text, sizeof text));
-    }
-    return SMRING_OK;
+    return late ? smps__late(p, next, late) : SMRING_OK;
 }
 
 /* Gives the loaned chunk back unpublished (the sample is abandoned: nothing reaches a subscriber). */
