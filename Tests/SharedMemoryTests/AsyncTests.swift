@@ -467,7 +467,7 @@ struct AsyncTests {
                 try await Self.waitUntilWaiting(before + 8)
                 // The probe says it publishes before it does: the one sample must be in the queues before the kill.
                 let deadline = ContinuousClock.now + .seconds(5)
-                while try region.get(UInt64.self, at: PublishSubscribe.publishedAt) < 1, ContinuousClock.now < deadline {
+                while try region.get(UInt64.self, at: ServiceHeader.published.offset) < 1, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(1))
                 }
                 publisher.kill()

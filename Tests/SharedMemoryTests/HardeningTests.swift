@@ -22,8 +22,8 @@ struct HardeningTests {
                 let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
                 try MessageRing.format(region, capacity: 4096)
                 let sender = seat == "ring sender"
-                try region.set(Int32(1), at: sender ? MessageRing.producerPID : MessageRing.consumerPID)
-                try region.set(UInt64(0), at: sender ? MessageRing.producerStart : MessageRing.consumerStart)
+                try region.set(Int32(1), at: sender ? RingHeader.senderPID.offset : RingHeader.receiverPID.offset)
+                try region.set(UInt64(0), at: sender ? RingHeader.senderStart.offset : RingHeader.receiverStart.offset)
                 if sender {
                     let side = try RingSender(region)
                     side.close()
@@ -36,9 +36,9 @@ struct HardeningTests {
                 let region = try SharedMemory.create(name, size: size)
                 try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 4)
                 let slot = PublishSubscribe.Layout(maxPayload: 64, subscribers: 1, queueDepth: 4, history: 0).slotsAt
-                try region.set(PublishSubscribe.connected, at: slot + PublishSubscribe.slotStateAt)
-                try region.set(Int32(1), at: slot + PublishSubscribe.slotPIDAt)
-                try region.set(UInt64(0), at: slot + PublishSubscribe.slotStartAt)
+                try region.set(PublishSubscribe.connected, at: slot + SubscriberSlot.state.offset)
+                try region.set(Int32(1), at: slot + SubscriberSlot.pid.offset)
+                try region.set(UInt64(0), at: slot + SubscriberSlot.start.offset)
                 var publisher = try Publisher(region)
                 var subscriber = try Subscriber(region)
                 try publisher.publish(count: 1) { $0.append(9 as UInt8) }
@@ -48,8 +48,8 @@ struct HardeningTests {
             default:
                 let region = try SharedMemory.create(name, size: 4096)
                 _ = try SeqlockCell<UInt64>.format(in: region, at: 0)
-                try region.set(Int32(1), at: SeqlockCell<UInt64>.writerPIDAt)
-                try region.set(UInt64(0), at: SeqlockCell<UInt64>.writerStartAt)
+                try region.set(Int32(1), at: SeqlockLayout.writerPID.offset)
+                try region.set(UInt64(0), at: SeqlockLayout.writerStart.offset)
                 let writer = try SeqlockCell<UInt64>.Writer(in: region, at: 0)
                 writer.write(5)
                 writer.close()

@@ -209,14 +209,14 @@ struct HeapTests {
                 expectError(.foreign) { try heap.allocate(byteCount: 200) }
             case "list head, then free into it":
                 // c (between b and d, both used) goes on a's list, whose head now says the end marker.
-                try raw.set(endMarker, at: L.headsAt + (first * L.secondLevels + second) * 8)
+                try raw.set(endMarker, at: HeapHeader.heads.offset + (first * L.secondLevels + second) * 8)
                 expectError(.foreign) { try heap.deallocate(c) }
             case "rest's link, then the full heap's message":
                 try raw.set(endMarker, at: restBlock + 16)
                 expectError(.foreign) { try heap.allocate(byteCount: 60000) }
             default:
                 // A second-level map with bits past the 16 classes it has sends the search to another list's head.
-                try raw.set(UInt32.max << 16, at: L.secondLevelMapsAt + first * 4)
+                try raw.set(UInt32.max << 16, at: HeapHeader.secondLevelMaps.offset + first * 4)
                 expectError(.foreign) { try heap.allocate(byteCount: 200) }
             }
             }
@@ -514,7 +514,7 @@ struct HeapTests {
             // Every word of the header, the heap's lock excepted (a peer that writes over a lock can make others
             // wait: Docs/StructuredData.md), and the first 32 bytes of every block (its header and, free, its links),
             // each set to values that point where a link must not: nowhere, the end marker, past the heap, all ones.
-            let mutex = L.mutexAt..<(L.mutexAt + ProcessMutex.size)
+            let mutex = HeapHeader.mutex.offset..<(HeapHeader.mutex.offset + ProcessMutex.size)
             var targets = stride(from: 0, to: L.firstBlock, by: 8).filter { !mutex.contains($0) }
             var b = L.firstBlock
             while b < 65536 - L.blockHeader {
@@ -533,7 +533,7 @@ struct HeapTests {
                 try raw.set(bytes: pristine, at: 0)
                 for _ in 0..<Int.random(in: 1...4, using: &random) {
                     var offset = Int.random(in: 0..<65536 / 8, using: &random) * 8
-                    if mutex.contains(offset) { offset = L.directoryAt }
+                    if mutex.contains(offset) { offset = HeapHeader.directory.offset }
                     let value: UInt64 = [0, 1, 16, .max, UInt64.random(in: 0...70000, using: &random), UInt64.random(in: 0...UInt64.max, using: &random)].randomElement(using: &random)!
                     try raw.set(value, at: offset)
                 }

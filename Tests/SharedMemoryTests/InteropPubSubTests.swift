@@ -55,7 +55,7 @@ struct InteropPubSubTests {
             }
         }
         do {
-            let history = Int(image.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: P.historyAt, as: UInt32.self) })
+            let history = Int(image.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: ServiceHeader.history.offset, as: UInt32.self) })
             var subscriber = try Subscriber(region, history: history)
             var publisher = try Publisher(region)
             try publisher.update()

@@ -384,10 +384,10 @@ struct PublishSubscribeTests {
             let layout = P.Layout(maxPayload: 64, subscribers: 1, queueDepth: 4, history: 0)
             try Self.publish(&publisher, 1)
             // A chunk index past the last chunk.
-            try region.set(UInt32(9999), at: layout.slotsAt + P.slotEntriesAt)
+            try region.set(UInt32(9999), at: layout.slotsAt + SubscriberSlot.entries.offset)
             expectError(.foreign) { try Self.receive(&subscriber) }
             // A write position a whole queue ahead of the read position.
-            try region.set(UInt64(100), at: layout.slotsAt + P.slotWriteAt)
+            try region.set(UInt64(100), at: layout.slotsAt + SubscriberSlot.write.offset)
             expectError(.foreign) { try Self.receive(&subscriber) }
             // All but the first sample's, which the subscriber never took, and the publisher's loan for the next one.
             let free = try Self.freeChunks(region)
@@ -395,12 +395,12 @@ struct PublishSubscribeTests {
             expectError(.foreign) { try Self.publish(&publisher, 1) }
             // The refused publish, which used that loan, left no mark and gave the loan back.
             #expect(try Self.freeChunks(region) == free + 1)
-            try region.set(UInt64(0), at: layout.slotsAt + P.slotWriteAt)
-            try region.set(UInt64(0), at: layout.slotsAt + P.slotReadAt)
+            try region.set(UInt64(0), at: layout.slotsAt + SubscriberSlot.write.offset)
+            try region.set(UInt64(0), at: layout.slotsAt + SubscriberSlot.read.offset)
             // A length past the largest payload.
             try Self.publish(&publisher, 1)
-            let entry = Int(try region.get(UInt32.self, at: layout.slotsAt + P.slotEntriesAt))
-            try region.set(UInt64(1 << 40), at: layout.chunksAt + entry * layout.chunkStride + P.chunkLengthAt)
+            let entry = Int(try region.get(UInt32.self, at: layout.slotsAt + SubscriberSlot.entries.offset))
+            try region.set(UInt64(1 << 40), at: layout.chunksAt + entry * layout.chunkStride + Chunk.length.offset)
             expectError(.foreign) { try Self.receive(&subscriber) }
             // A header with another magic number, another version, an impossible configuration.
             try Names.with(.posix) { other in
@@ -408,14 +408,14 @@ struct PublishSubscribeTests {
                 try bad.set(UInt64(0x1234), at: 0)
                 expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
                 try bad.set(P.magic, at: 0)
-                try bad.set(UInt16(9), at: P.versionAt)
+                try bad.set(UInt16(9), at: ServiceHeader.major.offset)
                 expectError(.foreign) { try Publisher(try SharedMemory.open(other)) }
-                try bad.set(UInt16(1), at: P.versionAt)
-                try bad.set(UInt32(0), at: P.subscribersAt)
+                try bad.set(UInt16(1), at: ServiceHeader.major.offset)
+                try bad.set(UInt32(0), at: ServiceHeader.subscribers.offset)
                 expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
-                try bad.set(UInt32(2), at: P.subscribersAt)
-                try bad.set(UInt64(1 << 30), at: P.maxPayloadAt)
-                try bad.set(UInt32(4), at: P.queueDepthAt)
+                try bad.set(UInt32(2), at: ServiceHeader.subscribers.offset)
+                try bad.set(UInt64(1 << 30), at: ServiceHeader.maxPayload.offset)
+                try bad.set(UInt32(4), at: ServiceHeader.queueDepth.offset)
                 expectError(.foreign) { try Subscriber(try SharedMemory.open(other)) }
             }
             _ = region

@@ -180,16 +180,16 @@ struct RequestResponseTests {
             var client = try Client(try SharedMemory.open(name))
             let layout = R.Layout(maxRequest: 1024, maxResponse: 1024, clients: 1, depth: 2)
             try client.send(count: 1) { $0.append(1 as UInt8) }
-            try region.set(UInt64(1 << 40), at: R.slotsAt + R.slotEntriesAt + 8)  // the request's length
+            try region.set(UInt64(1 << 40), at: RequestResponseHeader.slots.offset + ClientSlot.entries.offset + 8)  // the request's length
             expectError(.foreign) { try server.handle(timeout: .seconds(1)) { _, _, _ in } }
-            try region.set(UInt64(50), at: R.slotsAt + R.slotRequestWriteAt)
+            try region.set(UInt64(50), at: RequestResponseHeader.slots.offset + ClientSlot.requestWrite.offset)
             expectError(.foreign) { try server.handle(timeout: .seconds(1)) { _, _, _ in } }
-            try region.set(UInt64(50), at: R.slotsAt + R.slotResponseWriteAt)
+            try region.set(UInt64(50), at: RequestResponseHeader.slots.offset + ClientSlot.responseWrite.offset)
             expectError(.foreign) { try client.receive(timeout: .seconds(1)) { _, _ in () } }
             _ = layout
             expectError(.invalidArgument) { try R.format(region, maxRequest: 8, maxResponse: 8, clients: 0, depth: 1) }
             expectError(.alreadyExists) { try R.format(region, maxRequest: 8, maxResponse: 8, clients: 1, depth: 1) }
-            try region.set(UInt16(7), at: R.versionAt)
+            try region.set(UInt16(7), at: RequestResponseHeader.major.offset)
             expectError(.foreign) { try Client(try SharedMemory.open(name)) }
         }
     }

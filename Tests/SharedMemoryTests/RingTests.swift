@@ -129,12 +129,12 @@ struct RingTests {
         let region = try SharedMemory.create(.memfd("foreign-ring"), size: MessageRing.size(capacity: 8192))
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }  // never formatted
         try MessageRing.format(region)
-        try region.set(UInt16(2), at: MessageRing.majorOffset)
+        try region.set(UInt16(2), at: RingHeader.major.offset)
         let error = expectError(.foreign) { try RingSender(try attachAgain(region)) }
         #expect(error?.reason.contains("version 2.0") == true)
         // A later minor version of the same major is read (Docs/WireFormat.md).
         try MessageRing.format(region)
-        try region.set(UInt16(7), at: MessageRing.minorOffset)
+        try region.set(UInt16(7), at: RingHeader.minor.offset)
         do {
             let sender = try RingSender(try attachAgain(region)), receiver = try RingReceiver(try attachAgain(region))
             try sender.send([42])
@@ -143,19 +143,19 @@ struct RingTests {
             receiver.close()
         }
         try MessageRing.format(region)
-        try region.set(UInt64(1 << 40), at: MessageRing.capacityOffset)
+        try region.set(UInt64(1 << 40), at: RingHeader.capacity.offset)
         expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
         // Positions that are not 8-byte slots (the fuzzer's second find: a misaligned read), or more than a ring apart.
         for (head, tail) in [(UInt64(0), UInt64(0x0002_0202_0202_0202)), (3, 0), (1 << 20, 0)] {
             try MessageRing.format(region)
-            try region.set(head, at: MessageRing.head)
-            try region.set(tail, at: MessageRing.tail)
+            try region.set(head, at: RingHeader.head.offset)
+            try region.set(tail, at: RingHeader.tail.offset)
             let error = expectError(.foreign) { try RingReceiver(try attachAgain(region)) }
             #expect(error?.reason.contains("position") == true)
             expectError(.foreign) { try RingSender(try attachAgain(region)) }
             // Refused, each side gave its seat back.
-            #expect(try region.get(Int32.self, at: MessageRing.producerPID) == 0)
-            #expect(try region.get(Int32.self, at: MessageRing.consumerPID) == 0)
+            #expect(try region.get(Int32.self, at: RingHeader.senderPID.offset) == 0)
+            #expect(try region.get(Int32.self, at: RingHeader.receiverPID.offset) == 0)
         }
         // A corrupt message length (what Fuzz/FuzzRingHeader found) is refused, never read past the ring.
         try MessageRing.format(region)
@@ -168,7 +168,7 @@ struct RingTests {
             #expect(corrupt?.reason.contains("corrupt") == true)
             try region.set(UInt32(3), at: MessageRing.headerSize)
             #expect(try receiver.tryReceive() == [1, 2, 3])
-            try region.set(UInt64(1 << 40), at: MessageRing.head)  // more published than the ring holds
+            try region.set(UInt64(1 << 40), at: RingHeader.head.offset)  // more published than the ring holds
             expectError(.foreign) { try receiver.tryReceive() }
         }
         expectError(.invalidArgument) { try MessageRing.format(region, capacity: 5000) }
@@ -245,7 +245,7 @@ struct RingTests {
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
             // A ring of another layout version is foreign at once, not after the time is up.
             try MessageRing.format(empty, capacity: 4096)
-            try empty.set(UInt16(2), at: MessageRing.majorOffset)
+            try empty.set(UInt16(2), at: RingHeader.major.offset)
             let asked = ContinuousClock.now
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .seconds(10)) }
             #expect(ContinuousClock.now - asked < .seconds(1))
@@ -257,8 +257,8 @@ struct RingTests {
         let region = try SharedMemory.create(.memfd("ring-wraps"), size: MessageRing.size(capacity: 4096))
         try MessageRing.format(region)
         let start = UInt64.max - 8191  // two rings' worth before the wrap
-        try region.set(start, at: MessageRing.head)
-        try region.set(start, at: MessageRing.tail)
+        try region.set(start, at: RingHeader.head.offset)
+        try region.set(start, at: RingHeader.tail.offset)
         let sender = try RingSender(try attachAgain(region))
         let receiver = try RingReceiver(try attachAgain(region))
         for round in 0..<100 {
@@ -266,9 +266,9 @@ struct RingTests {
             try sender.send(message)
             #expect(try receiver.tryReceive() == message)
         }
-        #expect(try region.get(UInt64.self, at: MessageRing.head) < start)  // it did wrap
+        #expect(try region.get(UInt64.self, at: RingHeader.head.offset) < start)  // it did wrap
         // A read position that is ahead of the write position is not a receiver's: the sender refuses it.
-        try region.set(try region.get(UInt64.self, at: MessageRing.head) &+ 64, at: MessageRing.tail)
+        try region.set(try region.get(UInt64.self, at: RingHeader.head.offset) &+ 64, at: RingHeader.tail.offset)
         let error = expectError(.foreign) { while true { try sender.send(Array(repeating: 1, count: 1000)) } }
         #expect(error?.reason.contains("read position") == true)
     }

@@ -70,7 +70,7 @@ extension RingReceiver {
             }
             if lookAtPeer { try checkSender() }
             guard let seen = prepareToSleep() else { continue }
-            let slept = await FutexWaiters.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
+            let slept = await FutexWaiters.sleep(on: ring.base + RingHeader.dataSignal.offset, seen: seen, until: deadline)
             lowerWaitingFlag()
             switch slept {
             case .cancelled: throw CancellationError()
@@ -123,8 +123,8 @@ extension RingSender {
             }
             if lookAtPeer { try checkReceiver() }
             guard let seen = try prepareToSleep(place) else { continue }
-            let slept = await FutexWaiters.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
-            ring.producerWaiting.store(0, ordering: .relaxed)
+            let slept = await FutexWaiters.sleep(on: ring.base + RingHeader.spaceSignal.offset, seen: seen, until: deadline)
+            ring.senderWaiting.store(0, ordering: .relaxed)
             switch slept {
             case .cancelled: throw CancellationError()
             case .deadlinePassed: throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)

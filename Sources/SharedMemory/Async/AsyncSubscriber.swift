@@ -12,7 +12,7 @@ extension Subscriber {
     ) async throws -> R? {
         guard let (c, length, sequence) = try await takeAsync(timeout: timeout) else { return nil }
         defer { release(c) }
-        let payload = UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length)
+        let payload = UnsafeRawBufferPointer(start: service.base + service.chunk(c) + Chunk.payload.offset, count: length)
         return try body(RawSpan(_unsafeBytes: payload), SampleInfo(sequence: sequence))
     }
 

@@ -48,7 +48,7 @@ extension RingReceiver {
     public mutating func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
         if let readiness { return FileDescriptor(rawValue: readiness.descriptor) }
         let ring = self.ring
-        let readiness = try Readiness(word: ring.base + MessageRing.dataSignal, flag: ring.consumerWaiting, mapping: ring.mapping) {
+        let readiness = try Readiness(word: ring.base + RingHeader.dataSignal.offset, flag: ring.receiverWaiting, mapping: ring.mapping) {
             ring.head.load(ordering: .sequentiallyConsistent) != ring.tail.load(ordering: .relaxed) || ring.finished.load(ordering: .acquiring) != 0
         }
         self.readiness = readiness
@@ -66,11 +66,11 @@ extension Subscriber {
         if let readiness { return FileDescriptor(rawValue: readiness.descriptor) }
         let service = self.service, slotAt = service.slot(index)
         let readiness = try Readiness(
-            word: service.base + slotAt + P.slotWriteAt,
-            flag: service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self), mapping: service.mapping
+            word: service.base + slotAt + SubscriberSlot.write.offset,
+            flag: service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self), mapping: service.mapping
         ) {
-            service.atomic(slotAt + P.slotWriteAt, UInt64.self).load(ordering: .sequentiallyConsistent)
-                != service.atomic(slotAt + P.slotReadAt, UInt64.self).load(ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).load(ordering: .sequentiallyConsistent)
+                != service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).load(ordering: .relaxed)
         }
         self.readiness = readiness
         return FileDescriptor(rawValue: readiness.descriptor)

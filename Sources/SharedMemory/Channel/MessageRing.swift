@@ -6,7 +6,7 @@ import Glibc
 /// two processes without system calls on the fast path.
 ///
 /// Layout (all in the region, from `offset`): a 256-byte header, then `capacity` bytes of data (a power of two).
-/// The header holds a magic number, a version, the capacity, the producer's and the consumer's pid and start
+/// The header holds a magic number, a version, the capacity, the sender's and the receiver's pid and start
 /// time, and, each on a cache line of its own, the write position (head), the read position (tail), and the
 /// futex words the two sides sleep on. Each message is a 4-byte length and its bytes, padded to 8; a message
 /// that would cross the end of the data leaves a wrap marker and starts again at the beginning, so every
@@ -41,13 +41,7 @@ public enum MessageRing {
     static let minorVersion: UInt16 = 0
     static let headerSize = 256
 
-    // Header offsets.
-    static let magicOffset = 0, majorOffset = 8, minorOffset = 10, headerSizeOffset = 12, capacityOffset = 16
-    static let producerPID = 32, producerStart = 40, consumerPID = 48, consumerStart = 56
-    static let head = 64, finished = 72, producerToken = 80
-    static let tail = 128, consumerToken = 136
-    static let dataSignal = 192, consumerWaiting = 196
-    static let spaceSignal = 224, producerWaiting = 228
+    // The header's fields are declared in RingHeader (Kit/Formats.swift).
 
     /// The bytes a ring of `capacity` takes in a region (`Int.max` for a capacity no region can hold).
     public static func size(capacity: Int) -> Int { capacity > Int.max - headerSize ? .max : headerSize + capacity }
@@ -79,12 +73,12 @@ public enum MessageRing {
         }
         let base = try region.sharedObjectAddress(at: offset, size: size(capacity: capacity), alignment: 64, what: "a message ring").address
         base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
-        base.storeBytes(of: majorVersion, toByteOffset: majorOffset, as: UInt16.self)
-        base.storeBytes(of: minorVersion, toByteOffset: minorOffset, as: UInt16.self)
-        base.storeBytes(of: UInt32(headerSize), toByteOffset: headerSizeOffset, as: UInt32.self)
-        base.storeBytes(of: UInt64(capacity), toByteOffset: capacityOffset, as: UInt64.self)
-        atomic(base, magicOffset, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
-        Syscalls.futexWake(base + magicOffset)  // for sides waiting in waitUntilFormatted (the magic's low half)
+        RingHeader.major.store(majorVersion, base)
+        RingHeader.minor.store(minorVersion, base)
+        RingHeader.headerSize.store(UInt32(headerSize), base)
+        RingHeader.capacity.store(UInt64(capacity), base)
+        RingHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
+        Syscalls.futexWake(base + RingHeader.magic.offset)  // for sides waiting in waitUntilFormatted (the magic's low half)
         return capacity
     }
 
@@ -97,7 +91,7 @@ public enum MessageRing {
     /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
-        let word = atomic(base, magicOffset, UInt32.self)  // little-endian: the magic's low half
+        let word = atomic(base, RingHeader.magic.offset, UInt32.self)  // little-endian: the magic's low half
         let deadline = MessageRing.deadline(after: timeout)!
         while true {
             let seen = word.load(ordering: .acquiring)
@@ -113,7 +107,7 @@ public enum MessageRing {
                 try validate(region, at: offset)  // something else is there: foreign, with what it is
                 return
             }
-            Syscalls.futexWait(base + magicOffset, seen, timeout: min(left, 100_000_000))
+            Syscalls.futexWait(base + RingHeader.magic.offset, seen, timeout: min(left, 100_000_000))
         }
     }
 
@@ -123,17 +117,17 @@ public enum MessageRing {
     @discardableResult
     static func validate(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> (RegionMapping, UnsafeMutableRawPointer, Int) {
         let (mapping, base) = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
-        let foundMagic = atomic(base, magicOffset, UInt64.self).load(ordering: .acquiring)
+        let foundMagic = RingHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
         guard foundMagic == magic else {
             throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region.name)
         }
-        let foundMajor = base.load(fromByteOffset: majorOffset, as: UInt16.self)
-        let foundMinor = base.load(fromByteOffset: minorOffset, as: UInt16.self)
-        let foundHeader = base.load(fromByteOffset: headerSizeOffset, as: UInt32.self)
+        let foundMajor = RingHeader.major.load(base, UInt16.self)
+        let foundMinor = RingHeader.minor.load(base, UInt16.self)
+        let foundHeader = RingHeader.headerSize.load(base, UInt32.self)
         guard foundMajor == majorVersion, foundHeader == headerSize else {
             throw SharedMemoryError(.foreign, "the ring was written by version \(foundMajor).\(foundMinor) of its layout (header \(foundHeader) bytes); this library reads version \(majorVersion).x only", region: region.name)
         }
-        let capacity = Int(truncatingIfNeeded: base.load(fromByteOffset: capacityOffset, as: UInt64.self))
+        let capacity = Int(truncatingIfNeeded: RingHeader.capacity.load(base, UInt64.self))
         guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
             throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
         }
@@ -148,9 +142,9 @@ public enum MessageRing {
     /// The header's two seats: the process that sends and the one that receives.
     enum Seat {
         case sender, receiver
-        var pidOffset: Int { self == .sender ? MessageRing.producerPID : MessageRing.consumerPID }
-        var startOffset: Int { self == .sender ? MessageRing.producerStart : MessageRing.consumerStart }
-        var tokenOffset: Int { self == .sender ? MessageRing.producerToken : MessageRing.consumerToken }
+        var pidOffset: Int { self == .sender ? RingHeader.senderPID.offset : RingHeader.receiverPID.offset }
+        var startOffset: Int { self == .sender ? RingHeader.senderStart.offset : RingHeader.receiverStart.offset }
+        var tokenOffset: Int { self == .sender ? RingHeader.senderToken.offset : RingHeader.receiverToken.offset }
     }
 
     /// The tokens of the seats this process holds through a live handle. A handle that goes away without
@@ -250,9 +244,9 @@ struct RingView {
     @usableFromInline let head: UnsafeAtomic<UInt64>
     @usableFromInline let tail: UnsafeAtomic<UInt64>
     let finished: UnsafeAtomic<UInt32>
-    @usableFromInline let consumerWaiting: UnsafeAtomic<UInt32>
+    @usableFromInline let receiverWaiting: UnsafeAtomic<UInt32>
     @usableFromInline let dataSignal: UnsafeAtomic<UInt32>
-    @usableFromInline let producerWaiting: UnsafeAtomic<UInt32>
+    @usableFromInline let senderWaiting: UnsafeAtomic<UInt32>
     let spaceSignal: UnsafeAtomic<UInt32>
     @usableFromInline let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
     /// This handle's token for its seat (see ``MessageRing/liveTokens``).
@@ -262,8 +256,8 @@ struct RingView {
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, seat: MessageRing.Seat) throws(SharedMemoryError) {
         let (mapping, base, capacity) = try MessageRing.validate(region, at: offset)
         token = try MessageRing.claim(seat, base, region.name)
-        head = MessageRing.atomic(base, MessageRing.head, UInt64.self)
-        tail = MessageRing.atomic(base, MessageRing.tail, UInt64.self)
+        head = RingHeader.head.atomic(base, UInt64.self)
+        tail = RingHeader.tail.atomic(base, UInt64.self)
         // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
         // Checked with the seat held, so this side's own position stands still and a live peer's only closes in.
         let written = head.load(ordering: .acquiring), read = tail.load(ordering: .acquiring)
@@ -281,11 +275,11 @@ struct RingView {
         capacity64 = UInt64(capacity)
         mask = UInt64(capacity - 1)
         maximumMessage = MessageRing.maximumMessage(capacity: capacity)
-        finished = MessageRing.atomic(base, MessageRing.finished, UInt32.self)
-        consumerWaiting = MessageRing.atomic(base, MessageRing.consumerWaiting, UInt32.self)
-        dataSignal = MessageRing.atomic(base, MessageRing.dataSignal, UInt32.self)
-        producerWaiting = MessageRing.atomic(base, MessageRing.producerWaiting, UInt32.self)
-        spaceSignal = MessageRing.atomic(base, MessageRing.spaceSignal, UInt32.self)
+        finished = RingHeader.finished.atomic(base, UInt32.self)
+        receiverWaiting = RingHeader.receiverWaiting.atomic(base, UInt32.self)
+        dataSignal = RingHeader.dataSignal.atomic(base, UInt32.self)
+        senderWaiting = RingHeader.senderWaiting.atomic(base, UInt32.self)
+        spaceSignal = RingHeader.spaceSignal.atomic(base, UInt32.self)
         position = .allocate(capacity: 1)
         position.initialize(to: (written, read))
     }
@@ -382,7 +376,7 @@ public struct RingSender: ~Copyable {
     public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
         if ring.writeIfRoom(bytes) {
             Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if ring.consumerWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
+            if ring.receiverWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
             return
         }
         try sendSlowly(bytes, timeout: timeout)
@@ -402,7 +396,7 @@ public struct RingSender: ~Copyable {
     @usableFromInline
     func wakeReceiverNow() {
         ring.dataSignal.wrappingIncrement(ordering: .releasing)
-        Syscalls.futexWake(ring.base + MessageRing.dataSignal)
+        Syscalls.futexWake(ring.base + RingHeader.dataSignal.offset)
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout`.
@@ -464,8 +458,8 @@ public struct RingSender: ~Copyable {
             // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
             if lookAtPeer { try checkReceiver() }
             guard let seen = try prepareToSleep(place) else { continue }
-            let slept = MessageRing.sleep(on: ring.base + MessageRing.spaceSignal, seen: seen, until: deadline)
-            ring.producerWaiting.store(0, ordering: .relaxed)
+            let slept = MessageRing.sleep(on: ring.base + RingHeader.spaceSignal.offset, seen: seen, until: deadline)
+            ring.senderWaiting.store(0, ordering: .relaxed)
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
             }
@@ -517,19 +511,19 @@ public struct RingSender: ~Copyable {
 
     /// Before sleeping on a full ring: raises the flag that makes the receiver wake this side, and looks once
     /// more. The space signal's value to sleep on, or nil if the room came meanwhile. After the sleep, the caller
-    /// lowers the flag (`producerWaiting`).
+    /// lowers the flag (`senderWaiting`).
     func prepareToSleep(_ place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool)) throws(SharedMemoryError) -> UInt32? {
         let seen = ring.spaceSignal.load(ordering: .acquiring)
-        ring.producerWaiting.store(1, ordering: .sequentiallyConsistent)
+        ring.senderWaiting.store(1, ordering: .sequentiallyConsistent)
         ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
         if place.end &- ring.position.pointee.tail > ring.capacity64 {
             do { try checkTail(place.current) } catch {
-                ring.producerWaiting.store(0, ordering: .relaxed)
+                ring.senderWaiting.store(0, ordering: .relaxed)
                 throw error
             }
             return seen
         }
-        ring.producerWaiting.store(0, ordering: .relaxed)
+        ring.senderWaiting.store(0, ordering: .relaxed)
         return nil
     }
 
@@ -551,7 +545,7 @@ public struct RingSender: ~Copyable {
 
     private func wakeReceiver(always: Bool) {
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if always || ring.consumerWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
+        if always || ring.receiverWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
     }
 }
 
@@ -665,14 +659,14 @@ public struct RingReceiver: ~Copyable {
         ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if ring.producerWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
+        if ring.senderWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
     }
 
     /// A sender sleeps on a full ring: signal the space freed.
     @usableFromInline
     func wakeSender() {
         ring.spaceSignal.wrappingIncrement(ordering: .releasing)
-        Syscalls.futexWake(ring.base + MessageRing.spaceSignal)
+        Syscalls.futexWake(ring.base + RingHeader.spaceSignal.offset)
     }
 
     /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
@@ -707,7 +701,7 @@ public struct RingReceiver: ~Copyable {
             // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
             if lookAtPeer { try checkSender() }
             guard let seen = prepareToSleep() else { continue }
-            let slept = MessageRing.sleep(on: ring.base + MessageRing.dataSignal, seen: seen, until: deadline)
+            let slept = MessageRing.sleep(on: ring.base + RingHeader.dataSignal.offset, seen: seen, until: deadline)
             lowerWaitingFlag()
             if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
             lookAtPeer = slept == .sliceElapsed
@@ -755,10 +749,10 @@ public struct RingReceiver: ~Copyable {
 
     /// Before sleeping on an empty ring: raises the flag that makes the sender wake this side, and looks once
     /// more. The data signal's value to sleep on, or nil if a message or the end came meanwhile. After the
-    /// sleep, the caller lowers the flag (`consumerWaiting`).
+    /// sleep, the caller lowers the flag (`receiverWaiting`).
     func prepareToSleep() -> UInt32? {
         let seen = ring.dataSignal.load(ordering: .acquiring)
-        ring.consumerWaiting.store(1, ordering: .sequentiallyConsistent)
+        ring.receiverWaiting.store(1, ordering: .sequentiallyConsistent)
         if ring.head.load(ordering: .sequentiallyConsistent) == ring.position.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
             return seen
         }
@@ -768,7 +762,7 @@ public struct RingReceiver: ~Copyable {
 
     /// After a sleep: the sender need not wake this side any more, unless an event loop watches the ring.
     func lowerWaitingFlag() {
-        if readiness == nil { ring.consumerWaiting.store(0, ordering: .relaxed) }
+        if readiness == nil { ring.receiverWaiting.store(0, ordering: .relaxed) }
     }
 
     /// After a quiet sleep slice: `peerDied` if the sender's process is gone.

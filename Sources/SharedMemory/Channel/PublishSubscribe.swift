@@ -30,46 +30,9 @@ import Glibc
 ///
 /// Docs/PublishSubscribe.md has the layout and the crash model.
 public enum PublishSubscribe {
-    // The header.
-    static let magicAt = 0  // u64, written last
-    static let versionAt = 8  // major u16, minor u16
-    static let subscribersAt = 12  // u32
-    static let maxPayloadAt = 16  // u64
-    static let queueDepthAt = 24  // u32
-    static let historyAt = 28  // u32
-    static let chunkCountAt = 32  // u32
-    static let publisherStateAt = 36  // u32: 0 none yet, 1 publishing, 2 finished
-    static let publishedAt = 40  // u64: the sequence number of the last sample published
-    static let publisherPIDAt = 48  // i32
-    static let publisherStartAt = 56  // u64
-    static let historyHeadAt = 64  // u64: samples ever put into the history
-    static let lockAt = 128  // the connections' robust mutex (pthread_mutex_t)
-    static let historyEntriesAt = 192  // u32 × history
-
-    // A subscriber's slot.
-    static let slotStateAt = 0  // u32: free, claiming, connected, reclaiming
-    static let slotPIDAt = 4  // i32
-    static let slotStartAt = 8  // u64
-    static let slotGenerationAt = 20  // u32
-    static let slotPolicyAt = 24  // u32
-    static let slotDepthAt = 28  // u32
-    static let slotLostAt = 32  // u64
-    static let slotHistoryWantedAt = 40  // u32
-    static let slotHistoryDeliveredAt = 44  // u32
-    @usableFromInline static let slotHeldAt = 48  // u32: the chunk the subscriber is reading, plus one (0: none)
-    @usableFromInline static let slotWriteAt = 64  // u64, the publisher's; its low half is the subscriber's futex word
-    static let slotSubscriberSleepsAt = 72  // u32
-    @usableFromInline static let slotReadAt = 128  // u64, the subscriber's (and the publisher's, dropping the oldest); the publisher's futex word
-    @usableFromInline static let slotPublisherSleepsAt = 136  // u32
-    @usableFromInline static let slotEntriesAt = 192  // u32 × queue capacity
-
+    // The header's, a slot's and a chunk's fields are declared in Kit/Formats.swift.
     static let free: UInt32 = 0, claiming: UInt32 = 1, connected: UInt32 = 2, reclaiming: UInt32 = 3
 
-    // A chunk.
-    @usableFromInline static let chunkHoldersAt = 0  // u64: bit s for subscriber s (queued or being read), bit 62 the publisher's loan, bit 63 the history
-    @usableFromInline static let chunkSequenceAt = 8  // u64
-    @usableFromInline static let chunkLengthAt = 16  // u64
-    @usableFromInline static let chunkPayloadAt = 64
     static let loanBit: UInt64 = 1 << 62
     static let historyBit: UInt64 = 1 << 63
 
@@ -103,9 +66,9 @@ public enum PublishSubscribe {
             self.history = history
             queueCapacity = 1 << (Int.bitWidth - (queueDepth - 1).leadingZeroBitCount)
             chunkCount = subscribers * (queueDepth + 1) + history + 2
-            chunkStride = PublishSubscribe.chunkPayloadAt + (maxPayload + 63) & ~63
-            slotStride = (PublishSubscribe.slotEntriesAt + queueCapacity * 4 + 63) & ~63
-            slotsAt = (PublishSubscribe.historyEntriesAt + history * 4 + 63) & ~63
+            chunkStride = Chunk.payload.offset + (maxPayload + 63) & ~63
+            slotStride = (SubscriberSlot.entries.offset + queueCapacity * 4 + 63) & ~63
+            slotsAt = (ServiceHeader.historyEntries.offset + history * 4 + 63) & ~63
             chunksAt = slotsAt + subscribers * slotStride
             size = chunksAt + chunkCount * chunkStride
         }
@@ -148,15 +111,15 @@ public enum PublishSubscribe {
             throw SharedMemoryError(.alreadyExists, "the region already holds something at offset \(offset) (a service, or other data): formatting would overwrite it", region: region.name)
         }
         base.initializeMemory(as: UInt8.self, repeating: 0, count: layout.size)
-        base.storeBytes(of: major, toByteOffset: versionAt, as: UInt16.self)
-        base.storeBytes(of: minor, toByteOffset: versionAt + 2, as: UInt16.self)
-        base.storeBytes(of: UInt32(subscribers), toByteOffset: subscribersAt, as: UInt32.self)
-        base.storeBytes(of: UInt64(maxPayload), toByteOffset: maxPayloadAt, as: UInt64.self)
-        base.storeBytes(of: UInt32(queueDepth), toByteOffset: queueDepthAt, as: UInt32.self)
-        base.storeBytes(of: UInt32(history), toByteOffset: historyAt, as: UInt32.self)
-        base.storeBytes(of: UInt32(layout.chunkCount), toByteOffset: chunkCountAt, as: UInt32.self)
-        try RobustMutex(address: base + lockAt, region: region.name).initialize()
-        MessageRing.atomic(base, magicAt, UInt64.self).store(magic, ordering: .releasing)
+        ServiceHeader.major.store(major, base)
+        ServiceHeader.minor.store(minor, base)
+        ServiceHeader.subscribers.store(UInt32(subscribers), base)
+        ServiceHeader.maxPayload.store(UInt64(maxPayload), base)
+        ServiceHeader.queueDepth.store(UInt32(queueDepth), base)
+        ServiceHeader.history.store(UInt32(history), base)
+        ServiceHeader.chunkCount.store(UInt32(layout.chunkCount), base)
+        try RobustMutex(address: base + ServiceHeader.lock.offset, region: region.name).initialize()
+        ServiceHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)
     }
 }
 
@@ -188,7 +151,7 @@ struct ServiceGeometry: BitwiseCopyable {
     // Slot and chunk indices are below the counts the layout was checked with, so their offsets cannot overflow.
     @inlinable func slot(_ s: Int) -> Int { layout.slotsAt &+ s &* layout.slotStride }
     @inlinable func chunk(_ c: Int) -> Int { layout.chunksAt &+ c &* layout.chunkStride }
-    @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ PublishSubscribe.chunkHoldersAt, UInt64.self) }
+    @inlinable func holders(_ c: Int) -> UnsafeAtomic<UInt64> { atomic(chunk(c) &+ Chunk.holders.offset, UInt64.self) }
     /// Subscriber `s`'s bit in a chunk's holders (and in a publish's set of blocked subscribers): `s` is a slot
     /// index, below 62, so the shift needs no check for a count of 64 or more.
     @inlinable static func mark(_ s: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: s) }
@@ -212,34 +175,34 @@ struct ServiceGeometry: BitwiseCopyable {
     @inlinable @inline(__always)
     func takeIfPlain(_ s: Int) -> Quick {
         let slotAt = slot(s)
-        let read = atomic(slotAt &+ PublishSubscribe.slotReadAt, UInt64.self)
+        let read = atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
         let r = read.load(ordering: .acquiring)
-        let w = atomic(slotAt &+ PublishSubscribe.slotWriteAt, UInt64.self).load(ordering: .acquiring)
+        let w = atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self).load(ordering: .acquiring)
         let capacity = UInt64(truncatingIfNeeded: layout.queueCapacity)
         guard w > r, w &- r <= capacity else { return .none }
-        let entryAt = slotAt &+ PublishSubscribe.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4
+        let entryAt = slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4
         let c = Int(base.load(fromByteOffset: entryAt, as: UInt32.self))
         guard c < layout.chunkCount else { return .none }
-        let held = atomic(slotAt &+ PublishSubscribe.slotHeldAt, UInt32.self)
+        let held = atomic(slotAt &+ SubscriberSlot.held.offset, UInt32.self)
         held.store(UInt32(truncatingIfNeeded: c &+ 1), ordering: .releasing)
         guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
             held.store(0, ordering: .releasing)
             return .none
         }
-        if atomic(slotAt &+ PublishSubscribe.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+        if atomic(slotAt &+ SubscriberSlot.publisherSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
             wakePublisher(slotAt)
         }
         let chunkAt = chunk(c)
-        let length = base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkLengthAt, as: UInt64.self)
+        let length = base.load(fromByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
         guard length <= UInt64(truncatingIfNeeded: layout.maxPayload) else { return .tooLong(c, length) }
-        return .sample(Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ PublishSubscribe.chunkPayloadAt), count: Int(truncatingIfNeeded: length)),
-                                              sequence: base.load(fromByteOffset: chunkAt &+ PublishSubscribe.chunkSequenceAt, as: UInt64.self)))
+        return .sample(Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ Chunk.payload.offset), count: Int(truncatingIfNeeded: length)),
+                                              sequence: base.load(fromByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)))
     }
 
     /// A publisher waits for room in the queue at `slotAt`: a read moved.
     @usableFromInline
     func wakePublisher(_ slotAt: Int) {
-        Syscalls.futexWake(base + slotAt + PublishSubscribe.slotReadAt)
+        Syscalls.futexWake(base + slotAt + SubscriberSlot.read.offset)
     }
 }
 
@@ -258,11 +221,11 @@ struct ServiceView: @unchecked Sendable {
 
     /// Waits up to `timeout` for a service to be formatted at `offset`, then reads and checks its header.
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
-        let header = try region.sharedObjectAddress(at: offset, size: P.historyEntriesAt, alignment: 64, what: "a publish/subscribe service")
+        let header = try region.sharedObjectAddress(at: offset, size: ServiceHeader.historyEntries.offset, alignment: 64, what: "a publish/subscribe service")
         let base = header.address
         let deadline = MessageRing.deadline(after: timeout)!
-        while MessageRing.atomic(base, P.magicAt, UInt64.self).load(ordering: .acquiring) != P.magic {
-            let found = MessageRing.atomic(base, P.magicAt, UInt64.self).load(ordering: .acquiring)
+        while ServiceHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring) != P.magic {
+            let found = ServiceHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
             if found != 0 {
                 throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no publish/subscribe service (its magic number is \(String(found, radix: 16)))", region: region.name)
             }
@@ -271,19 +234,19 @@ struct ServiceView: @unchecked Sendable {
             }
             usleep(1000)
         }
-        let major = base.load(fromByteOffset: P.versionAt, as: UInt16.self)
+        let major = ServiceHeader.major.load(base, UInt16.self)
         guard major == P.major else {
             throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(P.major)", region: region.name)
         }
-        let subscribers = Int(base.load(fromByteOffset: P.subscribersAt, as: UInt32.self))
-        let maxPayload = Int(truncatingIfNeeded: base.load(fromByteOffset: P.maxPayloadAt, as: UInt64.self))
-        let depth = Int(base.load(fromByteOffset: P.queueDepthAt, as: UInt32.self))
-        let history = Int(base.load(fromByteOffset: P.historyAt, as: UInt32.self))
+        let subscribers = Int(ServiceHeader.subscribers.load(base, UInt32.self))
+        let maxPayload = Int(truncatingIfNeeded: ServiceHeader.maxPayload.load(base, UInt64.self))
+        let depth = Int(ServiceHeader.queueDepth.load(base, UInt32.self))
+        let history = Int(ServiceHeader.history.load(base, UInt32.self))
         if let wanted = P.Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history) {
             throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
         }
         let layout = P.Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history)
-        guard Int(base.load(fromByteOffset: P.chunkCountAt, as: UInt32.self)) == layout.chunkCount else {
+        guard Int(ServiceHeader.chunkCount.load(base, UInt32.self)) == layout.chunkCount else {
             throw SharedMemoryError(.foreign, "the service's chunk count does not match its configuration", region: region.name)
         }
         guard layout.size <= region.size - offset else {
@@ -292,7 +255,7 @@ struct ServiceView: @unchecked Sendable {
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
         mapping = whole.mapping
         geometry = ServiceGeometry(base: whole.address, layout: layout)
-        lock = RobustMutex(address: whole.address + P.lockAt, region: whole.mapping.name)
+        lock = RobustMutex(address: whole.address + ServiceHeader.lock.offset, region: whole.mapping.name)
     }
 
     func atomic<T: AtomicValue>(_ at: Int, _ type: T.Type) -> UnsafeAtomic<T> where T.AtomicRepresentation.Value == T { geometry.atomic(at, type) }
@@ -307,9 +270,9 @@ struct ServiceView: @unchecked Sendable {
         return Creator.seat(pid: pid, start: start)
     }
 
-    var publisher: Creator? { occupant(pidAt: P.publisherPIDAt, startAt: P.publisherStartAt) }
+    var publisher: Creator? { occupant(pidAt: ServiceHeader.publisherPID.offset, startAt: ServiceHeader.publisherStart.offset) }
 
-    func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + P.slotPIDAt, startAt: slot(s) + P.slotStartAt) }
+    func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + SubscriberSlot.pid.offset, startAt: slot(s) + SubscriberSlot.start.offset) }
 
     /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
     /// The error for a chunk index that names no chunk.
@@ -351,15 +314,15 @@ struct ServiceView: @unchecked Sendable {
     func repair() {
         for s in 0..<layout.subscribers { reclaimIfDead(s) }
         if !(publisher?.isAlive ?? false) { recoverFromDeadPublisher() }
-        for s in 0..<layout.subscribers where atomic(slot(s) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
+        for s in 0..<layout.subscribers where atomic(slot(s) + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected {
             let slotAt = slot(s)
-            let read = atomic(slotAt + P.slotReadAt, UInt64.self).load(ordering: .acquiring)
-            let write = atomic(slotAt + P.slotWriteAt, UInt64.self).load(ordering: .acquiring)
-            let held = atomic(slotAt + P.slotHeldAt, UInt32.self).load(ordering: .acquiring)
+            let read = atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).load(ordering: .acquiring)
+            let write = atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).load(ordering: .acquiring)
+            let held = atomic(slotAt + SubscriberSlot.held.offset, UInt32.self).load(ordering: .acquiring)
             var queued = Set<Int>()
             if write >= read, write - read <= UInt64(layout.queueCapacity) {
                 for position in read..<write {
-                    queued.insert(Int(base.load(fromByteOffset: slotAt + P.slotEntriesAt + Int(position & UInt64(layout.queueCapacity - 1)) * 4, as: UInt32.self)))
+                    queued.insert(Int(base.load(fromByteOffset: slotAt + SubscriberSlot.entries.offset + Int(position & UInt64(layout.queueCapacity - 1)) * 4, as: UInt32.self)))
                 }
             }
             for c in 0..<layout.chunkCount where holders(c).load(ordering: .acquiring) & ServiceGeometry.mark(s) != 0 {
@@ -372,10 +335,10 @@ struct ServiceView: @unchecked Sendable {
     /// it.
     func recoverFromDeadPublisher() {
         var inHistory = Set<Int>()
-        let head = atomic(P.historyHeadAt, UInt64.self).load(ordering: .acquiring)
+        let head = atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .acquiring)
         let kept = min(head, UInt64(layout.history))
         for i in 0..<Int(kept) {
-            let c = Int(base.load(fromByteOffset: P.historyEntriesAt + Int((head - 1 - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
+            let c = Int(base.load(fromByteOffset: ServiceHeader.historyEntries.offset + Int((head - 1 - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
             if c < layout.chunkCount { inHistory.insert(c) }
         }
         for c in 0..<layout.chunkCount {
@@ -395,7 +358,7 @@ struct ServiceView: @unchecked Sendable {
     @discardableResult
     func reclaimIfDead(_ s: Int) -> Bool {
         let slotAt = slot(s)
-        let state = atomic(slotAt + P.slotStateAt, UInt32.self)
+        let state = atomic(slotAt + SubscriberSlot.state.offset, UInt32.self)
         let current = state.load(ordering: .acquiring)
         guard current != P.free else { return false }
         if current != P.reclaiming, subscriber(s)?.isAlive ?? false { return false }
@@ -404,13 +367,13 @@ struct ServiceView: @unchecked Sendable {
         for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {
             _ = holders(c).loadThenBitwiseAnd(with: ~bit, ordering: .acquiringAndReleasing)
         }
-        atomic(slotAt + P.slotWriteAt, UInt64.self).store(0, ordering: .relaxed)
-        atomic(slotAt + P.slotReadAt, UInt64.self).store(0, ordering: .relaxed)
-        atomic(slotAt + P.slotHeldAt, UInt32.self).store(0, ordering: .relaxed)
-        atomic(slotAt + P.slotPIDAt, Int32.self).store(0, ordering: .relaxed)
+        atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).store(0, ordering: .relaxed)
+        atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).store(0, ordering: .relaxed)
+        atomic(slotAt + SubscriberSlot.held.offset, UInt32.self).store(0, ordering: .relaxed)
+        atomic(slotAt + SubscriberSlot.pid.offset, Int32.self).store(0, ordering: .relaxed)
         state.store(P.free, ordering: .releasing)
         // A publisher waiting for room in this queue looks again.
-        Syscalls.futexWake(base + slotAt + P.slotReadAt)
+        Syscalls.futexWake(base + slotAt + SubscriberSlot.read.offset)
         return true
     }
 }
@@ -442,14 +405,14 @@ public struct Publisher: ~Copyable {
         let service = try ServiceView(region, at: offset, timeout: timeout)
         try service.withLock { () throws(SharedMemoryError) in
             if let holder = service.publisher, holder.isAlive, holder != Creator.current,
-               service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring) == 1 {
+               service.atomic(ServiceHeader.publisherState.offset, UInt32.self).load(ordering: .acquiring) == 1 {
                 throw SharedMemoryError(.busy, "process \(holder.pid) already publishes on this service; a service has one publisher", region: service.name)
             }
             if let holder = service.publisher, !holder.isAlive { service.recoverFromDeadPublisher() }
             let me = Creator.current
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: P.publisherStartAt, as: UInt64.self)
-            service.atomic(P.publisherPIDAt, Int32.self).store(me.pid, ordering: .releasing)
-            service.atomic(P.publisherStateAt, UInt32.self).store(1, ordering: .releasing)
+            ServiceHeader.publisherStart.store(me.startTime ?? 0 as UInt64, service.base)
+            service.atomic(ServiceHeader.publisherPID.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(1, ordering: .releasing)
         }
         self.service = service
         geometry = service.geometry
@@ -461,11 +424,11 @@ public struct Publisher: ~Copyable {
     public var maxPayload: Int { service.layout.maxPayload }
 
     /// The sequence number of the last sample published on the service (0 before the first).
-    public var lastSequence: UInt64 { service.atomic(P.publishedAt, UInt64.self).load(ordering: .acquiring) }
+    public var lastSequence: UInt64 { service.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .acquiring) }
 
     /// Subscribers connected now.
     public var subscriberCount: Int {
-        (0..<service.layout.subscribers).count { service.atomic(service.slot($0) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected }
+        (0..<service.layout.subscribers).count { service.atomic(service.slot($0) + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected }
     }
 
     /// Zero-copy: loans a chunk of up to `count` bytes, lets `body` write the sample in place through an
@@ -486,7 +449,7 @@ public struct Publisher: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        let payload = UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + P.chunkPayloadAt, count: count)
+        let payload = UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: count)
         var output = OutputRawSpan(buffer: payload, initializedCount: 0)
         body(&output)
         return (c, output.finalize(for: payload))
@@ -501,7 +464,7 @@ public struct Publisher: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        body(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + P.chunkPayloadAt, count: count))
+        body(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: count))
         return try deliver(c, length: count)
     }
 
@@ -512,7 +475,7 @@ public struct Publisher: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
         let c = try loan()
-        if bytes.count > 0 { (geometry.base + (geometry.chunk(c) &+ P.chunkPayloadAt)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        if bytes.count > 0 { (geometry.base + (geometry.chunk(c) &+ Chunk.payload.offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         return try deliver(c, length: bytes.count)
     }
 
@@ -528,8 +491,8 @@ public struct Publisher: ~Copyable {
     /// Ends the stream: subscribers read what was published, then their ``Subscriber/receive(timeout:_:)`` returns
     /// `nil`. Gives the publisher's seat back (another process may then publish).
     public consuming func finish() {
-        service.atomic(P.publisherStateAt, UInt32.self).store(2, ordering: .releasing)
-        for s in 0..<service.layout.subscribers { Syscalls.futexWake(service.base + service.slot(s) + P.slotWriteAt) }
+        service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(2, ordering: .releasing)
+        for s in 0..<service.layout.subscribers { Syscalls.futexWake(service.base + service.slot(s) + SubscriberSlot.write.offset) }
     }
 
     /// A free chunk (no holder), marked as this publisher's loan: the one loaned ahead at the end of the last
@@ -676,15 +639,15 @@ public struct Publisher: ~Copyable {
     private mutating func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
         if try lock.lock() == .ownerDied { try repairAfterOwnerDied() }
         defer { try? lock.unlock() }
-        let sequence = geometry.atomic(P.publishedAt, UInt64.self).load(ordering: .relaxed) &+ 1
-        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ P.chunkSequenceAt, as: UInt64.self)
-        geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ P.chunkLengthAt, as: UInt64.self)
-        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected {
-            if geometry.atomic(geometry.slot(s) &+ P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
+        let sequence = geometry.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .relaxed) &+ 1
+        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)
+        geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected {
+            if geometry.atomic(geometry.slot(s) &+ SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
             if try !enqueue(c, to: s) { blocked |= ServiceGeometry.mark(s) }
         }
         if geometry.layout.history > 0 { addToHistory(c) }
-        geometry.atomic(P.publishedAt, UInt64.self).store(sequence, ordering: .releasing)
+        geometry.atomic(ServiceHeader.published.offset, UInt64.self).store(sequence, ordering: .releasing)
         return sequence
     }
 
@@ -700,10 +663,10 @@ public struct Publisher: ~Copyable {
     @inline(__always)
     private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
         let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
-        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ P.slotDepthAt, as: UInt32.self))
+        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
-        let write = geometry.atomic(slotAt &+ P.slotWriteAt, UInt64.self)
-        let read = geometry.atomic(slotAt &+ P.slotReadAt, UInt64.self)
+        let write = geometry.atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self)
+        let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
         let w = write.load(ordering: .relaxed)
         while true {
             let r = read.load(ordering: .acquiring)
@@ -714,10 +677,10 @@ public struct Publisher: ~Copyable {
             guard try dropOldest(from: s, read: r) else { return false }
         }
         _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
-        geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
+        geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
-        if geometry.atomic(slotAt &+ P.slotSubscriberSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-            Syscalls.futexWake(geometry.base + slotAt + P.slotWriteAt)
+        if geometry.atomic(slotAt &+ SubscriberSlot.subscriberSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(geometry.base + slotAt + SubscriberSlot.write.offset)
         }
         return true
     }
@@ -729,13 +692,13 @@ public struct Publisher: ~Copyable {
     @inline(never)
     private func dropOldest(from s: Int, read r: UInt64) throws(SharedMemoryError) -> Bool {
         let slotAt = geometry.slot(s)
-        guard geometry.base.load(fromByteOffset: slotAt &+ P.slotPolicyAt, as: UInt32.self) == 0 else { return false }
+        guard geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.policy.offset, as: UInt32.self) == 0 else { return false }
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
-        let oldest = Int(geometry.base.load(fromByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
+        let oldest = Int(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
         guard oldest < geometry.layout.chunkCount else { throw service.badChunk(oldest) }
-        if geometry.atomic(slotAt &+ P.slotReadAt, UInt64.self).compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
+        if geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self).compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
             _ = geometry.holders(oldest).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
-            geometry.atomic(slotAt &+ P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed)
+            geometry.atomic(slotAt &+ SubscriberSlot.lost.offset, UInt64.self).wrappingIncrement(ordering: .relaxed)
         }
         return true
     }
@@ -762,8 +725,8 @@ public struct Publisher: ~Copyable {
     mutating func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
         let service = self.service
         return try service.withLock { () throws(SharedMemoryError) -> Bool in
-            guard service.atomic(wait.slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
-                  service.atomic(wait.slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring) == wait.generation
+            guard service.atomic(wait.slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
+                  service.atomic(wait.slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring) == wait.generation
             else { return true }  // it left, or died and was reclaimed: nothing to deliver
             if service.reclaimIfDead(wait.subscriber) { return true }
             return try enqueue(c, to: wait.subscriber)
@@ -784,18 +747,18 @@ public struct Publisher: ~Copyable {
             self.service = service
             subscriber = s
             slotAt = service.slot(s)
-            generation = service.atomic(slotAt + P.slotGenerationAt, UInt32.self).load(ordering: .acquiring)
+            generation = service.atomic(slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring)
             deadline = MessageRing.deadline(after: timeout)!
         }
 
-        var word: UnsafeMutableRawPointer { service.base + slotAt + P.slotReadAt }
+        var word: UnsafeMutableRawPointer { service.base + slotAt + SubscriberSlot.read.offset }
 
         /// Raises `publisherSleeps` and returns the read position's low half to sleep on; nil (flag lowered) if the
         /// subscriber read meanwhile, so that no wake is missed.
         func prepareToSleep() -> UInt32? {
-            let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
+            let read = service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self)
             let seen = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent))
-            service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).store(1, ordering: .sequentiallyConsistent)
+            service.atomic(slotAt + SubscriberSlot.publisherSleeps.offset, UInt32.self).store(1, ordering: .sequentiallyConsistent)
             guard UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent)) == seen else {
                 stopSleeping()
                 return nil
@@ -803,41 +766,41 @@ public struct Publisher: ~Copyable {
             return seen
         }
 
-        func stopSleeping() { service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).store(0, ordering: .relaxed) }
+        func stopSleeping() { service.atomic(slotAt + SubscriberSlot.publisherSleeps.offset, UInt32.self).store(0, ordering: .relaxed) }
 
         /// The subscriber misses the sample: one more in its `lost`.
-        func countLost() { service.atomic(slotAt + P.slotLostAt, UInt64.self).wrappingIncrement(ordering: .relaxed) }
+        func countLost() { service.atomic(slotAt + SubscriberSlot.lost.offset, UInt64.self).wrappingIncrement(ordering: .relaxed) }
     }
 
     /// Delivers the history subscriber `s` asked for, once (lock held).
     private mutating func deliverHistory(to s: Int) throws(SharedMemoryError) {
         let slotAt = service.slot(s)
-        guard service.atomic(slotAt + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.connected,
-              service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).load(ordering: .acquiring) == 0 else { return }
+        guard service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
+              service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 else { return }
         let layout = service.layout
-        let wanted = min(Int(service.base.load(fromByteOffset: slotAt + P.slotHistoryWantedAt, as: UInt32.self)), layout.history)
-        let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
+        let wanted = min(Int(service.base.load(fromByteOffset: slotAt + SubscriberSlot.historyWanted.offset, as: UInt32.self)), layout.history)
+        let head = service.atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .relaxed)
         let available = Int(min(head, UInt64(wanted)))
         for i in stride(from: available, to: 0, by: -1) {
-            let c = try service.checkedChunk(service.base.load(fromByteOffset: P.historyEntriesAt + Int((head - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: ServiceHeader.historyEntries.offset + Int((head - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
             _ = try enqueue(c, to: s)
         }
-        service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).store(1, ordering: .releasing)
+        service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).store(1, ordering: .releasing)
     }
 
     /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
     /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
     private mutating func addToHistory(_ c: Int) {
         let history = UInt64(service.layout.history)
-        let head = service.atomic(P.historyHeadAt, UInt64.self).load(ordering: .relaxed)
-        let at = P.historyEntriesAt + Int(head % history) * 4
+        let head = service.atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .relaxed)
+        let at = ServiceHeader.historyEntries.offset + Int(head % history) * 4
         let evicted = head >= history ? Int(service.base.load(fromByteOffset: at, as: UInt32.self)) : nil
         _ = service.holders(c).loadThenBitwiseOr(with: P.historyBit, ordering: .acquiringAndReleasing)
         service.base.storeBytes(of: UInt32(c), toByteOffset: at, as: UInt32.self)
         if let evicted, evicted < service.layout.chunkCount, evicted != c {
             _ = service.holders(evicted).loadThenBitwiseAnd(with: ~P.historyBit, ordering: .acquiringAndReleasing)
         }
-        service.atomic(P.historyHeadAt, UInt64.self).store(head &+ 1, ordering: .releasing)
+        service.atomic(ServiceHeader.historyHead.offset, UInt64.self).store(head &+ 1, ordering: .releasing)
     }
 }
 
@@ -885,7 +848,7 @@ public struct Subscriber: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "this service keeps a history of \(service.layout.history) samples; \(history) cannot be asked for", region: service.name)
         }
         let index = try service.withLock { () throws(SharedMemoryError) -> Int in
-            var free = (0..<service.layout.subscribers).first { service.atomic(service.slot($0) + P.slotStateAt, UInt32.self).load(ordering: .acquiring) == P.free }
+            var free = (0..<service.layout.subscribers).first { service.atomic(service.slot($0) + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.free }
             if free == nil {
                 free = (0..<service.layout.subscribers).first { service.reclaimIfDead($0) }
             }
@@ -894,19 +857,19 @@ public struct Subscriber: ~Copyable {
             }
             let slotAt = service.slot(s)
             let me = Creator.current
-            service.atomic(slotAt + P.slotStateAt, UInt32.self).store(P.claiming, ordering: .releasing)
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: slotAt + P.slotStartAt, as: UInt64.self)
-            service.atomic(slotAt + P.slotPIDAt, Int32.self).store(me.pid, ordering: .releasing)
-            service.base.storeBytes(of: overflow == .overwriteOldest ? 0 : 1, toByteOffset: slotAt + P.slotPolicyAt, as: UInt32.self)
-            service.base.storeBytes(of: UInt32(depth), toByteOffset: slotAt + P.slotDepthAt, as: UInt32.self)
-            service.atomic(slotAt + P.slotLostAt, UInt64.self).store(0, ordering: .relaxed)
-            service.base.storeBytes(of: UInt32(history), toByteOffset: slotAt + P.slotHistoryWantedAt, as: UInt32.self)
-            service.atomic(slotAt + P.slotHistoryDeliveredAt, UInt32.self).store(history == 0 ? 1 : 0, ordering: .relaxed)
-            service.atomic(slotAt + P.slotHeldAt, UInt32.self).store(0, ordering: .relaxed)
-            service.atomic(slotAt + P.slotWriteAt, UInt64.self).store(0, ordering: .relaxed)
-            service.atomic(slotAt + P.slotReadAt, UInt64.self).store(0, ordering: .relaxed)
-            service.atomic(slotAt + P.slotGenerationAt, UInt32.self).wrappingIncrement(ordering: .relaxed)
-            service.atomic(slotAt + P.slotStateAt, UInt32.self).store(P.connected, ordering: .releasing)
+            service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).store(P.claiming, ordering: .releasing)
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: slotAt + SubscriberSlot.start.offset, as: UInt64.self)
+            service.atomic(slotAt + SubscriberSlot.pid.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.base.storeBytes(of: overflow == .overwriteOldest ? 0 : 1, toByteOffset: slotAt + SubscriberSlot.policy.offset, as: UInt32.self)
+            service.base.storeBytes(of: UInt32(depth), toByteOffset: slotAt + SubscriberSlot.depth.offset, as: UInt32.self)
+            service.atomic(slotAt + SubscriberSlot.lost.offset, UInt64.self).store(0, ordering: .relaxed)
+            service.base.storeBytes(of: UInt32(history), toByteOffset: slotAt + SubscriberSlot.historyWanted.offset, as: UInt32.self)
+            service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).store(history == 0 ? 1 : 0, ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.held.offset, UInt32.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).store(0, ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.generation.offset, UInt32.self).wrappingIncrement(ordering: .relaxed)
+            service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).store(P.connected, ordering: .releasing)
             return s
         }
         self.service = service
@@ -920,7 +883,7 @@ public struct Subscriber: ~Copyable {
 
     /// Samples dropped from this subscriber's full queue (``Overflow/overwriteOldest``), or that a blocking one
     /// missed when the publisher's wait timed out.
-    public var lost: UInt64 { service.atomic(service.slot(index) + P.slotLostAt, UInt64.self).load(ordering: .relaxed) }
+    public var lost: UInt64 { service.atomic(service.slot(index) + SubscriberSlot.lost.offset, UInt64.self).load(ordering: .relaxed) }
 
     /// Waits for the next sample (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil` waits as long as
     /// it takes) and calls `body` with its bytes in place, as a `RawSpan` that cannot leave `body`; the sample is
@@ -973,7 +936,7 @@ public struct Subscriber: ~Copyable {
     @usableFromInline
     func nextSlowly(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
         guard let (c, length, sequence) = try take(timeout: timeout) else { return nil }
-        return TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: service.base + service.chunk(c) + P.chunkPayloadAt, count: length), sequence: sequence)
+        return TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: service.base + service.chunk(c) + Chunk.payload.offset, count: length), sequence: sequence)
     }
 
     /// Leaves the service: the slot and everything queued in it are given back at once.
@@ -997,8 +960,8 @@ public struct Subscriber: ~Copyable {
     private static func leave(_ service: ServiceView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
             let slot = service.slot(index)
-            guard service.atomic(slot + P.slotPIDAt, Int32.self).load(ordering: .acquiring) == getpid() else { return }
-            service.atomic(slot + P.slotStateAt, UInt32.self).store(P.reclaiming, ordering: .releasing)
+            guard service.atomic(slot + SubscriberSlot.pid.offset, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            service.atomic(slot + SubscriberSlot.state.offset, UInt32.self).store(P.reclaiming, ordering: .releasing)
             service.reclaimIfDead(index)
         }
     }
@@ -1007,7 +970,7 @@ public struct Subscriber: ~Copyable {
     @inline(__always)
     private func take(timeout: Duration?) throws(SharedMemoryError) -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
-        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let write = service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self)
         var deadline: Int64? = nil
         var spins = Int.min  // read from the strategy once the queue is first found empty
         var lookAtPublisher = false
@@ -1030,10 +993,10 @@ public struct Subscriber: ~Copyable {
                 }
                 continue
             }
-            let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
+            let sleeps = service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self)
             sleeps.store(1, ordering: .sequentiallyConsistent)
             let moved = write.load(ordering: .sequentiallyConsistent) != w
-            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
+            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + SubscriberSlot.write.offset, seen: UInt32(truncatingIfNeeded: w), until: deadline)
             if readiness == nil { sleeps.store(0, ordering: .relaxed) }
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
@@ -1046,7 +1009,7 @@ public struct Subscriber: ~Copyable {
     /// while the queue is empty.
     func takeAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
-        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
+        let write = service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self)
         var deadline: Int64? = nil
         var spins = strategy.asyncSpins
         var lookAtPublisher = false
@@ -1060,13 +1023,13 @@ public struct Subscriber: ~Copyable {
             }
             if try publisherFinished(lookingAtIt: lookAtPublisher) { return nil }
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            let sleeps = service.atomic(slotAt + P.slotSubscriberSleepsAt, UInt32.self)
+            let sleeps = service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self)
             sleeps.store(1, ordering: .sequentiallyConsistent)
             if write.load(ordering: .sequentiallyConsistent) != w {
                 if readiness == nil { sleeps.store(0, ordering: .relaxed) }
                 continue
             }
-            let slept = await FutexWaiters.sleep(on: service.base + slotAt + P.slotWriteAt, seen: UInt32(truncatingIfNeeded: w), until: deadline)
+            let slept = await FutexWaiters.sleep(on: service.base + slotAt + SubscriberSlot.write.offset, seen: UInt32(truncatingIfNeeded: w), until: deadline)
             if readiness == nil { sleeps.store(0, ordering: .relaxed) }
             switch slept {
             case .cancelled: throw CancellationError()
@@ -1082,9 +1045,9 @@ public struct Subscriber: ~Copyable {
     @inline(__always)
     private func takeNow() throws(SharedMemoryError) -> (taken: (Int, Int, UInt64)?, write: UInt64) {
         let slotAt = service.slot(index)
-        let read = service.atomic(slotAt + P.slotReadAt, UInt64.self)
-        let write = service.atomic(slotAt + P.slotWriteAt, UInt64.self)
-        let held = service.atomic(slotAt + P.slotHeldAt, UInt32.self)
+        let read = service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self)
+        let write = service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self)
+        let held = service.atomic(slotAt + SubscriberSlot.held.offset, UInt32.self)
         let capacity = UInt64(service.layout.queueCapacity)
         while true {
             let r = read.load(ordering: .acquiring)
@@ -1093,32 +1056,32 @@ public struct Subscriber: ~Copyable {
                 throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
             }
             guard w > r else { return (nil, w) }
-            let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt &+ P.slotEntriesAt &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
             held.store(UInt32(c + 1), ordering: .releasing)
             guard read.compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged else {
                 held.store(0, ordering: .releasing)
                 continue  // the publisher dropped it (overwriting): the next one
             }
-            if service.atomic(slotAt + P.slotPublisherSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-                Syscalls.futexWake(service.base + slotAt + P.slotReadAt)
+            if service.atomic(slotAt + SubscriberSlot.publisherSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+                Syscalls.futexWake(service.base + slotAt + SubscriberSlot.read.offset)
             }
             let chunkAt = service.chunk(c)
-            let length = service.base.load(fromByteOffset: chunkAt + P.chunkLengthAt, as: UInt64.self)
+            let length = service.base.load(fromByteOffset: chunkAt + Chunk.length.offset, as: UInt64.self)
             guard length <= UInt64(service.layout.maxPayload) else {
                 release(c)
                 throw SharedMemoryError(.foreign, "a sample says it has \(length) bytes; the service's largest is \(service.layout.maxPayload)", region: service.name)
             }
-            return ((c, Int(length), service.base.load(fromByteOffset: chunkAt + P.chunkSequenceAt, as: UInt64.self)), w)
+            return ((c, Int(length), service.base.load(fromByteOffset: chunkAt + Chunk.sequence.offset, as: UInt64.self)), w)
         }
     }
 
     /// With the queue empty: whether the publisher has finished (the stream's end); with `lookingAtIt`, first
     /// whether its process still runs (a /proc read), and ``SharedMemoryError/Code/peerDied`` if not.
     private func publisherFinished(lookingAtIt: Bool) throws(SharedMemoryError) -> Bool {
-        let state = service.atomic(P.publisherStateAt, UInt32.self).load(ordering: .acquiring)
+        let state = service.atomic(ServiceHeader.publisherState.offset, UInt32.self).load(ordering: .acquiring)
         if state == 2 { return true }
         if lookingAtIt, state == 1, let publisher = service.publisher, !publisher.isAlive {
-            let last = service.atomic(P.publishedAt, UInt64.self).load(ordering: .acquiring)
+            let last = service.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .acquiring)
             throw SharedMemoryError(.peerDied, "the publisher (process \(publisher.pid)) died after sample \(last); this subscriber has read every sample that reached its queue (one the publisher was still delivering when it died may have reached only some subscribers)", region: service.name)
         }
         return false
@@ -1128,6 +1091,6 @@ public struct Subscriber: ~Copyable {
     @inlinable
     func release(_ c: Int) {
         _ = geometry.holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(index), ordering: .acquiringAndReleasing)
-        geometry.atomic(geometry.slot(index) &+ PublishSubscribe.slotHeldAt, UInt32.self).store(0, ordering: .releasing)
+        geometry.atomic(geometry.slot(index) &+ SubscriberSlot.held.offset, UInt32.self).store(0, ordering: .releasing)
     }
 }

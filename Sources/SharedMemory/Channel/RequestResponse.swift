@@ -26,36 +26,7 @@ import Glibc
 ///   waiting for a response, never a wait forever; a new server can take its place.
 /// - Everything read from the region is checked: what does not add up is ``SharedMemoryError/Code/foreign``.
 public enum RequestResponse {
-    // The header.
-    static let magicAt = 0  // u64, written last
-    static let versionAt = 8  // major u16, minor u16
-    static let clientsAt = 12  // u32
-    static let maxRequestAt = 16  // u64
-    static let maxResponseAt = 24  // u64
-    static let depthAt = 32  // u32
-    static let serverStateAt = 36  // u32: 0 none yet, 1 serving, 2 finished
-    static let serverPIDAt = 40  // i32
-    static let serverStartAt = 48  // u64
-    static let doorbellAt = 64  // u32: bumped by each request; the server's futex word
-    static let serverSleepsAt = 68  // u32
-    static let lockAt = 128  // the connections' robust mutex
-    static let slotsAt = 192
-
-    // A client's slot.
-    static let slotStateAt = 0  // u32: free, connected, leaving
-    static let slotPIDAt = 4  // i32
-    static let slotStartAt = 8  // u64
-    static let slotGenerationAt = 16  // u32
-    static let slotRequestWriteAt = 64  // u64, the client's
-    static let slotRequestReadAt = 128  // u64, the server's
-    static let slotResponseWriteAt = 192  // u64, the server's; the client's futex word
-    static let slotClientSleepsAt = 200  // u32
-    static let slotResponseReadAt = 256  // u64, the client's
-    static let slotEntriesAt = 320  // depth request cells, then depth response cells
-
-    // A cell: correlation id (u64), length (u64), then the bytes from 16.
-    static let cellBytesAt = 16
-
+    // The header's, a slot's and a cell's fields are declared in Kit/Formats.swift.
     static let free: UInt32 = 0, connected: UInt32 = 1
 
     static let magic: UInt64 = 0x5345_5251_4552_4D53  // "SMREQRES"
@@ -68,10 +39,10 @@ public enum RequestResponse {
         let clients: Int
         let depth: Int
 
-        var requestCell: Int { (RequestResponse.cellBytesAt + maxRequest + 63) & ~63 }
-        var responseCell: Int { (RequestResponse.cellBytesAt + maxResponse + 63) & ~63 }
-        var slotStride: Int { RequestResponse.slotEntriesAt + depth * (requestCell + responseCell) }
-        var size: Int { RequestResponse.slotsAt + clients * slotStride }
+        var requestCell: Int { (RequestCell.bytes.offset + maxRequest + 63) & ~63 }
+        var responseCell: Int { (RequestCell.bytes.offset + maxResponse + 63) & ~63 }
+        var slotStride: Int { ClientSlot.entries.offset + depth * (requestCell + responseCell) }
+        var size: Int { RequestResponseHeader.slots.offset + clients * slotStride }
 
         static func check(maxRequest: Int, maxResponse: Int, clients: Int, depth: Int) -> String? {
             if maxRequest < 0 || maxRequest > 1 << 32 || maxResponse < 0 || maxResponse > 1 << 32 { return "requests and responses of 0 bytes to 4 GiB" }
@@ -104,14 +75,14 @@ public enum RequestResponse {
             throw SharedMemoryError(.alreadyExists, "the region already holds something at offset \(offset) (a service, or other data): formatting would overwrite it", region: region.name)
         }
         base.initializeMemory(as: UInt8.self, repeating: 0, count: layout.size)
-        base.storeBytes(of: major, toByteOffset: versionAt, as: UInt16.self)
-        base.storeBytes(of: minor, toByteOffset: versionAt + 2, as: UInt16.self)
-        base.storeBytes(of: UInt32(clients), toByteOffset: clientsAt, as: UInt32.self)
-        base.storeBytes(of: UInt64(maxRequest), toByteOffset: maxRequestAt, as: UInt64.self)
-        base.storeBytes(of: UInt64(maxResponse), toByteOffset: maxResponseAt, as: UInt64.self)
-        base.storeBytes(of: UInt32(depth), toByteOffset: depthAt, as: UInt32.self)
-        try RobustMutex(address: base + lockAt, region: region.name).initialize()
-        MessageRing.atomic(base, magicAt, UInt64.self).store(magic, ordering: .releasing)
+        RequestResponseHeader.major.store(major, base)
+        RequestResponseHeader.minor.store(minor, base)
+        RequestResponseHeader.clients.store(UInt32(clients), base)
+        RequestResponseHeader.maxRequest.store(UInt64(maxRequest), base)
+        RequestResponseHeader.maxResponse.store(UInt64(maxResponse), base)
+        RequestResponseHeader.depth.store(UInt32(depth), base)
+        try RobustMutex(address: base + RequestResponseHeader.lock.offset, region: region.name).initialize()
+        RequestResponseHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)
     }
 }
 
@@ -133,10 +104,10 @@ struct RequestView: @unchecked Sendable {
     var name: RegionName { mapping.name }
 
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
-        let base = try region.sharedObjectAddress(at: offset, size: R.slotsAt, alignment: 64, what: "a request/response service").address
+        let base = try region.sharedObjectAddress(at: offset, size: RequestResponseHeader.slots.offset, alignment: 64, what: "a request/response service").address
         let deadline = MessageRing.deadline(after: timeout)!
         while true {
-            let found = MessageRing.atomic(base, R.magicAt, UInt64.self).load(ordering: .acquiring)
+            let found = RequestResponseHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
             if found == R.magic { break }
             if found != 0 {
                 throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no request/response service (its magic number is \(String(found, radix: 16)))", region: region.name)
@@ -146,14 +117,14 @@ struct RequestView: @unchecked Sendable {
             }
             usleep(1000)
         }
-        let major = base.load(fromByteOffset: R.versionAt, as: UInt16.self)
+        let major = RequestResponseHeader.major.load(base, UInt16.self)
         guard major == R.major else {
             throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(R.major)", region: region.name)
         }
-        let maxRequest = Int(truncatingIfNeeded: base.load(fromByteOffset: R.maxRequestAt, as: UInt64.self))
-        let maxResponse = Int(truncatingIfNeeded: base.load(fromByteOffset: R.maxResponseAt, as: UInt64.self))
-        let clients = Int(base.load(fromByteOffset: R.clientsAt, as: UInt32.self))
-        let depth = Int(base.load(fromByteOffset: R.depthAt, as: UInt32.self))
+        let maxRequest = Int(truncatingIfNeeded: RequestResponseHeader.maxRequest.load(base, UInt64.self))
+        let maxResponse = Int(truncatingIfNeeded: RequestResponseHeader.maxResponse.load(base, UInt64.self))
+        let clients = Int(RequestResponseHeader.clients.load(base, UInt32.self))
+        let depth = Int(RequestResponseHeader.depth.load(base, UInt32.self))
         if let wanted = R.Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
             throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
         }
@@ -171,10 +142,10 @@ struct RequestView: @unchecked Sendable {
         MessageRing.atomic(base, at, type)
     }
 
-    func slot(_ s: Int) -> Int { R.slotsAt + s * layout.slotStride }
-    func requestCell(_ s: Int, _ position: UInt64) -> Int { slot(s) + R.slotEntriesAt + Int(position % UInt64(layout.depth)) * layout.requestCell }
+    func slot(_ s: Int) -> Int { RequestResponseHeader.slots.offset + s * layout.slotStride }
+    func requestCell(_ s: Int, _ position: UInt64) -> Int { slot(s) + ClientSlot.entries.offset + Int(position % UInt64(layout.depth)) * layout.requestCell }
     func responseCell(_ s: Int, _ position: UInt64) -> Int {
-        slot(s) + R.slotEntriesAt + layout.depth * layout.requestCell + Int(position % UInt64(layout.depth)) * layout.responseCell
+        slot(s) + ClientSlot.entries.offset + layout.depth * layout.requestCell + Int(position % UInt64(layout.depth)) * layout.responseCell
     }
 
     func occupant(pidAt: Int, startAt: Int) -> Creator? {
@@ -184,13 +155,13 @@ struct RequestView: @unchecked Sendable {
         return Creator.seat(pid: pid, start: start)
     }
 
-    var server: Creator? { occupant(pidAt: R.serverPIDAt, startAt: R.serverStartAt) }
-    func client(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + R.slotPIDAt, startAt: slot(s) + R.slotStartAt) }
+    var server: Creator? { occupant(pidAt: RequestResponseHeader.serverPID.offset, startAt: RequestResponseHeader.serverStart.offset) }
+    func client(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + ClientSlot.pid.offset, startAt: slot(s) + ClientSlot.start.offset) }
 
     /// Runs `body` holding the connections' lock (a dead holder leaves nothing to repair: every change under it is
     /// one store, or a reclaim that the next locker redoes).
     func withLock<T>(_ body: () throws(SharedMemoryError) -> T) throws(SharedMemoryError) -> T {
-        let lock = RobustMutex(address: base + R.lockAt, region: name)
+        let lock = RobustMutex(address: base + RequestResponseHeader.lock.offset, region: name)
         if try lock.lock() == .ownerDied { try lock.markConsistent() }
         defer { try? lock.unlock() }
         return try body()
@@ -199,7 +170,7 @@ struct RequestView: @unchecked Sendable {
     /// Frees client `s`'s slot if its process is dead (lock held). Whether it did.
     @discardableResult
     func reclaimIfDead(_ s: Int) -> Bool {
-        let state = atomic(slot(s) + R.slotStateAt, UInt32.self)
+        let state = atomic(slot(s) + ClientSlot.state.offset, UInt32.self)
         guard state.load(ordering: .acquiring) != R.free, !(client(s)?.isAlive ?? false) else { return false }
         free(s)
         return true
@@ -208,11 +179,11 @@ struct RequestView: @unchecked Sendable {
     /// Empties and frees client `s`'s slot (lock held).
     func free(_ s: Int) {
         let at = slot(s)
-        for position in [R.slotRequestWriteAt, R.slotRequestReadAt, R.slotResponseWriteAt, R.slotResponseReadAt] {
+        for position in [ClientSlot.requestWrite.offset, ClientSlot.requestRead.offset, ClientSlot.responseWrite.offset, ClientSlot.responseRead.offset] {
             atomic(at + position, UInt64.self).store(0, ordering: .relaxed)
         }
-        atomic(at + R.slotPIDAt, Int32.self).store(0, ordering: .relaxed)
-        atomic(at + R.slotStateAt, UInt32.self).store(R.free, ordering: .releasing)
+        atomic(at + ClientSlot.pid.offset, Int32.self).store(0, ordering: .relaxed)
+        atomic(at + ClientSlot.state.offset, UInt32.self).store(R.free, ordering: .releasing)
     }
 
     /// Sleeps on a futex word (the sleeping flag set around it) until it moves from `seen`, the deadline passes, or a
@@ -242,13 +213,13 @@ public struct Server: ~Copyable {
         let service = try RequestView(region, at: offset, timeout: timeout)
         try service.withLock { () throws(SharedMemoryError) in
             if let holder = service.server, holder.isAlive, holder != Creator.current,
-               service.atomic(R.serverStateAt, UInt32.self).load(ordering: .acquiring) == 1 {
+               service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).load(ordering: .acquiring) == 1 {
                 throw SharedMemoryError(.busy, "process \(holder.pid) already serves this service; a service has one server", region: service.name)
             }
             let me = Creator.current
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: R.serverStartAt, as: UInt64.self)
-            service.atomic(R.serverPIDAt, Int32.self).store(me.pid, ordering: .releasing)
-            service.atomic(R.serverStateAt, UInt32.self).store(1, ordering: .releasing)
+            RequestResponseHeader.serverStart.store(me.startTime ?? 0 as UInt64, service.base)
+            service.atomic(RequestResponseHeader.serverPID.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).store(1, ordering: .releasing)
             // Requests from clients that died meanwhile are not worth answering.
             for s in 0..<service.layout.clients { service.reclaimIfDead(s) }
         }
@@ -268,14 +239,14 @@ public struct Server: ~Copyable {
         let layout = service.layout
         var deadline: Int64? = nil
         while true {
-            let doorbell = service.atomic(R.doorbellAt, UInt32.self).load(ordering: .acquiring)
+            let doorbell = service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self).load(ordering: .acquiring)
             for turn in 0..<layout.clients {
                 let s = (next + turn) % layout.clients
                 let at = service.slot(s)
-                guard service.atomic(at + R.slotStateAt, UInt32.self).load(ordering: .acquiring) == R.connected else { continue }
-                let read = service.atomic(at + R.slotRequestReadAt, UInt64.self)
+                guard service.atomic(at + ClientSlot.state.offset, UInt32.self).load(ordering: .acquiring) == R.connected else { continue }
+                let read = service.atomic(at + ClientSlot.requestRead.offset, UInt64.self)
                 let r = read.load(ordering: .relaxed)
-                let w = service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .acquiring)
+                let w = service.atomic(at + ClientSlot.requestWrite.offset, UInt64.self).load(ordering: .acquiring)
                 guard w > r else { continue }
                 guard w - r <= UInt64(layout.depth) else {
                     throw SharedMemoryError(.foreign, "client \(s)'s request positions (read \(r), write \(w)) do not add up", region: service.name)
@@ -289,15 +260,15 @@ public struct Server: ~Copyable {
                     throw SharedMemoryError(.foreign, "a request says it has \(length) bytes; the service's largest is \(layout.maxRequest)", region: service.name)
                 }
                 // The response's cell: free, since a client never has more than `depth` requests outstanding.
-                let responseWrite = service.atomic(at + R.slotResponseWriteAt, UInt64.self)
+                let responseWrite = service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self)
                 let rw = responseWrite.load(ordering: .relaxed)
                 let response = service.responseCell(s, rw)
                 let info = RequestInfo(correlation: correlation, clientPID: service.client(s)?.pid ?? 0)
-                let place = UnsafeMutableRawBufferPointer(start: service.base + response + R.cellBytesAt, count: layout.maxResponse)
+                let place = UnsafeMutableRawBufferPointer(start: service.base + response + RequestCell.bytes.offset, count: layout.maxResponse)
                 var output = OutputRawSpan(buffer: place, initializedCount: 0)
                 var failure: (any Error)? = nil
                 do {
-                    try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + request + R.cellBytesAt, count: Int(length))), &output, info)
+                    try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + request + RequestCell.bytes.offset, count: Int(length))), &output, info)
                 } catch {
                     failure = error
                 }
@@ -308,8 +279,8 @@ public struct Server: ~Copyable {
                 service.base.storeBytes(of: UInt64(written), toByteOffset: response + 8, as: UInt64.self)
                 read.store(r &+ 1, ordering: .releasing)
                 responseWrite.store(rw &+ 1, ordering: .sequentiallyConsistent)
-                if service.atomic(at + R.slotClientSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-                    Syscalls.futexWake(service.base + at + R.slotResponseWriteAt)
+                if service.atomic(at + ClientSlot.clientSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+                    Syscalls.futexWake(service.base + at + ClientSlot.responseWrite.offset)
                 }
                 if let failure { throw failure }
                 return
@@ -319,10 +290,10 @@ public struct Server: ~Copyable {
                 for s in 0..<layout.clients { service.reclaimIfDead(s) }
             }
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            let sleeps = service.atomic(R.serverSleepsAt, UInt32.self)
+            let sleeps = service.atomic(RequestResponseHeader.serverSleeps.offset, UInt32.self)
             sleeps.store(1, ordering: .sequentiallyConsistent)
-            let rung = service.atomic(R.doorbellAt, UInt32.self).load(ordering: .sequentiallyConsistent) != doorbell
-            let slept: MessageRing.Sleep = rung ? .woken : MessageRing.sleep(on: service.base + R.doorbellAt, seen: doorbell, until: deadline)
+            let rung = service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != doorbell
+            let slept: MessageRing.Sleep = rung ? .woken : MessageRing.sleep(on: service.base + RequestResponseHeader.doorbell.offset, seen: doorbell, until: deadline)
             sleeps.store(0, ordering: .relaxed)
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no request arrived within \(timeout!)", region: service.name)
@@ -333,8 +304,8 @@ public struct Server: ~Copyable {
     /// Stops serving: clients waiting for a response, and later sends, get ``SharedMemoryError/Code/peerDied``
     /// (saying the server finished). Another process may then serve.
     public consuming func finish() {
-        service.atomic(R.serverStateAt, UInt32.self).store(2, ordering: .releasing)
-        for s in 0..<service.layout.clients { Syscalls.futexWake(service.base + service.slot(s) + R.slotResponseWriteAt) }
+        service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).store(2, ordering: .releasing)
+        for s in 0..<service.layout.clients { Syscalls.futexWake(service.base + service.slot(s) + ClientSlot.responseWrite.offset) }
     }
 }
 
@@ -360,7 +331,7 @@ public struct Client: ~Copyable {
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
         let service = try RequestView(region, at: offset, timeout: timeout)
         let (index, generation) = try service.withLock { () throws(SharedMemoryError) -> (Int, UInt32) in
-            var free = (0..<service.layout.clients).first { service.atomic(service.slot($0) + R.slotStateAt, UInt32.self).load(ordering: .acquiring) == R.free }
+            var free = (0..<service.layout.clients).first { service.atomic(service.slot($0) + ClientSlot.state.offset, UInt32.self).load(ordering: .acquiring) == R.free }
             if free == nil { free = (0..<service.layout.clients).first { service.reclaimIfDead($0) } }
             guard let s = free else {
                 throw SharedMemoryError(.limitExceeded, "all \(service.layout.clients) client slots of the service are taken by live processes", region: service.name)
@@ -368,10 +339,10 @@ public struct Client: ~Copyable {
             let at = service.slot(s)
             let me = Creator.current
             service.free(s)
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: at + R.slotStartAt, as: UInt64.self)
-            service.atomic(at + R.slotPIDAt, Int32.self).store(me.pid, ordering: .releasing)
-            let generation = service.atomic(at + R.slotGenerationAt, UInt32.self).wrappingIncrementThenLoad(ordering: .relaxed)
-            service.atomic(at + R.slotStateAt, UInt32.self).store(R.connected, ordering: .releasing)
+            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: at + ClientSlot.start.offset, as: UInt64.self)
+            service.atomic(at + ClientSlot.pid.offset, Int32.self).store(me.pid, ordering: .releasing)
+            let generation = service.atomic(at + ClientSlot.generation.offset, UInt32.self).wrappingIncrementThenLoad(ordering: .relaxed)
+            service.atomic(at + ClientSlot.state.offset, UInt32.self).store(R.connected, ordering: .releasing)
             return (s, generation)
         }
         self.service = service
@@ -396,15 +367,15 @@ public struct Client: ~Copyable {
             throw SharedMemoryError(.invalidArgument, "a request of \(count) bytes does not fit this service: at most \(layout.maxRequest)", region: service.name)
         }
         let at = service.slot(index)
-        let write = service.atomic(at + R.slotRequestWriteAt, UInt64.self)
-        let responseRead = service.atomic(at + R.slotResponseReadAt, UInt64.self)
+        let write = service.atomic(at + ClientSlot.requestWrite.offset, UInt64.self)
+        let responseRead = service.atomic(at + ClientSlot.responseRead.offset, UInt64.self)
         let w = write.load(ordering: .relaxed)
         try checkServer(lookingAtProcess: !serverLookedAt)
         guard w &- responseRead.load(ordering: .relaxed) < UInt64(layout.depth) else {
             throw SharedMemoryError(.busy, "\(layout.depth) requests are outstanding (sent, and their responses not read): read a response first", region: service.name)
         }
         let cell = service.requestCell(index, w)
-        let place = UnsafeMutableRawBufferPointer(start: service.base + cell + R.cellBytesAt, count: count)
+        let place = UnsafeMutableRawBufferPointer(start: service.base + cell + RequestCell.bytes.offset, count: count)
         var output = OutputRawSpan(buffer: place, initializedCount: 0)
         body(&output)
         let written = output.finalize(for: place)
@@ -413,9 +384,9 @@ public struct Client: ~Copyable {
         service.base.storeBytes(of: correlation, toByteOffset: cell, as: UInt64.self)
         service.base.storeBytes(of: UInt64(written), toByteOffset: cell + 8, as: UInt64.self)
         write.store(w &+ 1, ordering: .releasing)
-        service.atomic(R.doorbellAt, UInt32.self).wrappingIncrement(ordering: .sequentiallyConsistent)
-        if service.atomic(R.serverSleepsAt, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-            Syscalls.futexWake(service.base + R.doorbellAt)
+        service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self).wrappingIncrement(ordering: .sequentiallyConsistent)
+        if service.atomic(RequestResponseHeader.serverSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(service.base + RequestResponseHeader.doorbell.offset)
         }
         return correlation
     }
@@ -434,7 +405,7 @@ public struct Client: ~Copyable {
             if let response { return try deliver(response, body) }
             try checkServer(lookingAtProcess: lookAtServer)
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            switch service.sleep(flag: at + R.slotClientSleepsAt, word: at + R.slotResponseWriteAt, seen: written, until: deadline) {
+            switch service.sleep(flag: at + ClientSlot.clientSleeps.offset, word: at + ClientSlot.responseWrite.offset, seen: written, until: deadline) {
             case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
             case .sliceElapsed: lookAtServer = true
             case .woken: lookAtServer = false
@@ -456,13 +427,13 @@ public struct Client: ~Copyable {
             if let response { return try deliver(response, body) }
             try checkServer(lookingAtProcess: lookAtServer)
             if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            let sleeps = service.atomic(at + R.slotClientSleepsAt, UInt32.self)
+            let sleeps = service.atomic(at + ClientSlot.clientSleeps.offset, UInt32.self)
             sleeps.store(1, ordering: .sequentiallyConsistent)
-            if service.atomic(at + R.slotResponseWriteAt, UInt64.self).load(ordering: .sequentiallyConsistent) != written {
+            if service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self).load(ordering: .sequentiallyConsistent) != written {
                 sleeps.store(0, ordering: .relaxed)
                 continue
             }
-            let slept = await FutexWaiters.sleep(on: service.base + at + R.slotResponseWriteAt, seen: UInt32(truncatingIfNeeded: written), until: deadline)
+            let slept = await FutexWaiters.sleep(on: service.base + at + ClientSlot.responseWrite.offset, seen: UInt32(truncatingIfNeeded: written), until: deadline)
             sleeps.store(0, ordering: .relaxed)
             switch slept {
             case .cancelled: throw CancellationError()
@@ -494,9 +465,9 @@ public struct Client: ~Copyable {
     private func pendingResponse() throws(SharedMemoryError) -> (response: (cell: Int, length: Int, correlation: UInt64, position: UInt64)?, written: UInt64) {
         let layout = service.layout
         let at = service.slot(index)
-        let read = service.atomic(at + R.slotResponseReadAt, UInt64.self)
+        let read = service.atomic(at + ClientSlot.responseRead.offset, UInt64.self)
         let r = read.load(ordering: .relaxed)
-        let w = service.atomic(at + R.slotResponseWriteAt, UInt64.self).load(ordering: .acquiring)
+        let w = service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self).load(ordering: .acquiring)
         guard w >= r, w - r <= UInt64(layout.depth) else {
             throw SharedMemoryError(.foreign, "this client's response positions (read \(r), write \(w)) do not add up", region: service.name)
         }
@@ -510,7 +481,7 @@ public struct Client: ~Copyable {
             }
             return ((cell, Int(length), correlation, r), w)
         }
-        guard service.atomic(at + R.slotRequestWriteAt, UInt64.self).load(ordering: .relaxed) != r else {
+        guard service.atomic(at + ClientSlot.requestWrite.offset, UInt64.self).load(ordering: .relaxed) != r else {
             throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
         }
         return (nil, w)
@@ -518,8 +489,8 @@ public struct Client: ~Copyable {
 
     /// Calls `body` with a response in place, then frees its cell.
     private func deliver<T>(_ response: (cell: Int, length: Int, correlation: UInt64, position: UInt64), _ body: (RawSpan, UInt64) throws -> T) throws -> T {
-        defer { service.atomic(service.slot(index) + R.slotResponseReadAt, UInt64.self).store(response.position &+ 1, ordering: .releasing) }
-        let bytes = UnsafeRawBufferPointer(start: service.base + response.cell + R.cellBytesAt, count: response.length)
+        defer { service.atomic(service.slot(index) + ClientSlot.responseRead.offset, UInt64.self).store(response.position &+ 1, ordering: .releasing) }
+        let bytes = UnsafeRawBufferPointer(start: service.base + response.cell + RequestCell.bytes.offset, count: response.length)
         return try body(RawSpan(_unsafeBytes: bytes), response.correlation)
     }
 
@@ -554,7 +525,7 @@ public struct Client: ~Copyable {
     /// Frees slot `index` if this process holds it (a copy inherited across `fork` names the parent's slot).
     private static func leave(_ service: RequestView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
-            guard service.atomic(service.slot(index) + R.slotPIDAt, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            guard service.atomic(service.slot(index) + ClientSlot.pid.offset, Int32.self).load(ordering: .acquiring) == getpid() else { return }
             service.free(index)
         }
     }
@@ -562,7 +533,7 @@ public struct Client: ~Copyable {
     /// `peerDied` if the server finished, or (looking at its process, which reads /proc) died: a client waiting on it
     /// would wait forever.
     private mutating func checkServer(lookingAtProcess: Bool) throws(SharedMemoryError) {
-        let state = service.atomic(R.serverStateAt, UInt32.self).load(ordering: .acquiring)
+        let state = service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).load(ordering: .acquiring)
         if state == 2 {
             throw SharedMemoryError(.peerDied, "the server finished with this client's request unanswered", region: service.name)
         }

@@ -23,13 +23,10 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
     let mapping: RegionMapping
     let address: UnsafeMutableRawPointer
 
-    static var sequenceAt: Int { 0 }
-    static var writerPIDAt: Int { 8 }
-    static var writerStartAt: Int { 16 }
-    static var valueAt: Int { 24 }
+    // The cell's fields are declared in SeqlockLayout (Kit/Formats.swift).
 
     /// Bytes a cell of `Value` takes in a region.
-    public static var size: Int { valueAt + (MemoryLayout<Value>.size + 7) & ~7 }
+    public static var size: Int { SeqlockLayout.value.offset + (MemoryLayout<Value>.size + 7) & ~7 }
 
     /// Makes an empty cell (sequence 0, value bytes zero) at `offset`: once, before any process uses it.
     public static func format(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> SeqlockCell {
@@ -45,9 +42,7 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
         address = place.address
     }
 
-    private var sequence: UnsafeAtomic<UInt64> {
-        UnsafeAtomic(at: address.assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
-    }
+    private var sequence: UnsafeAtomic<UInt64> { SeqlockLayout.sequence.atomic(address, UInt64.self) }
 
     /// The sequence: twice the number of writes completed, odd while one is in progress.
     public var version: UInt64 { sequence.load(ordering: .acquiring) }
@@ -75,7 +70,7 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
     public func tryRead() -> Value? {
         let before = sequence.load(ordering: .acquiring)
         guard before & 1 == 0 else { return nil }
-        let value = Self.copy(from: address + Self.valueAt)
+        let value = Self.copy(from: address + SeqlockLayout.value.offset)
         atomicMemoryFence(ordering: .acquiring)
         return sequence.load(ordering: .relaxed) == before ? value : nil
     }
@@ -102,17 +97,17 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
         public init(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) {
             cell = try SeqlockCell(in: region, at: offset)
             let me = Creator.current
-            let pid = UnsafeAtomic<Int32>(at: (cell.address + SeqlockCell.writerPIDAt).assumingMemoryBound(to: Int32.AtomicRepresentation.self))
+            let pid = SeqlockLayout.writerPID.atomic(cell.address, Int32.self)
             while true {
                 let holder = pid.load(ordering: .acquiring)
                 if holder != 0 {
-                    let start = cell.address.load(fromByteOffset: SeqlockCell.writerStartAt, as: UInt64.self)
+                    let start = SeqlockLayout.writerStart.load(cell.address, UInt64.self)
                     let occupant = Creator.seat(pid: holder, start: start)
                     if occupant.isAlive {
                         throw SharedMemoryError(.busy, "process \(holder) is already this cell's writer; a seqlock cell has one", region: cell.mapping.name)
                     }
                 }
-                cell.address.storeBytes(of: me.startTime ?? 0, toByteOffset: SeqlockCell.writerStartAt, as: UInt64.self)
+                SeqlockLayout.writerStart.store(me.startTime ?? 0, cell.address)
                 if pid.compareExchange(expected: holder, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { break }
             }
         }
@@ -126,7 +121,7 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
             sequence.store(odd, ordering: .relaxed)
             atomicMemoryFence(ordering: .releasing)
             withUnsafeBytes(of: value) { bytes in
-                let target = cell.address + SeqlockCell.valueAt
+                let target = cell.address + SeqlockLayout.value.offset
                 var word = 0
                 while word * 8 < bytes.count {
                     var chunk: UInt64 = 0
@@ -143,7 +138,7 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
 
         /// Gives the writer's seat back, so another process may write.
         public func close() {
-            UnsafeAtomic<Int32>(at: (cell.address + SeqlockCell.writerPIDAt).assumingMemoryBound(to: Int32.AtomicRepresentation.self)).store(0, ordering: .releasing)
+            SeqlockLayout.writerPID.atomic(cell.address, Int32.self).store(0, ordering: .releasing)
         }
     }
 }

@@ -17,22 +17,7 @@ enum HeapLayout {
     static let major: UInt16 = 1
     static let minor: UInt16 = 0
 
-    // The header, at the heap's start.
-    static let magicAt = 0
-    static let versionAt = 8  // major u16, minor u16
-    static let needsRepairAt = 12  // u32: 1 once a locker found the owner dead, 0 after the repair
-    static let formatAt = 16  // u64: state in the low 32 bits, the formatting process's pid in the high 32
-    static let extentAt = 24  // u64: bytes of the heap, from its start
-    static let generationAt = 32  // u64: how many times it grew
-    static let firstLevelMapAt = 40  // u64 (derived)
-    static let namedCountAt = 48  // u64 (derived)
-    static let freeBytesAt = 56  // u64 (derived)
-    static let mutexAt = 64  // pthread_mutex_t, at most 40 bytes here
-    static let directoryAt = 112  // u64: the directory's bucket array, once it outgrew the header's (derived)
-    static let directoryCountAt = 120  // u64: its bucket count (derived)
-    static let secondLevelMapsAt = 128  // u32 × firstLevels (derived)
-    static let headsAt = 272  // u64 × firstLevels × secondLevels (derived)
-    static let bucketsAt = 4624  // u64 × buckets (derived)
+    // The header's fields are declared in HeapHeader (Kit/Formats.swift).
     static let firstBlock = 8720
 
     static let firstLevels = 34
@@ -177,8 +162,8 @@ struct HeapBytes {
 
     // MARK: Free lists
 
-    private func headAt(_ index: Int) -> Int { L.headsAt + index * 8 }
-    private func secondMapAt(_ first: Int) -> Int { L.secondLevelMapsAt + first * 4 }
+    private func headAt(_ index: Int) -> Int { HeapHeader.heads.offset + index * 8 }
+    private func secondMapAt(_ first: Int) -> Int { HeapHeader.secondLevelMaps.offset + first * 4 }
 
     /// Puts the free block at `b` at the head of its size class's list. The list's old head is read from the heap, so
     /// it is checked before anything is written through it (a peer may have written over it: `foreign`).
@@ -192,8 +177,8 @@ struct HeapBytes {
         if next != 0 { setWord(next + 24, UInt64(b)) }
         setWord(headAt(index), UInt64(b))
         setWord32(secondMapAt(first), word32(secondMapAt(first)) | (1 << second))
-        setWord(L.firstLevelMapAt, word(L.firstLevelMapAt) | (1 << first))
-        setWord(L.freeBytesAt, word(L.freeBytesAt) &+ UInt64(size))
+        setWord(HeapHeader.firstLevelMap.offset, word(HeapHeader.firstLevelMap.offset) | (1 << first))
+        setWord(HeapHeader.freeBytes.offset, word(HeapHeader.freeBytes.offset) &+ UInt64(size))
     }
 
     func removeFree(_ b: Int, size: Int) throws(SharedMemoryError) {
@@ -214,9 +199,9 @@ struct HeapBytes {
         if word(headAt(index)) == 0 {
             let map = word32(secondMapAt(first)) & ~(1 << second)
             setWord32(secondMapAt(first), map)
-            if map == 0 { setWord(L.firstLevelMapAt, word(L.firstLevelMapAt) & ~(1 << first)) }
+            if map == 0 { setWord(HeapHeader.firstLevelMap.offset, word(HeapHeader.firstLevelMap.offset) & ~(1 << first)) }
         }
-        setWord(L.freeBytesAt, word(L.freeBytesAt) &- UInt64(size))
+        setWord(HeapHeader.freeBytes.offset, word(HeapHeader.freeBytes.offset) &- UInt64(size))
     }
 
     /// A free block of at least `want` bytes, in O(1) through the bitmaps; if the rounding that makes it O(1) skips
@@ -228,7 +213,7 @@ struct HeapBytes {
             var (first, second) = L.sizeClass(rounded)
             var map = word32(secondMapAt(first)) & (UInt32.max << second)
             if map == 0 {
-                let above = word(L.firstLevelMapAt) & (first + 1 < 64 ? UInt64.max << (first + 1) : 0)
+                let above = word(HeapHeader.firstLevelMap.offset) & (first + 1 < 64 ? UInt64.max << (first + 1) : 0)
                 if above != 0 {
                     first = above.trailingZeroBitCount
                     guard first < L.firstLevels else { throw corrupt("the first-level map reads \(above)") }
@@ -376,7 +361,7 @@ struct HeapBytes {
 
     /// The largest free block's size, looking only at the highest non-empty class (O(its list)).
     func largestFree() throws(SharedMemoryError) -> Int {
-        let map = word(L.firstLevelMapAt)
+        let map = word(HeapHeader.firstLevelMap.offset)
         guard map != 0 else { return 0 }
         let first = Int.bitWidth - 1 - map.leadingZeroBitCount
         guard first < L.firstLevels else { throw corrupt("the first-level map reads \(map)") }
@@ -399,20 +384,20 @@ struct HeapBytes {
 
     /// Writes an empty heap of `extent` bytes over a zeroed or abandoned header (the format word is the caller's).
     func format() throws(SharedMemoryError) {
-        (base + L.firstLevelMapAt).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - L.firstLevelMapAt)
-        setWord32(L.needsRepairAt, 0)
+        (base + HeapHeader.firstLevelMap.offset).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - HeapHeader.firstLevelMap.offset)
+        setWord32(HeapHeader.needsRepair.offset, 0)
         let end = extent - L.blockHeader
         setPreviousSize(L.firstBlock, 0)
         setWord(L.firstBlock + 8, UInt64(end - L.firstBlock) | L.freeFlag)
         setPreviousSize(end, end - L.firstBlock)
         setWord(end + 8, UInt64(L.blockHeader) | L.endFlag)
         try insertFree(L.firstBlock, size: end - L.firstBlock)
-        try RobustMutex(address: base + L.mutexAt, region: nil).initialize()
-        setWord(L.extentAt, UInt64(extent))
-        setWord(L.generationAt, 0)
-        base.storeBytes(of: L.major, toByteOffset: L.versionAt, as: UInt16.self)
-        base.storeBytes(of: L.minor, toByteOffset: L.versionAt + 2, as: UInt16.self)
-        commit(L.magicAt, L.magic)
+        try RobustMutex(address: base + HeapHeader.mutex.offset, region: nil).initialize()
+        setWord(HeapHeader.extent.offset, UInt64(extent))
+        setWord(HeapHeader.generation.offset, 0)
+        HeapHeader.major.store(L.major, base)
+        HeapHeader.minor.store(L.minor, base)
+        commit(HeapHeader.magic.offset, L.magic)
     }
 
     /// After a process died holding the lock: finishes or undoes what it left half-done in the chain (a named block
@@ -453,10 +438,10 @@ struct HeapBytes {
 
     /// Rebuilds the derived data (free lists, bitmaps, predecessor sizes, the directory, counters) from the chain.
     func rebuild() throws(SharedMemoryError) {
-        (base + L.firstLevelMapAt).initializeMemory(as: UInt8.self, repeating: 0, count: 24)
-        setWord(L.directoryAt, 0)
-        setWord(L.directoryCountAt, 0)
-        (base + L.secondLevelMapsAt).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - L.secondLevelMapsAt)
+        (base + HeapHeader.firstLevelMap.offset).initializeMemory(as: UInt8.self, repeating: 0, count: 24)
+        setWord(HeapHeader.directory.offset, 0)
+        setWord(HeapHeader.directoryCount.offset, 0)
+        (base + HeapHeader.secondLevelMaps.offset).initializeMemory(as: UInt8.self, repeating: 0, count: L.firstBlock - HeapHeader.secondLevelMaps.offset)
         var b = L.firstBlock
         var previousSize = 0
         while true {
@@ -530,13 +515,13 @@ struct HeapBytes {
                     raw = word(block + 16)
                 }
             }
-            guard (word(L.firstLevelMapAt) & (1 << first) != 0) == anyInLevel else { throw corrupt("the first-level bitmap disagrees at \(first)") }
+            guard (word(HeapHeader.firstLevelMap.offset) & (1 << first) != 0) == anyInLevel else { throw corrupt("the first-level bitmap disagrees at \(first)") }
         }
         guard freeBlocks.isEmpty else { throw corrupt("free blocks \(freeBlocks.sorted()) are on no list") }
-        guard listed == statistics.freeBytes, word(L.freeBytesAt) == UInt64(listed) else { throw corrupt("the free byte count is wrong") }
+        guard listed == statistics.freeBytes, word(HeapHeader.freeBytes.offset) == UInt64(listed) else { throw corrupt("the free byte count is wrong") }
         let directory = HeapDirectory(bytes: self)
         let buckets = try directory.buckets()
-        guard (buckets.at == L.bucketsAt) == (indexBlock == nil), indexBlock.map({ $0 + L.blockHeader == buckets.at }) ?? true else {
+        guard (buckets.at == HeapHeader.buckets.offset) == (indexBlock == nil), indexBlock.map({ $0 + L.blockHeader == buckets.at }) ?? true else {
             throw corrupt("the directory's bucket array is not the block that holds it")
         }
         statistics.namedObjects = try directory.verify(namedBlocks)
@@ -551,7 +536,7 @@ struct HeapBytes {
         let newEnd = target - L.blockHeader
         guard try old.header(oldEnd).flags == L.endFlag else { throw old.corrupt("the heap does not end where its header says") }
         grown.setWord(newEnd + 8, UInt64(L.blockHeader) | L.endFlag)
-        grown.commit(L.extentAt, UInt64(target))
+        grown.commit(HeapHeader.extent.offset, UInt64(target))
         HeapCrash.point("grow.extended")
         let previousSize = Int(truncatingIfNeeded: grown.word(oldEnd))
         var start = oldEnd
@@ -566,7 +551,7 @@ struct HeapBytes {
         grown.commit(start + 8, UInt64(newEnd - start) | L.freeFlag)
         grown.setPreviousSize(newEnd, newEnd - start)
         try grown.insertFree(start, size: newEnd - start)
-        grown.setWord(L.generationAt, grown.word(L.generationAt) &+ 1)
+        grown.setWord(HeapHeader.generation.offset, grown.word(HeapHeader.generation.offset) &+ 1)
     }
 }
 

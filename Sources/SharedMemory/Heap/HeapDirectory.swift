@@ -86,10 +86,10 @@ struct HeapDirectory {
     /// The bucket array: the header's 512, or the block it moved to when the names outgrew them (checked: a
     /// power of two, inside the heap, in a block flagged as the directory's).
     func buckets() throws(SharedMemoryError) -> (at: Int, count: Int) {
-        let at = bytes.word(L.directoryAt), count = bytes.word(L.directoryCountAt)
+        let at = bytes.word(HeapHeader.directory.offset), count = bytes.word(HeapHeader.directoryCount.offset)
         if at == 0 {
             guard count == 0 else { throw bytes.corrupt("the directory has \(count) buckets in the header") }
-            return (L.bucketsAt, L.buckets)
+            return (HeapHeader.buckets.offset, L.buckets)
         }
         guard count > UInt64(L.buckets), count & (count - 1) == 0, count <= UInt64(bytes.extent / 8),
               at >= UInt64(L.firstBlock + L.blockHeader), at & 15 == 0, at <= UInt64(bytes.extent) - count * 8,
@@ -207,7 +207,7 @@ struct HeapDirectory {
         let bucket = bucketAt(bytes.word(p + 8), try buckets())
         bytes.setWord(p + 16, bytes.word(bucket))
         bytes.setWord(bucket, UInt64(b))
-        bytes.setWord(L.namedCountAt, bytes.word(L.namedCountAt) &+ 1)
+        bytes.setWord(HeapHeader.namedCount.offset, bytes.word(HeapHeader.namedCount.offset) &+ 1)
     }
 
     /// When there are more than two names a bucket, moves the directory to a bucket array four times as big (a
@@ -216,7 +216,7 @@ struct HeapDirectory {
     /// buckets are derived from the named blocks). Without room for the new array, the directory stays as it is.
     func growIfCrowded() throws(SharedMemoryError) {
         let old = try buckets()
-        guard bytes.word(L.namedCountAt) > UInt64(2 * old.count) else { return }
+        guard bytes.word(HeapHeader.namedCount.offset) > UInt64(2 * old.count) else { return }
         let count = old.count * 4
         guard let at = try bytes.allocate(count * 8, alignment: 16, flags: L.indexFlag) else { return }
         (bytes.base + at).initializeMemory(as: UInt8.self, repeating: 0, count: count * 8)
@@ -236,9 +236,9 @@ struct HeapDirectory {
             }
         }
         HeapCrash.point("directory.relinked")
-        bytes.setWord(L.directoryAt, UInt64(at))
-        bytes.setWord(L.directoryCountAt, UInt64(count))
-        if old.at != L.bucketsAt { try bytes.free(payload: old.at, flags: L.indexFlag) }
+        bytes.setWord(HeapHeader.directory.offset, UInt64(at))
+        bytes.setWord(HeapHeader.directoryCount.offset, UInt64(count))
+        if old.at != HeapHeader.buckets.offset { try bytes.free(payload: old.at, flags: L.indexFlag) }
     }
 
     /// Takes the entry out of its bucket, marks it dying, and frees its block.
@@ -251,7 +251,7 @@ struct HeapDirectory {
         } else {
             bytes.setWord(bucketAt(bytes.word(p + 8), try buckets()), next)
         }
-        bytes.setWord(L.namedCountAt, bytes.word(L.namedCountAt) &- 1)
+        bytes.setWord(HeapHeader.namedCount.offset, bytes.word(HeapHeader.namedCount.offset) &- 1)
         HeapCrash.point("destroy.unlinked")
         bytes.commit(p, Self.dying)
         HeapCrash.point("destroy.dying")
@@ -294,7 +294,7 @@ struct HeapDirectory {
             }
         }
         guard remaining.isEmpty else { throw bytes.corrupt("named objects \(remaining.sorted()) are missing from the directory") }
-        guard bytes.word(L.namedCountAt) == UInt64(named.count) else { throw bytes.corrupt("the named object count is wrong") }
+        guard bytes.word(HeapHeader.namedCount.offset) == UInt64(named.count) else { throw bytes.corrupt("the named object count is wrong") }
         return named.count
     }
 }

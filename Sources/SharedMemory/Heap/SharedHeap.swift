@@ -332,7 +332,7 @@ public struct SharedHeap: ~Copyable {
     }
 
     private func formatWord() -> UnsafeAtomic<UInt64> {
-        UnsafeAtomic(at: (base + L.formatAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
+        UnsafeAtomic(at: (base + HeapHeader.format.offset).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }
 
     /// Claims the header for formatting: from zero, or from a formatter that died. False if a heap is there or a
@@ -378,7 +378,7 @@ public struct SharedHeap: ~Copyable {
             guard base.load(as: UInt64.self) == L.magic else {
                 throw SharedMemoryError(.foreign, "the memory at offset \(offset) says it is a heap but has no heap's magic number", region: name)
             }
-            let major = base.load(fromByteOffset: L.versionAt, as: UInt16.self)
+            let major = HeapHeader.major.load(base, UInt16.self)
             guard major == L.major else {
                 throw SharedMemoryError(.foreign, "the heap at offset \(offset) has format version \(major), and this library reads version \(L.major)", region: name)
             }
@@ -418,7 +418,7 @@ public struct SharedHeap: ~Copyable {
     }
 
     private func extentWord() -> UnsafeAtomic<UInt64> {
-        UnsafeAtomic(at: (base + L.extentAt).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
+        UnsafeAtomic(at: (base + HeapHeader.extent.offset).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }
 
     /// Takes the heap's lock with the heap mapped whole, repairing first if a process died holding it. The mapping
@@ -434,12 +434,12 @@ public struct SharedHeap: ~Copyable {
     private mutating func lockUnnamed() throws(SharedMemoryError) -> (HeapBytes, RobustMutex) {
         while true {
             var bytes = try prepared()
-            let mutex = RobustMutex(address: bytes.base + L.mutexAt, region: nil)
+            let mutex = RobustMutex(address: bytes.base + HeapHeader.mutex.offset, region: nil)
             if try mutex.lock() == .ownerDied {
-                bytes.setWord32(L.needsRepairAt, 1)
+                bytes.setWord32(HeapHeader.needsRepair.offset, 1)
                 try mutex.markConsistent()
             }
-            let claimed = Int(truncatingIfNeeded: bytes.word(L.extentAt))
+            let claimed = Int(truncatingIfNeeded: bytes.word(HeapHeader.extent.offset))
             if claimed != bytes.extent {
                 // Another process grew the heap between the look and the lock.
                 if claimed <= mapped {
@@ -449,14 +449,14 @@ public struct SharedHeap: ~Copyable {
                     continue
                 }
             }
-            if bytes.word32(L.needsRepairAt) != 0 {
+            if bytes.word32(HeapHeader.needsRepair.offset) != 0 {
                 do {
                     try bytes.repair()
                 } catch {
                     try? mutex.unlock()
                     throw error
                 }
-                bytes.setWord32(L.needsRepairAt, 0)
+                bytes.setWord32(HeapHeader.needsRepair.offset, 0)
             }
             return (bytes, mutex)
         }
@@ -513,7 +513,7 @@ public struct SharedHeap: ~Copyable {
     }
 
     private static func noSpace(_ bytes: HeapBytes, _ count: Int) throws(SharedMemoryError) -> SharedMemoryError {
-        let free = Int(truncatingIfNeeded: bytes.word(L.freeBytesAt))
+        let free = Int(truncatingIfNeeded: bytes.word(HeapHeader.freeBytes.offset))
         let largest = try bytes.largestFree()
         return SharedMemoryError(.noSpace, "no free block holds \(count) bytes: \(free) bytes are free, the largest free block holds \(max(largest - L.blockHeader, 0)); free some, or grow the heap", region: bytes.region)
     }
