@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-@_spi(Formatting) import SharedMemory
+@_spi(Formatting) @_spi(Tools) import SharedMemory
 import SystemPackage
 
 // One ParsableCommand per subcommand; they share RegionArgument and OutputOptions.
@@ -18,6 +18,9 @@ struct List: ParsableCommand {
     @Option(help: "Only this backend.")
     var backend: Kind?
 
+    @Flag(help: "Say what System V segments hold too (KIND): attaches each read-only for a moment, which the kernel records as its last attach.")
+    var attach = false
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -25,18 +28,45 @@ struct List: ParsableCommand {
         for kind in Kind.allCases where backend == nil || backend == kind {
             regions += try SharedMemory.list(Backend(rawValue: kind.rawValue)!)
         }
+        let kinds = regions.map { kind(of: $0) }
         if output.json {
-            try printJSON(regions.map(\.summaryJSON))
+            try printJSON(zip(regions, kinds).map { region, kind in
+                var json = region.summaryJSON
+                json["kind"] = kind.map { $0 as Any } ?? NSNull()
+                return json
+            })
             return
         }
-        let rows = regions.map { r -> [String] in
-            [r.backend.rawValue, printable(r.name.description), r.systemVID.map(String.init) ?? "-", humanSize(r.size),
+        let rows = zip(regions, kinds).map { r, kind -> [String] in
+            [r.backend.rawValue, printable(r.name.description), kind ?? "?", r.systemVID.map(String.init) ?? "-", humanSize(r.size),
              octalMode(r.permissions) ?? "-", userName(r.ownerUID), r.attachCount.map(String.init) ?? "?",
              r.creatorPID.map(String.init) ?? "?",
              r.creatorIsAlive.map { $0 ? "yes" : "no" } ?? "?", r.lifetime.rawValue, r.isMarkedForRemoval ? "removed" : ""]
         }
-        print(table(["BACKEND", "NAME", "ID", "SIZE", "MODE", "OWNER", "ATTACHED", "CPID", "ALIVE", "LIFETIME", "STATUS"], rows,
-                    rightAligned: [2, 3, 6, 7]))
+        print(table(["BACKEND", "NAME", "KIND", "ID", "SIZE", "MODE", "OWNER", "ATTACHED", "CPID", "ALIVE", "LIFETIME", "STATUS"], rows,
+                    rightAligned: [3, 4, 7, 8]))
+    }
+
+    /// What the region holds, as `shm inspect` recognises it from its first 8 bytes ("-" for nothing known); nil if
+    /// they cannot be read. A POSIX object's are read with pread, never mapped, so that listing changes no attach
+    /// count; a System V segment's only with --attach (a segment can only be read attached).
+    private func kind(of region: RegionInfo) -> String? {
+        var word: UInt64 = 0
+        switch region.name.location {
+        case .posix(let object):
+            let descriptor = open("/dev/shm" + object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            guard pread(descriptor, &word, 8, 0) == 8 else { return region.size < 8 ? "-" : nil }
+        case .systemV where attach && !region.isMarkedForRemoval:
+            guard let bytes = try? SharedMemory.open(region.name, options: .init(access: .readOnly)).get(count: min(8, region.size), at: 0) else { return nil }
+            guard bytes.count == 8 else { return "-" }
+            word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        default:
+            return nil
+        }
+        let format = Inspection.recognise(word)
+        return format == .none ? "-" : format.rawValue
     }
 }
 

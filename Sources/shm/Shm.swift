@@ -14,14 +14,14 @@ struct Shm: ParsableCommand {
             """,
         version: "shm 0.1.0 (SharedMemory, not yet released)",
         subcommands: [List.self, Stat.self, Create.self, Write.self, Read.self, Resize.self, Remove.self,
-                      GarbageCollect.self, Limits.self, Bench.self, CBenchCommand.self, SwiftBenchCommand.self]
+                      GarbageCollect.self, Inspect.self, Limits.self, Bench.self, CBenchCommand.self, SwiftBenchCommand.self]
     )
 
     /// Every failure ends here: one line on standard error starting `shm: error:`, and a non-zero exit.
     static func main() {
         let command: ParsableCommand
         do {
-            command = try parseAsRoot()
+            command = try parseAsRoot(Inspect.defaultingWatch(Array(CommandLine.arguments.dropFirst())))
         } catch {
             finish(with: error)
         }

@@ -201,6 +201,13 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     case "remove":
         try SharedMemory.remove(name)
         return ""
+    case "ring-format":
+        // ring-format NAME CAPACITY (for shm inspect's examples and tests)
+        return "\(try MessageRing.format(try attach(name), capacity: Int(rest[0])!))"
+    case "rr-format":
+        // rr-format NAME MAXREQUEST MAXRESPONSE CLIENTS DEPTH
+        try RequestResponse.format(try attach(name), maxRequest: Int(rest[0])!, maxResponse: Int(rest[1])!, clients: Int(rest[2])!, depth: Int(rest[3])!)
+        return ""
     case "ring-send":
         // ring-send NAME BYTES [interop]: with `interop`, the pattern the C and Python peers use (Interop/).
         let sender = try RingSender(try attach(name))

@@ -1,5 +1,5 @@
 import Glibc
-import SharedMemory
+@_spi(Tools) import SharedMemory
 
 // libFuzzer's own main does not run in a SwiftPM executable (Swift's does), so each fuzzer hands it the loop.
 @_silgen_name("LLVMFuzzerRunDriver")
@@ -86,5 +86,16 @@ public func expectAnswer(_ allowed: Set<SharedMemoryError.Code>, _ body: () thro
         precondition(allowed.contains(error.code), "\(error)")
     } catch {
         preconditionFailure("\(error)")
+    }
+}
+
+/// What `shm inspect` makes of the structure at `offset`, recognised by its magic number and read as each format in
+/// turn: every look answers (a report, or a problem), and none reads outside the region (it lies between guard
+/// pages) or waits.
+public func inspectEveryWay(_ region: borrowing AnyRegion, at offset: Int) {
+    region.withUnsafeBytes { bytes in
+        for format in [nil] + Inspection.Format.allCases.map(Optional.some) {
+            _ = Inspection.inspect(bytes, at: offset, as: format, objects: true, patient: false)
+        }
     }
 }

@@ -29,6 +29,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     }
     let region = heap.intoRegion()
     try! region.withUnsafeMutableBytes { bytes in applyPatches(input, to: bytes, sparing: lock) }
+    inspectEveryWay(region, at: 0)
     func check(_ body: () throws -> Void) { expectAnswer(allowed, body) }
     guard let attached = try? SharedHeap(attaching: region) else { return 0 }  // foreign or not ready: refused whole
     heap = attached

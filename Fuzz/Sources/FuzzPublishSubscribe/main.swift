@@ -34,6 +34,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     try! region.withUnsafeMutableBytes { whole in
         applyPatches(input, to: UnsafeMutableRawBufferPointer(rebasing: whole[at...]), sparing: 128..<168)
     }
+    inspectEveryWay(region, at: at)
     func check(_ body: () throws -> Void) { expectAnswer(allowed, body) }
     check {
         var subscriber = try Subscriber(region, at: at, queueDepth: 2, overflow: .blockPublisher, history: 1)

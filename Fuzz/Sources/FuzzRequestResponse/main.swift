@@ -32,6 +32,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     try! region.withUnsafeMutableBytes { whole in
         applyPatches(input, to: UnsafeMutableRawBufferPointer(rebasing: whole[at...]), sparing: 128..<168)
     }
+    inspectEveryWay(region, at: at)
     func check(_ body: () throws -> Void) { expectAnswer(allowed, body) }
     // The client slot the setup left (its process is this one: alive) and a new one read and send.
     check {

@@ -9,6 +9,7 @@ import SharedMemory
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = UnsafeRawBufferPointer(start: data, count: size)
+    inspectEveryWay(region(holding: input), at: 0)
     // As the receiver, of what a "sender" left: every message read lies inside the ring.
     do {
         let receiver = try RingReceiver(region(holding: input))

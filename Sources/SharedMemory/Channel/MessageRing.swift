@@ -117,21 +117,29 @@ public enum MessageRing {
     @discardableResult
     static func validate(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) -> (RegionMapping, UnsafeMutableRawPointer, Int) {
         let (mapping, base) = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring")
-        let foundMagic = RingHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
+        let capacity = try readCapacity(base, room: region.size - offset, offset: offset, region: region.name)
+        return (mapping, base, capacity)
+    }
+
+    /// The capacity the header at `base` states, checked as every side checks it: this format's magic and major
+    /// version, its header size, and a power of two of data that fits in the `room` bytes from `offset`; else
+    /// `foreign`. Reads only.
+    static func readCapacity(_ base: UnsafeRawPointer, room: Int, offset: Int, region: RegionName?) throws(SharedMemoryError) -> Int {
+        let foundMagic = UnsafeAtomic<UInt64>(at: UnsafeMutableRawPointer(mutating: base).assumingMemoryBound(to: UInt64.AtomicRepresentation.self)).load(ordering: .acquiring)
         guard foundMagic == magic else {
-            throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region.name)
+            throw SharedMemoryError(.foreign, "there is no message ring at offset \(offset) (magic 0x\(String(foundMagic, radix: 16))); format one with MessageRing.format", region: region)
         }
         let foundMajor = RingHeader.major.load(base, UInt16.self)
         let foundMinor = RingHeader.minor.load(base, UInt16.self)
         let foundHeader = RingHeader.headerSize.load(base, UInt32.self)
         guard foundMajor == majorVersion, foundHeader == headerSize else {
-            throw SharedMemoryError(.foreign, "the ring was written by version \(foundMajor).\(foundMinor) of its layout (header \(foundHeader) bytes); this library reads version \(majorVersion).x only", region: region.name)
+            throw SharedMemoryError(.foreign, "the ring was written by version \(foundMajor).\(foundMinor) of its layout (header \(foundHeader) bytes); this library reads version \(majorVersion).x only", region: region)
         }
         let capacity = Int(truncatingIfNeeded: RingHeader.capacity.load(base, UInt64.self))
-        guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= region.size - offset - headerSize else {
-            throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region.name)
+        guard capacity >= 4096, capacity & (capacity - 1) == 0, capacity <= room - headerSize else {
+            throw SharedMemoryError(.foreign, "the ring's header claims \(capacity) bytes of data, which is not a power of two that fits in the region", region: region)
         }
-        return (mapping, base, capacity)
+        return capacity
     }
 
     @inlinable

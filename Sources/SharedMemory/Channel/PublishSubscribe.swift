@@ -42,6 +42,31 @@ public enum PublishSubscribe {
     /// The most subscribers a service can have (one bit each in a chunk's holders).
     public static let maximumSubscribers = 62
 
+    /// The configuration a formatted service's header states (its magic already seen), checked as every reader
+    /// checks it: a version this library reads, a configuration SharedMemory writes, the chunk count it implies, and
+    /// a size within the `room` bytes from `offset`; else `foreign`. Reads only.
+    static func readLayout(_ base: UnsafeRawPointer, room: Int, offset: Int, region: RegionName?) throws(SharedMemoryError) -> Layout {
+        let found = ServiceHeader.major.load(base, UInt16.self)
+        guard found == major else {
+            throw SharedMemoryError(.foreign, "the service has format version \(found); this library reads version \(major)", region: region)
+        }
+        let subscribers = Int(ServiceHeader.subscribers.load(base, UInt32.self))
+        let maxPayload = Int(truncatingIfNeeded: ServiceHeader.maxPayload.load(base, UInt64.self))
+        let depth = Int(ServiceHeader.queueDepth.load(base, UInt32.self))
+        let history = Int(ServiceHeader.history.load(base, UInt32.self))
+        if let wanted = Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history) {
+            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region)
+        }
+        let layout = Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history)
+        guard Int(ServiceHeader.chunkCount.load(base, UInt32.self)) == layout.chunkCount else {
+            throw SharedMemoryError(.foreign, "the service's chunk count does not match its configuration", region: region)
+        }
+        guard layout.size <= room else {
+            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(room) from offset \(offset)", region: region)
+        }
+        return layout
+    }
+
     /// Where everything is, computed once from the configuration (the same in every process): every access to a
     /// slot or a chunk uses these, so they are stored, not recomputed (that cost a publish and receive about 600
     /// instructions).
@@ -234,24 +259,7 @@ struct ServiceView: @unchecked Sendable {
             }
             usleep(1000)
         }
-        let major = ServiceHeader.major.load(base, UInt16.self)
-        guard major == P.major else {
-            throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(P.major)", region: region.name)
-        }
-        let subscribers = Int(ServiceHeader.subscribers.load(base, UInt32.self))
-        let maxPayload = Int(truncatingIfNeeded: ServiceHeader.maxPayload.load(base, UInt64.self))
-        let depth = Int(ServiceHeader.queueDepth.load(base, UInt32.self))
-        let history = Int(ServiceHeader.history.load(base, UInt32.self))
-        if let wanted = P.Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history) {
-            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
-        }
-        let layout = P.Layout(maxPayload: maxPayload, subscribers: subscribers, queueDepth: depth, history: history)
-        guard Int(ServiceHeader.chunkCount.load(base, UInt32.self)) == layout.chunkCount else {
-            throw SharedMemoryError(.foreign, "the service's chunk count does not match its configuration", region: region.name)
-        }
-        guard layout.size <= region.size - offset else {
-            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(region.size - offset) from offset \(offset)", region: region.name)
-        }
+        let layout = try P.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
         mapping = whole.mapping
         geometry = ServiceGeometry(base: whole.address, layout: layout)

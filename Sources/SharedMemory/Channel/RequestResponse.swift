@@ -33,6 +33,28 @@ public enum RequestResponse {
     static let major: UInt16 = 1
     static let minor: UInt16 = 0
 
+    /// The configuration a formatted service's header states (its magic already seen), checked as every reader
+    /// checks it: a version this library reads, a configuration SharedMemory writes, and a size within the `room`
+    /// bytes from `offset`; else `foreign`. Reads only.
+    static func readLayout(_ base: UnsafeRawPointer, room: Int, offset: Int, region: RegionName?) throws(SharedMemoryError) -> Layout {
+        let found = RequestResponseHeader.major.load(base, UInt16.self)
+        guard found == major else {
+            throw SharedMemoryError(.foreign, "the service has format version \(found); this library reads version \(major)", region: region)
+        }
+        let maxRequest = Int(truncatingIfNeeded: RequestResponseHeader.maxRequest.load(base, UInt64.self))
+        let maxResponse = Int(truncatingIfNeeded: RequestResponseHeader.maxResponse.load(base, UInt64.self))
+        let clients = Int(RequestResponseHeader.clients.load(base, UInt32.self))
+        let depth = Int(RequestResponseHeader.depth.load(base, UInt32.self))
+        if let wanted = Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
+            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region)
+        }
+        let layout = Layout(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
+        guard layout.size <= room else {
+            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(room) from offset \(offset)", region: region)
+        }
+        return layout
+    }
+
     struct Layout: Equatable {
         let maxRequest: Int
         let maxResponse: Int
@@ -117,21 +139,7 @@ struct RequestView: @unchecked Sendable {
             }
             usleep(1000)
         }
-        let major = RequestResponseHeader.major.load(base, UInt16.self)
-        guard major == R.major else {
-            throw SharedMemoryError(.foreign, "the service has format version \(major); this library reads version \(R.major)", region: region.name)
-        }
-        let maxRequest = Int(truncatingIfNeeded: RequestResponseHeader.maxRequest.load(base, UInt64.self))
-        let maxResponse = Int(truncatingIfNeeded: RequestResponseHeader.maxResponse.load(base, UInt64.self))
-        let clients = Int(RequestResponseHeader.clients.load(base, UInt32.self))
-        let depth = Int(RequestResponseHeader.depth.load(base, UInt32.self))
-        if let wanted = R.Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
-            throw SharedMemoryError(.foreign, "the service's header is not one SharedMemory writes (it must have \(wanted))", region: region.name)
-        }
-        let layout = R.Layout(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
-        guard layout.size <= region.size - offset else {
-            throw SharedMemoryError(.foreign, "the service's header says it takes \(layout.size) bytes, and the region has \(region.size - offset) from offset \(offset)", region: region.name)
-        }
+        let layout = try R.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service of \(layout.size) bytes")
         mapping = whole.mapping
         self.base = whole.address
