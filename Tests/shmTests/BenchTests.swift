@@ -35,6 +35,8 @@ struct BenchTests {
     func quickRun() throws {
         let result = try Shm.run(["bench", "--quick", "--backends", "anonymous", "memfd", "--experiments", "lifecycle", "first-touch", "--json"])
         #expect(result.status == 0, "\(result.error)")
+        // It says how long it will take before it starts.
+        #expect(result.error.contains("shm bench --quick: 2 experiments, about "), "\(result.error)")
         let report = try #require(try json(result.output) as? [String: Any])
         let machine = try #require(report["machine"] as? [String: Any])
         #expect(machine["cores"] as? Int == Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -52,6 +54,56 @@ struct BenchTests {
         for skipped in results.compactMap({ $0["skipped"] as? String }) {
             #expect(skipped.contains("huge pages"))
         }
+    }
+
+    /// A full quick run recorded with `--json` on the 2-vCPU VM of Docs/Benchmarks.md (`Tests/Fixtures/bench-quick.json`),
+    /// printed again with `--from`: the answers, the tables within 120 columns, and × meaning "times better".
+    static let recorded = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/bench-quick.json").path
+
+    @Test("a recorded run opens with which one to use for each question, in 120 columns, and says whether it was quiet")
+    func answersFromRecordedRun() throws {
+        let result = try Shm.run(["bench", "--from", Self.recorded])
+        #expect(result.status == 0, "\(result.error)")
+        let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+        for line in lines { #expect(line.count <= 120, "\(line.count) columns: \(line)") }
+        let text = result.output
+        #expect(text.contains("Which one? (on this machine, in this run)"))
+        #expect(text.contains("- Lowest round-trip latency (64 B, two processes): the ring ("), "\(text)")
+        #expect(text.contains("- Highest throughput (64 KiB messages): the ring over "), "\(text)")
+        #expect(text.contains("- Cheapest to create (create, attach, touch, remove, detach): anonymous, "), "\(text)")
+        #expect(text.contains("- Fan-out to many readers: one publish reaches 4 subscribers in "), "\(text)")
+        #expect(text.contains("- Structured data (a heap with named objects): "), "\(text)")
+        #expect(text.contains("- The machine was quiet") || text.contains("- The machine was busy"))
+        // Every experiment says what its columns are.
+        #expect(text.contains("PEERS. SWIFT: two message rings through SharedMemory; PEER: the mechanism the case names"))
+        #expect(text.contains("HEAP. SWIFT: SharedHeap; BOOST: Boost.Interprocess's managed_shared_memory"))
+        #expect(text.contains("LIFECYCLE. SWIFT: through SharedMemory; C: the same loop in plain C"))
+
+        // × BETTER is how many times better SWIFT is, whatever the unit: a time's C over Swift, a throughput's Swift
+        // over C. Checked against the recorded figures, row by row.
+        let report = try #require(try json(String(decoding: try Data(contentsOf: URL(fileURLWithPath: Self.recorded)), as: UTF8.self)) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        var checked = 0
+        for row in results where row["skipped"] == nil && row["unstable"] == nil && row["ratioRange"] == nil {
+            guard let swift = (row["swift"] as? [String: Any])?["median"] as? Double, let c = (row["c"] as? [String: Any])?["median"] as? Double,
+                  let name = row["name"] as? String, let unit = row["unit"] as? String, name.count < 50, swift > 0, c > 0 else { continue }
+            let better = unit == "GB/s" ? swift / c : c / swift
+            let shown = String(format: better < 0.1 ? "%.3f" : better < 10 ? "%.2f" : "%.0f", better)
+            #expect(lines.contains { $0.hasPrefix(name + " ") && $0.contains(" \(shown)") }, "\(name): \(shown)")
+            checked += 1
+        }
+        #expect(checked > 10)
+
+        // The same run with every case unstable says the machine was busy.
+        var busy = report
+        busy["results"] = results.map { row in var row = row; if row["skipped"] == nil { row["unstable"] = "others used 97% of the CPUs" }; return row }
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("smtest-bench-\(getpid()).json").path
+        try JSONSerialization.data(withJSONObject: busy).write(to: URL(fileURLWithPath: copy))
+        defer { unlink(copy) }
+        let again = try Shm.run(["bench", "--from", copy])
+        #expect(again.output.contains("- The machine was busy: "), "\(again.output)")
+        #expect(try Shm.run(["bench", "--from", "/nonexistent.json"]).status != 0)
     }
 
     @Test("streaming and ping-pong run in two processes, in Swift, in C and in Python, against pipes and socketpairs")
@@ -197,8 +249,9 @@ struct BenchTests {
             #expect(unstable.contains("machine busy: others used"), "\(m["name"]!): \(unstable)")
         }
         let table = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle"])
-        #expect(table.output.contains("UNSTABLE (") && table.output.contains("machine busy: others used"), "\(table.output)")
-        #expect(table.output.contains("A ratio marked ? is UNSTABLE"))
+        #expect(table.output.contains("[1] UNSTABLE: machine busy: others used"), "\(table.output)")
+        #expect(table.output.contains("A row marked UNSTABLE is not a result"))
+        #expect(table.output.split(separator: "\n").contains { $0.hasPrefix("anonymous") && $0.contains(" ?  [1]") }, "\(table.output)")
     }
 
     @Test("--repeat runs whole sweeps and reports the median sweep with the range of the sweeps ratios")
@@ -285,8 +338,8 @@ struct BenchTests {
             let table = try Shm.run(["bench", "--quick", "--backends", "anonymous", "--experiments", "lifecycle", "--svg", svg])
             #expect(table.status == 0, "\(table.error)")
             #expect(table.output.contains("placement before:"))
-            #expect(table.output.contains("SWIFT/C"))
-            #expect(table.output.split(separator: "\n").contains { $0.hasPrefix("lifecycle") && $0.contains("anonymous") })
+            #expect(table.output.contains("LIFECYCLE. SWIFT: through SharedMemory; C: the same loop in plain C") && table.output.contains("× BETTER"))
+            #expect(table.output.split(separator: "\n").contains { $0.hasPrefix("anonymous") && $0.contains("µs") })
             let drawing = try String(contentsOfFile: svg, encoding: .utf8)
             #expect(drawing.hasPrefix("<svg"))
             #expect(drawing.contains("<rect") && drawing.contains("lifecycle"))

@@ -24,7 +24,7 @@ struct Bench: ParsableCommand {
         case peers
     }
 
-    @Flag(help: "A short run (well under a minute).")
+    @Flag(help: "A short run (about 20 seconds on a quiet 2-core machine; the full run takes about 2.5 minutes).")
     var quick = false
 
     @Option(parsing: .upToNextOption, help: "Backends to measure (default: all).")
@@ -48,6 +48,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Also draw the results as bar charts into this SVG file.")
     var svg: String?
 
+    @Option(help: "Measure nothing: print a run saved with --json (as a table, --csv, --json or --svg).")
+    var from: String?
+
     func validate() throws {
         for backend in backends where Backend(rawValue: backend) == nil {
             throw ValidationError("`\(backend)` is not a backend: use sysv, posix, file, anonymous, memfd")
@@ -57,6 +60,15 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if let from {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: from)) } catch { throw ValidationError("cannot read \(from): \(error.localizedDescription)") }
+            guard let report = try? JSONDecoder().decode(Report.self, from: data) else {
+                throw ValidationError("\(from) is not a run saved with shm bench --json")
+            }
+            try output(report)
+            return
+        }
         let chosen = backends.compactMap(Backend.init(rawValue:))
         let c = try CBench()
         defer { c.cleanUp() }
@@ -68,13 +80,20 @@ struct Bench: ParsableCommand {
             return
         }
         var sweeps: [[Measurement]] = []
+        announce(chosen)
         let progress = Progress(total: `repeat` * experiments.count * (chosen.count + 3))
+        var seconds: [String: Double] = [:]
         for _ in 0..<`repeat` {
-            sweeps.append(try sweep(chosen, c, progress))
+            sweeps.append(try sweep(chosen, c, progress, seconds: &seconds))
         }
         progress.finish()
         machine.placementAfter = try? Machine.placement(c)
-        let report = Report(machine: machine, results: Measurement.combine(sweeps))
+        var report = Report(machine: machine, results: Measurement.combine(sweeps))
+        report.seconds = seconds
+        try output(report)
+    }
+
+    func output(_ report: Report) throws {
         if json {
             print(try report.json())
         } else if csv {
@@ -85,13 +104,34 @@ struct Bench: ParsableCommand {
         if let svg { try report.svg().write(toFile: svg, atomically: true, encoding: .utf8) }
     }
 
+    /// Seconds each experiment took in a release build on a quiet 2-vCPU AMD EPYC VM, quick and full (one sweep, every
+    /// backend), from the runs' own `seconds` (Docs/Benchmarks.md): what the estimate before a run is made of.
+    static let typicalSeconds: [Experiment: (quick: Double, full: Double)] = [
+        .lifecycle: (1.1, 2.5), .firstTouch: (2.0, 31), .streaming: (3.9, 16), .pingPong: (0.9, 12.8), .heap: (4.1, 7.5),
+        .publishSubscribe: (0.2, 0.7), .async: (0.3, 2.4), .peers: (6.8, 60),
+    ]
+
+    /// Says on standard error how long the run will take, before it starts (the figures are a quiet machine's; a debug
+    /// build, fewer CPUs or a busy machine take longer).
+    func announce(_ chosen: [Backend]) {
+        let perBackend: Set<Experiment> = [.lifecycle, .firstTouch, .streaming]
+        let total = experiments.reduce(0.0) { sum, experiment in
+            let typical = Self.typicalSeconds[experiment] ?? (10, 60)
+            let share = perBackend.contains(experiment) ? Double(chosen.count + 1) / Double(Backend.allCases.count + 1) : 1
+            return sum + (quick ? typical.quick : typical.full) * share
+        } * Double(`repeat`)
+        let minutes = total < 90 ? "about \(max(10, Int((total / 10).rounded()) * 10)) seconds" : "about \(Int((total / 60).rounded())) minutes"
+        FileHandle.standardError.write(Data("shm bench\(quick ? " --quick" : ""): \(experiments.count) experiment\(experiments.count == 1 ? "" : "s"), \(minutes) on a quiet 2-core machine (release build)\n".utf8))
+    }
+
     /// Every chosen experiment once; each case marked unstable if the machine was busy with other work while its
     /// experiment ran, or its rounds disagree.
-    func sweep(_ chosen: [Backend], _ c: CBench, _ progress: Progress) throws -> [Measurement] {
+    func sweep(_ chosen: [Backend], _ c: CBench, _ progress: Progress, seconds: inout [String: Double]) throws -> [Measurement] {
         var results: [Measurement] = []
         for experiment in experiments {
-            let watch = LoadWatch(), first = results.count
+            let watch = LoadWatch(), first = results.count, started = nanoseconds()
             defer {
+                seconds[experiment.rawValue, default: 0] += Double(nanoseconds() - started) / 1e9
                 if let busy = watch.verdict() {
                     for index in first..<results.count where results[index].skipped == nil {
                         results[index].unstable = [results[index].unstable, busy].compactMap { $0 }.joined(separator: "; ")

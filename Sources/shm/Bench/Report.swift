@@ -44,38 +44,8 @@ struct Machine: Codable {
 struct Report: Codable {
     var machine: Machine
     var results: [Measurement]
-
-    func table() -> String {
-        var lines = [
-            "machine: \(machine.cpu), \(machine.cores) cores, Linux \(machine.kernel), THP for shmem: \(machine.transparentHugePagesShmem ?? "?"), huge pages reserved: \(machine.hugePagesReserved.map(String.init) ?? "?")",
-            "placement before: \(Machine.describe(machine.placementBefore)); after: \(Machine.describe(machine.placementAfter))",
-            "",
-        ]
-        let header = ["EXPERIMENT", "CASE", "UNIT", "SWIFT", "SWIFT p99", "C", "C p99", "SWIFT/C", "NOTE"]
-        let rows = results.map { m -> [String] in
-            if let skipped = m.skipped { return [m.experiment, m.name, m.unit, "-", "-", "-", "-", "-", "skipped: \(skipped)"] }
-            var note = m.placement.map { "placement \(Int($0.median)) ns, \($0.median < Machine.nearLimit ? "near" : "far")" } ?? m.note ?? ""
-            if let unstable = m.unstable { note = "UNSTABLE (\(unstable))" + (note.isEmpty ? "" : "; " + note) }
-            var ratio = m.ratio.map { String(format: $0 < 0.1 ? "%.3f" : "%.2f", $0) } ?? "-"
-            if let range = m.ratioRange, range.count == 2 {
-                let precision = range[0] < 0.1 ? "%.3f" : "%.2f"
-                ratio += " [" + String(format: precision, range[0]) + "–" + String(format: precision, range[1]) + "]"
-            }
-            if m.unstable != nil, m.ratio != nil { ratio += " ?" }
-            return [m.experiment, m.name, m.unit, format(m.swift?.median), format(m.swift?.p99),
-                    format(m.c?.median), format(m.c?.p99), ratio, note]
-        }
-        lines.append(alignedTable(header, rows))
-        lines.append("")
-        lines.append("For µs, ns and instructions lower is better (SWIFT/C below 1 means Swift is faster); for GB/s higher is better. p99 of a throughput is its slow end.")
-        if results.contains(where: { $0.unstable != nil }) {
-            lines.append("A ratio marked ? is UNSTABLE: the machine was busy with other work (more than \(Int(LoadWatch.busyLimit * 100))% of its CPUs), the hypervisor stole time, or the case's rounds disagreed by more than \(Int(LoadWatch.spreadLimit * 100))%; do not take it as a result.")
-        }
-        if let sweeps = results.compactMap(\.sweeps).max() {
-            lines.append("Each row is the median of \(sweeps) sweeps (by ratio); [low–high] is the range of the sweeps' ratios.")
-        }
-        return lines.joined(separator: "\n")
-    }
+    /// Seconds each experiment took (all sweeps), by its `--experiments` name.
+    var seconds: [String: Double]? = nil
 
     func csv() -> String {
         var text = "experiment,case,unit,swift_median,swift_p99,c_median,c_p99,swift_over_c,placement_ns,skipped,unstable\n"
@@ -122,7 +92,7 @@ struct Report: Codable {
                 let scale = measured.filter { $0.unit == m.unit }.flatMap { [$0.swift?.median ?? 0, $0.c?.median ?? 0] }.filter(\.isFinite).max() ?? 1
                 let pale = m.unstable != nil
                 var caption = escape(m.name)
-                if let ratio = m.ratio { caption += String(format: " — Swift/C %.2f", ratio) }
+                if m.ratio != nil { caption += " — Swift × better: " + betterText(m) }
                 body += "<text x=\"10\" y=\"\(y + 2 * bar - 4)\" font-size=\"12\"\(pale ? " fill=\"#999\"" : "")>\(caption)</text>\n"
                 for (i, (who, value, color)) in [("Swift", m.swift?.median, "#f05138"), ("C", m.c?.median, "#5a6d8c")].enumerated() {
                     guard let value, value.isFinite else { continue }
