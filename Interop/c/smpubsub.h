@@ -204,6 +204,7 @@ static inline int smps_format(void *service, uint64_t room, uint64_t max_payload
     pthread_mutexattr_destroy(&attributes);
     if (error) return smring__fail(SMRING_INVALID, "pthread_mutex_init failed (%s)", strerror(error));
     atomic_store_explicit(smps__u64(&s, SMPS_OFF_MAGIC), SMPS_MAGIC, memory_order_release);
+    smring__futex_wake(smps__u32(&s, SMPS_OFF_MAGIC));  /* processes attaching meanwhile sleep on the magic's low half */
     return SMRING_OK;
 }
 
@@ -237,16 +238,17 @@ static inline int smps_attach(smps_service *s, void *service, uint64_t room) {
     return SMRING_OK;
 }
 
-/* smps_attach, waiting at most `timeout_ns` for the service to be formatted (polling every millisecond, as the
- * Swift library does): SMRING_TIMED_OUT if it was not. */
+/* smps_attach, waiting at most `timeout_ns` (negative: no limit) for the service to be formatted, as the Swift
+ * library does: asleep on the magic's low half (FUTEX_WAIT, which smps_format wakes), looking again at least every
+ * 100 ms: SMRING_TIMED_OUT if it was not formatted in time. */
 static inline int smps_attach_waiting(smps_service *s, void *service, uint64_t room, int64_t timeout_ns) {
     int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
     for (;;) {
         int result = smps_attach(s, service, room);
         if (result != SMRING_WOULD_BLOCK) return result;
-        if (deadline >= 0 && smring__now() >= deadline)
-            return smring__fail(SMRING_TIMED_OUT, "no publish/subscribe service has been formatted here yet");
-        usleep(1000);
+        int64_t left = deadline < 0 ? 100000000 : deadline - smring__now();
+        if (left <= 0) return smring__fail(SMRING_TIMED_OUT, "no publish/subscribe service has been formatted here yet");
+        smring__futex_wait(smps__u32(s, SMPS_OFF_MAGIC), 0, left < 100000000 ? left : 100000000);
     }
 }
 

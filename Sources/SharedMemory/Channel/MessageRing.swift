@@ -77,38 +77,23 @@ public enum MessageRing {
         RingHeader.minor.store(minorVersion, base)
         RingHeader.headerSize.store(UInt32(headerSize), base)
         RingHeader.capacity.store(UInt64(capacity), base)
-        RingHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)  // last: the ring is ready
-        Syscalls.futexWake(base + RingHeader.magic.offset)  // for sides waiting in waitUntilFormatted (the magic's low half)
+        Handshake.publish(magic, at: base + RingHeader.magic.offset)  // last: the ring is ready; wakes waitUntilFormatted
         return capacity
     }
 
     /// Waits until a ring has been formatted at `offset` (by ``format(_:at:capacity:)`` in any process), at
     /// most `timeout`: the readiness handshake for a side that may start before the one that formats. It sleeps
     /// on a futex that `format` wakes, so it returns as soon as the ring is ready. A region with something
-    /// else at `offset` is ``SharedMemoryError/Code/foreign`` once the time is up, or at once if what is there
-    /// claims to be a ring of another version; no ring in time is ``SharedMemoryError/Code/timedOut``.
+    /// else at `offset` (its first 8 bytes not zero and not a ring of this version) is
+    /// ``SharedMemoryError/Code/foreign`` at once; no ring in time is ``SharedMemoryError/Code/timedOut``.
     ///
     /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
-        let word = atomic(base, RingHeader.magic.offset, UInt32.self)  // little-endian: the magic's low half
-        let deadline = MessageRing.deadline(after: timeout)!
-        while true {
-            let seen = word.load(ordering: .acquiring)
-            if seen == UInt32(truncatingIfNeeded: magic) {
-                try validate(region, at: offset)
-                return
-            }
-            let left = deadline &- monotonicNanoseconds()
-            guard left > 0 else {
-                if seen == 0 {
-                    throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
-                }
-                try validate(region, at: offset)  // something else is there: foreign, with what it is
-                return
-            }
-            Syscalls.futexWait(base + RingHeader.magic.offset, seen, timeout: min(left, 100_000_000))
+        guard Handshake.magic(at: base + RingHeader.magic.offset, until: MessageRing.deadline(after: timeout)!) != nil else {
+            throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
         }
+        try validate(region, at: offset)  // something else there, or another version: foreign
     }
 
     /// Checks the header a peer wrote and returns the mapping, the base address and the capacity; anything

@@ -144,7 +144,7 @@ public enum PublishSubscribe {
         ServiceHeader.history.store(UInt32(history), base)
         ServiceHeader.chunkCount.store(UInt32(layout.chunkCount), base)
         try RobustMutex(address: base + ServiceHeader.lock.offset, region: region.name).initialize()
-        ServiceHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)
+        Handshake.publish(magic, at: base + ServiceHeader.magic.offset)  // last; wakes a process attaching meanwhile
     }
 }
 
@@ -249,15 +249,12 @@ struct ServiceView: @unchecked Sendable {
         let header = try region.sharedObjectAddress(at: offset, size: ServiceHeader.historyEntries.offset, alignment: 64, what: "a publish/subscribe service")
         let base = header.address
         let deadline = MessageRing.deadline(after: timeout)!
-        while ServiceHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring) != P.magic {
-            let found = ServiceHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
-            if found != 0 {
-                throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no publish/subscribe service (its magic number is \(String(found, radix: 16)))", region: region.name)
-            }
-            guard MessageRing.monotonicNanoseconds() < deadline else {
-                throw SharedMemoryError(.notReady, "no publish/subscribe service has been formatted at offset \(offset) yet", region: region.name)
-            }
-            usleep(1000)
+        let found = Handshake.magic(at: base + ServiceHeader.magic.offset, until: deadline)
+        guard let found else {
+            throw SharedMemoryError(.notReady, "no publish/subscribe service has been formatted at offset \(offset) yet", region: region.name)
+        }
+        guard found == P.magic else {
+            throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no publish/subscribe service (its magic number is \(String(found, radix: 16)))", region: region.name)
         }
         let layout = try P.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")

@@ -104,7 +104,7 @@ public enum RequestResponse {
         RequestResponseHeader.maxResponse.store(UInt64(maxResponse), base)
         RequestResponseHeader.depth.store(UInt32(depth), base)
         try RobustMutex(address: base + RequestResponseHeader.lock.offset, region: region.name).initialize()
-        RequestResponseHeader.magic.atomic(base, UInt64.self).store(magic, ordering: .releasing)
+        Handshake.publish(magic, at: base + RequestResponseHeader.magic.offset)  // last; wakes a process attaching meanwhile
     }
 }
 
@@ -128,16 +128,12 @@ struct RequestView: @unchecked Sendable {
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: RequestResponseHeader.slots.offset, alignment: 64, what: "a request/response service").address
         let deadline = MessageRing.deadline(after: timeout)!
-        while true {
-            let found = RequestResponseHeader.magic.atomic(base, UInt64.self).load(ordering: .acquiring)
-            if found == R.magic { break }
-            if found != 0 {
-                throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no request/response service (its magic number is \(String(found, radix: 16)))", region: region.name)
-            }
-            guard MessageRing.monotonicNanoseconds() < deadline else {
-                throw SharedMemoryError(.notReady, "no request/response service has been formatted at offset \(offset) yet", region: region.name)
-            }
-            usleep(1000)
+        let found = Handshake.magic(at: base + RequestResponseHeader.magic.offset, until: deadline)
+        guard let found else {
+            throw SharedMemoryError(.notReady, "no request/response service has been formatted at offset \(offset) yet", region: region.name)
+        }
+        guard found == R.magic else {
+            throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no request/response service (its magic number is \(String(found, radix: 16)))", region: region.name)
         }
         let layout = try R.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service of \(layout.size) bytes")

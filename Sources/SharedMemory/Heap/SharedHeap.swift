@@ -367,6 +367,7 @@ public struct SharedHeap: ~Copyable {
         HeapCrash.point("format.claimed")
         try bytes.format()
         formatWord().store(UInt64(UInt32(getpid())) << 32 | L.ready, ordering: .releasing)
+        Handshake.wake(base + HeapHeader.format.offset)  // the state's low half: processes attaching meanwhile
     }
 
     /// One look at the header: true once a heap is there and attached; false to look again (waiting a millisecond,
@@ -398,7 +399,7 @@ public struct SharedHeap: ~Copyable {
         guard MessageRing.monotonicNanoseconds() < deadline else {
             throw SharedMemoryError(.notReady, current == 0 ? "no heap has been formatted at offset \(offset) yet" : "the heap at offset \(offset) is still being formatted", region: name)
         }
-        usleep(1000)
+        Handshake.sleep(on: base + HeapHeader.format.offset, seen: UInt32(truncatingIfNeeded: current), until: deadline)
         return false
     }
 
