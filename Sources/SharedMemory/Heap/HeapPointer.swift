@@ -54,3 +54,42 @@ public struct HeapPointer<Pointee: BitwiseCopyable>: BitwiseCopyable, Sendable, 
 
     public var description: String { "HeapPointer<\(Pointee.self)>(offset: \(offset), count: \(count))" }
 }
+
+/// A value type's layout and identity, as the heap's generic methods pass it to their non-generic work.
+@frozen @usableFromInline
+struct HeapValueLayout {
+    @usableFromInline let type: Any.Type
+    @usableFromInline let size: Int
+    @usableFromInline let stride: Int
+    @usableFromInline let alignment: Int
+
+    @inlinable
+    init<T: BitwiseCopyable>(_ type: T.Type) {
+        self.type = type
+        size = MemoryLayout<T>.size
+        stride = MemoryLayout<T>.stride
+        alignment = MemoryLayout<T>.alignment
+    }
+}
+
+/// A named object in a ``SharedHeap``, as ``SharedHeap/namedObjects()`` lists it.
+public struct HeapObjectInfo: Sendable, Hashable {
+    /// Its name.
+    public var name: String
+    /// Its values' type, as `String(reflecting:)` spells it in the process that constructed it.
+    public var typeName: String
+    /// How many values it has.
+    public var count: Int
+    /// Bytes its values take (count × stride).
+    public var byteCount: Int
+    /// Where its values start, from the heap's start.
+    public var offset: UInt64
+
+    init(_ entry: HeapDirectory.Entry, _ directory: HeapDirectory) {
+        name = String(decoding: directory.name(entry), as: UTF8.self)
+        typeName = String(decoding: directory.type(entry).name, as: UTF8.self)
+        count = entry.count
+        byteCount = entry.count * entry.stride
+        offset = UInt64(entry.values)
+    }
+}

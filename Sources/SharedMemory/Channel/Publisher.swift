@@ -1,0 +1,429 @@
+import Atomics
+import CSharedMemory
+import Glibc
+
+/// The publisher of a service (see ``PublishSubscribe``): loans a chunk, lets a body fill it in place, and publishes
+/// it to every subscriber. One per service; holds the service's publisher seat and the region's mapping.
+public struct Publisher: ~Copyable {
+    let service: ServiceView
+    /// The service's place and layout, read in place by the hot path (see ``ServiceGeometry``).
+    let geometry: ServiceGeometry
+    /// The connections' lock, held by every publish (the service view's, kept apart for the same reason).
+    let lock: RobustMutex
+    // The publish's helpers below are `mutating` though most change nothing: a publish is `mutating` (its loan moves
+    // the cursor), and calling a borrowing method from it had the compiler copy the whole publisher (288 bytes) to
+    // borrow it, on every sample.
+    /// Where the next loan starts looking for a free chunk.
+    private var cursor = 0
+    /// The chunk loaned ahead for the next publish, or -1: see ``loanAhead()``.
+    private var nextLoan = -1
+    /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
+    public let blockTimeout: Duration
+
+    typealias P = PublishSubscribe
+
+    /// Takes the publisher's seat of the service at `offset`, waiting up to `timeout` for it to be formatted.
+    /// ``SharedMemoryError/Code/busy`` if a live process publishes; a dead publisher's seat is taken over (its
+    /// half-done publish repaired). `blockTimeout` bounds each wait for a full blocking subscriber.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero, blockTimeout: Duration = .seconds(1)) throws(SharedMemoryError) {
+        let service = try ServiceView(region, at: offset, timeout: timeout)
+        try service.withLock { () throws(SharedMemoryError) in
+            if let holder = service.publisher, holder.isAlive, holder != Creator.current,
+               service.atomic(ServiceHeader.publisherState.offset, UInt32.self).load(ordering: .acquiring) == 1 {
+                throw SharedMemoryError(.busy, "process \(holder.pid) already publishes on this service; a service has one publisher", region: service.name)
+            }
+            if let holder = service.publisher, !holder.isAlive { service.recoverFromDeadPublisher() }
+            let me = Creator.current
+            ServiceHeader.publisherStart.store(me.startTime ?? 0 as UInt64, service.base)
+            service.atomic(ServiceHeader.publisherPID.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(1, ordering: .releasing)
+        }
+        self.service = service
+        geometry = service.geometry
+        lock = service.lock
+        self.blockTimeout = blockTimeout
+    }
+
+    /// The largest payload a sample can have.
+    public var maxPayload: Int { service.layout.maxPayload }
+
+    /// The sequence number of the last sample published on the service (0 before the first).
+    public var lastSequence: UInt64 { service.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .acquiring) }
+
+    /// Subscribers connected now.
+    public var subscriberCount: Int {
+        (0..<service.layout.subscribers).count { service.atomic(service.slot($0) + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected }
+    }
+
+    /// Zero-copy: loans a chunk of up to `count` bytes, lets `body` write the sample in place through an
+    /// `OutputRawSpan` (which cannot leave `body` nor write past `count`), and publishes what it wrote to every
+    /// connected subscriber; returns the sample's sequence number. A ``Subscriber/Overflow/blockPublisher``
+    /// subscriber whose queue stays full for ``blockTimeout`` misses the sample (counted in its ``Subscriber/lost``),
+    /// and the publish then throws ``SharedMemoryError/Code/timedOut`` naming it, after every other subscriber got it.
+    @discardableResult
+    public mutating func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+        let (c, length) = try loanAndFill(count: count, body)
+        return try deliver(c, length: length)
+    }
+
+    /// A publish's first half: loans a chunk and lets `body` write up to `count` bytes into it; the chunk and the
+    /// length written.
+    mutating func loanAndFill(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> (chunk: Int, length: Int) {
+        guard count >= 0, count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        let payload = UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: count)
+        var output = OutputRawSpan(buffer: payload, initializedCount: 0)
+        body(&output)
+        return (c, output.finalize(for: payload))
+    }
+
+    /// Zero-copy for C interop and benchmarks: loans a chunk, lets `body` fill exactly `count` bytes of it through a
+    /// pointer, and publishes them. The pointer is valid only inside `body`: the compiler does not check that;
+    /// ``publish(count:_:)`` is the safe way.
+    @discardableResult
+    public mutating func publishUnsafe(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> UInt64 {
+        guard count >= 0, count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        body(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: count))
+        return try deliver(c, length: count)
+    }
+
+    /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
+    @discardableResult
+    public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
+        guard bytes.count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
+        }
+        let c = try loan()
+        if bytes.count > 0 { (geometry.base + (geometry.chunk(c) &+ Chunk.payload.offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        return try deliver(c, length: bytes.count)
+    }
+
+    /// Delivers the history to subscribers that asked for it since the last publish, and reclaims dead
+    /// subscribers, without publishing: for a publisher with nothing to say for a while.
+    public mutating func update() throws(SharedMemoryError) {
+        let service = self.service
+        try service.withLock { () throws(SharedMemoryError) in
+            for s in 0..<service.layout.subscribers where !service.reclaimIfDead(s) { try deliverHistory(to: s) }
+        }
+    }
+
+    /// Ends the stream: subscribers read what was published, then their ``Subscriber/receive(timeout:_:)`` returns
+    /// `nil`. Gives the publisher's seat back (another process may then publish).
+    public consuming func finish() {
+        service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(2, ordering: .releasing)
+        for s in 0..<service.layout.subscribers { Syscalls.futexWake(service.base + service.slot(s) + SubscriberSlot.write.offset) }
+    }
+
+    /// A free chunk (no holder), marked as this publisher's loan: the one loaned ahead at the end of the last
+    /// publish, if any. After a full scan finds none, reclaims dead subscribers and scans once more.
+    @inline(__always)
+    private mutating func loan() throws(SharedMemoryError) -> Int {
+        if nextLoan >= 0 {
+            let c = nextLoan
+            nextLoan = -1
+            return c
+        }
+        // The next chunk after the cursor is usually free: take it here, anything else out of line.
+        if let c = loanAtCursor() { return c }
+        return try loanSearching()
+    }
+
+    /// The chunk at the cursor, loaned if it is free; the cursor moves past it either way.
+    @inline(__always)
+    private mutating func loanAtCursor() -> Int? {
+        let c = cursor
+        cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1  // below the count, a small number
+        return geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged ? c : nil
+    }
+
+    /// Right after a publish, loans the chunk for the next one if the one at the cursor is free. Taking a chunk
+    /// means a compare-and-swap on its marks, which the subscriber that released it last wrote: done here, while the
+    /// subscribers read, the wait for that cache line is off the next publish's path (measured in
+    /// Docs/Benchmarks.md). The publisher still holds at most one loan at a time, as the wire format counts on; it
+    /// gives this one back when it goes (its deinit), and if its process dies, whoever recovers the service does.
+    @inline(__always)
+    private mutating func loanAhead() {
+        if nextLoan < 0, let c = loanAtCursor() { nextLoan = c }
+    }
+
+    deinit {
+        if nextLoan >= 0 { geometry.endLoan(nextLoan) }
+    }
+
+    /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
+    /// subscribers' chunks.
+    @inline(never)
+    private mutating func loanSearching() throws(SharedMemoryError) -> Int {
+        for pass in 0..<2 {
+            for _ in 0..<geometry.layout.chunkCount {
+                if let c = loanAtCursor() { return c }
+            }
+            if pass == 0 {
+                let service = self.service
+                try service.withLock { () throws(SharedMemoryError) in
+                    for s in 0..<service.layout.subscribers { service.reclaimIfDead(s) }
+                }
+            }
+        }
+        throw SharedMemoryError(.noSpace, "every chunk of the service is held (by subscribers' queues and reads, and the history): something holds samples it should have released", region: service.name)
+    }
+
+    /// Publishes the loaned chunk `c`: its sequence and length, into the history, into every connected subscriber's
+    /// queue (history first for those that asked), then gives up the loan and loans the next chunk ahead. The loan
+    /// goes back on an error too: the lock or a corrupt queue refused the sample, or a blocking subscriber stayed
+    /// full (then the sample was published to every other one).
+    private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
+        var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
+        let sequence: UInt64
+        do {
+            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
+        } catch {
+            geometry.endLoan(c)
+            throw error
+        }
+        geometry.endLoan(c)
+        loanAhead()
+        return sequence
+    }
+
+    /// ``deliver(_:length:)`` from async code: a wait for room in a blocking subscriber's queue suspends the task
+    /// instead of its thread. Cancelling the task ends those waits: the subscribers still full miss the sample
+    /// (counted as lost) and this throws `CancellationError`, after every other subscriber got it.
+    mutating func deliverAsync(_ c: Int, length: Int, isolation: isolated (any Actor)? = #isolation) async throws -> UInt64 {
+        var blocked: UInt64 = 0
+        let sequence: UInt64
+        do {
+            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            if blocked != 0 { try await waitForBlockedAsync(c, blocked, sequence) }
+        } catch {
+            geometry.endLoan(c)
+            throw error
+        }
+        geometry.endLoan(c)
+        loanAhead()
+        return sequence
+    }
+
+    /// Subscribers that block the publisher, whose queues were full: waits (without the lock, so others can
+    /// connect) for room in each, then puts the sample in; one still full after the timeout misses it, and the
+    /// publish says so after every other got it.
+    private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
+        var late: [Int32] = []
+        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
+            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
+        }
+        if !late.isEmpty { throw lateError(late, sequence) }
+    }
+
+    /// ``waitForBlocked(_:_:_:)``, suspending the task while it waits; a cancel ends every wait still to come, those
+    /// subscribers missing the sample.
+    private mutating func waitForBlockedAsync(_ c: Int, _ blocked: UInt64, _ sequence: UInt64, isolation: isolated (any Actor)? = #isolation) async throws {
+        var late: [Int32] = []
+        var cancelled = false
+        for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
+            let wait = BlockedWait(service, s, blockTimeout)
+            waiting: while true {
+                if try enqueueUnlessStillFull(c, wait) { break waiting }
+                if cancelled {
+                    wait.countLost()
+                    break waiting
+                }
+                guard let seen = wait.prepareToSleep() else { continue }
+                let slept = await FutexWaiters.sleep(on: wait.word, seen: seen, until: wait.deadline)
+                wait.stopSleeping()
+                switch slept {
+                case .deadlinePassed:
+                    wait.countLost()
+                    late.append(service.subscriber(s)?.pid ?? 0)
+                    break waiting
+                case .cancelled: cancelled = true
+                case .woken, .sliceElapsed: continue
+                }
+            }
+        }
+        if cancelled { throw CancellationError() }
+        if !late.isEmpty { throw lateError(late, sequence) }
+    }
+
+    /// The publish's error when blocking subscribers (in processes `late`) stayed full for the whole block timeout.
+    func lateError(_ late: [Int32], _ sequence: UInt64) -> SharedMemoryError {
+        SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
+    }
+
+    /// The part of a publish that holds the lock: the sample's sequence and length, the history owed to new
+    /// subscribers, each connected subscriber's queue (those full and blocking are marked in `blocked`), the
+    /// history.
+    @inline(__always)
+    private mutating func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
+        if try lock.lock() == .ownerDied { try repairAfterOwnerDied() }
+        defer { try? lock.unlock() }
+        let sequence = geometry.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .relaxed) &+ 1
+        geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)
+        geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected {
+            if geometry.atomic(geometry.slot(s) &+ SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
+            if try !enqueue(c, to: s) { blocked |= ServiceGeometry.mark(s) }
+        }
+        if geometry.layout.history > 0 { addToHistory(c) }
+        geometry.atomic(ServiceHeader.published.offset, UInt64.self).store(sequence, ordering: .releasing)
+        return sequence
+    }
+
+    /// The lock's last holder died holding it: repairs, then marks the lock consistent (out of line: the publish
+    /// needs none of the service view for its common path).
+    private mutating func repairAfterOwnerDied() throws(SharedMemoryError) {
+        service.repair()
+        try lock.markConsistent()
+    }
+
+    /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
+    /// subscribers) or returns false (blocking ones). Called with the lock held.
+    @inline(__always)
+    private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
+        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let write = geometry.atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self)
+        let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
+        let w = write.load(ordering: .relaxed)
+        while true {
+            let r = read.load(ordering: .acquiring)
+            guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
+                throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
+            }
+            if w - r < depth { break }
+            guard try dropOldest(from: s, read: r) else { return false }
+        }
+        _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
+        geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
+        write.store(w &+ 1, ordering: .sequentiallyConsistent)
+        if geometry.atomic(slotAt &+ SubscriberSlot.subscriberSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(geometry.base + slotAt + SubscriberSlot.write.offset)
+        }
+        return true
+    }
+
+    /// Subscriber `s`'s queue is full at read position `r`: an overwriting subscriber's oldest sample is dropped
+    /// (unless the subscriber took it first) and counted as lost, and the caller looks again (true); a blocking
+    /// subscriber's is left (false). Out of line, as a full queue is the rare case: inlined, its address arithmetic
+    /// was hoisted into every publish's loop over the subscribers.
+    @inline(never)
+    private func dropOldest(from s: Int, read r: UInt64) throws(SharedMemoryError) -> Bool {
+        let slotAt = geometry.slot(s)
+        guard geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.policy.offset, as: UInt32.self) == 0 else { return false }
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let oldest = Int(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: r & (capacity &- 1)) &* 4, as: UInt32.self))
+        guard oldest < geometry.layout.chunkCount else { throw service.badChunk(oldest) }
+        if geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self).compareExchange(expected: r, desired: r &+ 1, ordering: .acquiringAndReleasing).exchanged {
+            _ = geometry.holders(oldest).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
+            geometry.atomic(slotAt &+ SubscriberSlot.lost.offset, UInt64.self).wrappingIncrement(ordering: .relaxed)
+        }
+        return true
+    }
+
+    /// For a blocking subscriber whose queue was full: waits (without the lock) for room, at most ``blockTimeout``,
+    /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
+    /// is counted as lost for it).
+    private mutating func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        let wait = BlockedWait(service, s, blockTimeout)
+        while true {
+            if try enqueueUnlessStillFull(c, wait) { return true }
+            guard let seen = wait.prepareToSleep() else { continue }
+            let slept = MessageRing.sleep(on: wait.word, seen: seen, until: wait.deadline)
+            wait.stopSleeping()
+            if slept == .deadlinePassed {
+                wait.countLost()
+                return false
+            }
+        }
+    }
+
+    /// Under the lock: true if the sample needs no more waiting (it was queued, or the subscriber left, died or was
+    /// replaced), false if its queue is still full.
+    mutating func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
+        let service = self.service
+        return try service.withLock { () throws(SharedMemoryError) -> Bool in
+            guard service.atomic(wait.slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
+                  service.atomic(wait.slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring) == wait.generation
+            else { return true }  // it left, or died and was reclaimed: nothing to deliver
+            if service.reclaimIfDead(wait.subscriber) { return true }
+            return try enqueue(c, to: wait.subscriber)
+        }
+    }
+
+    /// A publisher's wait for room in one blocking subscriber's queue: which subscriber (its slot's generation, so
+    /// that a slot changing hands ends the wait), until when, and the futex word it sleeps on (the low half of the
+    /// read position, with `publisherSleeps` raised so that the subscriber wakes it).
+    struct BlockedWait {
+        let service: ServiceView
+        let subscriber: Int
+        let slotAt: Int
+        let generation: UInt32
+        let deadline: Int64
+
+        init(_ service: ServiceView, _ s: Int, _ timeout: Duration) {
+            self.service = service
+            subscriber = s
+            slotAt = service.slot(s)
+            generation = service.atomic(slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring)
+            deadline = MessageRing.deadline(after: timeout)!
+        }
+
+        var word: UnsafeMutableRawPointer { service.base + slotAt + SubscriberSlot.read.offset }
+
+        /// Raises `publisherSleeps` and returns the read position's low half to sleep on; nil (flag lowered) if the
+        /// subscriber read meanwhile, so that no wake is missed.
+        func prepareToSleep() -> UInt32? {
+            let read = service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self)
+            let seen = UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent))
+            service.atomic(slotAt + SubscriberSlot.publisherSleeps.offset, UInt32.self).store(1, ordering: .sequentiallyConsistent)
+            guard UInt32(truncatingIfNeeded: read.load(ordering: .sequentiallyConsistent)) == seen else {
+                stopSleeping()
+                return nil
+            }
+            return seen
+        }
+
+        func stopSleeping() { service.atomic(slotAt + SubscriberSlot.publisherSleeps.offset, UInt32.self).store(0, ordering: .relaxed) }
+
+        /// The subscriber misses the sample: one more in its `lost`.
+        func countLost() { service.atomic(slotAt + SubscriberSlot.lost.offset, UInt64.self).wrappingIncrement(ordering: .relaxed) }
+    }
+
+    /// Delivers the history subscriber `s` asked for, once (lock held).
+    private mutating func deliverHistory(to s: Int) throws(SharedMemoryError) {
+        let slotAt = service.slot(s)
+        guard service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
+              service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 else { return }
+        let layout = service.layout
+        let wanted = min(Int(service.base.load(fromByteOffset: slotAt + SubscriberSlot.historyWanted.offset, as: UInt32.self)), layout.history)
+        let head = service.atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .relaxed)
+        let available = Int(min(head, UInt64(wanted)))
+        for i in stride(from: available, to: 0, by: -1) {
+            let c = try service.checkedChunk(service.base.load(fromByteOffset: ServiceHeader.historyEntries.offset + Int((head - UInt64(i)) % UInt64(layout.history)) * 4, as: UInt32.self))
+            _ = try enqueue(c, to: s)
+        }
+        service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).store(1, ordering: .releasing)
+    }
+
+    /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
+    /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
+    private mutating func addToHistory(_ c: Int) {
+        let history = UInt64(service.layout.history)
+        let head = service.atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .relaxed)
+        let at = ServiceHeader.historyEntries.offset + Int(head % history) * 4
+        let evicted = head >= history ? Int(service.base.load(fromByteOffset: at, as: UInt32.self)) : nil
+        _ = service.holders(c).loadThenBitwiseOr(with: P.historyBit, ordering: .acquiringAndReleasing)
+        service.base.storeBytes(of: UInt32(c), toByteOffset: at, as: UInt32.self)
+        if let evicted, evicted < service.layout.chunkCount, evicted != c {
+            _ = service.holders(evicted).loadThenBitwiseAnd(with: ~P.historyBit, ordering: .acquiringAndReleasing)
+        }
+        service.atomic(ServiceHeader.historyHead.offset, UInt64.self).store(head &+ 1, ordering: .releasing)
+    }
+}

@@ -1,0 +1,227 @@
+import Atomics
+import CSharedMemory
+import Glibc
+
+/// The receiving side of a ``MessageRing``. It holds the region's mapping (``RegionMapping``), so the ring stays
+/// mapped while it lives, whatever becomes of the region's handle.
+public struct RingReceiver: ~Copyable {
+    @usableFromInline let ring: RingView
+    /// How this side waits for messages.
+    public var strategy: WaitStrategy
+    /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
+    /// the sender wake this side stays up.
+    var readiness: Readiness? = nil
+
+    /// The largest message this ring carries.
+    public var maximumMessage: Int { ring.maximumMessage }
+
+    /// Attaches as the ring's only receiver; the ring must have been formatted. The region need not outlive the
+    /// receiver.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
+        ring = try RingView(region, at: offset, seat: .receiver)
+        self.strategy = strategy
+    }
+
+    deinit {
+        ring.drop()
+    }
+
+    /// Gives the receiver's seat back, so another process may attach as the receiver. Dropping the handle does
+    /// not: the sender keeps counting this process as its receiver until it exits.
+    public consuming func close() {
+        MessageRing.leave(.receiver, ring.base)
+    }
+
+    /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
+    /// most `timeout` (nil: as long as the sender lives).
+    public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> [UInt8]? {
+        try receiveUnsafe(timeout: timeout) { Array($0) }
+    }
+
+    /// Zero-copy: calls `body` with the next message in place, as a `RawSpan` that cannot leave `body`, then
+    /// frees its space; nil once the sender has finished and the ring is empty.
+    @inlinable
+    public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+        try receiveUnsafe(timeout: timeout) { (message: UnsafeRawBufferPointer) throws(SharedMemoryError) -> R in
+            try body(RawSpan(_unsafeBytes: message))
+        }
+    }
+
+    /// Zero-copy for C interop: calls `body` with the next message in place through a pointer, then frees its
+    /// space; nil once the sender has finished and the ring is empty. The pointer is valid only inside `body`: the
+    /// compiler does not check that; ``receive(timeout:_:)`` is the safe way.
+    @inlinable
+    public func receiveUnsafe<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
+        guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
+        defer { release(message) }
+        return try body(message)
+    }
+
+    /// Receives the next message into the start of `buffer`, with no allocation, and returns its length; nil once
+    /// the sender has finished and the ring is empty. A message longer than `buffer` is not taken: it stays first
+    /// in the ring, and this throws ``SharedMemoryError/Code/invalidArgument`` saying its length (a buffer of
+    /// ``maximumMessage`` bytes takes any message). Waits at most `timeout` (nil: as long as the sender lives).
+    ///
+    /// ```swift
+    /// var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+    /// var span = storage.mutableSpan
+    /// var bytes = span.mutableBytes
+    /// while let count = try receiver.receive(into: &bytes) { parse(bytes.bytes.extracting(first: count)) }
+    /// ```
+    ///
+    /// The corresponding C function is `smring_receive_copy` (`Interop/c/smring.h`).
+    @inlinable
+    public func receive(into buffer: inout MutableRawSpan, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
+        try buffer.withUnsafeMutableBytes { (target) throws(SharedMemoryError) -> Int? in
+            try receiveUnsafe(into: target, timeout: timeout)
+        }
+    }
+
+    /// ``receive(into:timeout:)`` into memory given by a pointer, for C interop: `buffer` must be writable for
+    /// all its bytes while this runs; the compiler does not check that, and ``receive(into:timeout:)`` is the
+    /// safe way.
+    @inlinable
+    public func receiveUnsafe(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
+        guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
+        guard message.count <= buffer.count else { throw messageDoesNotFit(message.count, buffer.count) }
+        if message.count > 0 { buffer.baseAddress.unsafelyUnwrapped.copyMemory(from: message.baseAddress.unsafelyUnwrapped, byteCount: message.count) }
+        release(message)
+        return message.count
+    }
+
+    @usableFromInline
+    func messageDoesNotFit(_ length: Int, _ room: Int) -> SharedMemoryError {
+        SharedMemoryError(.invalidArgument, "the next message has \(length) bytes and the buffer holds \(room); the message stays in the ring: receive it into a buffer of at least \(length) bytes (maximumMessage, \(ring.maximumMessage), takes any), or in place with receive { }", region: ring.name)
+    }
+
+    /// The next message if one is there now, else nil (also when the sender has finished).
+    public func tryReceive() throws(SharedMemoryError) -> [UInt8]? {
+        guard let message = try nextMessage(timeout: nil, wait: false) else { return nil }
+        defer { release(message) }
+        return Array(message)
+    }
+
+    /// Whether the sender has finished and every message has been read.
+    public var isFinished: Bool {
+        ring.finished.load(ordering: .acquiring) != 0 && ring.head.load(ordering: .acquiring) == ring.position.pointee.tail
+    }
+
+    /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
+    @inlinable
+    func release(_ message: UnsafeRawBufferPointer) {
+        ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
+        ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
+        Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if ring.senderWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
+    }
+
+    /// A sender sleeps on a full ring: signal the space freed.
+    @usableFromInline
+    func wakeSender() {
+        ring.spaceSignal.wrappingIncrement(ordering: .releasing)
+        Syscalls.futexWake(ring.base + RingHeader.spaceSignal.offset)
+    }
+
+    /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
+    /// when the ring is empty). Its space stays taken until ``release(_:)``.
+    @inlinable
+    func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
+        if let message = ring.nextIfPlain() { return message }
+        return try nextMessageSlowly(timeout: timeout, wait: wait)
+    }
+
+    /// ``nextMessage(timeout:wait:)`` when the quick look did not find a plain message: wrap markers, the end, a
+    /// corrupt ring, and waiting.
+    @usableFromInline
+    func nextMessageSlowly(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
+        var deadline: Int64? = nil  // set when this side first has to wait
+        var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
+        var lookAtPeer = false
+        while true {
+            switch try poll() {
+            case .message(let message): return message
+            case .finished: return nil
+            case .empty: break
+            }
+            guard wait else { return nil }
+            if spins == .min { spins = strategy.spins }
+            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
+            if spins > 0 {
+                spins -= 1
+                csm_cpu_relax()
+                continue
+            }
+            // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
+            if lookAtPeer { try checkSender() }
+            guard let seen = prepareToSleep() else { continue }
+            let slept = MessageRing.sleep(on: ring.base + RingHeader.dataSignal.offset, seen: seen, until: deadline)
+            lowerWaitingFlag()
+            if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
+            lookAtPeer = slept == .sliceElapsed
+        }
+    }
+
+    /// What a look at the ring found.
+    @usableFromInline
+    enum Poll {
+        case message(UnsafeRawBufferPointer), finished, empty
+    }
+
+    /// Looks at the ring once, without waiting: the next message in place (its space taken until
+    /// ``release(_:)``), the end of the stream, or nothing yet.
+    @inline(__always) @usableFromInline
+    func poll() throws(SharedMemoryError) -> Poll {
+        while true {
+            let current = ring.position.pointee.tail
+            if ring.position.pointee.head == current { ring.position.pointee.head = ring.head.load(ordering: .acquiring) }
+            if ring.position.pointee.head != current {
+                // Everything read from the ring is the other process's word: check it before trusting it, so a
+                // broken or hostile sender can never make this process read outside the ring.
+                let published = ring.position.pointee.head &- current
+                let offset = Int(truncatingIfNeeded: current & ring.mask)  // below the capacity
+                let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
+                if length == UInt32.max, published <= ring.capacity64 {  // wrap marker: the next message starts at 0
+                    ring.position.pointee.tail = current &+ UInt64(ring.capacity &- offset)
+                    continue
+                }
+                // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
+                guard published <= ring.capacity64, Int(length) <= ring.maximumMessage,
+                      UInt64(truncatingIfNeeded: align8(4 &+ Int(length))) <= published, offset &+ 4 &+ Int(length) <= ring.capacity
+                else {
+                    throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)
+                }
+                return .message(UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length)))
+            }
+            if ring.finished.load(ordering: .acquiring) != 0 {
+                if ring.head.load(ordering: .acquiring) == current { return .finished }
+                continue
+            }
+            return .empty
+        }
+    }
+
+    /// Before sleeping on an empty ring: raises the flag that makes the sender wake this side, and looks once
+    /// more. The data signal's value to sleep on, or nil if a message or the end came meanwhile. After the
+    /// sleep, the caller lowers the flag (`receiverWaiting`).
+    func prepareToSleep() -> UInt32? {
+        let seen = ring.dataSignal.load(ordering: .acquiring)
+        ring.receiverWaiting.store(1, ordering: .sequentiallyConsistent)
+        if ring.head.load(ordering: .sequentiallyConsistent) == ring.position.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
+            return seen
+        }
+        lowerWaitingFlag()
+        return nil
+    }
+
+    /// After a sleep: the sender need not wake this side any more, unless an event loop watches the ring.
+    func lowerWaitingFlag() {
+        if readiness == nil { ring.receiverWaiting.store(0, ordering: .relaxed) }
+    }
+
+    /// After a quiet sleep slice: `peerDied` if the sender's process is gone.
+    func checkSender() throws(SharedMemoryError) {
+        if !MessageRing.isAlive(.sender, ring.base) {
+            throw SharedMemoryError(.peerDied, "the sending process died without finishing; every message it sent has been read", region: ring.name)
+        }
+    }
+}
