@@ -91,6 +91,22 @@ struct PublishSubscribeTests {
         }
     }
 
+    @Test("a sample published as a copy of an array arrives whole; too large is refused")
+    func copyingPublish() throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 16, subscribers: 1, queueDepth: 4))
+            try PublishSubscribe.format(region, maxPayload: 16, subscribers: 1, queueDepth: 4)
+            var publisher = try Publisher(region)
+            var subscriber = try Subscriber(region)
+            let sequence = try publisher.publish([5, 6, 7] as [UInt8])
+            let got = try subscriber.receive(timeout: .seconds(5)) { bytes, info in (bytes.withUnsafeBytes { Array($0) }, info.sequence) }
+            #expect(got?.0 == [5, 6, 7] && got?.1 == sequence)
+            expectError(.invalidArgument) { _ = try publisher.publish([UInt8](repeating: 1, count: 17)) }
+            subscriber.close()
+            publisher.finish()
+        }
+    }
+
     @Test("every subscriber gets every sample, in order, in place", arguments: Backend.attachable)
     func fanOut(backend: Backend) throws {
         try Names.with(backend) { name in

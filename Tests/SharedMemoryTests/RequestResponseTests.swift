@@ -14,6 +14,26 @@ struct RequestResponseTests {
         return region
     }
 
+    @Test("a request sent as a copy (bytes or an array) arrives as the span form's does; too large is refused")
+    func copyingSend() throws {
+        try Names.with(.posix) { name in
+            let region = try Self.makeService(name, maxRequest: 16)
+            var server = try Server(try attachAgain(region))
+            var client = try Client(try attachAgain(region))
+            let a = try client.send([1, 2, 3] as [UInt8])
+            let b = try [9, 8, 7, 6].withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 in try client.send(UnsafeRawBufferPointer(rebasing: bytes[0..<4])) }
+            var requests: [UInt64: [UInt8]] = [:]
+            for _ in 0..<2 {
+                try server.handle(timeout: .seconds(5)) { request, response, info in
+                    requests[info.correlation] = request.withUnsafeBytes { Array($0) }
+                }
+            }
+            #expect(requests[a] == [1, 2, 3])
+            #expect(requests[b]?.count == 4)
+            expectError(.invalidArgument) { try client.send([UInt8](repeating: 0, count: 17)) }
+        }
+    }
+
     @Test("a request's response comes back to the client that sent it, with its correlation id", arguments: Backend.attachable)
     func roundTrip(backend: Backend) throws {
         try Names.with(backend) { name in

@@ -103,6 +103,12 @@ public struct Publisher: ~Copyable {
         return try deliver(c, length: bytes.count)
     }
 
+    /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
+    @discardableResult
+    public mutating func publish(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
+        try publishUnsafe(count: bytes.count) { chunk in chunk.copyBytes(from: bytes) }
+    }
+
     /// Delivers the history to subscribers that asked for it since the last publish, and reclaims dead
     /// subscribers, without publishing: for a publisher with nothing to say for a while.
     public mutating func update() throws(SharedMemoryError) {

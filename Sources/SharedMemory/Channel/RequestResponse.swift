@@ -366,6 +366,33 @@ public struct Client: ~Copyable {
     /// reported by the receive that waits for its response.
     @discardableResult
     public mutating func send(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+        try send(count: count) { place in
+            var output = OutputRawSpan(buffer: place, initializedCount: 0)
+            body(&output)
+            return output.finalize(for: place)
+        }
+    }
+
+    /// Sends a copy of `bytes` as a request (see ``send(count:_:)``); returns its correlation id.
+    @discardableResult
+    public mutating func send(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
+        try send(count: bytes.count) { place in
+            if bytes.count > 0 { place.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            return bytes.count
+        }
+    }
+
+    /// Sends a copy of `bytes` as a request (see ``send(count:_:)``); returns its correlation id.
+    @discardableResult
+    public mutating func send(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
+        try send(count: bytes.count) { place in
+            place.copyBytes(from: bytes)
+            return bytes.count
+        }
+    }
+
+    /// A request of up to `count` bytes that `fill` writes into its cell, returning how many it wrote.
+    private mutating func send(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> UInt64 {
         let layout = service.layout
         guard count >= 0, count <= layout.maxRequest else {
             throw SharedMemoryError(.invalidArgument, "a request of \(count) bytes does not fit this service: at most \(layout.maxRequest)", region: service.name)
@@ -379,10 +406,7 @@ public struct Client: ~Copyable {
             throw SharedMemoryError(.busy, "\(layout.depth) requests are outstanding (sent, and their responses not read): read a response first", region: service.name)
         }
         let cell = service.requestCell(index, w)
-        let place = UnsafeMutableRawBufferPointer(start: service.base + cell + RequestCell.bytes.offset, count: count)
-        var output = OutputRawSpan(buffer: place, initializedCount: 0)
-        body(&output)
-        let written = output.finalize(for: place)
+        let written = fill(UnsafeMutableRawBufferPointer(start: service.base + cell + RequestCell.bytes.offset, count: count))
         let correlation = nextCorrelation
         nextCorrelation &+= 1
         service.base.storeBytes(of: correlation, toByteOffset: cell, as: UInt64.self)
