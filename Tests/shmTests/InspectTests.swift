@@ -85,7 +85,7 @@ struct InspectTests {
             let name = try RegionName(text)
             let region = try SharedMemory.create(name, size: RequestResponse.size(maxRequest: 64, maxResponse: 64, clients: 2, depth: 2))
             try RequestResponse.format(region, maxRequest: 64, maxResponse: 64, clients: 2, depth: 2)
-            var server = try Server(region)
+            let server = try Server(region)
             var client = try Client(region)
             _ = try client.send(count: 4) { for byte in "ping".utf8 { $0.append(byte) } }
             let (status, document) = try Self.json([text])

@@ -249,13 +249,7 @@ struct ServiceView: @unchecked Sendable {
         let header = try region.sharedObjectAddress(at: offset, size: ServiceHeader.historyEntries.offset, alignment: 64, what: "a publish/subscribe service")
         let base = header.address
         let deadline = MessageRing.deadline(after: timeout)!
-        let found = Handshake.magic(at: base + ServiceHeader.magic.offset, until: deadline)
-        guard let found else {
-            throw SharedMemoryError(.notReady, "no publish/subscribe service has been formatted at offset \(offset) yet", region: region.name)
-        }
-        guard found == P.magic else {
-            throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no publish/subscribe service (its magic number is \(String(found, radix: 16)))", region: region.name)
-        }
+        try Handshake.expect(P.magic, at: base + ServiceHeader.magic.offset, until: deadline, what: "publish/subscribe service", offset: offset, region: region.name)
         let layout = try P.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")
         mapping = whole.mapping

@@ -128,13 +128,7 @@ struct RequestView: @unchecked Sendable {
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: RequestResponseHeader.slots.offset, alignment: 64, what: "a request/response service").address
         let deadline = MessageRing.deadline(after: timeout)!
-        let found = Handshake.magic(at: base + RequestResponseHeader.magic.offset, until: deadline)
-        guard let found else {
-            throw SharedMemoryError(.notReady, "no request/response service has been formatted at offset \(offset) yet", region: region.name)
-        }
-        guard found == R.magic else {
-            throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no request/response service (its magic number is \(String(found, radix: 16)))", region: region.name)
-        }
+        try Handshake.expect(R.magic, at: base + RequestResponseHeader.magic.offset, until: deadline, what: "request/response service", offset: offset, region: region.name)
         let layout = try R.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service of \(layout.size) bytes")
         mapping = whole.mapping

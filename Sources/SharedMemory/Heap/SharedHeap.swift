@@ -370,8 +370,8 @@ public struct SharedHeap: ~Copyable {
         Handshake.wake(base + HeapHeader.format.offset)  // the state's low half: processes attaching meanwhile
     }
 
-    /// One look at the header: true once a heap is there and attached; false to look again (waiting a millisecond,
-    /// until `deadline`).
+    /// One look at the header: true once a heap is there and attached; false to look again (after sleeping on the
+    /// format word until it changes, at most 100 ms at a time and never past `deadline`: Handshake).
     private mutating func attachIfReady(deadline: Int64, takeOverDead: Bool = false) throws(SharedMemoryError) -> Bool {
         let current = formatWord().load(ordering: .acquiring)
         switch current & 0xffff_ffff {
