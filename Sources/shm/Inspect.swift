@@ -35,7 +35,7 @@ struct Inspect: ParsableCommand {
         if let format, Inspection.Format(rawValue: format) == nil || format == "none" {
             throw ValidationError("`\(format)` is not a format: give one of \(Self.formats)")
         }
-        if let watch, !(watch > 0 && watch <= 3600) { throw ValidationError("--watch takes 0.1 to 3600 seconds, not \(watch)") }
+        if let watch, !(watch >= 0.1 && watch <= 3600) { throw ValidationError("--watch takes 0.1 to 3600 seconds, not \(watch)") }
     }
 
     /// `--watch` alone means every second: ArgumentParser has no option with an optional value, so the arguments

@@ -288,7 +288,12 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
     case "event-wait":
         let region = try SharedMemory.open(name)
         let event = try ProcessEvent.existing(in: region, at: 0)
-        return event.wait(timeout: .milliseconds(Int(rest[0])!)) ? "signaled" : "timeout"
+        do {
+            try event.wait(timeout: .milliseconds(Int(rest[0])!))
+            return "signaled"
+        } catch where error.code == .timedOut {
+            return "timeout"
+        }
     case "ring-serve":
         // The handle is not used after the send: a handle's lifetime must not end the stream.
         let sender = try RingSender(try SharedMemory.open(name))

@@ -95,7 +95,7 @@ struct AsyncTests {
                     group.addTask { String(decoding: try await receiver.value.receiveAsync(timeout: .seconds(60)) ?? [], as: UTF8.self) + " \(i)" }
                 }
                 for (i, event) in events.enumerated() {
-                    group.addTask { try await event.waitAsync(timeout: .seconds(60)) ? "event \(i)" : "timed out \(i)" }
+                    group.addTask { try await event.waitAsync(timeout: .seconds(60)); return "event \(i)" }
                 }
                 try await Self.waitUntilWaiting(before + 2 * rings)
                 #expect(FutexWaiters.shared.threadCount >= 2, "200 words need two waiter threads of 127")
@@ -176,7 +176,7 @@ struct AsyncTests {
             }
             #expect(drained == 4096 / 8)
             event.signal()
-            #expect(try await event.waitAsync(timeout: .seconds(1)))
+            try await event.waitAsync(timeout: .seconds(1))
         }
     }
 
@@ -315,18 +315,24 @@ struct AsyncTests {
         }
     }
 
-    @Test("an event: waitAsync returns true when another thread signals, false when the timeout passes")
+    @Test("an event: waitAsync returns when another thread signals, and throws timedOut when the timeout passes")
     func eventWait() async throws {
         try await Names.withAsync(.posix) { name in
             let region = try SharedMemory.create(name, size: 4096)
             let event = try ProcessEvent.initialize(in: region, at: 0)
-            #expect(try await event.waitAsync(timeout: .milliseconds(20)) == false)
+            await #expect(throws: SharedMemoryError.self) { try await event.waitAsync(timeout: .milliseconds(20)) }
+            do {
+                try await event.waitAsync(timeout: .milliseconds(20))
+                Issue.record("no timedOut")
+            } catch let error as SharedMemoryError {
+                #expect(error.code == .timedOut)
+            }
             let signaller = Thread {
                 usleep(20_000)
                 event.signal()
             }
             signaller.start()
-            #expect(try await event.waitAsync(timeout: .seconds(5)))
+            try await event.waitAsync(timeout: .seconds(5))
         }
     }
 
@@ -580,7 +586,8 @@ struct AsyncTests {
             let outcome = await Task {
                 withUnsafeCurrentTask { $0?.cancel() }
                 let message = try await receiver.value.receiveAsync()
-                let signaled = try await event.waitAsync()
+                try await event.waitAsync()
+                let signaled = true
                 do {
                     _ = try await receiver.value.receiveAsync()
                     return "no CancellationError on an empty ring"

@@ -25,7 +25,7 @@ struct MappingTests {
                 event.signal()
             }
             worker.start()
-            #expect(event.wait(timeout: .seconds(10)))
+            try event.wait(timeout: .seconds(10))
             counter.wrappingIncrement(ordering: .relaxed)
             // Written through the objects' mapping, read through another attachment: the same memory.
             #expect(try other.get(UInt64.self, at: 128) == 42)

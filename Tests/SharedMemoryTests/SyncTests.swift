@@ -131,9 +131,9 @@ struct SyncTests {
             event.signal()
             #expect(waiter.finish().lastLine == "ok signaled")
             #expect(event.isSignaled)
-            #expect(event.wait(timeout: .zero))
+            try event.wait(timeout: .zero)
             event.reset()
-            #expect(!event.wait(timeout: .milliseconds(10), strategy: .sleep))
+            #expect(expectError(.timedOut) { try event.wait(timeout: .milliseconds(10), strategy: .sleep) }?.reason == "the event was not signaled within 0.01 seconds")
         }
     }
 }

@@ -137,6 +137,8 @@ struct InspectTests {
             #expect((document["participants"] as? [[String: Any]])?.first?["role"] as? String == "writer")
             let wrong = try Shm.run(["inspect", text, "--as", "teapot"])
             #expect(wrong.status != 0 && wrong.error.contains("not a format"))
+            let tooOften = try Shm.run(["inspect", text, "--watch", "0"])
+            #expect(tooOften.status != 0 && tooOften.error.contains("--watch takes 0.1 to 3600 seconds"), "\(tooOften.error)")
         }
     }
 

@@ -4,16 +4,17 @@ import Glibc
 
 extension ProcessEvent {
     /// Waits until the event is signaled, suspending the task (not blocking a thread), at most `timeout` (nil: for
-    /// ever); `false` if the time ran out first. The asynchronous twin of ``wait(timeout:strategy:)``; cancelling
-    /// the task ends the wait with `CancellationError`.
-    @discardableResult
-    public func waitAsync(timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation) async throws -> Bool {
+    /// ever); throws ``SharedMemoryError/Code/timedOut`` if the time ran out first. The asynchronous twin of
+    /// ``wait(timeout:strategy:)``; cancelling the task ends the wait with `CancellationError`.
+    public func waitAsync(timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation) async throws {
         let deadline = MessageRing.deadline(after: timeout)
         while true {
-            if word.load(ordering: .acquiring) != 0 { return true }
+            if word.load(ordering: .acquiring) != 0 { return }
             switch await FutexWaiters.sleep(on: address, seen: 0, until: deadline, slice: .max) {
             case .cancelled: throw CancellationError()
-            case .deadlinePassed: return word.load(ordering: .acquiring) != 0
+            case .deadlinePassed:
+                if word.load(ordering: .acquiring) != 0 { return }
+                throw timedOut(timeout!)
             case .woken, .sliceElapsed: continue
             }
         }

@@ -71,14 +71,14 @@ public struct ProcessEvent: @unchecked Sendable {
         word.store(0, ordering: .releasing)
     }
 
-    /// Waits until the event is signaled, at most `timeout` (nil: for ever). Returns `false` if the time ran
-    /// out first. The corresponding C call is `futex(FUTEX_WAIT)`.
-    @discardableResult
-    public func wait(timeout: Duration? = nil, strategy: WaitStrategy = .default) -> Bool {
+    /// Waits until the event is signaled, at most `timeout` (nil: for ever); throws
+    /// ``SharedMemoryError/Code/timedOut`` if the time ran out first, as every wait in the library does
+    /// (``isSignaled`` looks without waiting). The corresponding C call is `futex(FUTEX_WAIT)`.
+    public func wait(timeout: Duration? = nil, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         var spins = strategy.spins
         while true {
-            if word.load(ordering: .acquiring) != 0 { return true }
+            if word.load(ordering: .acquiring) != 0 { return }
             if spins > 0 {
                 spins -= 1
                 csm_cpu_relax()
@@ -87,10 +87,15 @@ public struct ProcessEvent: @unchecked Sendable {
             var remaining: Int64?
             if let deadline {
                 let left = (deadline - ContinuousClock.now).nanoseconds
-                if left <= 0 { return false }
+                if left <= 0 { throw timedOut(timeout!) }
                 remaining = left
             }
             Syscalls.futexWait(address, 0, timeout: remaining)
         }
+    }
+
+    /// The error of a wait that ran out of time.
+    func timedOut(_ timeout: Duration) -> SharedMemoryError {
+        SharedMemoryError(.timedOut, "the event was not signaled within \(timeout)", region: mapping.name)
     }
 }
