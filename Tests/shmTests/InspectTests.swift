@@ -99,6 +99,31 @@ struct InspectTests {
         }
     }
 
+    @Test("the lock's holder is read from glibc's futex word: a live thread, one that died, a lock that is lost")
+    func lockHolder() throws {
+        try Names.with("posix") { text in
+            let name = try RegionName(text)
+            let region = try SharedMemory.create(name, size: RequestResponse.size(maxRequest: 64, maxResponse: 64, clients: 1, depth: 1))
+            try RequestResponse.format(region, maxRequest: 64, maxResponse: 64, clients: 1, depth: 1)
+            func holder() throws -> (String?, [String]) {
+                let (_, document) = try Self.json([text])
+                return ((document["facts"] as? [String: Any])?["lockHeldBy"] as? String, document["notes"] as? [String] ?? [])
+            }
+            let lock = 128  // the service's robust mutex: its futex word, then (at 8) glibc's owner field
+            #expect(try holder().0 == "nobody")
+            let me = UInt32(getpid())  // the main thread's id is the pid
+            try region.set(me, at: lock)
+            #expect(try holder().0 == "thread \(me)")
+            try region.set(UInt32(0x4000_0000), at: lock)  // FUTEX_OWNER_DIED: the kernel's mark for a dead owner
+            let died = try holder()
+            #expect(died.0 == "a thread that died" && died.1.contains { $0.contains("died holding the lock") }, "\(died)")
+            try region.set(UInt32(0), at: lock)
+            try region.set(Int32(0x7fff_fffe), at: lock + 8)  // glibc's PTHREAD_MUTEX_NOTRECOVERABLE
+            let lost = try holder()
+            #expect(lost.0 == "nobody (not recoverable)" && lost.1.contains { $0.contains("can never be locked again") }, "\(lost)")
+        }
+    }
+
     @Test("a heap: size, use, fragmentation, and its named objects with --objects")
     func heap() throws {
         try Names.with("posix") { text in

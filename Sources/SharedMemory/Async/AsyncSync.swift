@@ -41,7 +41,7 @@ extension ProcessMutex {
         _ body: () throws -> R
     ) async throws -> R {
         let word = UnsafeAtomic<UInt32>(at: mutex.address.assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
-        let waiters: UInt32 = 0x8000_0000, ownerMask: UInt32 = 0x3fff_ffff  // FUTEX_WAITERS, FUTEX_TID_MASK
+        let waiters = RobustMutex.waitersBit, ownerMask = RobustMutex.tidMask
         let deadline = MessageRing.deadline(after: timeout)
         var slept = false
         while true {

@@ -336,7 +336,7 @@ import Glibc
         var attempt = 0, same = 0
         var previous: String? = nil
         while true {
-            let holder = Self.lockOwner(lock)
+            let holder = RobustMutex.holder(at: lock)
             do throws(SharedMemoryError) {
                 let statistics = try bytes.verify()
                 facts.add("used", .int(statistics.allocatedBytes))
@@ -356,13 +356,13 @@ import Glibc
                 return
             } catch {
                 attempt += 1
-                if repair || (holder > 0 && !Syscalls.processExists(holder)) {
+                if repair || holder == .ownerDied || (holder != .nobody && !Self.busyHolder(lock)) {
                     notes.append("the heap's use is not shown: a repair is pending, and until it runs the heap need not add up")
                     return
                 }
                 // A heap that does not add up says so the same way on every look with its lock free; one that only
                 // changed under the walk fails differently, or with its lock held.
-                let quiet = holder == 0 && Self.lockOwner(lock) == 0
+                let quiet = holder == .nobody && RobustMutex.holder(at: lock) == .nobody
                 same = quiet && error.reason == previous ? same + 1 : 0
                 previous = error.reason
                 if same >= 2 || !patient { throw error }
@@ -409,16 +409,29 @@ import Glibc
     }
 
     /// The thread that holds a robust mutex (glibc keeps its id at byte 8 on x86-64 and arm64), and whether it runs.
-    private static func lockOwner(_ mutex: UnsafeRawPointer) -> Int32 {
-        mutex.load(fromByteOffset: 8, as: Int32.self) & 0x3fff_ffff  // without FUTEX_WAITERS, FUTEX_OWNER_DIED
+    /// A thread that holds the lock and still runs: a walk that fails meanwhile may only have met its work.
+    private static func busyHolder(_ mutex: UnsafeRawPointer) -> Bool {
+        if case .thread(let tid) = RobustMutex.holder(at: mutex) { return Syscalls.processExists(tid) }
+        return false
     }
 
+    /// The lock's holder, and a note when it is gone or the lock is lost.
     private mutating func lockHolder(_ mutex: UnsafeRawPointer) {
-        let owner = Self.lockOwner(mutex)
-        guard owner > 0 else { facts.add("lockHeldBy", .text("nobody")); return }
-        let alive = Syscalls.processExists(owner)
-        facts.add("lockHeldBy", .text("thread \(owner)\(alive ? "" : " (gone)")"))
-        if !alive { notes.append("the lock's holder, thread \(owner), is gone: the next process to take the lock repairs what it left") }
+        switch RobustMutex.holder(at: mutex) {
+        case .nobody:
+            facts.add("lockHeldBy", .text("nobody"))
+        case .thread(let tid) where Syscalls.processExists(tid):
+            facts.add("lockHeldBy", .text("thread \(tid)"))
+        case .thread(let tid):
+            facts.add("lockHeldBy", .text("thread \(tid) (gone)"))
+            notes.append("the lock's holder, thread \(tid), is gone: the next process to take the lock repairs what it left")
+        case .ownerDied:
+            facts.add("lockHeldBy", .text("a thread that died"))
+            notes.append("a thread died holding the lock: the next process to take the lock repairs what it left")
+        case .notRecoverable:
+            facts.add("lockHeldBy", .text("nobody (not recoverable)"))
+            notes.append("the lock is not recoverable (its owner died and the next one unlocked it without marking it consistent): it can never be locked again")
+        }
     }
 }
 

@@ -102,6 +102,26 @@ public struct ProcessMutex: @unchecked Sendable {
 /// The robust, process-shared `pthread_mutex_t` at an address: what ``ProcessMutex`` does, without holding the
 /// mapping. The heap keeps one in its header and holds its region itself (it must be free to remap it).
 struct RobustMutex {
+    /// glibc's futex word (the first 4 bytes): the owner's thread id in these bits (`FUTEX_TID_MASK`), then
+    /// `FUTEX_OWNER_DIED` (set by the kernel when the owner died holding it) and `FUTEX_WAITERS`.
+    static let tidMask: UInt32 = 0x3fff_ffff, ownerDiedBit: UInt32 = 0x4000_0000, waitersBit: UInt32 = 0x8000_0000
+    /// What glibc leaves in the owner field (`__data.__owner`, the third 32-bit word) of a mutex that can never be
+    /// locked again.
+    static let notRecoverableOwner: Int32 = 0x7fff_fffe
+
+    /// Who holds the mutex at `address`, read without touching it (`shm inspect` takes no lock).
+    enum Holder: Equatable {
+        case nobody, thread(Int32), ownerDied, notRecoverable
+    }
+
+    static func holder(at address: UnsafeRawPointer) -> Holder {
+        if address.load(fromByteOffset: 8, as: Int32.self) == notRecoverableOwner { return .notRecoverable }
+        let word = address.load(as: UInt32.self)
+        if word & ownerDiedBit != 0 { return .ownerDied }
+        let tid = Int32(bitPattern: word & tidMask)
+        return tid == 0 ? .nobody : .thread(tid)
+    }
+
     let address: UnsafeMutableRawPointer
     /// For errors; nil for the heap's, which adds its region's name to the errors it passes on.
     let region: RegionName?
@@ -186,7 +206,7 @@ struct RobustMutex {
     @inline(__always)
     private func checkRecoverable() throws(SharedMemoryError) {
         let owner = UnsafeAtomic<Int32>(at: (address + 8).assumingMemoryBound(to: Int32.AtomicRepresentation.self))
-        if owner.load(ordering: .acquiring) == 0x7fff_fffe { _ = try acquisition(ENOTRECOVERABLE) }
+        if owner.load(ordering: .acquiring) == RobustMutex.notRecoverableOwner { _ = try acquisition(ENOTRECOVERABLE) }
     }
 
     private func acquisition(_ result: Int32) throws(SharedMemoryError) -> ProcessMutex.Acquisition {
