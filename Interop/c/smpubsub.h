@@ -47,7 +47,7 @@
 enum {
     SMPS_OFF_MAGIC = 0, SMPS_OFF_MAJOR = 8, SMPS_OFF_MINOR = 10, SMPS_OFF_SUBSCRIBERS = 12, SMPS_OFF_MAX_PAYLOAD = 16,
     SMPS_OFF_QUEUE_DEPTH = 24, SMPS_OFF_HISTORY = 28, SMPS_OFF_CHUNK_COUNT = 32, SMPS_OFF_PUBLISHER_STATE = 36,
-    SMPS_OFF_PUBLISHED = 40, SMPS_OFF_PUBLISHER_PID = 48, SMPS_OFF_PUBLISHER_START = 56, SMPS_OFF_HISTORY_HEAD = 64,
+    SMPS_OFF_PUBLISHED = 40, SMPS_OFF_PUBLISHER_PID = 48, SMPS_OFF_PUBLISHER_VACATED = 52, SMPS_OFF_PUBLISHER_START = 56, SMPS_OFF_HISTORY_HEAD = 64,
     SMPS_OFF_LOCK = 128, SMPS_OFF_HISTORY_ENTRIES = 192
 };
 /* A subscriber's slot. */
@@ -367,11 +367,13 @@ static inline int smps_publisher_attach(smps_publisher *p, void *service, uint64
     int32_t holder = atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), memory_order_acquire);
     int alive = smps__publisher_alive(s);
     if (holder != 0 && alive && holder != me
+        && atomic_load_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_VACATED), memory_order_acquire) != holder
         && atomic_load_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), memory_order_acquire) == SMPS_PUBLISHING) {
         smps__unlock(s);
         return smring__fail(SMRING_BUSY, "process %d already publishes on this service; a service has one publisher", (int)holder);
     }
     if (holder != 0 && !alive) smps__recover_from_dead_publisher(s);
+    atomic_store_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_VACATED), 0, memory_order_relaxed);
     smps__put64(s, SMPS_OFF_PUBLISHER_START, smring__start_time(me));
     atomic_store_explicit(smps__i32(s, SMPS_OFF_PUBLISHER_PID), me, memory_order_release);
     atomic_store_explicit(smps__u32(s, SMPS_OFF_PUBLISHER_STATE), SMPS_PUBLISHING, memory_order_release);

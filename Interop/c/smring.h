@@ -66,8 +66,8 @@
 /* Header offsets (Docs/WireFormat.md, "Header"). */
 enum {
     SMRING_OFF_MAGIC = 0, SMRING_OFF_MAJOR = 8, SMRING_OFF_MINOR = 10, SMRING_OFF_HEADER_SIZE = 12,
-    SMRING_OFF_CAPACITY = 16, SMRING_OFF_SENDER_PID = 32, SMRING_OFF_SENDER_START = 40,
-    SMRING_OFF_RECEIVER_PID = 48, SMRING_OFF_RECEIVER_START = 56, SMRING_OFF_HEAD = 64, SMRING_OFF_FINISHED = 72,
+    SMRING_OFF_CAPACITY = 16, SMRING_OFF_SENDER_PID = 32, SMRING_OFF_SENDER_VACATED = 36, SMRING_OFF_SENDER_START = 40,
+    SMRING_OFF_RECEIVER_PID = 48, SMRING_OFF_RECEIVER_VACATED = 52, SMRING_OFF_RECEIVER_START = 56, SMRING_OFF_HEAD = 64, SMRING_OFF_FINISHED = 72,
     SMRING_OFF_SENDER_TOKEN = 80, SMRING_OFF_TAIL = 128, SMRING_OFF_RECEIVER_TOKEN = 136, SMRING_OFF_DATA_SIGNAL = 192,
     SMRING_OFF_RECEIVER_WAITING = 196, SMRING_OFF_SPACE_SIGNAL = 224, SMRING_OFF_SENDER_WAITING = 228
 };
@@ -278,12 +278,16 @@ static inline int smring_attach(smring *r, void *ring, uint64_t room, int seat) 
     unsigned pid_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_PID : SMRING_OFF_RECEIVER_PID;
     unsigned start_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_START : SMRING_OFF_RECEIVER_START;
     unsigned token_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_TOKEN : SMRING_OFF_RECEIVER_TOKEN;
+    unsigned vacated_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_VACATED : SMRING_OFF_RECEIVER_VACATED;
     int32_t me = (int32_t)getpid();
     uint64_t my_start = smring__start_time(me);
     for (;;) {
         int32_t holder = atomic_load_explicit(smring__i32(r, pid_offset), memory_order_acquire);
-        if (holder != 0 && smring__alive(r, seat))
+        /* A live holder keeps the seat unless its handle went away (it wrote its pid into the vacated word). */
+        if (holder != 0 && smring__alive(r, seat)
+            && atomic_load_explicit(smring__i32(r, vacated_offset), memory_order_acquire) != holder)
             return smring__fail(SMRING_BUSY, "process %d is already this ring's %s; a ring has one of each", (int)holder, seat == SMRING_SENDER ? "sender" : "receiver");
+        atomic_store_explicit(smring__i32(r, vacated_offset), 0, memory_order_relaxed);
         memcpy(r->base + start_offset, &my_start, 8);
         if (atomic_compare_exchange_strong_explicit(smring__i32(r, pid_offset), &holder, me, memory_order_acq_rel, memory_order_acquire))
             break;

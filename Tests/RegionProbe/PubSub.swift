@@ -21,6 +21,10 @@ import SharedMemory
 //   ps-subscribe-drop NAME
 //                   connect as a blocking subscriber, drop the handle without close(), print `ok dropped`, and
 //                   live on until killed
+//   seat-drop NAME ROLE
+//                   take ROLE's seat (sender or receiver of the ring at 0; publisher, server, or writer of the 64-byte
+//                   seqlock cell at 0), drop the handle without closing or finishing, print `ok dropped`, and live on
+//                   until killed: the seat must be free to take over meanwhile, and this process's death still heard
 //   seqlock-write NAME COUNT
 //                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
 //   seqlock-read NAME COUNT
@@ -129,6 +133,19 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
             if mode == "slow" { usleep(1000) }
         }
         return "\(received) \(subscriber.lost)"
+    case "seat-drop":
+        let region = try attach(name)
+        switch rest[0] {
+        case "sender": do { let sender = try RingSender(region); _ = sender.maximumMessage }
+        case "receiver": do { let receiver = try RingReceiver(region); _ = receiver.maximumMessage }
+        case "publisher": do { let publisher = try Publisher(region, timeout: .seconds(5)); _ = publisher.maxPayload }
+        case "server": do { let server = try Server(region, timeout: .seconds(5)); _ = server.maxResponse }
+        case "writer": do { let writer = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0); writer.write(SeqlockValue(7)) }
+        default: return "unknown role \(rest[0])"
+        }
+        print("ok dropped")
+        fflush(nil)
+        while true { pause() }
     case "seqlock-write":
         let region = try attach(name)
         let writer = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0)

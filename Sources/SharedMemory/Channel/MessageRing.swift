@@ -132,59 +132,30 @@ public enum MessageRing {
         UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: T.AtomicRepresentation.self))
     }
 
-    /// The header's two seats: the process that sends and the one that receives.
-    enum Seat {
+    /// The ring's two sides, each with a seat in the header (see ``Seat``): the process that sends and the one that
+    /// receives.
+    enum Side {
         case sender, receiver
-        var pidOffset: Int { self == .sender ? RingHeader.senderPID.offset : RingHeader.receiverPID.offset }
-        var startOffset: Int { self == .sender ? RingHeader.senderStart.offset : RingHeader.receiverStart.offset }
+
+        func seat(_ base: UnsafeRawPointer) -> Seat {
+            self == .sender ? .sender(base) : .receiver(base)
+        }
+
         var tokenOffset: Int { self == .sender ? RingHeader.senderToken.offset : RingHeader.receiverToken.offset }
     }
 
-    /// The tokens of the seats this process holds through a live handle. A handle that goes away without
-    /// `finish()` or `close()` changes nothing in the ring (a handle's lifetime is no protocol event: the
-    /// optimiser may end it early); it only drops its token here, so that this process may claim the seat again.
-    static let liveTokens = Locked<Set<UInt64>>([])
-
-    /// The process in `seat`, or nil if it is empty.
-    static func occupant(of seat: Seat, _ base: UnsafeMutableRawPointer) -> Creator? {
-        let pid = atomic(base, seat.pidOffset, Int32.self).load(ordering: .acquiring)
-        guard pid != 0 else { return nil }
-        let start = base.load(fromByteOffset: seat.startOffset, as: UInt64.self)
-        return Creator.seat(pid: pid, start: start)
+    /// Claims `side`'s seat for this process, `busy` if a live process holds it through a live handle (this one
+    /// included; a handle vacates its seat when it goes), and writes the fresh random token each attach writes (Docs/WireFormat.md).
+    static func claim(_ side: Side, _ base: UnsafeMutableRawPointer, _ region: RegionName) throws(SharedMemoryError) {
+        try side.seat(base).claim(region: region) { "process \($0) is already this ring's \(side); a ring has one of each" }
+        var generator = SystemRandomNumberGenerator()
+        atomic(base, side.tokenOffset, UInt64.self).store(generator.next() as UInt64 | 1, ordering: .releasing)
     }
 
-    /// Claims `seat` for this process and returns the seat's new token; `busy` if a live process holds it through
-    /// a live handle (this process's own handles included). A seat a dead process left, or one this process holds
-    /// through no live handle any more, is taken over.
-    static func claim(_ seat: Seat, _ base: UnsafeMutableRawPointer, _ region: RegionName) throws(SharedMemoryError) -> UInt64 {
-        let me = Creator.current
-        let token = atomic(base, seat.tokenOffset, UInt64.self)
-        while true {
-            let holder = occupant(of: seat, base)
-            if let holder, holder.isAlive,
-               holder != me || liveTokens.withLock({ $0.contains(token.load(ordering: .acquiring)) }) {
-                throw SharedMemoryError(.busy, "process \(holder.pid) is already this ring's \(seat); a ring has one of each", region: region)
-            }
-            base.storeBytes(of: me.startTime ?? 0, toByteOffset: seat.startOffset, as: UInt64.self)
-            let pid = atomic(base, seat.pidOffset, Int32.self)
-            if pid.compareExchange(expected: holder?.pid ?? 0, desired: me.pid, ordering: .acquiringAndReleasing).exchanged {
-                var generator = SystemRandomNumberGenerator()
-                let mine = generator.next() as UInt64 | 1
-                token.store(mine, ordering: .releasing)
-                liveTokens.withLock { _ = $0.insert(mine) }
-                return mine
-            }
-        }
-    }
-
-    /// Gives `seat` back (an explicit `close()`, or a refused attach).
-    static func leave(_ seat: Seat, _ base: UnsafeMutableRawPointer) {
-        atomic(base, seat.pidOffset, Int32.self).store(0, ordering: .releasing)
-    }
-
-    /// Whether the process in `seat` still runs (an empty seat counts as alive: the peer has not come yet).
-    static func isAlive(_ seat: Seat, _ base: UnsafeMutableRawPointer) -> Bool {
-        occupant(of: seat, base)?.isAlive ?? true
+    /// Whether the process on `side` still runs (an empty seat counts as alive: the peer has not come yet, or gave
+    /// its seat back, which ends nothing).
+    static func isAlive(_ side: Side, _ base: UnsafeMutableRawPointer) -> Bool {
+        side.seat(base).occupant?.isAlive ?? true
     }
 
     enum Sleep { case woken, sliceElapsed, deadlinePassed }
@@ -242,22 +213,21 @@ struct RingView {
     @usableFromInline let senderWaiting: UnsafeAtomic<UInt32>
     let spaceSignal: UnsafeAtomic<UInt32>
     @usableFromInline let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
-    /// This handle's token for its seat (see ``MessageRing/liveTokens``).
-    let token: UInt64
+    /// The side this handle holds the seat of.
+    let side: MessageRing.Side
 
-    /// Validates the header at `offset` and takes `seat` for this process.
-    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, seat: MessageRing.Seat) throws(SharedMemoryError) {
+    /// Validates the header at `offset` and takes `side`'s seat for this process.
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, side: MessageRing.Side) throws(SharedMemoryError) {
         let (mapping, base, capacity) = try MessageRing.validate(region, at: offset)
-        token = try MessageRing.claim(seat, base, region.name)
+        try MessageRing.claim(side, base, region.name)
+        self.side = side
         head = RingHeader.head.atomic(base, UInt64.self)
         tail = RingHeader.tail.atomic(base, UInt64.self)
         // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
         // Checked with the seat held, so this side's own position stands still and a live peer's only closes in.
         let written = head.load(ordering: .acquiring), read = tail.load(ordering: .acquiring)
         guard written & 7 == 0, read & 7 == 0, written &- read <= UInt64(capacity) else {
-            MessageRing.leave(seat, base)
-            let claimed = token
-            MessageRing.liveTokens.withLock { _ = $0.remove(claimed) }
+            side.seat(base).release()
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
         self.mapping = mapping
@@ -320,9 +290,10 @@ struct RingView {
         return UnsafeRawBufferPointer(start: data + (offset &+ 4), count: length)
     }
 
-    /// This handle is going: forget its token and free this side's copies. Nothing in the ring changes.
+    /// This handle is going: its seat is vacated (another process may take it; this one's death still counts, and
+    /// nothing ends: the stream ends only by `finish()`) and this side's copies freed.
     func drop() {
-        MessageRing.liveTokens.withLock { _ = $0.remove(token) }
+        side.seat(base).vacate()
         position.deallocate()
     }
 }

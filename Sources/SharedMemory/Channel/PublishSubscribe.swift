@@ -262,16 +262,15 @@ struct ServiceView: @unchecked Sendable {
     func chunk(_ c: Int) -> Int { geometry.chunk(c) }
     func holders(_ c: Int) -> UnsafeAtomic<UInt64> { geometry.holders(c) }
 
-    func occupant(pidAt: Int, startAt: Int) -> Creator? {
-        let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
-        guard pid != 0 else { return nil }
-        let start = base.load(fromByteOffset: startAt, as: UInt64.self)
-        return Creator.seat(pid: pid, start: start)
-    }
+    /// The publisher's seat (see ``Seat``).
+    var publisherSeat: Seat { .publisher(base) }
+    /// The process that publishes, if any.
+    var publisher: Creator? { publisherSeat.occupant }
 
-    var publisher: Creator? { occupant(pidAt: ServiceHeader.publisherPID.offset, startAt: ServiceHeader.publisherStart.offset) }
-
-    func subscriber(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + SubscriberSlot.pid.offset, startAt: slot(s) + SubscriberSlot.start.offset) }
+    /// Subscriber slot `s`'s seat.
+    func subscriberSeat(_ s: Int) -> Seat { .subscriber(base + slot(s)) }
+    /// The process in subscriber slot `s`, if any.
+    func subscriber(_ s: Int) -> Creator? { subscriberSeat(s).occupant }
 
     /// A chunk index read from a queue or the history: `foreign` unless it names a chunk.
     /// The error for a chunk index that names no chunk.
@@ -360,7 +359,7 @@ struct ServiceView: @unchecked Sendable {
         let state = atomic(slotAt + SubscriberSlot.state.offset, UInt32.self)
         let current = state.load(ordering: .acquiring)
         guard current != P.free else { return false }
-        if current != P.reclaiming, subscriber(s)?.isAlive ?? false { return false }
+        if current != P.reclaiming, subscriberSeat(s).isHeldByLiveProcess { return false }
         state.store(P.reclaiming, ordering: .releasing)
         let bit = ServiceGeometry.mark(s)
         for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {
@@ -369,7 +368,7 @@ struct ServiceView: @unchecked Sendable {
         atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).store(0, ordering: .relaxed)
         atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).store(0, ordering: .relaxed)
         atomic(slotAt + SubscriberSlot.held.offset, UInt32.self).store(0, ordering: .relaxed)
-        atomic(slotAt + SubscriberSlot.pid.offset, Int32.self).store(0, ordering: .relaxed)
+        subscriberSeat(s).clear()
         state.store(P.free, ordering: .releasing)
         // A publisher waiting for room in this queue looks again.
         Syscalls.futexWake(base + slotAt + SubscriberSlot.read.offset)

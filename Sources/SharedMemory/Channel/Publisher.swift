@@ -28,14 +28,11 @@ public struct Publisher: ~Copyable {
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero, blockTimeout: Duration = .seconds(1)) throws(SharedMemoryError) {
         let service = try ServiceView(region, at: offset, timeout: timeout)
         try service.withLock { () throws(SharedMemoryError) in
-            if let holder = service.publisher, holder.isAlive, holder != Creator.current,
-               service.atomic(ServiceHeader.publisherState.offset, UInt32.self).load(ordering: .acquiring) == 1 {
-                throw SharedMemoryError(.busy, "process \(holder.pid) already publishes on this service; a service has one publisher", region: service.name)
+            let publishing = service.atomic(ServiceHeader.publisherState.offset, UInt32.self).load(ordering: .acquiring) == 1
+            let dead = try service.publisherSeat.claim(region: service.name, holderIsDone: !publishing) {
+                "process \($0) already publishes on this service; a service has one publisher"
             }
-            if let holder = service.publisher, !holder.isAlive { service.recoverFromDeadPublisher() }
-            let me = Creator.current
-            ServiceHeader.publisherStart.store(me.startTime ?? 0 as UInt64, service.base)
-            service.atomic(ServiceHeader.publisherPID.offset, Int32.self).store(me.pid, ordering: .releasing)
+            if dead != nil { service.recoverFromDeadPublisher() }
             service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(1, ordering: .releasing)
         }
         self.service = service
@@ -157,8 +154,11 @@ public struct Publisher: ~Copyable {
         if nextLoan < 0, let c = loanAtCursor() { nextLoan = c }
     }
 
+    /// A publisher that goes away without ``finish()`` gives back its loan and vacates its seat: another process
+    /// may then publish, and nothing ends (subscribers wait on; this process's death is still `peerDied` to them).
     deinit {
         if nextLoan >= 0 { geometry.endLoan(nextLoan) }
+        service.publisherSeat.vacate()
     }
 
     /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
@@ -222,7 +222,7 @@ public struct Publisher: ~Copyable {
     private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
         var late: [Int32] = []
         for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
-            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriber(s)?.pid ?? 0) }
+            if try !waitAndEnqueue(c, to: s) { late.append(service.subscriberSeat(s).pidValue) }
         }
         if !late.isEmpty { throw lateError(late, sequence) }
     }
@@ -246,7 +246,7 @@ public struct Publisher: ~Copyable {
                 switch slept {
                 case .deadlinePassed:
                     wait.countLost()
-                    late.append(service.subscriber(s)?.pid ?? 0)
+                    late.append(service.subscriberSeat(s).pidValue)
                     break waiting
                 case .cancelled: cancelled = true
                 case .woken, .sliceElapsed: continue

@@ -146,15 +146,13 @@ struct RequestView: @unchecked Sendable {
         slot(s) + ClientSlot.entries.offset + layout.depth * layout.requestCell + Int(position % UInt64(layout.depth)) * layout.responseCell
     }
 
-    func occupant(pidAt: Int, startAt: Int) -> Creator? {
-        let pid = atomic(pidAt, Int32.self).load(ordering: .acquiring)
-        guard pid != 0 else { return nil }
-        let start = base.load(fromByteOffset: startAt, as: UInt64.self)
-        return Creator.seat(pid: pid, start: start)
-    }
+    /// The server's seat (see ``Seat``).
+    var serverSeat: Seat { .server(base) }
+    /// The process that serves, if any.
+    var server: Creator? { serverSeat.occupant }
 
-    var server: Creator? { occupant(pidAt: RequestResponseHeader.serverPID.offset, startAt: RequestResponseHeader.serverStart.offset) }
-    func client(_ s: Int) -> Creator? { occupant(pidAt: slot(s) + ClientSlot.pid.offset, startAt: slot(s) + ClientSlot.start.offset) }
+    /// Client slot `s`'s seat.
+    func clientSeat(_ s: Int) -> Seat { .client(base + slot(s)) }
 
     /// Runs `body` holding the connections' lock (a dead holder leaves nothing to repair: every change under it is
     /// one store, or a reclaim that the next locker redoes).
@@ -169,7 +167,7 @@ struct RequestView: @unchecked Sendable {
     @discardableResult
     func reclaimIfDead(_ s: Int) -> Bool {
         let state = atomic(slot(s) + ClientSlot.state.offset, UInt32.self)
-        guard state.load(ordering: .acquiring) != R.free, !(client(s)?.isAlive ?? false) else { return false }
+        guard state.load(ordering: .acquiring) != R.free, !clientSeat(s).isHeldByLiveProcess else { return false }
         free(s)
         return true
     }
@@ -180,7 +178,7 @@ struct RequestView: @unchecked Sendable {
         for position in [ClientSlot.requestWrite.offset, ClientSlot.requestRead.offset, ClientSlot.responseWrite.offset, ClientSlot.responseRead.offset] {
             atomic(at + position, UInt64.self).store(0, ordering: .relaxed)
         }
-        atomic(at + ClientSlot.pid.offset, Int32.self).store(0, ordering: .relaxed)
+        clientSeat(s).clear()
         atomic(at + ClientSlot.state.offset, UInt32.self).store(R.free, ordering: .releasing)
     }
 
@@ -210,18 +208,19 @@ public struct Server: ~Copyable {
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration = .zero) throws(SharedMemoryError) {
         let service = try RequestView(region, at: offset, timeout: timeout)
         try service.withLock { () throws(SharedMemoryError) in
-            if let holder = service.server, holder.isAlive, holder != Creator.current,
-               service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).load(ordering: .acquiring) == 1 {
-                throw SharedMemoryError(.busy, "process \(holder.pid) already serves this service; a service has one server", region: service.name)
-            }
-            let me = Creator.current
-            RequestResponseHeader.serverStart.store(me.startTime ?? 0 as UInt64, service.base)
-            service.atomic(RequestResponseHeader.serverPID.offset, Int32.self).store(me.pid, ordering: .releasing)
+            let serving = service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).load(ordering: .acquiring) == 1
+            try service.serverSeat.claim(region: service.name, holderIsDone: !serving) { "process \($0) already serves this service; a service has one server" }
             service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).store(1, ordering: .releasing)
             // Requests from clients that died meanwhile are not worth answering.
             for s in 0..<service.layout.clients { service.reclaimIfDead(s) }
         }
         self.service = service
+    }
+
+    /// A server that goes away without ``finish()`` vacates its seat: another process may then serve, and nothing
+    /// ends (clients' requests wait for the next server; this process's death is still `peerDied` to them).
+    deinit {
+        service.serverSeat.vacate()
     }
 
     /// The largest response.
@@ -261,7 +260,7 @@ public struct Server: ~Copyable {
                 let responseWrite = service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self)
                 let rw = responseWrite.load(ordering: .relaxed)
                 let response = service.responseCell(s, rw)
-                let info = RequestInfo(correlation: correlation, clientPID: service.client(s)?.pid ?? 0)
+                let info = RequestInfo(correlation: correlation, clientPID: service.clientSeat(s).pidValue)
                 let place = UnsafeMutableRawBufferPointer(start: service.base + response + RequestCell.bytes.offset, count: layout.maxResponse)
                 var output = OutputRawSpan(buffer: place, initializedCount: 0)
                 var failure: (any Error)? = nil
@@ -335,10 +334,8 @@ public struct Client: ~Copyable {
                 throw SharedMemoryError(.limitExceeded, "all \(service.layout.clients) client slots of the service are taken by live processes", region: service.name)
             }
             let at = service.slot(s)
-            let me = Creator.current
             service.free(s)
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: at + ClientSlot.start.offset, as: UInt64.self)
-            service.atomic(at + ClientSlot.pid.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.clientSeat(s).occupy()
             let generation = service.atomic(at + ClientSlot.generation.offset, UInt32.self).wrappingIncrementThenLoad(ordering: .relaxed)
             service.atomic(at + ClientSlot.state.offset, UInt32.self).store(R.connected, ordering: .releasing)
             return (s, generation)
@@ -547,7 +544,7 @@ public struct Client: ~Copyable {
     /// Frees slot `index` if this process holds it (a copy inherited across `fork` names the parent's slot).
     private static func leave(_ service: RequestView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
-            guard service.atomic(service.slot(index) + ClientSlot.pid.offset, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            guard service.clientSeat(index).isMine else { return }
             service.free(index)
         }
     }

@@ -3,7 +3,7 @@ import CSharedMemory
 import Glibc
 
 /// The receiving side of a ``MessageRing``. It holds the region's mapping (``RegionMapping``), so the ring stays
-/// mapped while it lives, whatever becomes of the region's handle.
+/// mapped while it lives, whatever becomes of the region's handle, and the receiver's seat (see ``close()``).
 public struct RingReceiver: ~Copyable {
     @usableFromInline let ring: RingView
     /// How this side waits for messages.
@@ -18,7 +18,7 @@ public struct RingReceiver: ~Copyable {
     /// Attaches as the ring's only receiver; the ring must have been formatted. The region need not outlive the
     /// receiver.
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, seat: .receiver)
+        ring = try RingView(region, at: offset, side: .receiver)
         self.strategy = strategy
     }
 
@@ -26,10 +26,12 @@ public struct RingReceiver: ~Copyable {
         ring.drop()
     }
 
-    /// Gives the receiver's seat back, so another process may attach as the receiver. Dropping the handle does
-    /// not: the sender keeps counting this process as its receiver until it exits.
+    /// Gives the receiver's seat back, so another process may attach as the receiver. The sender is not told (an
+    /// empty seat is a receiver still to come): what it sends waits in the ring for the next receiver. A handle
+    /// that goes away without `close()` vacates its seat instead: another process may take it, and until then the
+    /// sender still hears of this process's death.
     public consuming func close() {
-        MessageRing.leave(.receiver, ring.base)
+        ring.side.seat(ring.base).release()
     }
 
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at

@@ -6,7 +6,8 @@ import Glibc
 /// mapped while it lives, whatever becomes of the region's handle. Only ``finish()`` (or
 /// ``close()``) tells the receiver that no more messages will come, or this process's death (`peerDied`): a
 /// handle that goes away without them ends nothing, since a handle's lifetime is no protocol event (the
-/// optimiser may end it after its last use). The seat stays this process's until it exits or attaches again.
+/// optimiser may end it after its last use). It vacates the sender's seat: another process may attach as the sender
+/// and go on with the stream, and until one does, the receiver still hears of this process's death.
 public struct RingSender: ~Copyable {
     @usableFromInline let ring: RingView
     /// How this side waits for space.
@@ -18,7 +19,7 @@ public struct RingSender: ~Copyable {
     /// Attaches as the ring's only sender; the ring must have been formatted. The region need not outlive the
     /// sender, and one region can hold several rings (at different offsets).
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, seat: .sender)
+        ring = try RingView(region, at: offset, side: .sender)
         self.strategy = strategy
         ring.finished.store(0, ordering: .releasing)
     }
@@ -30,7 +31,7 @@ public struct RingSender: ~Copyable {
     /// Finishes the stream and gives the sender's seat back, so another process may attach as the sender.
     public consuming func close() {
         finish()
-        MessageRing.leave(.sender, ring.base)
+        ring.side.seat(ring.base).release()
     }
 
     /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.

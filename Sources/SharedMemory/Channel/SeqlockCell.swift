@@ -87,29 +87,25 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
         }
     }
 
-    /// The one process that writes the cell: holds the writer's seat while it exists.
-    public struct Writer: @unchecked Sendable {
+    /// The one process that writes the cell: holds the writer's seat while it exists, and gives it back when it goes
+    /// (or at ``close()``).
+    public struct Writer: ~Copyable, @unchecked Sendable {
         let cell: SeqlockCell
 
         /// Claims the writer's seat of the cell at `offset`: ``SharedMemoryError/Code/busy`` if a live process holds
-        /// it. A dead writer's seat is taken over, and a write it left half done (an odd sequence) is finished as
-        /// the next write.
+        /// it (this one included, through another writer). A dead writer's seat is taken over, and a write it left
+        /// half done (an odd sequence) is finished as the next write.
         public init(in region: borrowing some SharedRegion & ~Copyable, at offset: Int) throws(SharedMemoryError) {
-            cell = try SeqlockCell(in: region, at: offset)
-            let me = Creator.current
-            let pid = SeqlockLayout.writerPID.atomic(cell.address, Int32.self)
-            while true {
-                let holder = pid.load(ordering: .acquiring)
-                if holder != 0 {
-                    let start = SeqlockLayout.writerStart.load(cell.address, UInt64.self)
-                    let occupant = Creator.seat(pid: holder, start: start)
-                    if occupant.isAlive {
-                        throw SharedMemoryError(.busy, "process \(holder) is already this cell's writer; a seqlock cell has one", region: cell.mapping.name)
-                    }
-                }
-                SeqlockLayout.writerStart.store(me.startTime ?? 0, cell.address)
-                if pid.compareExchange(expected: holder, desired: me.pid, ordering: .acquiringAndReleasing).exchanged { break }
-            }
+            let cell = try SeqlockCell(in: region, at: offset)
+            try Self.seat(cell).claim(region: cell.mapping.name) { "process \($0) is already this cell's writer; a seqlock cell has one" }
+            self.cell = cell
+        }
+
+        static func seat(_ cell: SeqlockCell) -> Seat { .writer(cell.address) }
+
+        /// A writer that goes away without ``close()`` vacates its seat: another process may then write.
+        deinit {
+            Self.seat(cell).vacate()
         }
 
         /// Writes `value`: readers see the old value or this one, never a mix.
@@ -137,8 +133,8 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
         }
 
         /// Gives the writer's seat back, so another process may write.
-        public func close() {
-            SeqlockLayout.writerPID.atomic(cell.address, Int32.self).store(0, ordering: .releasing)
+        public consuming func close() {
+            Self.seat(cell).release()
         }
     }
 }

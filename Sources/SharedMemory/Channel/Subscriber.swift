@@ -54,10 +54,8 @@ public struct Subscriber: ~Copyable {
                 throw SharedMemoryError(.limitExceeded, "all \(service.layout.subscribers) subscriber slots of the service are taken by live processes", region: service.name)
             }
             let slotAt = service.slot(s)
-            let me = Creator.current
             service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).store(P.claiming, ordering: .releasing)
-            service.base.storeBytes(of: me.startTime ?? 0, toByteOffset: slotAt + SubscriberSlot.start.offset, as: UInt64.self)
-            service.atomic(slotAt + SubscriberSlot.pid.offset, Int32.self).store(me.pid, ordering: .releasing)
+            service.subscriberSeat(s).occupy()
             service.base.storeBytes(of: overflow == .overwriteOldest ? 0 : 1, toByteOffset: slotAt + SubscriberSlot.policy.offset, as: UInt32.self)
             service.base.storeBytes(of: UInt32(depth), toByteOffset: slotAt + SubscriberSlot.depth.offset, as: UInt32.self)
             service.atomic(slotAt + SubscriberSlot.lost.offset, UInt64.self).store(0, ordering: .relaxed)
@@ -158,7 +156,7 @@ public struct Subscriber: ~Copyable {
     private static func leave(_ service: ServiceView, _ index: Int) {
         try? service.withLock { () throws(SharedMemoryError) in
             let slot = service.slot(index)
-            guard service.atomic(slot + SubscriberSlot.pid.offset, Int32.self).load(ordering: .acquiring) == getpid() else { return }
+            guard service.subscriberSeat(index).isMine else { return }
             service.atomic(slot + SubscriberSlot.state.offset, UInt32.self).store(P.reclaiming, ordering: .releasing)
             service.reclaimIfDead(index)
         }

@@ -4,7 +4,7 @@
 /// The message ring's 256-byte header (Docs/WireFormat.md, "The message ring", "Header").
 @usableFromInline package enum RingHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, headerSize = 12, capacity = 16
-    case senderPID = 32, senderStart = 40, receiverPID = 48, receiverStart = 56
+    case senderPID = 32, senderVacated = 36, senderStart = 40, receiverPID = 48, receiverVacated = 52, receiverStart = 56
     case head = 64, finished = 72, senderToken = 80
     case tail = 128, receiverToken = 136
     case dataSignal = 192, receiverWaiting = 196
@@ -20,7 +20,9 @@
         case .capacity: FieldDeclaration(8, "formatter", "plain (before `magic`)")
         case .senderPID: FieldDeclaration(4, "sender", "compare-and-swap, acquire-release")
         case .senderStart: FieldDeclaration(8, "sender", "plain, before the `senderPID` CAS")
+        case .senderVacated: FieldDeclaration(4, "sender", "release, its pid as its handle goes (a claim: 0, relaxed, before the CAS)")
         case .receiverPID: FieldDeclaration(4, "receiver", "compare-and-swap, acquire-release")
+        case .receiverVacated: FieldDeclaration(4, "receiver", "release, its pid as its handle goes (a claim: 0, relaxed, before the CAS)")
         case .receiverStart: FieldDeclaration(8, "receiver", "plain, before the `receiverPID` CAS")
         case .head, .senderToken: FieldDeclaration(8, "sender", "release")
         case .finished: FieldDeclaration(4, "sender", "release")
@@ -36,7 +38,7 @@
 /// The publish/subscribe service's header (Docs/WireFormat.md, "Service header").
 @usableFromInline package enum ServiceHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, subscribers = 12, maxPayload = 16, queueDepth = 24, history = 28
-    case chunkCount = 32, publisherState = 36, published = 40, publisherPID = 48, publisherStart = 56
+    case chunkCount = 32, publisherState = 36, published = 40, publisherPID = 48, publisherVacated = 52, publisherStart = 56
     case historyHead = 64, lock = 128, historyEntries = 192
 
     @usableFromInline package static var part: String { "The publish/subscribe service / Service header" }
@@ -50,6 +52,7 @@
         case .publisherState: FieldDeclaration(4, "publisher", "release")
         case .published, .historyHead: FieldDeclaration(8, "publisher, lock held", "release")
         case .publisherPID: FieldDeclaration(4, "publisher, lock held", "release")
+        case .publisherVacated: FieldDeclaration(4, "publisher", "release, its pid as its handle goes (a claim: 0, relaxed, before `publisherPID`)")
         case .publisherStart: FieldDeclaration(8, "publisher, lock held", "plain, before `publisherPID`")
         case .lock: FieldDeclaration(40, "formatter", "`pthread_mutex_init`", extent: "≤ 64")
         case .historyEntries: FieldDeclaration(4, "publisher, lock held", "plain", extent: "4 × H")
@@ -102,7 +105,7 @@
 /// The request/response service's header (Docs/PublishSubscribe.md, "Request/response").
 @usableFromInline package enum RequestResponseHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, clients = 12, maxRequest = 16, maxResponse = 24, depth = 32
-    case serverState = 36, serverPID = 40, serverStart = 48, doorbell = 64, serverSleeps = 68, lock = 128, slots = 192
+    case serverState = 36, serverPID = 40, serverVacated = 44, serverStart = 48, doorbell = 64, serverSleeps = 68, lock = 128, slots = 192
 
     @usableFromInline package static var part: String { "Request/response header" }
     @usableFromInline package static var cPrefix: String? { nil }
@@ -114,6 +117,7 @@
         case .maxRequest, .maxResponse: FieldDeclaration(8, "formatter", "plain (before `magic`)")
         case .serverState: FieldDeclaration(4, "server", "release")
         case .serverPID: FieldDeclaration(4, "server, lock held", "release")
+        case .serverVacated: FieldDeclaration(4, "server", "release, its pid as its handle goes (a claim: 0, relaxed, before `serverPID`)")
         case .serverStart: FieldDeclaration(8, "server, lock held", "plain, before `serverPID`")
         case .doorbell: FieldDeclaration(4, "clients", "increment, sequentially consistent; then `FUTEX_WAKE`")
         case .serverSleeps: FieldDeclaration(4, "server", "sequentially consistent (1), relaxed (0)")
@@ -161,7 +165,7 @@
 
 /// A seqlock cell: the sequence, the writer's seat, the value.
 @usableFromInline package enum SeqlockLayout: Int, FormatField {
-    case sequence = 0, writerPID = 8, writerStart = 16, value = 24
+    case sequence = 0, writerPID = 8, writerVacated = 12, writerStart = 16, value = 24
 
     @usableFromInline package static var part: String { "Seqlock cell" }
     @usableFromInline package static var cPrefix: String? { nil }
@@ -169,6 +173,7 @@
         switch self {
         case .sequence: FieldDeclaration(8, "writer", "release (odd, then even)")
         case .writerPID: FieldDeclaration(4, "writer", "compare-and-swap, acquire-release")
+        case .writerVacated: FieldDeclaration(4, "writer", "release, its pid as its handle goes (a claim: 0, relaxed, before the CAS)")
         case .writerStart: FieldDeclaration(8, "writer", "plain, before `writerPID`")
         case .value: FieldDeclaration(1, "writer", "plain, between the sequence's odd and even stores", extent: "the value's size, rounded up to 8")
         }

@@ -181,9 +181,9 @@ import Glibc
         facts.add("queuedBytes", .int(Int(head &- tail)))
         facts.add("queuedMessages", .int(try Self.countMessages(base + MessageRing.headerSize, capacity: capacity, from: tail, to: head)))
         facts.add("finished", .flag(RingHeader.finished.load(base, UInt32.self) != 0))
-        seat("sender", base, RingHeader.senderPID.offset, RingHeader.senderStart.offset,
+        seat("sender", .sender(base),
              waiting: RingHeader.senderWaiting.load(base, UInt32.self) != 0)
-        seat("receiver", base, RingHeader.receiverPID.offset, RingHeader.receiverStart.offset,
+        seat("receiver", .receiver(base),
              waiting: RingHeader.receiverWaiting.load(base, UInt32.self) != 0)
     }
 
@@ -235,13 +235,13 @@ import Glibc
         }
         facts.add("freeChunks", .int(free))
         facts.add("chunksInHistory", .int(inHistory))
-        seat("publisher", base, ServiceHeader.publisherPID.offset, ServiceHeader.publisherStart.offset, waiting: false)
+        seat("publisher", .publisher(base), waiting: false)
         if let last = participants.indices.last, participants[last].role == "publisher" { participants[last].facts.add("loans", .int(loans)) }
         for s in 0..<layout.subscribers {
             let slot = base + layout.slotsAt + s * layout.slotStride
             let state = SubscriberSlot.state.load(slot, UInt32.self)
             guard state != PublishSubscribe.free else { continue }
-            var subscriber = participant("subscriber", slot: s, slot, SubscriberSlot.pid.offset, SubscriberSlot.start.offset)
+            var subscriber = participant("subscriber", slot: s, .subscriber(slot))
             subscriber.state = ["free", "claiming", "connected", "reclaiming"][safe: Int(state)] ?? "unknown state \(state)"
             let write = SubscriberSlot.write.load(slot, UInt64.self), read = SubscriberSlot.read.load(slot, UInt64.self)
             guard write &- read <= UInt64(layout.queueCapacity) else {
@@ -271,13 +271,13 @@ import Glibc
         facts.add("server", .text(["none yet", "serving", "finished"][safe: Int(state)] ?? "unknown state \(state)"))
         facts.add("doorbell", .int(Int(RequestResponseHeader.doorbell.load(base, UInt32.self))))
         lockHolder(base + RequestResponseHeader.lock.offset)
-        seat("server", base, RequestResponseHeader.serverPID.offset, RequestResponseHeader.serverStart.offset,
+        seat("server", .server(base),
              waiting: RequestResponseHeader.serverSleeps.load(base, UInt32.self) != 0)
         for s in 0..<layout.clients {
             let slot = base + RequestResponseHeader.slots.offset + s * layout.slotStride
             let state = ClientSlot.state.load(slot, UInt32.self)
             guard state != RequestResponse.free else { continue }
-            var client = participant("client", slot: s, slot, ClientSlot.pid.offset, ClientSlot.start.offset)
+            var client = participant("client", slot: s, .client(slot))
             client.state = state == RequestResponse.connected ? "connected" : "unknown state \(state)"
             let requests = ClientSlot.requestWrite.load(slot, UInt64.self) &- ClientSlot.requestRead.load(slot, UInt64.self)
             let responses = ClientSlot.responseWrite.load(slot, UInt64.self) &- ClientSlot.responseRead.load(slot, UInt64.self)
@@ -298,7 +298,7 @@ import Glibc
         facts.add("sequence", .uint(sequence))
         facts.add("writes", .uint(sequence / 2))
         facts.add("writing", .flag(sequence & 1 != 0))
-        seat("writer", base, SeqlockLayout.writerPID.offset, SeqlockLayout.writerStart.offset, waiting: false)
+        seat("writer", .writer(base), waiting: false)
         notes.append("a seqlock cell has no magic number: what is read here is a seqlock cell only if one was made at this offset")
         if sequence & 1 != 0, let writer = participants.first, !writer.alive {
             notes.append("a write was left half done by a writer that is gone: readers wait until the next writer takes the seat")
@@ -394,17 +394,16 @@ import Glibc
         guard room >= bytes else { throw SharedMemoryError(.foreign, "\(what) takes \(bytes) bytes, and the region has \(room) from offset \(offset)") }
     }
 
-    private func participant(_ role: String, slot: Int?, _ base: UnsafeRawPointer, _ pidAt: Int, _ startAt: Int) -> Participant {
-        let pid = base.load(fromByteOffset: pidAt, as: Int32.self)
-        let start = base.load(fromByteOffset: startAt, as: UInt64.self)
-        return Participant(role: role, slot: slot, pid: pid, alive: pid > 0 && Creator.seat(pid: pid, start: start).isAlive, state: nil)
+    private func participant(_ role: String, slot: Int?, _ seat: Seat) -> Participant {
+        Participant(role: role, slot: slot, pid: seat.pidValue, alive: seat.isHeldByLiveProcess, state: nil)
     }
 
     /// Adds the process in a seat, if any.
-    private mutating func seat(_ role: String, _ base: UnsafeRawPointer, _ pidAt: Int, _ startAt: Int, waiting: Bool) {
-        var seated = participant(role, slot: nil, base, pidAt, startAt)
+    private mutating func seat(_ role: String, _ seat: Seat, waiting: Bool) {
+        var seated = participant(role, slot: nil, seat)
         guard seated.pid != 0 else { return }
-        seated.state = waiting ? "waiting" : nil
+        // A vacated seat: the handle went away; its process may live on, and anyone may take the seat.
+        seated.state = seat.isVacated ? "vacated" : waiting ? "waiting" : nil
         participants.append(seated)
     }
 
