@@ -61,7 +61,7 @@ struct SeatTests {
             let dropper = try Probe.start(["seat-drop", name.description, role.rawValue])
             defer { dropper.kill() }
             #expect(dropper.line() == "ok dropped")
-            let look = try region.withUnsafeBytes { Inspection.inspect($0, at: 0, as: role == .writer ? .seqlock : nil) }
+            let look = region.withUnsafeBytes { Inspection.inspect($0, at: 0, as: role == .writer ? .seqlock : nil) }
             let seat = look.participants.first { $0.role == role.rawValue }
             #expect(seat?.state == "vacated" && seat?.alive == true, "\(look.participants)")
             // Before the seat kit: busy, for as long as the dropper lived.

@@ -53,31 +53,17 @@ extension RingReceiver {
 
     /// The next message in place, suspending the task while the ring is empty; nil once finished.
     func nextMessageAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> UnsafeRawBufferPointer? {
-        var deadline: Int64? = nil
-        var spins = strategy.asyncSpins
-        var lookAtPeer = false
+        var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
             switch try poll() {
             case .message(let message): return message
             case .finished: return nil
             case .empty: break
             }
-            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
-            }
-            if lookAtPeer { try checkSender() }
-            guard let seen = prepareToSleep() else { continue }
-            let slept = await FutexWaiters.sleep(on: ring.base + RingHeader.dataSignal.offset, seen: seen, until: deadline)
-            lowerWaitingFlag()
-            switch slept {
-            case .cancelled: throw CancellationError()
-            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name)
-            case .sliceElapsed: lookAtPeer = true
-            case .woken: lookAtPeer = false
-            }
+            if waiting.spin() { continue }
+            if waiting.lookAtPeer { try checkSender() }
+            let slept = try await waiting.sleepAsync(on: ring.base + RingHeader.dataSignal.offset, raise: { () throws(SharedMemoryError) in prepareToSleep() }, lower: { lowerWaitingFlag() })
+            if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
         }
     }
 }
@@ -109,28 +95,14 @@ extension RingSender {
         count: Int, timeout: Duration?, isolation: isolated (any Actor)? = #isolation, _ body: (UnsafeMutableRawBufferPointer) -> Int
     ) async throws {
         let need = try recordSize(count)
-        var deadline: Int64? = nil
-        var spins = strategy.asyncSpins
-        var lookAtPeer = false
+        var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
             let place = try place(need)
             if place.free { return write(count, at: place, body) }
-            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
-            }
-            if lookAtPeer { try checkReceiver() }
-            guard let seen = try prepareToSleep(place) else { continue }
-            let slept = await FutexWaiters.sleep(on: ring.base + RingHeader.spaceSignal.offset, seen: seen, until: deadline)
-            ring.senderWaiting.store(0, ordering: .relaxed)
-            switch slept {
-            case .cancelled: throw CancellationError()
-            case .deadlinePassed: throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
-            case .sliceElapsed: lookAtPeer = true
-            case .woken: lookAtPeer = false
-            }
+            if waiting.spin() { continue }
+            if waiting.lookAtPeer { try checkReceiver() }
+            let slept = try await waiting.sleepAsync(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(place) }, lower: { lowerWaitingFlag() })
+            if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name) }
         }
     }
 }

@@ -7,15 +7,12 @@ extension ProcessEvent {
     /// ever); throws ``SharedMemoryError/Code/timedOut`` if the time ran out first. The asynchronous twin of
     /// ``wait(timeout:strategy:)``; cancelling the task ends the wait with `CancellationError`.
     public func waitAsync(timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation) async throws {
-        let deadline = MessageRing.deadline(after: timeout)
+        var waiting = Wait(.sleep, timeout: timeout, async: true)
         while true {
             if word.load(ordering: .acquiring) != 0 { return }
-            switch await FutexWaiters.sleep(on: address, seen: 0, until: deadline, slice: .max) {
-            case .cancelled: throw CancellationError()
-            case .deadlinePassed:
+            if try await waiting.sleepAsync(on: address, raise: { 0 }, lower: {}) == .deadlinePassed {
                 if word.load(ordering: .acquiring) != 0 { return }
                 throw timedOut(timeout!)
-            case .woken, .sliceElapsed: continue
             }
         }
     }
@@ -42,7 +39,7 @@ extension ProcessMutex {
     ) async throws -> R {
         let word = UnsafeAtomic<UInt32>(at: mutex.address.assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
         let waiters = RobustMutex.waitersBit, ownerMask = RobustMutex.tidMask
-        let deadline = MessageRing.deadline(after: timeout)
+        let deadline = Deadline(after: timeout).nanoseconds
         var slept = false
         while true {
             if let acquisition = try mutex.tryLock() {
@@ -107,10 +104,10 @@ extension ProcessRWLock {
     private func poll(
         timeout: Duration?, what: String, isolation: isolated (any Actor)? = #isolation, _ take: () throws(SharedMemoryError) -> Bool
     ) async throws {
-        let deadline = MessageRing.deadline(after: timeout)
+        let deadline = Deadline(after: timeout).nanoseconds
         var pause: Int64 = 50_000
         while try !take() {
-            if let deadline, MessageRing.monotonicNanoseconds() >= deadline {
+            if let deadline, MonotonicClock.now() >= deadline {
                 throw SharedMemoryError(.timedOut, "the read-write lock was still held after \(timeout!) (if its holder died, it never will be released: POSIX read-write locks are not robust)", region: region)
             }
             try await Task.sleep(for: .nanoseconds(pause))

@@ -105,7 +105,7 @@ final class FutexWaiters: @unchecked Sendable {
     /// The word must stay mapped until this returns (the caller holds the mapping across the call).
     static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: Int64?, slice: Int64 = 100_000_000,
                       anyWake: Bool = false, isolation: isolated (any Actor)? = #isolation) async -> Outcome {
-        let now = MessageRing.monotonicNanoseconds()
+        let now = MonotonicClock.now()
         let (end, overflow) = now.addingReportingOverflow(slice)
         var wakeAt = overflow ? .max : end, atDeadline = false
         if let deadline {
@@ -210,7 +210,7 @@ final class FutexWaiters: @unchecked Sendable {
             }
             var woken: Waiter? = nil
             if polling.load(ordering: .relaxed) {
-                let left = earliest == .max ? 1_000_000 : min(1_000_000, max(0, earliest &- MessageRing.monotonicNanoseconds()))
+                let left = earliest == .max ? 1_000_000 : min(1_000_000, max(0, earliest &- MonotonicClock.now()))
                 _ = Syscalls.futexWait(UnsafeMutableRawPointer(words[0].address), words[0].expected, timeout: left)
             } else {
                 let result = csm_futex_waitv(words, UInt32(count), earliest == .max ? -1 : earliest)
@@ -220,7 +220,7 @@ final class FutexWaiters: @unchecked Sendable {
                 // ETIMEDOUT: everyone is looked at below.
             }
             snapshot.removeAll(keepingCapacity: true)
-            let now = MessageRing.monotonicNanoseconds()
+            let now = MonotonicClock.now()
             let done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = state.withLock { state in
                 state.threads[index].asleep = false
                 var done: [(UnsafeContinuation<Outcome, Never>, Outcome)] = []
@@ -258,10 +258,10 @@ final class FutexWaiters: @unchecked Sendable {
     private func linger(_ index: Int) {
         let control = state.withLock { $0.threads[index].controlWord }
         let seen = control.load(ordering: .acquiring)
-        let until = MessageRing.monotonicNanoseconds() &+ 50_000
+        let until = MonotonicClock.now() &+ 50_000
         while control.load(ordering: .acquiring) == seen {
             sched_yield()  // stays awake, but lets the resumed task and its peer run (on 2 cores they need both)
-            if MessageRing.monotonicNanoseconds() >= until { return }
+            if MonotonicClock.now() >= until { return }
         }
     }
 }

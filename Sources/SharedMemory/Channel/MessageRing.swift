@@ -90,7 +90,7 @@ public enum MessageRing {
     /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
-        guard Handshake.magic(at: base + RingHeader.magic.offset, until: MessageRing.deadline(after: timeout)!) != nil else {
+        guard Handshake.magic(at: base + RingHeader.magic.offset, until: Deadline(after: timeout).end) != nil else {
             throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
         }
         try validate(region, at: offset)  // something else there, or another version: foreign
@@ -156,35 +156,6 @@ public enum MessageRing {
     /// its seat back, which ends nothing).
     static func isAlive(_ side: Side, _ base: UnsafeMutableRawPointer) -> Bool {
         side.seat(base).occupant?.isAlive ?? true
-    }
-
-    enum Sleep { case woken, sliceElapsed, deadlinePassed }
-
-    /// Sleeps on a futex word until it changes, `deadline` passes, or 100 ms go by (after which the caller looks
-    /// at the peer: only then, so a wake-up never pays for reading /proc).
-    static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: Int64?) -> Sleep {
-        var slice: Int64 = 100_000_000
-        if let deadline {
-            let left = deadline &- monotonicNanoseconds()
-            if left <= 0 { return .deadlinePassed }
-            slice = min(slice, left)
-        }
-        return Syscalls.futexWait(word, seen, timeout: slice) ? .sliceElapsed : .woken
-    }
-
-    /// When a wait that started now for `timeout` ends, in `CLOCK_MONOTONIC` nanoseconds; nil for no timeout. A
-    /// plain integer and computed only once a side has to wait: an optional `ContinuousClock.Instant`, made on every
-    /// call, cost the ring's fast path about 75 instructions a message (its type is resilient).
-    static func deadline(after timeout: Duration?) -> Int64? {
-        guard let timeout else { return nil }
-        let (sum, overflow) = monotonicNanoseconds().addingReportingOverflow(timeout.nanoseconds)
-        return overflow ? .max : sum
-    }
-
-    static func monotonicNanoseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 }
 

@@ -248,7 +248,7 @@ struct ServiceView: @unchecked Sendable {
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
         let header = try region.sharedObjectAddress(at: offset, size: ServiceHeader.historyEntries.offset, alignment: 64, what: "a publish/subscribe service")
         let base = header.address
-        let deadline = MessageRing.deadline(after: timeout)!
+        let deadline = Deadline(after: timeout).end
         try Handshake.expect(P.magic, at: base + ServiceHeader.magic.offset, until: deadline, what: "publish/subscribe service", offset: offset, region: region.name)
         let layout = try P.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a publish/subscribe service of \(layout.size) bytes")

@@ -233,23 +233,23 @@ public struct Publisher: ~Copyable {
         var late: [Int32] = []
         var cancelled = false
         for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
-            let wait = BlockedWait(service, s, blockTimeout)
-            waiting: while true {
-                if try enqueueUnlessStillFull(c, wait) { break waiting }
+            let wait = BlockedWait(service, s)
+            var waiting = Wait(.sleep, timeout: blockTimeout, async: true)
+            while true {
+                if try enqueueUnlessStillFull(c, wait) { break }
                 if cancelled {
                     wait.countLost()
-                    break waiting
+                    break
                 }
-                guard let seen = wait.prepareToSleep() else { continue }
-                let slept = await FutexWaiters.sleep(on: wait.word, seen: seen, until: wait.deadline)
-                wait.stopSleeping()
-                switch slept {
-                case .deadlinePassed:
-                    wait.countLost()
-                    late.append(service.subscriberSeat(s).pidValue)
-                    break waiting
-                case .cancelled: cancelled = true
-                case .woken, .sliceElapsed: continue
+                do {
+                    let slept = try await waiting.sleepAsync(on: wait.word, raise: { () throws(SharedMemoryError) in wait.prepareToSleep() }, lower: { wait.stopSleeping() })
+                    if slept == .deadlinePassed {
+                        wait.countLost()
+                        late.append(service.subscriberSeat(s).pidValue)
+                        break
+                    }
+                } catch is CancellationError {
+                    cancelled = true
                 }
             }
         }
@@ -337,12 +337,11 @@ public struct Publisher: ~Copyable {
     /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
     /// is counted as lost for it).
     private mutating func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        let wait = BlockedWait(service, s, blockTimeout)
+        let wait = BlockedWait(service, s)
+        var waiting = Wait(.sleep, timeout: blockTimeout)
         while true {
             if try enqueueUnlessStillFull(c, wait) { return true }
-            guard let seen = wait.prepareToSleep() else { continue }
-            let slept = MessageRing.sleep(on: wait.word, seen: seen, until: wait.deadline)
-            wait.stopSleeping()
+            let slept = try waiting.sleep(on: wait.word, raise: { () throws(SharedMemoryError) in wait.prepareToSleep() }, lower: { wait.stopSleeping() })
             if slept == .deadlinePassed {
                 wait.countLost()
                 return false
@@ -364,21 +363,19 @@ public struct Publisher: ~Copyable {
     }
 
     /// A publisher's wait for room in one blocking subscriber's queue: which subscriber (its slot's generation, so
-    /// that a slot changing hands ends the wait), until when, and the futex word it sleeps on (the low half of the
+    /// that a slot changing hands ends the wait) and the futex word it sleeps on (the low half of the
     /// read position, with `publisherSleeps` raised so that the subscriber wakes it).
     struct BlockedWait {
         let service: ServiceView
         let subscriber: Int
         let slotAt: Int
         let generation: UInt32
-        let deadline: Int64
 
-        init(_ service: ServiceView, _ s: Int, _ timeout: Duration) {
+        init(_ service: ServiceView, _ s: Int) {
             self.service = service
             subscriber = s
             slotAt = service.slot(s)
             generation = service.atomic(slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring)
-            deadline = MessageRing.deadline(after: timeout)!
         }
 
         var word: UnsafeMutableRawPointer { service.base + slotAt + SubscriberSlot.read.offset }

@@ -127,7 +127,7 @@ struct RequestView: @unchecked Sendable {
 
     init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: RequestResponseHeader.slots.offset, alignment: 64, what: "a request/response service").address
-        let deadline = MessageRing.deadline(after: timeout)!
+        let deadline = Deadline(after: timeout).end
         try Handshake.expect(R.magic, at: base + RequestResponseHeader.magic.offset, until: deadline, what: "request/response service", offset: offset, region: region.name)
         let layout = try R.readLayout(base, room: region.size - offset, offset: offset, region: region.name)
         let whole = try region.sharedObjectAddress(at: offset, size: layout.size, alignment: 64, what: "a request/response service of \(layout.size) bytes")
@@ -182,14 +182,27 @@ struct RequestView: @unchecked Sendable {
         atomic(at + ClientSlot.state.offset, UInt32.self).store(R.free, ordering: .releasing)
     }
 
-    /// Sleeps on a futex word (the sleeping flag set around it) until it moves from `seen`, the deadline passes, or a
-    /// 100 ms slice ends.
-    func sleep(flag: Int, word: Int, seen: UInt64, until deadline: Int64?) -> MessageRing.Sleep {
+    /// Sleeps in `waiting` on the low half of the 64-bit position at `word` while it holds `seen`, the sleeping
+    /// flag at `flag` raised around the sleep (and a look after raising it, so that no wake is missed).
+    func sleep(_ waiting: inout Wait, flag: Int, word: Int, seen: UInt64) -> Wait.Slept {
         let sleeps = atomic(flag, UInt32.self)
-        sleeps.store(1, ordering: .sequentiallyConsistent)
-        defer { sleeps.store(0, ordering: .relaxed) }
-        if atomic(word, UInt64.self).load(ordering: .sequentiallyConsistent) != seen { return .woken }
-        return MessageRing.sleep(on: base + word, seen: UInt32(truncatingIfNeeded: seen), until: deadline)
+        return try! waiting.sleep(on: base + word, raise: { () throws(SharedMemoryError) -> UInt32? in
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            if atomic(word, UInt64.self).load(ordering: .sequentiallyConsistent) == seen { return UInt32(truncatingIfNeeded: seen) }
+            sleeps.store(0, ordering: .relaxed)
+            return nil
+        }, lower: { sleeps.store(0, ordering: .relaxed) })
+    }
+
+    /// ``sleep(_:flag:word:seen:)``, suspending the task.
+    func sleepAsync(_ waiting: inout Wait, flag: Int, word: Int, seen: UInt64, isolation: isolated (any Actor)? = #isolation) async throws -> Wait.Slept {
+        let sleeps = atomic(flag, UInt32.self)
+        return try await waiting.sleepAsync(on: base + word, raise: { () throws(SharedMemoryError) -> UInt32? in
+            sleeps.store(1, ordering: .sequentiallyConsistent)
+            if atomic(word, UInt64.self).load(ordering: .sequentiallyConsistent) == seen { return UInt32(truncatingIfNeeded: seen) }
+            sleeps.store(0, ordering: .relaxed)
+            return nil
+        }, lower: { sleeps.store(0, ordering: .relaxed) })
     }
 }
 
@@ -234,7 +247,7 @@ public struct Server: ~Copyable {
     public mutating func handle(timeout: Duration? = nil, _ body: (RawSpan, inout OutputRawSpan, RequestInfo) throws -> Void) throws {
         let service = self.service
         let layout = service.layout
-        var deadline: Int64? = nil
+        var waiting = Wait(.sleep, timeout: timeout)
         while true {
             let doorbell = service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self).load(ordering: .acquiring)
             for turn in 0..<layout.clients {
@@ -286,12 +299,14 @@ public struct Server: ~Copyable {
             try service.withLock { () throws(SharedMemoryError) in
                 for s in 0..<layout.clients { service.reclaimIfDead(s) }
             }
-            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
             let sleeps = service.atomic(RequestResponseHeader.serverSleeps.offset, UInt32.self)
-            sleeps.store(1, ordering: .sequentiallyConsistent)
-            let rung = service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != doorbell
-            let slept: MessageRing.Sleep = rung ? .woken : MessageRing.sleep(on: service.base + RequestResponseHeader.doorbell.offset, seen: doorbell, until: deadline)
-            sleeps.store(0, ordering: .relaxed)
+            let bell = service.atomic(RequestResponseHeader.doorbell.offset, UInt32.self)
+            let slept = try waiting.sleep(on: service.base + RequestResponseHeader.doorbell.offset, raise: { () throws(SharedMemoryError) -> UInt32? in
+                sleeps.store(1, ordering: .sequentiallyConsistent)
+                if bell.load(ordering: .sequentiallyConsistent) == doorbell { return doorbell }
+                sleeps.store(0, ordering: .relaxed)
+                return nil
+            }, lower: { sleeps.store(0, ordering: .relaxed) })
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no request arrived within \(timeout!)", region: service.name)
             }
@@ -415,19 +430,15 @@ public struct Client: ~Copyable {
     /// if the server died (or finished) with this request unanswered.
     public mutating func receive<T>(timeout: Duration? = nil, _ body: (RawSpan, UInt64) throws -> T) throws -> T {
         let at = service.slot(index)
-        var deadline: Int64? = nil
-        // Whether the server still runs is read from /proc once a server that has not finished has been waited for
-        // a whole slice (100 ms), or at once when a process on a previous call found it dead.
-        var lookAtServer = serverSeenDead
+        var waiting = Wait(.sleep, timeout: timeout)
         while true {
             let (response, written) = try pendingResponse()
             if let response { return try deliver(response, body) }
-            try checkServer(lookingAtProcess: lookAtServer)
-            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            switch service.sleep(flag: at + ClientSlot.clientSleeps.offset, word: at + ClientSlot.responseWrite.offset, seen: written, until: deadline) {
-            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
-            case .sliceElapsed: lookAtServer = true
-            case .woken: lookAtServer = false
+            // Whether the server still runs is read from /proc once a server that has not finished has been waited
+            // for a whole slice, or at once when a look on a previous call found it dead.
+            try checkServer(lookingAtProcess: waiting.lookAtPeer || serverSeenDead)
+            if service.sleep(&waiting, flag: at + ClientSlot.clientSleeps.offset, word: at + ClientSlot.responseWrite.offset, seen: written) == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
             }
         }
     }
@@ -439,26 +450,13 @@ public struct Client: ~Copyable {
         timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (RawSpan, UInt64) throws -> T
     ) async throws -> T {
         let at = service.slot(index)
-        var deadline: Int64? = nil
-        var lookAtServer = serverSeenDead
+        var waiting = Wait(.sleep, timeout: timeout, async: true)
         while true {
             let (response, written) = try pendingResponse()
             if let response { return try deliver(response, body) }
-            try checkServer(lookingAtProcess: lookAtServer)
-            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            let sleeps = service.atomic(at + ClientSlot.clientSleeps.offset, UInt32.self)
-            sleeps.store(1, ordering: .sequentiallyConsistent)
-            if service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self).load(ordering: .sequentiallyConsistent) != written {
-                sleeps.store(0, ordering: .relaxed)
-                continue
-            }
-            let slept = await FutexWaiters.sleep(on: service.base + at + ClientSlot.responseWrite.offset, seen: UInt32(truncatingIfNeeded: written), until: deadline)
-            sleeps.store(0, ordering: .relaxed)
-            switch slept {
-            case .cancelled: throw CancellationError()
-            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
-            case .sliceElapsed: lookAtServer = true
-            case .woken: lookAtServer = false
+            try checkServer(lookingAtProcess: waiting.lookAtPeer || serverSeenDead)
+            if try await service.sleepAsync(&waiting, flag: at + ClientSlot.clientSleeps.offset, word: at + ClientSlot.responseWrite.offset, seen: written) == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no response arrived within \(timeout!)", region: service.name)
             }
         }
     }

@@ -136,9 +136,7 @@ public struct RingReceiver: ~Copyable {
     /// corrupt ring, and waiting.
     @usableFromInline
     func nextMessageSlowly(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
-        var deadline: Int64? = nil  // set when this side first has to wait
-        var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
-        var lookAtPeer = false
+        var waiting = Wait(strategy, timeout: timeout)
         while true {
             switch try poll() {
             case .message(let message): return message
@@ -146,20 +144,11 @@ public struct RingReceiver: ~Copyable {
             case .empty: break
             }
             guard wait else { return nil }
-            if spins == .min { spins = strategy.spins }
-            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
-            }
-            // Empty: sleep until the sender publishes; after each quiet 100 ms, look at the sender.
-            if lookAtPeer { try checkSender() }
-            guard let seen = prepareToSleep() else { continue }
-            let slept = MessageRing.sleep(on: ring.base + RingHeader.dataSignal.offset, seen: seen, until: deadline)
-            lowerWaitingFlag()
+            if waiting.spin() { continue }
+            // Empty: sleep until the sender publishes; after each quiet slice, look at the sender.
+            if waiting.lookAtPeer { try checkSender() }
+            let slept = try waiting.sleep(on: ring.base + RingHeader.dataSignal.offset, raise: { () throws(SharedMemoryError) in prepareToSleep() }, lower: { lowerWaitingFlag() })
             if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "no message came within \(timeout!)", region: ring.name) }
-            lookAtPeer = slept == .sliceElapsed
         }
     }
 

@@ -107,9 +107,7 @@ public struct RingSender: ~Copyable {
     @inline(__always)
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
         let need = try recordSize(count)
-        var deadline: Int64? = nil  // set when this side first has to wait
-        var spins = Int.min  // read from the strategy (a switch) once this side first has to wait
-        var lookAtPeer = false
+        var waiting = Wait(strategy, timeout: timeout)
         while true {
             let place = try place(need)
             if place.free {
@@ -117,22 +115,13 @@ public struct RingSender: ~Copyable {
                 return true
             }
             guard wait else { return false }
-            if spins == .min { spins = strategy.spins }
-            if deadline == nil, timeout != nil { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
-            }
-            // Full: sleep until the receiver frees space; after each quiet 100 ms, look at the receiver.
-            if lookAtPeer { try checkReceiver() }
-            guard let seen = try prepareToSleep(place) else { continue }
-            let slept = MessageRing.sleep(on: ring.base + RingHeader.spaceSignal.offset, seen: seen, until: deadline)
-            ring.senderWaiting.store(0, ordering: .relaxed)
+            if waiting.spin() { continue }
+            // Full: sleep until the receiver frees space; after each quiet slice, look at the receiver.
+            if waiting.lookAtPeer { try checkReceiver() }
+            let slept = try waiting.sleep(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(place) }, lower: { lowerWaitingFlag() })
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
             }
-            lookAtPeer = slept == .sliceElapsed
         }
     }
 
@@ -194,6 +183,11 @@ public struct RingSender: ~Copyable {
         }
         ring.senderWaiting.store(0, ordering: .relaxed)
         return nil
+    }
+
+    /// After a sleep: the receiver need not wake this side any more.
+    func lowerWaitingFlag() {
+        ring.senderWaiting.store(0, ordering: .relaxed)
     }
 
     /// After a quiet sleep slice: `peerDied` if the receiver's process is gone.

@@ -57,8 +57,8 @@ public struct SeqlockCell<Value: BitwiseCopyable>: @unchecked Sendable {
             if let value = tryRead() { return value }
             tries += 1
             if tries > 100 {
-                if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-                if let deadline, MessageRing.monotonicNanoseconds() >= deadline {
+                if deadline == nil, let timeout { deadline = Deadline(after: timeout).nanoseconds }
+                if let deadline, MonotonicClock.now() >= deadline {
                     throw SharedMemoryError(.timedOut, "every read of the cell met a write in progress for \(timeout!) (is its writer stuck half way?)", region: mapping.name)
                 }
                 sched_yield()

@@ -166,38 +166,19 @@ public struct Subscriber: ~Copyable {
     @inline(__always)
     private func take(timeout: Duration?) throws(SharedMemoryError) -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
-        let write = service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self)
-        var deadline: Int64? = nil
-        var spins = Int.min  // read from the strategy once the queue is first found empty
-        var lookAtPublisher = false
+        var waiting = Wait(strategy, timeout: timeout)
         while true {
             let (taken, w) = try takeNow()
             if let taken { return taken }
-            // Empty: spin a while (looking at the publisher now and then), then sleep. Whether the publisher still
-            // runs is read from /proc only after a sleep slice ran out or a million spins went by, so that a sample
-            // arriving never pays for it.
-            if spins == .min { spins = strategy.spins }
-            spins -= 1
-            if spins > 0, spins & 0xfff != 0 { continue }
-            if spins > 0, spins & 0xfffff == 0 { lookAtPublisher = true }
-            if try publisherFinished(lookingAtIt: lookAtPublisher) { return nil }
-            lookAtPublisher = false
-            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            if spins > 0 {
-                if let deadline, MessageRing.monotonicNanoseconds() >= deadline {
-                    throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
-                }
-                continue
-            }
-            let sleeps = service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self)
-            sleeps.store(1, ordering: .sequentiallyConsistent)
-            let moved = write.load(ordering: .sequentiallyConsistent) != w
-            let slept: MessageRing.Sleep = moved ? .woken : MessageRing.sleep(on: service.base + slotAt + SubscriberSlot.write.offset, seen: UInt32(truncatingIfNeeded: w), until: deadline)
-            if readiness == nil { sleeps.store(0, ordering: .relaxed) }
+            // Empty: spin a while, then sleep. Whether the publisher still runs is read from /proc only after a
+            // quiet slice, so that a sample arriving never pays for it.
+            if waiting.spin() { continue }
+            if try publisherFinished(lookingAtIt: waiting.lookAtPeer) { return nil }
+            let slept = try waiting.sleep(on: service.base + slotAt + SubscriberSlot.write.offset,
+                                          raise: { () throws(SharedMemoryError) in raiseSleepingFlag(seen: w) }, lower: { lowerSleepingFlag() })
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
             }
-            if slept == .sliceElapsed { lookAtPublisher = true }
         }
     }
 
@@ -205,34 +186,36 @@ public struct Subscriber: ~Copyable {
     /// while the queue is empty.
     func takeAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> (Int, Int, UInt64)? {
         let slotAt = service.slot(index)
-        let write = service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self)
-        var deadline: Int64? = nil
-        var spins = strategy.asyncSpins
-        var lookAtPublisher = false
+        var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
             let (taken, w) = try takeNow()
             if let taken { return taken }
-            if spins > 0 {
-                spins -= 1
-                csm_cpu_relax()
-                continue
+            if waiting.spin() { continue }
+            if try publisherFinished(lookingAtIt: waiting.lookAtPeer) { return nil }
+            let slept = try await waiting.sleepAsync(on: service.base + slotAt + SubscriberSlot.write.offset,
+                                                     raise: { () throws(SharedMemoryError) in raiseSleepingFlag(seen: w) }, lower: { lowerSleepingFlag() })
+            if slept == .deadlinePassed {
+                throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
             }
-            if try publisherFinished(lookingAtIt: lookAtPublisher) { return nil }
-            if deadline == nil, let timeout { deadline = MessageRing.deadline(after: timeout) }
-            let sleeps = service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self)
-            sleeps.store(1, ordering: .sequentiallyConsistent)
-            if write.load(ordering: .sequentiallyConsistent) != w {
-                if readiness == nil { sleeps.store(0, ordering: .relaxed) }
-                continue
-            }
-            let slept = await FutexWaiters.sleep(on: service.base + slotAt + SubscriberSlot.write.offset, seen: UInt32(truncatingIfNeeded: w), until: deadline)
-            if readiness == nil { sleeps.store(0, ordering: .relaxed) }
-            switch slept {
-            case .cancelled: throw CancellationError()
-            case .deadlinePassed: throw SharedMemoryError(.timedOut, "no sample arrived within \(timeout!)", region: service.name)
-            case .sliceElapsed: lookAtPublisher = true
-            case .woken: lookAtPublisher = false
-            }
+        }
+    }
+
+    /// Before sleeping on an empty queue whose write position was `w`: raises the flag that makes the publisher wake
+    /// this subscriber, and looks once more. The futex value to sleep on, or nil if a sample came meanwhile.
+    private func raiseSleepingFlag(seen w: UInt64) -> UInt32? {
+        let slotAt = service.slot(index)
+        service.atomic(slotAt + SubscriberSlot.subscriberSleeps.offset, UInt32.self).store(1, ordering: .sequentiallyConsistent)
+        if service.atomic(slotAt + SubscriberSlot.write.offset, UInt64.self).load(ordering: .sequentiallyConsistent) == w {
+            return UInt32(truncatingIfNeeded: w)
+        }
+        lowerSleepingFlag()
+        return nil
+    }
+
+    /// After a sleep: the publisher need not wake this subscriber any more, unless an event loop watches it.
+    private func lowerSleepingFlag() {
+        if readiness == nil {
+            service.atomic(service.slot(index) + SubscriberSlot.subscriberSleeps.offset, UInt32.self).store(0, ordering: .relaxed)
         }
     }
 

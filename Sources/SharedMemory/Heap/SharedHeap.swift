@@ -79,7 +79,7 @@ public struct SharedHeap: ~Copyable {
         lastType = nil
         self.region = region
         try checkPlace()
-        let deadline = MessageRing.deadline(after: timeout)!
+        let deadline = Deadline(after: timeout).end
         while try !attachIfReady(deadline: deadline) {}
     }
 
@@ -92,7 +92,7 @@ public struct SharedHeap: ~Copyable {
         lastType = nil
         self.region = region
         try checkPlace()
-        let deadline = MessageRing.deadline(after: timeout)!
+        let deadline = Deadline(after: timeout).end
         while true {
             if try claimFormat() {
                 try formatClaimed()
@@ -396,7 +396,7 @@ public struct SharedHeap: ~Copyable {
         default:
             throw SharedMemoryError(.foreign, "the memory at offset \(offset) holds no heap this library made", region: name)
         }
-        guard MessageRing.monotonicNanoseconds() < deadline else {
+        guard MonotonicClock.now() < deadline else {
             throw SharedMemoryError(.notReady, current == 0 ? "no heap has been formatted at offset \(offset) yet" : "the heap at offset \(offset) is still being formatted", region: name)
         }
         Handshake.sleep(on: base + HeapHeader.format.offset, seen: UInt32(truncatingIfNeeded: current), until: deadline)

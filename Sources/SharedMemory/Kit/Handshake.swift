@@ -6,9 +6,6 @@ import Atomics
 /// first sleeps on the word (`FUTEX_WAIT`) until it changes, never polling; each sleep is bounded (a slice of at
 /// most 100 ms, then the caller looks again: a formatter that died, a deadline, a peer that writes without waking).
 enum Handshake {
-    /// The longest one sleep lasts before the waiter looks again.
-    static let slice: Int64 = 100_000_000
-
     /// Makes a formatted header visible: `magic` into the 8 bytes at `base`, last and releasing, then a wake-up of
     /// every waiter.
     static func publish(_ magic: UInt64, at base: UnsafeMutableRawPointer) {
@@ -49,9 +46,9 @@ enum Handshake {
     /// False if the deadline had passed (nothing slept).
     @discardableResult
     static func sleep(on word: UnsafeMutableRawPointer, seen: UInt32, until deadline: Int64) -> Bool {
-        let left = deadline &- MessageRing.monotonicNanoseconds()
+        let left = deadline &- MonotonicClock.now()
         guard left > 0 else { return false }
-        Syscalls.futexWait(word, seen, timeout: min(left, slice))
+        Syscalls.futexWait(word, seen, timeout: min(left, Wait.slice))
         return true
     }
 }

@@ -1,0 +1,72 @@
+import Foundation
+import TestSupport
+import Testing
+@testable import SharedMemory
+
+/// The one wait machine (Kit/Wait.swift) under the waits that run on it: every strategy times out, sees the end of a
+/// stream and hears of a peer's death, blocking and async alike.
+@Suite("The wait machine")
+struct WaitTests {
+    static let strategies: [WaitStrategy] = [.spin, .sleep, .default]
+
+    @Test("a receive times out under every strategy (a spinning one used to spin for ever)", arguments: strategies)
+    func timesOut(strategy: WaitStrategy) throws {
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096) + 64)
+            try MessageRing.format(region, capacity: 4096)
+            let receiver = try RingReceiver(region, strategy: strategy)
+            let sender = try RingSender(region, strategy: strategy)
+            expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(50)) }
+            let big = [UInt8](repeating: 7, count: receiver.maximumMessage)
+            try sender.send(big)
+            try sender.send(big)
+            expectError(.timedOut) { try sender.send(big, timeout: .milliseconds(50)) }  // full
+            try Names.with(.posix) { serviceName in
+                let service = try PublishSubscribeTests.makeService(serviceName, maxPayload: 64, subscribers: 1, queueDepth: 1)
+                var subscriber = try Subscriber(service, strategy: strategy)
+                expectError(.timedOut) { _ = try subscriber.receive(timeout: .milliseconds(50)) { (_: RawSpan, _: SampleInfo) in 0 } }
+            }
+            let event = try ProcessEvent.initialize(in: region, at: MessageRing.size(capacity: 4096))
+            expectError(.timedOut) { try event.wait(timeout: .milliseconds(50), strategy: strategy) }
+            sender.finish()
+        }
+    }
+
+    @Test("a spinning subscriber sees the publisher finish, and a spinning receiver the sender's death")
+    func spinningSeesTheEnd() throws {
+        try Names.with(.posix) { name in
+            let service = try PublishSubscribeTests.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 1)
+            let publisher = try Publisher(service)
+            var subscriber = try Subscriber(service, strategy: .spin)
+            publisher.finish()
+            #expect(try subscriber.receive(timeout: .seconds(10)) { (_: RawSpan, _: SampleInfo) in 0 } == nil)
+        }
+        try Names.with(.posix) { name in
+            let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+            try MessageRing.format(region, capacity: 4096)
+            let server = try ChildProcess(Probe.path, ["ring-serve", name.description])
+            defer { if server.isRunning { server.kill() } }
+            #expect(server.line() == "ok sent")
+            let receiver = try RingReceiver(region, strategy: .spin)
+            #expect(try receiver.receive(timeout: .seconds(10)) == Array("hello".utf8))
+            server.kill()
+            expectError(.peerDied) { try receiver.receive(timeout: .seconds(10)) }
+        }
+    }
+
+    @Test("async waits time out and are cancelled through the same machine")
+    func asyncWaits() async throws {
+        let name = Names.unique(.posix)
+        defer { Names.cleanUp(name) }
+        let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096) + 64)
+        try MessageRing.format(region, capacity: 4096)
+        let receiver = try RingReceiver(region, strategy: .spin)
+        let error = await #expect(throws: SharedMemoryError.self) { _ = try await receiver.receiveAsync(timeout: .milliseconds(50)) }
+        #expect(error?.code == .timedOut)
+        let event = try ProcessEvent.initialize(in: region, at: MessageRing.size(capacity: 4096))
+        let waiting = Task { try await event.waitAsync(timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+    }
+}
