@@ -25,6 +25,8 @@ import SharedMemory
 //                   take ROLE's seat (sender or receiver of the ring at 0; publisher, server, or writer of the 64-byte
 //                   seqlock cell at 0), drop the handle without closing or finishing, print `ok dropped`, and live on
 //                   until killed: the seat must be free to take over meanwhile, and this process's death still heard
+//   byname-receive NAME    RingReceiver.open(NAME, timeout: 10 s) before NAME may exist; print the first message
+//   byname-subscribe NAME  Subscriber.open(NAME, timeout: 10 s); print `ok connected`, then the first sample's bytes
 //   seqlock-write NAME COUNT
 //                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
 //   seqlock-read NAME COUNT
@@ -133,6 +135,17 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
             if mode == "slow" { usleep(1000) }
         }
         return "\(received) \(subscriber.lost)"
+    case "byname-receive":
+        let receiver = try RingReceiver.open(name, timeout: .seconds(10))
+        return String(decoding: try receiver.receive(timeout: .seconds(10)) ?? [], as: UTF8.self)
+    case "byname-subscribe":
+        var subscriber = try Subscriber.open(name, timeout: .seconds(10))
+        print("ok connected")
+        fflush(nil)
+        let text = try subscriber.receive(timeout: .seconds(10)) { (bytes: RawSpan, _: SampleInfo) in
+            bytes.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+        }
+        return text ?? "finished"
     case "seat-drop":
         let region = try attach(name)
         switch rest[0] {

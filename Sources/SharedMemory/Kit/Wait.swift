@@ -35,6 +35,9 @@ struct Deadline {
 
     var hasPassed: Bool { !isNever && MonotonicClock.now() >= end }
 
+    /// What is left of `timeout`, this deadline's: for a wait that goes on after part of it was spent.
+    func left(of timeout: Duration) -> Duration { isNever ? timeout : .nanoseconds(remaining) }
+
     /// The `CLOCK_MONOTONIC` nanosecond, or nil for never: the form the futex waiters take.
     var nanoseconds: Int64? { isNever ? nil : end }
 }

@@ -1,0 +1,190 @@
+import Glibc
+
+// One call to a working service, by name, as iceoryx2's service builder gives: `create` makes a region of exactly the
+// size the structure takes (`SharedMemory.create`, exclusive), formats the structure at its start and takes the
+// creating side; `open` attaches to the region (`SharedMemory.open`), waits up to `timeout` for the name to appear
+// and the structure to be formatted, and takes the other side. The handle holds the region's mapping, so nothing
+// else need be kept. The three-step form (create or open a region, `format` at an offset, attach) stays for a
+// structure inside a larger region.
+//
+// The region outlives the handles, as any named region does: remove it with `SharedMemory.remove(name)` when the
+// service is over, or create it with `CreateOptions(lifetime: .process)` so that `shm gc` may collect it after a
+// crash.
+
+/// Creates `name` with `size` bytes and runs `make` on it (format, attach); if `make` fails, the region is removed
+/// again, so that a call that fails leaves nothing behind.
+func creatingStructure<T: ~Copyable>(
+    _ name: RegionName, size: Int, options: CreateOptions, _ make: (borrowing AnyRegion) throws(SharedMemoryError) -> T
+) throws(SharedMemoryError) -> T {
+    let region = try SharedMemory.create(name, size: size, options: options)
+    do {
+        return try make(region)
+    } catch {
+        try? region.remove()
+        throw error
+    }
+}
+
+/// Opens `name` for a structure whose header takes `header` bytes, waiting until `deadline` for the name to appear
+/// and be sized. There is no word to sleep on before a region exists, so the name is looked for every millisecond;
+/// once it exists, the structure's own handshake waits asleep (with ``Deadline/left(of:)``).
+func openForStructure(_ name: RegionName, options: OpenOptions, header: Int, until deadline: Deadline) throws(SharedMemoryError) -> AnyRegion {
+    while true {
+        do {
+            let region = try SharedMemory.open(name, options: options)
+            // A creator sizes its region right after making it: too small for the header is that moment.
+            if region.size >= header || deadline.hasPassed { return region }
+        } catch where error.code == .notFound && !deadline.hasPassed {}
+        usleep(1000)
+    }
+}
+
+/// `invalidArgument` naming `name` if `problem` says the configuration is not one the structure takes.
+func refuse(_ problem: String?, _ what: String, _ name: RegionName) throws(SharedMemoryError) {
+    if let problem { throw SharedMemoryError(.invalidArgument, "\(what) takes \(problem)", region: name) }
+}
+
+extension RingSender {
+    /// Creates the region `name` holding a ring of `capacity` bytes of data (a power of two, at least 4096), formats
+    /// it, and attaches as its sender. `alreadyExists` if the name exists.
+    ///
+    /// ```swift
+    /// let sender = try RingSender.create(RegionName("posix:/orders"), capacity: 1 << 20)
+    /// ```
+    public static func create(
+        _ name: RegionName, capacity: Int, options: CreateOptions = .init(), strategy: WaitStrategy = .default
+    ) throws(SharedMemoryError) -> RingSender {
+        try creatingStructure(name, size: MessageRing.size(capacity: capacity), options: options) { region throws(SharedMemoryError) in
+            try MessageRing.format(region, capacity: capacity)
+            return try RingSender(region, strategy: strategy)
+        }
+    }
+
+    /// Opens the region `name` and attaches as the sender of the ring at its start, waiting up to `timeout` for the
+    /// name to appear and the ring to be formatted (then `notFound` or `timedOut`).
+    public static func open(
+        _ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init(), strategy: WaitStrategy = .default
+    ) throws(SharedMemoryError) -> RingSender {
+        let deadline = Deadline(after: timeout)
+        let region = try openForStructure(name, options: options, header: MessageRing.headerSize, until: deadline)
+        try MessageRing.waitUntilFormatted(region, timeout: deadline.left(of: timeout))
+        return try RingSender(region, strategy: strategy)
+    }
+}
+
+extension RingReceiver {
+    /// Creates the region `name` holding a ring of `capacity` bytes of data, formats it, and attaches as its
+    /// receiver. `alreadyExists` if the name exists.
+    public static func create(
+        _ name: RegionName, capacity: Int, options: CreateOptions = .init(), strategy: WaitStrategy = .default
+    ) throws(SharedMemoryError) -> RingReceiver {
+        try creatingStructure(name, size: MessageRing.size(capacity: capacity), options: options) { region throws(SharedMemoryError) in
+            try MessageRing.format(region, capacity: capacity)
+            return try RingReceiver(region, strategy: strategy)
+        }
+    }
+
+    /// Opens the region `name` and attaches as the receiver of the ring at its start, waiting up to `timeout` for the
+    /// name to appear and the ring to be formatted.
+    ///
+    /// ```swift
+    /// let receiver = try RingReceiver.open(RegionName("posix:/orders"), timeout: .seconds(5))
+    /// ```
+    public static func open(
+        _ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init(), strategy: WaitStrategy = .default
+    ) throws(SharedMemoryError) -> RingReceiver {
+        let deadline = Deadline(after: timeout)
+        let region = try openForStructure(name, options: options, header: MessageRing.headerSize, until: deadline)
+        try MessageRing.waitUntilFormatted(region, timeout: deadline.left(of: timeout))
+        return try RingReceiver(region, strategy: strategy)
+    }
+}
+
+extension Publisher {
+    /// Creates the region `name` sized for a publish/subscribe service (see
+    /// ``PublishSubscribe/size(maxPayload:subscribers:queueDepth:history:)``), formats the service, and takes its
+    /// publisher's seat. `alreadyExists` if the name exists.
+    ///
+    /// ```swift
+    /// var publisher = try Publisher.create(RegionName("posix:/quotes"), maxPayload: 4096, subscribers: 8)
+    /// ```
+    public static func create(
+        _ name: RegionName, maxPayload: Int, subscribers: Int, queueDepth: Int = 8, history: Int = 0,
+        options: CreateOptions = .init(), blockTimeout: Duration = .seconds(1)
+    ) throws(SharedMemoryError) -> Publisher {
+        try refuse(PublishSubscribe.Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history),
+                   "a publish/subscribe service", name)
+        let size = PublishSubscribe.size(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history)
+        return try creatingStructure(name, size: size, options: options) { region throws(SharedMemoryError) in
+            try PublishSubscribe.format(region, maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history)
+            return try Publisher(region, blockTimeout: blockTimeout)
+        }
+    }
+}
+
+extension Subscriber {
+    /// Opens the region `name` and connects to the service at its start, as
+    /// ``init(_:at:queueDepth:overflow:history:strategy:timeout:)`` does, waiting up to `timeout` for the name to
+    /// appear and the service to be formatted.
+    ///
+    /// ```swift
+    /// var subscriber = try Subscriber.open(RegionName("posix:/quotes"), timeout: .seconds(5))
+    /// ```
+    public static func open(
+        _ name: RegionName, queueDepth: Int? = nil, overflow: Overflow = .overwriteOldest, history: Int = 0,
+        strategy: WaitStrategy = .default, timeout: Duration = .zero, options: OpenOptions = .init()
+    ) throws(SharedMemoryError) -> Subscriber {
+        let deadline = Deadline(after: timeout)
+        let region = try openForStructure(name, options: options, header: ServiceHeader.historyEntries.offset, until: deadline)
+        return try Subscriber(region, queueDepth: queueDepth, overflow: overflow, history: history, strategy: strategy, timeout: deadline.left(of: timeout))
+    }
+}
+
+extension Server {
+    /// Creates the region `name` sized for a request/response service (see
+    /// ``RequestResponse/size(maxRequest:maxResponse:clients:depth:)``), formats the service, and takes its server's
+    /// seat. `alreadyExists` if the name exists.
+    public static func create(
+        _ name: RegionName, maxRequest: Int, maxResponse: Int, clients: Int, depth: Int = 4, options: CreateOptions = .init()
+    ) throws(SharedMemoryError) -> Server {
+        try refuse(RequestResponse.Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth),
+                   "a request/response service", name)
+        let size = RequestResponse.size(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
+        return try creatingStructure(name, size: size, options: options) { region throws(SharedMemoryError) in
+            try RequestResponse.format(region, maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth)
+            return try Server(region)
+        }
+    }
+}
+
+extension Client {
+    /// Opens the region `name` and connects to the service at its start, waiting up to `timeout` for the name to
+    /// appear and the service to be formatted.
+    public static func open(_ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init()) throws(SharedMemoryError) -> Client {
+        let deadline = Deadline(after: timeout)
+        let region = try openForStructure(name, options: options, header: RequestResponseHeader.slots.offset, until: deadline)
+        return try Client(region, timeout: deadline.left(of: timeout))
+    }
+}
+
+extension SharedHeap {
+    /// Creates the region `name` of `size` bytes and formats a heap in all of it. `alreadyExists` if the name exists.
+    public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> SharedHeap {
+        let region = try SharedMemory.create(name, size: size, options: options)
+        let copy = try? SharedMemory.open(name)  // the heap owns its region: a second attachment to remove it by
+        do {
+            return try SharedHeap(formatting: region)
+        } catch {
+            try? copy?.remove()
+            throw error
+        }
+    }
+
+    /// Opens the region `name` and attaches to the heap at its start, waiting up to `timeout` for the name to appear
+    /// and the heap to be formatted.
+    public static func open(_ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init()) throws(SharedMemoryError) -> SharedHeap {
+        let deadline = Deadline(after: timeout)
+        let region = try openForStructure(name, options: options, header: HeapHeader.buckets.offset, until: deadline)
+        return try SharedHeap(attaching: region, timeout: deadline.left(of: timeout))
+    }
+}
