@@ -1,0 +1,68 @@
+import Foundation
+import TestSupport
+import Testing
+@testable import SharedMemory
+
+/// `SharedAttachment`: many tasks share one mapping, each making its own handles from it.
+@Suite("One attachment shared by many tasks")
+struct SharedAttachmentTests {
+    /// The lines of /proc/self/maps that map `path` (read with read(2): /proc files say they are empty to stat).
+    static func mappings(of path: String) throws -> Int {
+        String(decoding: try Syscalls.readFile("/proc/self/maps"), as: UTF8.self).split(separator: "\n").count { $0.hasSuffix(path) }
+    }
+
+    @Test("200 tasks wait on 200 events through one mapping; each is woken by its own signal")
+    func twoHundredTasks() async throws {
+        let name = Names.unique(.posix)
+        defer { Names.cleanUp(name) }
+        var region = try SharedMemory.create(name, size: 4096)
+        let shared = SharedAttachment(region)
+        for i in 0..<200 { _ = try ProcessEvent.initialize(in: shared, at: i * 4) }
+        let before = FutexWaiters.shared.waitingCount
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    let event = try ProcessEvent.existing(in: shared, at: i * 4)
+                    try await event.waitAsync(timeout: .seconds(60))
+                    return i
+                }
+            }
+            // Every task waits, suspended (not a thread each), and the region is mapped once.
+            let waited = ContinuousClock.now
+            while FutexWaiters.shared.waitingCount < before + 200, ContinuousClock.now - waited < .seconds(30) { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(FutexWaiters.shared.waitingCount >= before + 200)
+            let path = "/dev/shm" + name.description.dropFirst("posix:".count)
+            #expect(try Self.mappings(of: path) == 1, "\(path)")
+            // While tasks hold the mapping, the region cannot move under them.
+            expectError(.busy) { try region.resize(to: 8192) }
+            for i in 0..<200 { try ProcessEvent.existing(in: shared, at: i * 4).signal() }
+            var done = Set<Int>()
+            for try await i in group { done.insert(i) }
+            #expect(done.count == 200)
+        }
+    }
+
+    @Test("what changes the region is refused; the bytes and the sides work; the region may go first")
+    func aRegionToMakeThingsIn() throws {
+        try Names.with(.posix) { name in
+            var shared: SharedAttachment
+            do {
+                let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))
+                try MessageRing.format(region, capacity: 4096)
+                shared = SharedAttachment(region)
+            }  // the region's handle is gone; the mapping stays while the shared attachment holds it
+            let copy = shared  // copyable, Sendable
+            let sender = try RingSender(shared)
+            let receiver = try RingReceiver(copy)
+            try sender.send([1, 2, 3])
+            #expect(try receiver.receive(timeout: .seconds(1)) == [1, 2, 3])
+            #expect(try shared.get(UInt64.self, at: 0) == MessageRing.magic)
+            #expect(try shared.info().size == MessageRing.size(capacity: 4096))
+            expectError(.unsupported) { try shared.resize(to: 1 << 16) }
+            expectError(.unsupported) { try shared.remap() }
+            expectError(.unsupported) { try shared.remove() }
+            expectError(.unsupported) { try shared.setPermissions([.ownerReadWrite]) }
+            #expect(shared.fileDescriptor == nil)
+        }
+    }
+}
