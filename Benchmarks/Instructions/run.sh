@@ -17,7 +17,12 @@ cd "$(dirname "$0")"
 check=false
 [ "${1:-}" = "--check" ] && check=true
 over=0
-swift build -c release >/dev/null
+# The build's own output only when it fails (it prints its errors on standard output).
+if ! build_log=$(swift build -c release 2>&1); then
+    echo "$build_log" >&2
+    echo "run.sh: swift build -c release failed (above)" >&2
+    exit 1
+fi
 binary=$(mktemp)
 trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
