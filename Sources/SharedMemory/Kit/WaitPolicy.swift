@@ -16,7 +16,7 @@ public enum WaitStrategy: Sendable, Hashable {
     /// The default: spin for three futex wake-ups' time on this machine (measured once per process; between 15 and
     /// 50 µs), not at all on a single CPU, a tenth of that when more threads are runnable than there are CPUs; then
     /// yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up sends both sides to
-    /// sleep for good; a spin on a CPU the peer needs keeps the peer from running (Docs/Synchronisation.md, "Waiting").
+    /// sleep for good; a spin on a CPU the peer needs keeps the peer from running (see ``WaitPolicy``).
     case adaptive
 
     /// ``adaptive``.
