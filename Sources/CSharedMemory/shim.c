@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <fcntl.h>
@@ -172,9 +171,3 @@ int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns) {
 
 size_t csm_mutex_size(void) { return sizeof(pthread_mutex_t); }
 size_t csm_rwlock_size(void) { return sizeof(pthread_rwlock_t); }
-
-int csm_allowed_cpus(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-    return (int)sysconf(_SC_NPROCESSORS_ONLN);
-}

@@ -84,9 +84,6 @@ int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns);
 size_t csm_mutex_size(void);
 size_t csm_rwlock_size(void);
 
-/// The CPUs this process may run on (`sched_getaffinity`), or the online CPUs if that fails.
-int csm_allowed_cpus(void);
-
 /// A hint to the CPU that this is a spin-wait loop (x86 PAUSE, ARM YIELD).
 static inline void csm_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
