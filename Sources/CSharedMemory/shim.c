@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <fcntl.h>
@@ -171,3 +174,73 @@ int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns) {
 
 size_t csm_mutex_size(void) { return sizeof(pthread_mutex_t); }
 size_t csm_rwlock_size(void) { return sizeof(pthread_rwlock_t); }
+
+int csm_allowed_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+    return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+// The wake-up measurement. Two words: the round the waker is on (the futex) and the last round the woken thread
+// saw; and a flag that tells the thread to stop when the measurement gives up.
+struct csm_wake_up_words { _Atomic uint32_t round; _Atomic uint32_t seen; _Atomic uint32_t stop; };
+enum { csm_wake_up_rounds = 11 };
+
+static int64_t csm_now_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static void *csm_wake_up_sleeper(void *raw) {
+    struct csm_wake_up_words *words = raw;
+    for (uint32_t wanted = 1; wanted <= csm_wake_up_rounds; wanted++) {
+        while (atomic_load(&words->round) < wanted) {
+            if (atomic_load(&words->stop)) return NULL;
+            struct timespec slice = { .tv_sec = 0, .tv_nsec = 5000000 };
+            syscall(SYS_futex, &words->round, FUTEX_WAIT_PRIVATE, wanted - 1, &slice, NULL, 0);
+        }
+        atomic_store(&words->seen, wanted);
+    }
+    return NULL;
+}
+
+static int compare_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t csm_measure_wake_up(void) {
+    struct csm_wake_up_words words = { 0, 0, 0 };
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, csm_wake_up_sleeper, &words) != 0) return -1;
+    int64_t costs[csm_wake_up_rounds];
+    int64_t give_up = csm_now_ns() + 20000000;
+    int measured = 0;
+    for (uint32_t wanted = 1; wanted <= csm_wake_up_rounds; wanted++) {
+        usleep(100);  // the thread is asleep in the futex by now
+        int64_t started = csm_now_ns();
+        atomic_store(&words.round, wanted);
+        syscall(SYS_futex, &words.round, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+        while (atomic_load(&words.seen) < wanted && csm_now_ns() < give_up) sched_yield();
+        if (atomic_load(&words.seen) < wanted) break;
+        costs[measured++] = csm_now_ns() - started;
+    }
+    atomic_store(&words.stop, 1);
+    atomic_store(&words.round, csm_wake_up_rounds);
+    syscall(SYS_futex, &words.round, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    pthread_join(thread, NULL);
+    if (measured < csm_wake_up_rounds) return -1;
+    qsort(costs, csm_wake_up_rounds, sizeof costs[0], compare_int64);
+    return costs[csm_wake_up_rounds / 2];
+}
+
+int64_t csm_wake_up_cost_ns(void) {
+    // 0: not measured yet. Two first callers may both measure; either answer is right.
+    static _Atomic int64_t cost = 0;
+    int64_t known = atomic_load_explicit(&cost, memory_order_relaxed);
+    if (known != 0) return known;
+    int64_t measured = csm_measure_wake_up();
+    atomic_store_explicit(&cost, measured, memory_order_relaxed);
+    return measured;
+}

@@ -50,6 +50,8 @@
 //                               (remove() of the attachment); a create that fails (the name is taken, or the file
 //                               system is full) backs out; prints `ok ROUNDS CREATED [DISPLACED...]`, DISPLACED
 //                               the names a successor was left under when a third object took the name at once
+//   wait-policy -               print `ok CPUS WAKEUP BUDGET`: what the adaptive wait decides in this process (run
+//                               it under `taskset` to give it fewer CPUs)
 //   event-wait NAME MILLISECONDS
 //                               wait for the event at 0: prints `ok signaled` or `ok timeout`
 //
@@ -58,7 +60,7 @@
 
 import Atomics
 import Glibc
-import SharedMemory
+@_spi(Tools) import SharedMemory
 import SystemPackage
 
 func fail(_ text: String) -> Never {
@@ -86,6 +88,11 @@ guard arguments.count >= 2 else { fail("OPERATION NAME ...") }
 
 if arguments[0] == "load" {
     load(prefix: arguments[1], seconds: Double(arguments[2])!, counter: arguments[3])
+    exit(0)
+}
+
+if arguments[0] == "wait-policy" {
+    print("ok \(WaitPolicy.cpus) \(WaitPolicy.wakeUpCost) \(WaitPolicy.currentBudget())")
     exit(0)
 }
 

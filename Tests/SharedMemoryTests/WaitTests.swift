@@ -1,7 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
-@testable import SharedMemory
+@testable @_spi(Tools) import SharedMemory
 
 /// The one wait machine (Kit/Wait.swift) under the waits that run on it: every strategy times out, sees the end of a
 /// stream and hears of a peer's death, blocking and async alike.
@@ -68,5 +68,27 @@ struct WaitTests {
         try await Task.sleep(for: .milliseconds(50))
         waiting.cancel()
         await #expect(throws: CancellationError.self) { try await waiting.value }
+    }
+
+    @Test("the adaptive policy: no spin on one CPU, three wake-ups' time, a tenth of it when crowded")
+    func policy() throws {
+        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000, crowded: false) == 0)
+        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000, crowded: true) == 0)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 8_000, crowded: false) == 24_000)
+        #expect(WaitPolicy.spinBudget(cpus: 64, wakeUp: 8_000, crowded: true) == 2_400)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 1_500, crowded: false) == WaitPolicy.shortestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: .max, crowded: false) == WaitPolicy.longestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10, crowded: false) == WaitPolicy.shortestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10_000_000, crowded: false) == WaitPolicy.longestSpin)
+        // Measured, not assumed: a wake-up here costs something, and far less than a sleep slice.
+        #expect(WaitPolicy.wakeUpCost > 0 && WaitPolicy.wakeUpCost < Wait.slice)
+        // A process given one CPU does not spin at all; given two, it may.
+        let one = try ChildProcess.run("/usr/bin/taskset", ["-c", "0", Probe.path, "wait-policy", "-"])
+        let words = one.output.split(separator: " ")
+        #expect(one.status == 0 && words.count == 4 && words[1] == "1" && words[3].hasPrefix("0"), "\(one.output)")
+        if WaitPolicy.cpus > 1 {
+            let two = try ChildProcess.run("/usr/bin/taskset", ["-c", "0,1", Probe.path, "wait-policy", "-"])
+            #expect(two.output.split(separator: " ").dropFirst().first == "2", "\(two.output)")
+        }
     }
 }

@@ -118,7 +118,7 @@ struct BenchTests {
         let names = results.map { "\($0["experiment"]!) \($0["name"]!)" }
         for expected in ["streaming ring over anonymous", "streaming ring over anonymous, C through smring.h", "streaming pipe,", "streaming pipe, 1 MiB buffer", "streaming socketpair",
                          "streaming ring over anonymous, Python through sharedmemory_ring",
-                         "ping-pong 64 B ring, spin", "ping-pong 64 B ring, spin then sleep", "ping-pong 64 B ring, sleep",
+                         "ping-pong 64 B ring, spin", "ping-pong 64 B ring, default (adaptive)", "ping-pong 64 B ring, spin then sleep", "ping-pong 64 B ring, sleep",
                          "ping-pong 64 B pipe", "ping-pong 64 B socketpair"] {
             #expect(names.contains { $0.hasPrefix(expected) }, "missing \(expected)")
         }
@@ -127,6 +127,14 @@ struct BenchTests {
             #expect((results[index]["skipped"] as? String ?? "").contains("sharedmemory_ring"))
             results.remove(at: index)
         }
+        // A receiver whose sender is silent sleeps: its CPU is a Swift-only row, far under 1% (a spinning wait
+        // would be near 100%; the bound leaves 5× for a machine that interrupts it often).
+        let idle = results.filter { $0["experiment"] as? String == "idle wait" }
+        #expect(idle.count == 3)
+        for m in idle {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 100) < 5, "\(m["name"]!)")
+        }
+        results.removeAll { $0["experiment"] as? String == "idle wait" }
         for m in results {
             #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
             #expect(((m["c"] as? [String: Any])?["median"] as? Double ?? 0) > 0)
@@ -197,7 +205,7 @@ struct BenchTests {
         let report = try #require(try json(result.output) as? [String: Any])
         let results = try #require(report["results"] as? [[String: Any]])
         let names = results.map { $0["name"] as? String ?? "" }
-        #expect(names == ["round trip 64 B, receiveAsync, sleep", "round trip 64 B, receiveAsync, spin then sleep",
+        #expect(names == ["round trip 64 B, receiveAsync, sleep", "round trip 64 B, receiveAsync, default (adaptive)",
                           "a continuation resumed from another thread, no shared memory"])
         for m in results {
             #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
@@ -252,6 +260,25 @@ struct BenchTests {
         #expect(table.output.contains("[1] UNSTABLE: machine busy: others used"), "\(table.output)")
         #expect(table.output.contains("A row marked UNSTABLE is not a result"))
         #expect(table.output.split(separator: "\n").contains { $0.hasPrefix("anonymous") && $0.contains(" ?  [1]") }, "\(table.output)")
+    }
+
+    @Test("--loaded runs the two-process cases again with a busy loop on every CPU: rows labelled loaded, not unstable for the load; the loops are gone after")
+    func loadedRows() throws {
+        let result = try Shm.run(["bench", "--quick", "--experiments", "ping-pong", "--loaded", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try json(result.output) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        let names = results.map { $0["name"] as? String ?? "" }
+        #expect(names.contains("ring, default (adaptive)"))
+        let loaded = results.filter { ($0["name"] as? String ?? "").contains(", loaded (") }
+        #expect(loaded.count == names.count / 2, "\(names)")
+        #expect(loaded.contains { ($0["name"] as? String ?? "").hasPrefix("ring, default (adaptive), loaded (") })
+        for m in loaded {
+            #expect(((m["swift"] as? [String: Any])?["median"] as? Double ?? 0) > 0, "\(m["name"]!)")
+            #expect(!(m["unstable"] as? String ?? "").contains("machine busy"), "\(m["name"]!)")
+        }
+        let left = try ChildProcess.run("/usr/bin/pgrep", ["-f", "shm-bench-busy-loop"])
+        #expect(left.output.isEmpty, "busy loops left running: \(left.output)")
     }
 
     @Test("--repeat runs whole sweeps and reports the median sweep with the range of the sweeps ratios")

@@ -84,6 +84,15 @@ int csm_rwlock_write_timeout(void *rwlock, int64_t timeout_ns);
 size_t csm_mutex_size(void);
 size_t csm_rwlock_size(void);
 
+/// The CPUs this process may run on (`sched_getaffinity`), or the online CPUs if that fails.
+int csm_allowed_cpus(void);
+
+/// Nanoseconds from a `FUTEX_WAKE` to the woken thread running on this machine: the median of 11 wake-ups of a
+/// thread this starts and joins, 100 µs apart; measured on the first call (in C, so that no Swift runtime lock is
+/// held by a thread it waits for) and remembered. -1 if it could not be measured within 20 ms (a thread could not
+/// start, or did not run).
+int64_t csm_wake_up_cost_ns(void);
+
 /// A hint to the CPU that this is a spin-wait loop (x86 PAUSE, ARM YIELD).
 static inline void csm_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -75,6 +75,11 @@ struct Wait {
     private var spins = 0
     /// Whether the strategy never sleeps (``WaitStrategy/spin``).
     private var spinsForever = false
+    /// An adaptive wait (``WaitStrategy/adaptive``): when its spin ends (0: it does not spin, or no longer), and
+    /// whether it has yielded the CPU once before sleeping.
+    private var adaptive = false
+    private var spinUntil: Int64 = 0
+    private var yielded = false
     /// Spins since a spinning wait last read the clock, and when that was.
     private var spinsSinceLook = 0
     private var lastLook: Int64 = 0
@@ -96,6 +101,12 @@ struct Wait {
         self.deadline = deadline
         spins = async ? min(strategy.spins, WaitStrategy.asyncSpinLimit) : strategy.spins
         spinsForever = spins == .max
+        if case .adaptive = strategy {
+            adaptive = true
+            // An async wait spins on a thread of the cooperative pool: at most 20 µs of it.
+            let budget = async ? min(WaitPolicy.currentBudget(), 20_000) : WaitPolicy.currentBudget()
+            spinUntil = budget > 0 ? MonotonicClock.now() &+ budget : 0
+        }
         if spinsForever { lastLook = MonotonicClock.now() }
         return deadline
     }
@@ -107,6 +118,7 @@ struct Wait {
     @inline(__always)
     mutating func spin() -> Bool {
         if deadline == nil { _ = start() }
+        if adaptive { return spinAdaptively() }
         guard spins > 0 else { return false }
         csm_cpu_relax()
         guard spinsForever else {
@@ -121,6 +133,21 @@ struct Wait {
             lookAtPeer = true
         }
         return false
+    }
+
+    /// ``spin()`` for ``WaitStrategy/adaptive``: spins until its budget in time runs out (reading the clock every
+    /// 16 spins), then yields the CPU once (a runnable peer on this CPU runs first) and looks again, then sleeps.
+    private mutating func spinAdaptively() -> Bool {
+        if spinUntil != 0 {
+            csm_cpu_relax()
+            spinsSinceLook &+= 1
+            if spinsSinceLook & 15 != 0 || MonotonicClock.now() < spinUntil { return true }
+            spinUntil = 0
+        }
+        guard !yielded else { return false }
+        yielded = true
+        sched_yield()
+        return true
     }
 
     /// Blocking: `raise` raises the caller's sleeping flag (which makes its peer wake it) and looks once more,

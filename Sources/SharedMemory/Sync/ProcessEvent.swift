@@ -1,30 +1,6 @@
 import Atomics
 import CSharedMemory
 
-/// How a waiter waits: spinning (fastest wake-up, burns a CPU), sleeping in the kernel (a futex: costs a system
-/// call and a wake-up of about 10 µs), or spinning a little and then sleeping.
-public enum WaitStrategy: Sendable, Hashable {
-    /// Poll until the condition holds (reading the clock every 1 024 polls, for the timeout and the peer's death).
-    /// Only when each side has a CPU of its own.
-    case spin
-    /// Sleep in the kernel at once.
-    case sleep
-    /// Poll `spins` times (each with a `PAUSE`), then sleep. The default, with 2000 spins (about 50 µs on an AMD
-    /// EPYC, where a `PAUSE` takes about 25 ns; less on most Intel cores).
-    case spinThenSleep(spins: Int)
-
-    /// Spin 2000 times, then sleep.
-    public static let `default` = WaitStrategy.spinThenSleep(spins: 2000)
-
-    var spins: Int {
-        switch self {
-        case .spin: .max
-        case .sleep: 0
-        case .spinThenSleep(let spins): spins
-        }
-    }
-}
-
 /// An event in shared memory that processes can wait for: a 32-bit futex word, 0 (not signaled) or 1
 /// (signaled). ``signal()`` wakes every waiter in every process; the event stays signaled until ``reset()``.
 /// Waiting spins a little, then sleeps in the kernel (`FUTEX_WAIT`, shared between processes).

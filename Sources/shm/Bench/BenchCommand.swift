@@ -39,6 +39,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Run the whole sweep this many times and report, for each case, the median of the sweeps' medians and their range.")
     var `repeat` = 1
 
+    @Flag(help: "Run the two-process experiments (ping-pong, peers) a second time with a busy loop on every CPU, started and stopped by the bench; those rows are labelled loaded.")
+    var loaded = false
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -81,7 +84,8 @@ struct Bench: ParsableCommand {
         }
         var sweeps: [[Measurement]] = []
         announce(chosen)
-        let progress = Progress(total: `repeat` * experiments.count * (chosen.count + 3))
+        let loadedCount = loaded ? experiments.filter { Self.loadedExperiments.contains($0) }.count : 0
+        let progress = Progress(total: `repeat` * (experiments.count + loadedCount) * (chosen.count + 3))
         var seconds: [String: Double] = [:]
         for _ in 0..<`repeat` {
             sweeps.append(try sweep(chosen, c, progress, seconds: &seconds))
@@ -118,7 +122,8 @@ struct Bench: ParsableCommand {
         let total = experiments.reduce(0.0) { sum, experiment in
             let typical = Self.typicalSeconds[experiment] ?? (10, 60)
             let share = perBackend.contains(experiment) ? Double(chosen.count + 1) / Double(Backend.allCases.count + 1) : 1
-            return sum + (quick ? typical.quick : typical.full) * share
+            let passes = loaded && Self.loadedExperiments.contains(experiment) ? 2.0 : 1.0
+            return sum + (quick ? typical.quick : typical.full) * share * passes
         } * Double(`repeat`)
         let minutes = total < 90 ? "about \(max(10, Int((total / 10).rounded()) * 10)) seconds" : "about \(Int((total / 60).rounded())) minutes"
         FileHandle.standardError.write(Data("shm bench\(quick ? " --quick" : ""): \(experiments.count) experiment\(experiments.count == 1 ? "" : "s"), \(minutes) on a quiet 2-core machine (release build)\n".utf8))
@@ -138,119 +143,159 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
-            switch experiment {
-            case .lifecycle:
-                let iterations = quick ? 300 : 3000
-                for backend in chosen {
-                    progress.step("lifecycle \(backend)")
-                    results.append(try compare("lifecycle", "\(backend)", unit: "µs", rounds: 3) {
-                        try SwiftBench.lifecycle(backend, iterations: iterations / 3)
-                    } c: {
-                        try c.measure(["lifecycle", backend.rawValue, "\(iterations / 3)"])
-                    })
-                }
-            case .firstTouch:
-                let bytes = (quick ? 64 : 256) << 20
-                for backend in chosen where backend != .file {
-                    progress.step("first touch \(backend)")
-                    for mode in ["plain", "prefault", "huge"] {
-                        let label = "\(backend) \(mode) \(bytes >> 20) MiB"
-                        if mode == "huge" {
-                            if let reason = hugePagesMissing(backend, bytes: bytes) {
-                                results.append(Measurement(experiment: "first touch", name: label, unit: "GB/s", skipped: reason))
-                                continue
-                            }
-                        }
-                        let toGBs = { (ns: Double) in Double(bytes) / ns }
-                        var m = try compare("first touch", label, unit: "GB/s", rounds: quick ? 1 : 3) {
-                            try SwiftBench.firstTouch(backend, mode: mode, bytes: bytes, repeats: quick ? 3 : 5)
-                        } c: {
-                            try c.measure(["firsttouch", backend.rawValue, mode, "\(bytes)", quick ? "3" : "5"])
-                        }
-                        // Times to throughput: the slow tail (p99 of time) is the low end of GB/s.
-                        m.swift = m.swift.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
-                        m.c = m.c.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
-                        results.append(m)
-                    }
-                }
-            case .streaming:
-                let bytes = (quick ? 256 : 1024) << 20, message = 64 << 10
-                for kind in chosen.map(\.rawValue) + ["pipe", "pipe1m", "socketpair"] {
-                    progress.step("streaming \(kind)")
-                    let label = (Backend(rawValue: kind) != nil ? "ring over \(kind)" : kind == "pipe1m" ? "pipe, 1 MiB buffer" : kind) + ", \(bytes >> 20) MiB in 64 KiB"
-                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
-                        [try SwiftBench.stream(kind, total: bytes, message: message)]
-                    } c: {
-                        try c.measure(["stream", kind, "\(bytes)", "\(message)"])
-                    }
-                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
-                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
-                    m.placement = try? Machine.placement(c)
+            results += try measure(experiment, chosen, c, progress)
+        }
+        if loaded {
+            // The same cases again with every CPU busy: rows labelled loaded, not unstable (the load is the point).
+            let load = try BusyLoad()
+            defer { load.stop() }
+            for experiment in experiments where Self.loadedExperiments.contains(experiment) {
+                let started = nanoseconds()
+                for var m in try measure(experiment, chosen, c, progress) {
+                    m.name += "\(BusyLoad.rowMark)\(load.loops) busy loops)"
                     results.append(m)
                 }
-                // The ring's wire format in C (Interop/c/smring.h, with all its checks) against the same Swift
-                // ring: what a C program on the other side of a Swift one gets.
-                if let backend = chosen.first {
-                    progress.step("streaming \(backend), C through smring.h")
-                    let label = "ring over \(backend), C through smring.h, \(bytes >> 20) MiB in 64 KiB"
-                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
-                        [try SwiftBench.stream(backend.rawValue, total: bytes, message: message)]
-                    } c: {
-                        try c.measure(["stream-smring", backend.rawValue, "\(bytes)", "\(message)"])
-                    }
-                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
-                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
-                    m.placement = try? Machine.placement(c)
-                    results.append(m)
-                }
-                // The same ring from Python (Interop/python: the C header under ctypes, a copy per message received),
-                // beside the Swift ring: what a Python worker on the other side costs.
-                progress.step("streaming anonymous, Python through sharedmemory_ring")
-                let label = "ring over anonymous, Python through sharedmemory_ring, \(bytes >> 20) MiB in 64 KiB"
-                if case .failure(let reason) = PythonPeer.stream(total: 1 << 20, message: message) {
-                    results.append(Measurement(experiment: "streaming", name: label, unit: "GB/s", skipped: reason.description))
-                } else {
-                    var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
-                        [try SwiftBench.stream("anonymous", total: bytes, message: message)]
-                    } c: {
-                        try PythonPeer.stream(total: bytes, message: message).get()
-                    }
-                    m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
-                    m.c = m.c.map { $0.map { Double(bytes) / $0 } }
-                    m.note = "C column: Python through sharedmemory_ring"
-                    m.placement = try? Machine.placement(c)
-                    results.append(m)
-                }
-            case .pingPong:
-                let rounds = quick ? 5_000 : 50_000
-                let cases: [(String, String, WaitStrategy)] = [
-                    ("ring", "spin", .spin), ("ring", "spinsleep", .default), ("ring", "sleep", .sleep),
-                    ("pipe", "-", .sleep), ("socketpair", "-", .sleep),
-                ]
-                for (kind, strategy, wait) in cases {
-                    progress.step("ping-pong \(kind) \(strategy)")
-                    let label = kind == "ring" ? "ring, \(strategy == "spinsleep" ? "spin then sleep" : strategy)" : kind
-                    var m = try compare("ping-pong 64 B", label, unit: "ns", rounds: quick ? 1 : 3) {
-                        try SwiftBench.pingPong(kind, strategy: wait, rounds: rounds)
-                    } c: {
-                        try c.measure(["pingpong", kind, strategy, "\(rounds)"])
-                    }
-                    m.placement = try? Machine.placement(c)
-                    results.append(m)
-                }
-            case .heap:
-                progress.step("heap against Boost.Interprocess")
-                results += try heapExperiment()
-            case .publishSubscribe:
-                progress.step("publish/subscribe")
-                results += try publishSubscribeExperiment(c)
-            case .async:
-                progress.step("async against blocking")
-                results += try asyncExperiment(c)
-            case .peers:
-                progress.step("peers: the kernel's queues, Boost, Python")
-                results += try peersExperiment(c)
+                seconds[experiment.rawValue + " loaded", default: 0] += Double(nanoseconds() - started) / 1e9
             }
+        }
+        return results
+    }
+
+    /// The experiments `--loaded` runs a second time under load: the two-process waits.
+    static let loadedExperiments: Set<Experiment> = [.pingPong, .peers]
+
+    /// One experiment's cases.
+    func measure(_ experiment: Experiment, _ chosen: [Backend], _ c: CBench, _ progress: Progress) throws -> [Measurement] {
+        var results: [Measurement] = []
+        switch experiment {
+        case .lifecycle:
+            let iterations = quick ? 300 : 3000
+            for backend in chosen {
+                progress.step("lifecycle \(backend)")
+                results.append(try compare("lifecycle", "\(backend)", unit: "µs", rounds: 3) {
+                    try SwiftBench.lifecycle(backend, iterations: iterations / 3)
+                } c: {
+                    try c.measure(["lifecycle", backend.rawValue, "\(iterations / 3)"])
+                })
+            }
+        case .firstTouch:
+            let bytes = (quick ? 64 : 256) << 20
+            for backend in chosen where backend != .file {
+                progress.step("first touch \(backend)")
+                for mode in ["plain", "prefault", "huge"] {
+                    let label = "\(backend) \(mode) \(bytes >> 20) MiB"
+                    if mode == "huge" {
+                        if let reason = hugePagesMissing(backend, bytes: bytes) {
+                            results.append(Measurement(experiment: "first touch", name: label, unit: "GB/s", skipped: reason))
+                            continue
+                        }
+                    }
+                    let toGBs = { (ns: Double) in Double(bytes) / ns }
+                    var m = try compare("first touch", label, unit: "GB/s", rounds: quick ? 1 : 3) {
+                        try SwiftBench.firstTouch(backend, mode: mode, bytes: bytes, repeats: quick ? 3 : 5)
+                    } c: {
+                        try c.measure(["firsttouch", backend.rawValue, mode, "\(bytes)", quick ? "3" : "5"])
+                    }
+                    // Times to throughput: the slow tail (p99 of time) is the low end of GB/s.
+                    m.swift = m.swift.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
+                    m.c = m.c.map { Summary(median: toGBs($0.median), p99: toGBs($0.p99), samples: $0.samples) }
+                    results.append(m)
+                }
+            }
+        case .streaming:
+            let bytes = (quick ? 256 : 1024) << 20, message = 64 << 10
+            for kind in chosen.map(\.rawValue) + ["pipe", "pipe1m", "socketpair"] {
+                progress.step("streaming \(kind)")
+                let label = (Backend(rawValue: kind) != nil ? "ring over \(kind)" : kind == "pipe1m" ? "pipe, 1 MiB buffer" : kind) + ", \(bytes >> 20) MiB in 64 KiB"
+                var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
+                    [try SwiftBench.stream(kind, total: bytes, message: message)]
+                } c: {
+                    try c.measure(["stream", kind, "\(bytes)", "\(message)"])
+                }
+                m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                m.placement = try? Machine.placement(c)
+                results.append(m)
+            }
+            // The ring's wire format in C (Interop/c/smring.h, with all its checks) against the same Swift
+            // ring: what a C program on the other side of a Swift one gets.
+            if let backend = chosen.first {
+                progress.step("streaming \(backend), C through smring.h")
+                let label = "ring over \(backend), C through smring.h, \(bytes >> 20) MiB in 64 KiB"
+                var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
+                    [try SwiftBench.stream(backend.rawValue, total: bytes, message: message)]
+                } c: {
+                    try c.measure(["stream-smring", backend.rawValue, "\(bytes)", "\(message)"])
+                }
+                m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                m.placement = try? Machine.placement(c)
+                results.append(m)
+            }
+            // The same ring from Python (Interop/python: the C header under ctypes, a copy per message received),
+            // beside the Swift ring: what a Python worker on the other side costs.
+            progress.step("streaming anonymous, Python through sharedmemory_ring")
+            let label = "ring over anonymous, Python through sharedmemory_ring, \(bytes >> 20) MiB in 64 KiB"
+            if case .failure(let reason) = PythonPeer.stream(total: 1 << 20, message: message) {
+                results.append(Measurement(experiment: "streaming", name: label, unit: "GB/s", skipped: reason.description))
+            } else {
+                var m = try compare("streaming", label, unit: "GB/s", rounds: quick ? 3 : 5) {
+                    [try SwiftBench.stream("anonymous", total: bytes, message: message)]
+                } c: {
+                    try PythonPeer.stream(total: bytes, message: message).get()
+                }
+                m.swift = m.swift.map { $0.map { Double(bytes) / $0 } }
+                m.c = m.c.map { $0.map { Double(bytes) / $0 } }
+                m.note = "C column: Python through sharedmemory_ring"
+                m.placement = try? Machine.placement(c)
+                results.append(m)
+            }
+        case .pingPong:
+            let rounds = quick ? 5_000 : 50_000
+            // The default (adaptive: a spin budget in time) beside the count it replaced (2 000 spins), whose C
+            // twin the header's SMRING_SPINS is; the C side of the default row is that same count.
+            let cases: [(String, String, String, WaitStrategy)] = [
+                ("ring", "spin", "ring, spin", .spin), ("ring", "spinsleep", "ring, default (adaptive)", .default),
+                ("ring", "spinsleep", "ring, spin then sleep", .spinThenSleep(spins: 2000)), ("ring", "sleep", "ring, sleep", .sleep),
+                ("pipe", "-", "pipe", .sleep), ("socketpair", "-", "socketpair", .sleep),
+            ]
+            for (kind, strategy, label, wait) in cases {
+                progress.step("ping-pong \(label)")
+                var m = try compare("ping-pong 64 B", label, unit: "ns", rounds: quick ? 1 : 3) {
+                    try SwiftBench.pingPong(kind, strategy: wait, rounds: rounds)
+                } c: {
+                    try c.measure(["pingpong", kind, strategy, "\(rounds)"])
+                }
+                m.placement = try? Machine.placement(c)
+                results.append(m)
+            }
+            // What a waiting side costs while its peer is silent: it must sleep, not spin (#31: at most 1%).
+            let waits: [(label: String, strategy: WaitStrategy)] = [
+                (label: "default (adaptive)", strategy: WaitStrategy.default),
+                (label: "spin then sleep", strategy: WaitStrategy.spinThenSleep(spins: 2000)),
+                (label: "sleep", strategy: WaitStrategy.sleep),
+            ]
+            for (label, wait) in waits {
+                progress.step("idle wait \(label)")
+                let idleSeconds: Double = quick ? 0.5 : 1
+                let used: Double = try SwiftBench.idleWaitCPU(strategy: wait, seconds: idleSeconds)
+                var m = Measurement(experiment: "idle wait", name: "CPU of a receiver whose sender is silent, \(label)", unit: "% of a core",
+                                    swift: Summary([used]), c: nil)
+                m.note = "this thread's CPU time over \(quick ? "0.5" : "1") s of waiting"
+                results.append(m)
+            }
+        case .heap:
+            progress.step("heap against Boost.Interprocess")
+            results += try heapExperiment()
+        case .publishSubscribe:
+            progress.step("publish/subscribe")
+            results += try publishSubscribeExperiment(c)
+        case .async:
+            progress.step("async against blocking")
+            results += try asyncExperiment(c)
+        case .peers:
+            progress.step("peers: the kernel's queues, Boost, Python")
+            results += try peersExperiment(c)
         }
         return results
     }
@@ -377,7 +422,7 @@ struct Bench: ParsableCommand {
     func asyncExperiment(_ c: CBench) throws -> [Measurement] {
         let rounds = quick ? 2_000 : 20_000, repeats = quick ? 1 : 3
         var rows: [Measurement] = []
-        for (label, strategy) in [("sleep", WaitStrategy.sleep), ("spin then sleep", WaitStrategy.default)] {
+        for (label, strategy) in [("sleep", WaitStrategy.sleep), ("default (adaptive)", WaitStrategy.default)] {
             var async: [Double] = [], blocking: [Double] = []
             for _ in 0..<repeats {
                 blocking += try AsyncBench.roundTrips(async: false, strategy: strategy, rounds: rounds)

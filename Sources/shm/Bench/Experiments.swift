@@ -6,6 +6,33 @@ import SystemPackage
 /// The Swift side of the benchmarks: the same loops as Sources/CShmBench/shmbench.c, through SharedMemory. Every
 /// region is made with a process lifetime, so `shm gc` collects what a killed run leaves.
 enum SwiftBench {
+    /// The CPU a receiver uses, in percent of one core, while it waits `seconds` for a sender that lives and sends
+    /// nothing (this thread's CPU clock over the wall clock): a wait must sleep, not spin, when its peer is silent.
+    static func idleWaitCPU(strategy: WaitStrategy, seconds: Double) throws -> Double {
+        let region = try SharedMemory.create(.anonymous, size: MessageRing.size(capacity: 4096))
+        try MessageRing.format(region, capacity: 4096)
+        let sender = try RingSender(region)  // alive, and silent
+        let receiver = try RingReceiver(region, strategy: strategy)
+        let cpuBefore: Int = threadCPUNanoseconds()
+        let wallBefore: Int = nanoseconds()
+        let timeout = Duration.nanoseconds(Int64(seconds * 1e9))
+        // `try?`, not a `do`/`catch where`: Swift 6.3's mandatory AllocBoxToStack pass loops for ever on a
+        // `catch … where` with noncopyable handles in scope (seen here; the build never ends).
+        _ = try? receiver.receive(timeout: timeout)  // times out: nothing is sent
+        let cpuUsed = Double(threadCPUNanoseconds() - cpuBefore)
+        let wall = Double(nanoseconds() - wallBefore)
+        let used: Double = cpuUsed / wall * 100
+        sender.finish()
+        return used
+    }
+
+    /// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+    static func threadCPUNanoseconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return now.tv_sec * 1_000_000_000 + now.tv_nsec
+    }
+
     /// A fresh name for iteration `i`: what the C loop uses, with "swift" in place of "c".
     static func name(_ backend: Backend, _ i: Int) throws -> RegionName {
         switch backend {
