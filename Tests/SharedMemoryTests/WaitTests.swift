@@ -91,4 +91,16 @@ struct WaitTests {
             #expect(two.output.split(separator: " ").dropFirst().first == "2", "\(two.output)")
         }
     }
+
+    @Test("measuring the wake-up starts no thread: a wait may run in a forked child of a multithreaded process")
+    func measuringStartsNoThread() throws {
+        // strace lists every clone the probe makes; the probe itself starts none, so any is the measurement's.
+        // (.ci/run installs strace.)
+        let trace = "/tmp/smtest-strace-\(getpid())"
+        defer { unlink(trace) }
+        let run = try ChildProcess.run("/usr/bin/strace", ["-f", "-qq", "-e", "trace=clone,clone3", "-o", trace, Probe.path, "wait-policy", "-"])
+        #expect(run.status == 0 && run.output.hasPrefix("ok "), "\(run.output) \(run.error)")
+        let clones = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("clone") }
+        #expect(clones.isEmpty, "\(clones)")
+    }
 }

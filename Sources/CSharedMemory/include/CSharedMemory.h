@@ -87,10 +87,10 @@ size_t csm_rwlock_size(void);
 /// The CPUs this process may run on (`sched_getaffinity`), or the online CPUs if that fails.
 int csm_allowed_cpus(void);
 
-/// Nanoseconds from a `FUTEX_WAKE` to the woken thread running on this machine: the median of 11 wake-ups of a
-/// thread this starts and joins, 100 µs apart; measured on the first call (in C, so that no Swift runtime lock is
-/// held by a thread it waits for) and remembered. -1 if it could not be measured within 20 ms (a thread could not
-/// start, or did not run).
+/// Nanoseconds the kernel takes to run a sleeping thread again on this machine: the median of 11 sleeps of this
+/// thread on a futex with a 1 µs timeout (timer slack set to 1 ns meanwhile), past the timeout; measured on the
+/// first call, with no other thread (a wait may run in a forked child, where starting one is unsafe), and
+/// remembered. -1 if the timer slack could not be set.
 int64_t csm_wake_up_cost_ns(void);
 
 /// A hint to the CPU that this is a spin-wait loop (x86 PAUSE, ARM YIELD).

@@ -67,10 +67,11 @@ public enum WaitStrategy: Sendable, Hashable {
     /// The CPUs this process may run on (`sched_getaffinity`), read once.
     public static let cpus = Int(csm_allowed_cpus())
 
-    /// Nanoseconds from a `FUTEX_WAKE` to the woken thread running, on this machine: the median of the wake-ups of a
-    /// thread (11 wake-ups 100 µs apart, under 2 ms, on the first adaptive wait that has to wait), measured once and
-    /// in C (`csm_wake_up_cost_ns`): a measurement in a Swift `static let` waited for a thread while holding the
-    /// runtime's lock for that static, and could deadlock. ``longestSpin`` if it could not be measured in 20 ms.
+    /// Nanoseconds the kernel takes to run a sleeping thread again on this machine: the median of 11 sleeps of this
+    /// thread on a futex with a 1 µs timeout, past the timeout (timer slack at 1 ns meanwhile), measured once, in C
+    /// (`csm_wake_up_cost_ns`), on the first adaptive wait that has to wait. No second thread: a wait may run in a
+    /// forked child of a multithreaded process, where starting a thread is unsafe (ThreadSanitizer kills the
+    /// child; CI's `shm bench` then waited for ever on it). ``longestSpin`` if it could not be measured.
     public static var wakeUpCost: Int64 {
         let measured = csm_wake_up_cost_ns()
         return measured > 0 ? measured : longestSpin

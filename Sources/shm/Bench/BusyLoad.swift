@@ -1,8 +1,8 @@
 import Foundation
 
-/// `shm bench --loaded`: a busy loop on every CPU this process may use, each a child shell spinning (`while :; do
-/// :; done`), started before the loaded cases and stopped (SIGKILL, then reaped) after them, so that the two-process
-/// waits are measured as a user's busy machine runs them.
+/// `shm bench --loaded`: a busy loop on every CPU this process may use, each a child shell spinning for as long as
+/// this process lives (`while kill -0 PID; do :; done`), started before the loaded cases and stopped (SIGKILL, then
+/// reaped) after them, so that the two-process waits are measured as a user's busy machine runs them.
 final class BusyLoad {
     /// What a loaded row's name carries: `…, loaded (N busy loops)`.
     static let rowMark = ", loaded ("
@@ -15,7 +15,9 @@ final class BusyLoad {
         for _ in 0..<max(1, cpus) {
             let loop = Process()
             loop.executableURL = URL(fileURLWithPath: "/bin/sh")
-            loop.arguments = ["-c", "while :; do :; done", "shm-bench-busy-loop"]  // $0: a name to find it by
+            // The loop ends itself once the bench is gone (`kill -0` is the shell's builtin: no process a turn), so a
+            // bench killed before `stop()` leaves no loop spinning. $0: a name to find it by.
+            loop.arguments = ["-c", "while kill -0 \(getpid()) 2>/dev/null; do :; done", "shm-bench-busy-loop"]
             loop.standardOutput = FileHandle.nullDevice
             loop.standardError = FileHandle.nullDevice
             do { try loop.run() } catch {

@@ -240,6 +240,17 @@ extension SwiftBench {
         return true
     }
 
+    /// Throws if one of `children` has ended: called now and then by a loop that waits for them to count something,
+    /// which would otherwise wait for ever on a child that crashed.
+    static func checkChildren(_ children: [pid_t]) throws {
+        for child in children {
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                throw BenchError("a benchmark child process ended before its work was done (wait status \(status))")
+            }
+        }
+    }
+
     static func waitForChild(_ child: pid_t) throws {
         var status: Int32 = 0
         guard waitpid(child, &status, 0) == child, status == 0 else { throw BenchError("the benchmark's child process failed (status \(status))") }

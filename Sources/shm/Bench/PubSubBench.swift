@@ -47,7 +47,13 @@ enum PubSubBench {
             }
             children.append(child)
         }
-        while ready.load(ordering: .acquiring) < subscribers { sched_yield() }
+        // Every wait on the children looks, now and then, whether one has died: a dead subscriber never counts.
+        var polls = 0
+        while ready.load(ordering: .acquiring) < subscribers {
+            polls &+= 1
+            if polls & 1023 == 0 { try SwiftBench.checkChildren(children) }
+            sched_yield()
+        }
         var publisher = try Publisher(service)
         var publishTimes: [Double] = []
         publishTimes.reserveCapacity(samples)
@@ -59,6 +65,8 @@ enum PubSubBench {
             }
             publishTimes.append(Double(nanoseconds() - stamped))
             while acknowledged.load(ordering: .acquiring) < (i + 1) * subscribers {
+                polls &+= 1
+                if polls & 4095 == 0 { try SwiftBench.checkChildren(children) }
                 if case .spin = strategy { continue }
                 sched_yield()
             }
