@@ -97,11 +97,10 @@ extension RingSender {
         let need = try recordSize(count)
         var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
-            let place = try place(need)
-            if place.free { return write(count, at: place, body) }
+            if try tryWrite(count, body) { return }
             if waiting.spin() { continue }
             if waiting.lookAtPeer { try checkReceiver() }
-            let slept = try await waiting.sleepAsync(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(place) }, lower: { lowerWaitingFlag() })
+            let slept = try await waiting.sleepAsync(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(need) }, lower: { lowerWaitingFlag() })
             if slept == .deadlinePassed { throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name) }
         }
     }

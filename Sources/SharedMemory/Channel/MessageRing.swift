@@ -218,29 +218,56 @@ struct RingView {
         position.initialize(to: (written, read))
     }
 
-    /// The sender's quick try, inlined into the caller: if `bytes` fit a message and there is room for it now,
-    /// writes it (a wrap marker first if the record would cross the end) and publishes it (`head`, releasing);
-    /// the caller then wakes a sleeping receiver. False, with nothing written, otherwise: ``RingSender/send(_:timeout:)``
-    /// then looks properly (and reports a message too large, or a receiver's position that does not add up).
+    /// The sender's quick reservation, inlined into the caller: if a message of `count` bytes fits and there is room
+    /// for it now, where its record starts in the data (its length word; the bytes follow it) and where the record
+    /// ends as a position, a wrap marker already written if the record would cross the end; nothing is published
+    /// yet (``publish(_:length:reserved:)`` does). Nil, with nothing written, otherwise: the sender's slow path then
+    /// looks properly (and reports a message too large, or a receiver's position that does not add up).
     @inlinable @inline(__always)
-    func writeIfRoom(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let count = bytes.count
-        guard count <= maximumMessage else { return false }
+    func reserveIfRoom(_ count: Int) -> (start: Int, end: UInt64)? {
+        guard count >= 0, count <= maximumMessage else { return nil }
         let need = UInt64(truncatingIfNeeded: align8(4 &+ count))
         let current = position.pointee.head
         let offset = current & mask
         let pad = offset &+ need > capacity64 ? capacity64 &- offset : 0  // offset below the capacity, need at most half
         let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
         if end &- position.pointee.tail > capacity64 {
-            position.pointee.tail = tail.load(ordering: .acquiring)
-            guard current &- position.pointee.tail <= capacity64, end &- position.pointee.tail <= capacity64 else { return false }
+            // A read position that does not add up is not kept: a second try would otherwise trust it.
+            let read = tail.load(ordering: .acquiring)
+            guard current &- read <= capacity64 else { return nil }
+            position.pointee.tail = read
+            guard end &- read <= capacity64 else { return nil }
         }
         if pad > 0 { data.storeBytes(of: UInt32.max, toByteOffset: Int(truncatingIfNeeded: offset), as: UInt32.self) }
-        let start = Int(truncatingIfNeeded: (current &+ pad) & mask)
-        if count > 0 { (data + (start &+ 4)).copyMemory(from: bytes.baseAddress!, byteCount: count) }
-        data.storeBytes(of: UInt32(truncatingIfNeeded: count), toByteOffset: start, as: UInt32.self)
+        return (Int(truncatingIfNeeded: (current &+ pad) & mask), end)
+    }
+
+    /// The bytes of a reserved record: `count` of them, after its length word.
+    @inlinable @inline(__always)
+    func bytes(of slot: (start: Int, end: UInt64), count: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: data + (slot.start &+ 4), count: count)
+    }
+
+    /// Publishes the record ``reserveIfRoom(_:)`` gave for `reserved` bytes as a message of `length` of them (at
+    /// most `reserved`; a shorter message ends its record earlier): its length word, then the write position
+    /// (`head`, releasing). The caller then wakes a sleeping receiver.
+    @inlinable @inline(__always)
+    func publish(_ slot: (start: Int, end: UInt64), length: Int, reserved: Int) {
+        let length = length < reserved ? max(0, length) : reserved
+        data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: slot.start, as: UInt32.self)
+        let end = length == reserved
+            ? slot.end : slot.end &- UInt64(truncatingIfNeeded: align8(4 &+ reserved)) &+ UInt64(truncatingIfNeeded: align8(4 &+ length))
         position.pointee.head = end
         head.store(end, ordering: .releasing)
+    }
+
+    /// The sender's quick try with a copy: ``reserveIfRoom(_:)``, the copy, ``publish(_:length:reserved:)``.
+    @inlinable @inline(__always)
+    func writeIfRoom(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = bytes.count
+        guard let slot = reserveIfRoom(count) else { return false }
+        if count > 0 { (data + (slot.start &+ 4)).copyMemory(from: bytes.baseAddress!, byteCount: count) }
+        publish(slot, length: count, reserved: count)
         return true
     }
 

@@ -37,18 +37,25 @@ public struct RingSender: ~Copyable {
     /// Tells the receiver that no more messages come: once it has read what is in the ring, `receive` returns nil.
     public func finish() {
         ring.finished.store(1, ordering: .releasing)
-        wakeReceiver(always: true)
+        wakeReceiverNow()
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout` (nil: as long as the receiver lives).
     @inlinable
     public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
         if ring.writeIfRoom(bytes) {
-            Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if ring.receiverWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
+            wakeReceiverIfWaiting()
             return
         }
         try sendSlowly(bytes, timeout: timeout)
+    }
+
+    /// After a message is published: a receiver that said it sleeps is woken (the fence orders the publication
+    /// before the look at its flag, as its flag comes before its last look).
+    @inlinable @inline(__always)
+    func wakeReceiverIfWaiting() {
+        Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if ring.receiverWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
     }
 
     /// ``send(_:timeout:)`` when the quick try found no room (or a message too large, or a corrupt ring: this
@@ -84,7 +91,23 @@ public struct RingSender: ~Copyable {
     /// Zero-copy: reserves room for up to `count` bytes in the ring, lets `body` write the message in place
     /// through an `OutputRawSpan` (which cannot leave `body`, nor write past the room), and publishes what it
     /// wrote as one message.
+    @inlinable
     public func send(count: Int, timeout: Duration? = nil, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) {
+        // The quick try is inlined into the caller, closure and all; the slow path waits and reports.
+        if let slot = ring.reserveIfRoom(count) {
+            let room = ring.bytes(of: slot, count: count)
+            var output = OutputRawSpan(buffer: room, initializedCount: 0)
+            body(&output)
+            ring.publish(slot, length: output.finalize(for: room), reserved: count)
+            wakeReceiverIfWaiting()
+            return
+        }
+        try sendSlowly(count: count, timeout: timeout, body)
+    }
+
+    /// ``send(count:timeout:_:)`` when the quick try found no room (or a message too large, or a corrupt ring).
+    @usableFromInline
+    func sendSlowly(count: Int, timeout: Duration?, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) {
         _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
             var output = OutputRawSpan(buffer: slot, initializedCount: 0)
             body(&output)
@@ -95,7 +118,20 @@ public struct RingSender: ~Copyable {
     /// Zero-copy for C interop: reserves exactly `count` bytes in the ring, lets `body` fill them in place through
     /// a pointer, and publishes them as one message. The pointer is valid only inside `body`: the compiler does
     /// not check that; ``send(count:timeout:_:)`` is the safe way.
+    @inlinable
     public func sendUnsafe(count: Int, timeout: Duration? = nil, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
+        if let slot = ring.reserveIfRoom(count) {
+            body(ring.bytes(of: slot, count: count))
+            ring.publish(slot, length: count, reserved: count)
+            wakeReceiverIfWaiting()
+            return
+        }
+        try sendUnsafeSlowly(count: count, timeout: timeout, body)
+    }
+
+    /// ``sendUnsafe(count:timeout:_:)`` when the quick try found no room (or a message too large, or a corrupt ring).
+    @usableFromInline
+    func sendUnsafeSlowly(count: Int, timeout: Duration?, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
         _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
             body(slot)
             return count
@@ -103,26 +139,38 @@ public struct RingSender: ~Copyable {
     }
 
     /// Reserves room for `count` bytes, calls `body` with it, and publishes as one message the number of bytes
-    /// `body` returns (at most `count`).
+    /// `body` returns (at most `count`): the quick try of the fast paths, then the checks that say why it declined,
+    /// then the wait.
     @inline(__always)
     private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
         let need = try recordSize(count)
         var waiting = Wait(strategy, timeout: timeout)
         while true {
-            let place = try place(need)
-            if place.free {
-                write(count, at: place, body)
-                return true
-            }
+            if try tryWrite(count, body) { return true }
             guard wait else { return false }
             if waiting.spin() { continue }
             // Full: sleep until the receiver frees space; after each quiet slice, look at the receiver.
             if waiting.lookAtPeer { try checkReceiver() }
-            let slept = try waiting.sleep(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(place) }, lower: { lowerWaitingFlag() })
+            let slept = try waiting.sleep(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(need) }, lower: { lowerWaitingFlag() })
             if slept == .deadlinePassed {
                 throw SharedMemoryError(.timedOut, "the ring was still full after \(timeout!)", region: ring.name)
             }
         }
+    }
+
+    /// One try of the slow paths (blocking and async): reserves room for `count` bytes if there is some now, calls
+    /// `body` with it, publishes the number of bytes `body` returns (at most `count`) and wakes a sleeping receiver;
+    /// false if the ring is full; `foreign` if the receiver's read position does not add up (why the quick
+    /// reservation also declines).
+    @inline(__always)
+    func tryWrite(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
+        if let slot = ring.reserveIfRoom(count) {
+            ring.publish(slot, length: body(ring.bytes(of: slot, count: count)), reserved: count)
+            wakeReceiverIfWaiting()
+            return true
+        }
+        try checkTail(ring.position.pointee.head, ring.tail.load(ordering: .acquiring))
+        return false
     }
 
     /// The bytes a message of `count` takes in the ring (its length word and padding to 8), once `count` is
@@ -135,47 +183,19 @@ public struct RingSender: ~Copyable {
         return UInt64(truncatingIfNeeded: align8(4 &+ count))
     }
 
-    /// Where a record of `need` bytes goes next: the write position, the padding that skips the end of the data,
-    /// the position after the record, and whether the receiver has freed that far.
-    @inline(__always)
-    func place(_ need: UInt64) throws(SharedMemoryError) -> (current: UInt64, pad: UInt64, end: UInt64, free: Bool) {
-        let current = ring.position.pointee.head
-        let offset = current & ring.mask
-        let pad = offset &+ need > ring.capacity64 ? ring.capacity64 &- offset : 0  // offset below the capacity, need at most half
-        let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
-        if end &- ring.position.pointee.tail > ring.capacity64 {
-            ring.position.pointee.tail = ring.tail.load(ordering: .acquiring)
-            try checkTail(current)
-        }
-        return (current, pad, end, end &- ring.position.pointee.tail <= ring.capacity64)
-    }
-
-    /// Writes a message of up to `count` bytes at a free `place` through `body`, publishes it, and wakes a
-    /// waiting receiver.
-    @inline(__always)
-    func write(_ count: Int, at place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool), _ body: (UnsafeMutableRawBufferPointer) -> Int) {
-        let (current, pad) = (place.current, place.pad)
-        // Offsets are masked below the capacity: the conversions and sums cannot overflow.
-        if pad > 0 { ring.data.storeBytes(of: UInt32.max, toByteOffset: Int(truncatingIfNeeded: current & ring.mask), as: UInt32.self) }
-        let start = Int(truncatingIfNeeded: (current &+ pad) & ring.mask)
-        let written = body(UnsafeMutableRawBufferPointer(start: ring.data + (start &+ 4), count: count))
-        // All the room, nearly always: then the record ends where it was reserved to.
-        let length = written < count ? max(0, written) : count
-        ring.data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: start, as: UInt32.self)
-        ring.position.pointee.head = length == count ? place.end : current &+ pad &+ UInt64(truncatingIfNeeded: align8(4 &+ length))
-        ring.head.store(ring.position.pointee.head, ordering: .releasing)
-        wakeReceiver(always: false)
-    }
-
     /// Before sleeping on a full ring: raises the flag that makes the receiver wake this side, and looks once
-    /// more. The space signal's value to sleep on, or nil if the room came meanwhile. After the sleep, the caller
-    /// lowers the flag (`senderWaiting`).
-    func prepareToSleep(_ place: (current: UInt64, pad: UInt64, end: UInt64, free: Bool)) throws(SharedMemoryError) -> UInt32? {
+    /// more whether a record of `need` bytes fits now (with the padding that skips the end of the data). The space
+    /// signal's value to sleep on, or nil if the room came meanwhile. After the sleep, the caller lowers the flag
+    /// (`senderWaiting`).
+    func prepareToSleep(_ need: UInt64) throws(SharedMemoryError) -> UInt32? {
         let seen = ring.spaceSignal.load(ordering: .acquiring)
         ring.senderWaiting.store(1, ordering: .sequentiallyConsistent)
         ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
-        if place.end &- ring.position.pointee.tail > ring.capacity64 {
-            do { try checkTail(place.current) } catch {
+        let current = ring.position.pointee.head
+        let offset = current & ring.mask
+        let end = current &+ (offset &+ need > ring.capacity64 ? ring.capacity64 &- offset : 0) &+ need
+        if end &- ring.position.pointee.tail > ring.capacity64 {
+            do { try checkTail(current) } catch {
                 ring.senderWaiting.store(0, ordering: .relaxed)
                 throw error
             }
@@ -199,15 +219,10 @@ public struct RingSender: ~Copyable {
 
     /// The read position is the receiver's word: one that is ahead of what was sent, or a ring behind, is not a
     /// SharedMemory receiver's (and would make the sender write over unread messages).
-    func checkTail(_ head: UInt64) throws(SharedMemoryError) {
-        let unread = head &- ring.position.pointee.tail
-        guard unread <= ring.capacity64 else {
-            throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(ring.position.pointee.tail) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
+    func checkTail(_ head: UInt64, _ tail: UInt64? = nil) throws(SharedMemoryError) {
+        let read = tail ?? ring.position.pointee.tail
+        guard head &- read <= ring.capacity64 else {
+            throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(read) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
         }
-    }
-
-    private func wakeReceiver(always: Bool) {
-        Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if always || ring.receiverWaiting.load(ordering: .relaxed) != 0 { wakeReceiverNow() }
     }
 }

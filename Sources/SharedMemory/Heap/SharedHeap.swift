@@ -38,7 +38,7 @@ public struct SharedHeap: ~Copyable {
     private var base: UnsafeMutableRawPointer
     private var mapped: Int
     /// The identity of the type this heap's last find or construct named.
-    private var lastType: (type: ObjectIdentifier, identity: HeapDirectory.TypeIdentity)?
+    var lastType: (type: ObjectIdentifier, identity: HeapDirectory.TypeIdentity)?
 
     /// The smallest heap, in bytes: its header (free-list heads and the directory's buckets, 8.5 KiB) and room to
     /// allocate.
@@ -48,7 +48,7 @@ public struct SharedHeap: ~Copyable {
     /// The longest object name, in UTF-8 bytes.
     public static let maximumNameLength = HeapDirectory.maximumName
 
-    private typealias L = HeapLayout
+    typealias L = HeapLayout
 
     /// Formats a new, empty heap in `region` from `offset` to its end. Only over memory that holds no heap: the
     /// header's first 24 bytes must be zero (a fresh region), or be a heap whose formatting process died before it
@@ -406,7 +406,7 @@ public struct SharedHeap: ~Copyable {
     private static func alive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
 
     /// The heap's bytes for an operation: remaps first if another process grew the heap past this mapping.
-    private mutating func prepared() throws(SharedMemoryError) -> HeapBytes {
+    mutating func prepared() throws(SharedMemoryError) -> HeapBytes {
         var claimed = Int(truncatingIfNeeded: extentWord().load(ordering: .acquiring))
         if claimed > mapped, claimed <= L.maximumExtent {
             try remap()
@@ -482,20 +482,20 @@ public struct SharedHeap: ~Copyable {
     }
 
     /// `error` with this heap's region named, if it names none (errors made under the lock do not).
-    private func named(_ error: SharedMemoryError) -> SharedMemoryError {
+    func named(_ error: SharedMemoryError) -> SharedMemoryError {
         var error = error
         if error.region == nil { error.region = name }
         return error
     }
 
-    private func checkAlignment(_ alignment: Int) throws(SharedMemoryError) {
+    func checkAlignment(_ alignment: Int) throws(SharedMemoryError) {
         guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= L.maximumAlignment else {
             throw SharedMemoryError(.invalidArgument, "an alignment must be a power of two up to \(L.maximumAlignment); \(alignment) is not", region: name)
         }
     }
 
     /// Calls `body` with the name's UTF-8 bytes in place (no copy), after checking its length.
-    private mutating func withName<R>(
+    mutating func withName<R>(
         _ name: String, _ body: (inout SharedHeap, UnsafeRawBufferPointer) throws(SharedMemoryError) -> R
     ) throws(SharedMemoryError) -> R {
         var name = name
@@ -513,109 +513,9 @@ public struct SharedHeap: ~Copyable {
         return try result.get()
     }
 
-    private static func noSpace(_ bytes: HeapBytes, _ count: Int) throws(SharedMemoryError) -> SharedMemoryError {
+    static func noSpace(_ bytes: HeapBytes, _ count: Int) throws(SharedMemoryError) -> SharedMemoryError {
         let free = Int(truncatingIfNeeded: bytes.word(HeapHeader.freeBytes.offset))
         let largest = try bytes.largestFree()
         return SharedMemoryError(.noSpace, "no free block holds \(count) bytes: \(free) bytes are free, the largest free block holds \(max(largest - L.blockHeader, 0)); free some, or grow the heap", region: bytes.region)
-    }
-
-    // MARK: What the inlinable generic methods call (non-generic, so that no call looks up generic metadata)
-
-    @usableFromInline
-    mutating func allocate(count: Int, of layout: HeapValueLayout, zeroed: Bool) throws(SharedMemoryError) -> UInt64 {
-        let (length, overflow) = count.multipliedReportingOverflow(by: layout.stride)
-        guard count >= 0, !overflow else {
-            throw SharedMemoryError(.invalidArgument, "cannot allocate \(count) values of \(layout.type)", region: name)
-        }
-        return try allocate(byteCount: length, alignment: max(layout.alignment, 1), zeroed: zeroed).offset
-    }
-
-    @usableFromInline
-    mutating func deallocate(offset: UInt64) throws(SharedMemoryError) {
-        guard offset <= UInt64(L.maximumExtent) else {
-            throw SharedMemoryError(.invalidArgument, "offset \(offset) is not a block this heap allocated", region: name)
-        }
-        try locked { (bytes) throws(SharedMemoryError) in try bytes.free(payload: Int(offset)) }
-    }
-
-    @usableFromInline
-    mutating func usableSize(offset: UInt64) throws(SharedMemoryError) -> Int {
-        guard offset <= UInt64(L.maximumExtent) else {
-            throw SharedMemoryError(.invalidArgument, "offset \(offset) is not a block this heap allocated", region: name)
-        }
-        return try locked { (bytes) throws(SharedMemoryError) in try bytes.usableSize(payload: Int(offset)) }
-    }
-
-    /// The address of `count` values from `index` of the `covering` values at `offset`, checked to lie inside them
-    /// and the heap, and aligned.
-    @usableFromInline
-    mutating func address(_ offset: UInt64, covering: Int, from index: Int, count: Int, of layout: HeapValueLayout) throws(SharedMemoryError) -> UnsafeMutableRawPointer {
-        do {
-            return try prepared().address(offset, covering: covering, from: index, count: count, of: layout)
-        } catch {
-            throw named(error)
-        }
-    }
-
-    @usableFromInline
-    mutating func find(_ name: String, of layout: HeapValueLayout) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? {
-        let wanted = identity(layout)
-        return try withName(name) { (heap, key) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? in
-            try heap.locked { (bytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int)? in
-                guard let found = try HeapDirectory(bytes: bytes).find(key) else { return nil }
-                return try Self.typed(found.entry, wanted, name, bytes)
-            }
-        }
-    }
-
-    @usableFromInline
-    mutating func findOrConstruct(
-        _ name: String, count: Int, of layout: HeapValueLayout, mayExist: Bool, _ initialize: (UnsafeMutableRawPointer) -> Void
-    ) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) {
-        let (length, overflow) = count.multipliedReportingOverflow(by: layout.stride)
-        guard count >= 0, !overflow else {
-            throw SharedMemoryError(.invalidArgument, "cannot construct \(count) values of \(layout.type)", region: self.name)
-        }
-        let wanted = identity(layout)
-        return try withName(name) { (heap, key) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) in
-            try heap.locked { (bytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int, created: Bool) in
-                let directory = HeapDirectory(bytes: bytes)
-                if let found = try directory.find(key) {
-                    guard mayExist else {
-                        throw SharedMemoryError(.alreadyExists, "the heap already has an object named \"\(name)\"; find it, or destroy it first", region: bytes.region)
-                    }
-                    let typed = try Self.typed(found.entry, wanted, name, bytes)
-                    return (typed.offset, typed.count, false)
-                }
-                let made = try directory.construct(key, wanted, count: count, initialize)
-                guard let made else { throw try Self.noSpace(bytes, min(length, Int.max / 2) + HeapDirectory.entryHeader + key.count) }
-                return (UInt64(made.values), count, true)
-            }
-        }
-    }
-
-    /// `findOrConstruct` with the values zeroed rather than set: for the containers, whose slots are zero when empty
-    /// (zero is not a valid value of every `BitwiseCopyable` type, so this is not public).
-    mutating func findOrConstructZeroed<T: BitwiseCopyable>(_ name: String, _ type: T.Type, count: Int) throws(SharedMemoryError) -> (pointer: HeapPointer<T>, created: Bool) {
-        let made = try findOrConstruct(name, count: count, of: HeapValueLayout(T.self), mayExist: true) {
-            $0.initializeMemory(as: UInt8.self, repeating: 0, count: count * MemoryLayout<T>.stride)
-        }
-        return (HeapPointer(offset: made.offset, count: made.count), made.created)
-    }
-
-    private mutating func identity(_ layout: HeapValueLayout) -> HeapDirectory.TypeIdentity {
-        let key = ObjectIdentifier(layout.type)
-        if let lastType, lastType.type == key { return lastType.identity }
-        let identity = HeapDirectory.TypeIdentity.of(layout)
-        lastType = (key, identity)
-        return identity
-    }
-
-    private static func typed(_ entry: HeapDirectory.Entry, _ wanted: HeapDirectory.TypeIdentity, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int) {
-        let directory = HeapDirectory(bytes: bytes)
-        guard directory.holds(entry, wanted) else {
-            throw SharedMemoryError(.typeMismatch, "the object \"\(name)\" holds \(directory.type(entry).description), not \(wanted.description)", region: bytes.region)
-        }
-        return (UInt64(entry.values), entry.count)
     }
 }

@@ -67,6 +67,43 @@ func ringCopy(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+// The ring's safe zero-copy forms both ways: the message written in place through an `OutputRawSpan`, read in
+// place through a `RawSpan` (#32's "spans both ways" row).
+func ringSpan(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+    try MessageRing.format(region, capacity: 1 << 16)
+    let sender = try RingSender(try SharedMemory.open(name))
+    let receiver = try RingReceiver(try SharedMemory.open(name))
+    var total = 0
+    for i in 0..<n {
+        try sender.send(count: 64) { output in
+            for _ in 0..<8 { output.append(UInt64(truncatingIfNeeded: i), as: UInt64.self) }
+        }
+        total &+= Int(truncatingIfNeeded: try receiver.receive { $0.unsafeLoad(fromByteOffset: 56, as: UInt64.self) } ?? 0)
+    }
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
+// The same through the pointer forms, `sendUnsafe(count:)` and `receiveUnsafe`.
+func ringUnsafe(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
+    try MessageRing.format(region, capacity: 1 << 16)
+    let sender = try RingSender(try SharedMemory.open(name))
+    let receiver = try RingReceiver(try SharedMemory.open(name))
+    var total = 0
+    for i in 0..<n {
+        try sender.sendUnsafe(count: 64) { slot in
+            for word in 0..<8 { slot.storeBytes(of: UInt64(truncatingIfNeeded: i), toByteOffset: word * 8, as: UInt64.self) }
+        }
+        total &+= try receiver.receiveUnsafe { Int(truncatingIfNeeded: $0.load(fromByteOffset: 56, as: UInt64.self)) } ?? 0
+    }
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 func pubsub(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
@@ -122,9 +159,11 @@ case "getset": try getset(name, n)
 case "getset-any": try getsetAny(name, n)
 case "ring": try ring(name, n)
 case "ring-copy": try ringCopy(name, n)
+case "ring-span": try ringSpan(name, n)
+case "ring-unsafe": try ringUnsafe(name, n)
 case "pubsub": try pubsub(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, ring-copy, pubsub, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, ring-copy, ring-span, ring-unsafe, pubsub, lifecycle, heap-allocate or heap-find")
 }
