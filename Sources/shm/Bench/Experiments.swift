@@ -240,14 +240,15 @@ extension SwiftBench {
         return true
     }
 
-    /// Throws if one of `children` has ended: called now and then by a loop that waits for them to count something,
-    /// which would otherwise wait for ever on a child that crashed.
-    static func checkChildren(_ children: [pid_t]) throws {
+    /// Throws if one of `children` has failed (ended with a status other than 0); one that ended with 0 has done
+    /// its work and is taken out of the list (it is reaped). Called now and then by a loop that waits for the
+    /// children to count something, which would otherwise wait for ever on a child that crashed.
+    static func checkChildren(_ children: inout [pid_t]) throws {
         for child in children {
             var status: Int32 = 0
-            if waitpid(child, &status, WNOHANG) == child {
-                throw BenchError("a benchmark child process ended before its work was done (wait status \(status))")
-            }
+            guard waitpid(child, &status, WNOHANG) == child else { continue }
+            guard status == 0 else { throw BenchError("a benchmark child process failed before its work was done (wait status \(status))") }
+            children.removeAll { $0 == child }
         }
     }
 

@@ -51,7 +51,7 @@ enum PubSubBench {
         var polls = 0
         while ready.load(ordering: .acquiring) < subscribers {
             polls &+= 1
-            if polls & 1023 == 0 { try SwiftBench.checkChildren(children) }
+            if polls & 1023 == 0 { try SwiftBench.checkChildren(&children) }
             sched_yield()
         }
         var publisher = try Publisher(service)
@@ -66,7 +66,7 @@ enum PubSubBench {
             publishTimes.append(Double(nanoseconds() - stamped))
             while acknowledged.load(ordering: .acquiring) < (i + 1) * subscribers {
                 polls &+= 1
-                if polls & 4095 == 0 { try SwiftBench.checkChildren(children) }
+                if polls & 4095 == 0 { try SwiftBench.checkChildren(&children) }
                 if case .spin = strategy { continue }
                 sched_yield()
             }
