@@ -257,7 +257,7 @@ static inline int smring_wait_formatted(void *ring, uint64_t room, int64_t timeo
         int64_t left = deadline - smring__now();
         if (left <= 0) {
             char text[40];
-            return seen == 0 ? smring__fail(SMRING_TIMED_OUT, "no message ring was formatted within %s; is the process that formats it running?",
+            return seen == 0 ? smring__fail(SMRING_TIMED_OUT, "no message ring has been formatted here within %s; is the process that formats it running?",
                                             smring__seconds(timeout_ns, text, sizeof text))
                              : smring_validate(ring, room, NULL);
         }
@@ -488,7 +488,7 @@ static inline int smring_receive_copy(smring *r, void *buffer, uint32_t room, ui
     if (result != SMRING_OK) return result;
     if (*length > room) {
         r->pending = 0;
-        return smring__fail(SMRING_TOO_LARGE, "the next message has %u bytes and the buffer holds %u; the message stays in the ring: receive it into a buffer of at least %u bytes (maximumMessage, %u, takes any), or in place with receive { }",
+        return smring__fail(SMRING_TOO_LARGE, "the next message has %u bytes and the buffer holds %u; the message stays in the ring: receive it into a buffer of at least %u bytes (maxMessage, %u, takes any), or in place with receive { }",
                             *length, room, *length, smring_maximum_message(r->capacity));
     }
     memcpy(buffer, message, *length);

@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// Whether an attachment may write.
@@ -127,5 +128,11 @@ public struct OpenOptions: Sendable, Hashable {
         self.requiredOwner = requiredOwner
         self.requirePrivateMode = requirePrivateMode
         self.acceptHardLinks = acceptHardLinks
+    }
+    /// What `openOrCreate` opens a region that exists with: read-write, at least `size` bytes, this user's, a mode
+    /// no wider than `options` would create with, at `options`' address.
+    init(existing options: CreateOptions, size: Int) {
+        self.init(access: .readWrite, minimumSize: size, address: options.address, requiredOwner: geteuid())
+        allowedPermissions = UInt32(options.permissions.rawValue)
     }
 }

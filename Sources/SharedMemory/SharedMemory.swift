@@ -54,8 +54,7 @@ public enum SharedMemory {
         if case .systemVPrivate = name.location {
             throw SharedMemoryError(.invalidArgument, "sysv:private makes a new segment each time and cannot be opened; use create", region: name)
         }
-        var openOptions = OpenOptions(access: .readWrite, minimumSize: size, address: options.address, requiredOwner: geteuid())
-        openOptions.allowedPermissions = UInt32(options.permissions.rawValue)
+        let openOptions = OpenOptions(existing: options, size: size)
         let deadline = ContinuousClock.now + .seconds(2)
         // Create exclusively; if someone else has it, open theirs; if it vanished in between, try again.
         var vanished = 0

@@ -60,7 +60,9 @@ public struct SharedMemoryError: Error, Sendable, Hashable, CustomStringConverti
         public static let notRecoverable = Code(rawValue: "notRecoverable")
         /// The process at the other end (a ring's sender or receiver) died.
         public static let peerDied = Code(rawValue: "peerDied")
-        /// A named object in a ``SharedHeap`` holds values of another type than the one asked for.
+        /// A structure holds another type or configuration than the one asked for: a named object in a
+        /// ``SharedHeap`` of another type, or a ring or service that `openOrCreate` found with another configuration
+        /// (the reason names each difference).
         public static let typeMismatch = Code(rawValue: "typeMismatch")
         /// The kernel gave an answer this library does not expect; ``SharedMemoryError/errno`` says which.
         public static let unexpected = Code(rawValue: "unexpected")

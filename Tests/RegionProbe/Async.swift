@@ -68,7 +68,7 @@ func asyncProbe(_ operation: String, _ name: RegionName, _ rest: [String]) throw
     case "async-receive":
         let region = try SharedMemory.open(name)
         let receiver = try RingReceiver(region)
-        let limit = receiver.maximumMessage
+        let limit = receiver.maxMessage
         let messages = receiver.messages
         return try runBlocking { () async throws -> String in
             var index = 0, received = 0

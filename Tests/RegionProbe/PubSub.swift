@@ -27,6 +27,14 @@ import SharedMemory
 //                   until killed: the seat must be free to take over meanwhile, and this process's death still heard
 //   byname-receive NAME    RingReceiver.open(NAME, timeout: 10 s) before NAME may exist; print the first message
 //   byname-subscribe NAME  Subscriber.open(NAME, timeout: 10 s); print `ok connected`, then the first sample's bytes
+//   typed-publish NAME COUNT
+//                   TypedPublisher<ProbeQuote>.create(NAME, subscribers: 2); print `ok created`; wait (10 s at most)
+//                   for a subscriber, publish COUNT quotes (quote i: bid i, ask i + 0.5, sequence i), finish
+//   typed-subscribe NAME
+//                   TypedSubscriber<ProbeQuote>.open(NAME, timeout: 10 s); print `ok connected`; receive to the end,
+//                   checking each quote against its sequence number; print `ok RECEIVED`
+//   byname-either-send NAME TEXT
+//                   RingSender.openOrCreate(NAME, capacity: 4096, timeout: 10 s), whoever made it; send TEXT and finish
 //   seqlock-write NAME COUNT
 //                   take the writer's seat of the 64-byte cell at 0 and write COUNT values, each eight equal words
 //   seqlock-read NAME COUNT
@@ -138,6 +146,31 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
     case "byname-receive":
         let receiver = try RingReceiver.open(name, timeout: .seconds(10))
         return String(decoding: try receiver.receive(timeout: .seconds(10)) ?? [], as: UTF8.self)
+    case "typed-publish":
+        var publisher = try TypedPublisher<ProbeQuote>.create(name, subscribers: 2, queueDepth: 64)
+        print("ok created")
+        fflush(nil)
+        for _ in 0..<10_000 where publisher.subscriberCount == 0 { usleep(1000) }
+        for i in 1...UInt64(rest[0])! { try publisher.publish(ProbeQuote(bid: Double(i), ask: Double(i) + 0.5, sequence: i)) }
+        publisher.finish()
+        return "published"
+    case "typed-subscribe":
+        var subscriber = try TypedSubscriber<ProbeQuote>.open(name, queueDepth: 64, timeout: .seconds(10))
+        print("ok connected")
+        fflush(nil)
+        var received = 0
+        while let good = try subscriber.receive(timeout: .seconds(10), { (quote: ProbeQuote, info: SampleInfo) in
+            quote.sequence == info.sequence && quote.bid == Double(info.sequence) && quote.ask == quote.bid + 0.5
+        }) {
+            if !good { return "bad quote" }
+            received += 1
+        }
+        return "\(received)"
+    case "byname-either-send":
+        let sender = try RingSender.openOrCreate(name, capacity: 4096, timeout: .seconds(10))
+        try sender.send(Array(rest[0].utf8))
+        sender.finish()
+        return "sent"
     case "byname-subscribe":
         var subscriber = try Subscriber.open(name, timeout: .seconds(10))
         print("ok connected")
@@ -149,8 +182,8 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
     case "seat-drop":
         let region = try attach(name)
         switch rest[0] {
-        case "sender": do { let sender = try RingSender(region); _ = sender.maximumMessage }
-        case "receiver": do { let receiver = try RingReceiver(region); _ = receiver.maximumMessage }
+        case "sender": do { let sender = try RingSender(region); _ = sender.maxMessage }
+        case "receiver": do { let receiver = try RingReceiver(region); _ = receiver.maxMessage }
         case "publisher": do { let publisher = try Publisher(region, timeout: .seconds(5)); _ = publisher.maxPayload }
         case "server": do { let server = try Server(region, timeout: .seconds(5)); _ = server.maxResponse }
         case "writer": do { let writer = try SeqlockCell<SeqlockValue>.Writer(in: region, at: 0); writer.write(SeqlockValue(7)) }
@@ -219,4 +252,11 @@ func requestResponseProbe(_ operation: String, _ name: RegionName, _ rest: [Stri
     default:
         return nil
     }
+}
+
+/// The typed samples of `typed-publish` and `typed-subscribe`: one type in one module, as typed services need.
+struct ProbeQuote: BitwiseCopyable {
+    var bid: Double
+    var ask: Double
+    var sequence: UInt64
 }

@@ -221,7 +221,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         let total = Int(rest[0])!, interop = rest.count > 1 && rest[1] == "interop"
         var index = 0, sent = 0
         while total == 0 || sent < total {
-            let size = interop ? InteropMessages.size(index, limit: sender.maximumMessage) : RingMessages.size(index, limit: sender.maximumMessage)
+            let size = interop ? InteropMessages.size(index, limit: sender.maxMessage) : RingMessages.size(index, limit: sender.maxMessage)
             try sender.sendUnsafe(count: size) { interop ? InteropMessages.fill($0, index: index) : RingMessages.fill($0, index: index) }
             sent += size
             index += 1
@@ -232,7 +232,7 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         let receiver = try RingReceiver(try attach(name))
         let interop = rest.first == "interop"
         var index = 0, received = 0
-        let limit = receiver.maximumMessage
+        let limit = receiver.maxMessage
         while let ok = try receiver.receiveUnsafe({
             interop ? InteropMessages.check($0, index: index, limit: limit) : RingMessages.check($0, index: index, limit: limit)
         }) {

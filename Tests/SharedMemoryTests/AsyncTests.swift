@@ -62,7 +62,7 @@ struct AsyncTests {
             let receiver = try Probe.start(["ring-receive", name.description, "interop"])
             var count = 0, bytes = 0
             while bytes < 4 << 20 {
-                let size = Self.interopSize(count, limit: sender.maximumMessage)
+                let size = Self.interopSize(count, limit: sender.maxMessage)
                 let index = count
                 if count % 2 == 0 {
                     try await sender.sendAsync((0..<size).map { UInt8((index + $0) % 251) })

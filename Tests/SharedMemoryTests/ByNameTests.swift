@@ -63,4 +63,73 @@ struct ByNameTests {
             expectError(.notFound) { try RingReceiver.open(name) }
         }
     }
+
+    @Test("openOrCreate: two processes start in either order and meet on one ring", arguments: [0, 1_000, 20_000, 300_000])
+    func ringEitherOrder(delay: UInt32) throws {
+        try Names.with(.posix) { name in
+            let there = try Probe.start(["byname-either-send", name.description, "from there"])
+            usleep(delay)
+            let receiver = try RingReceiver.openOrCreate(name, capacity: 4096, timeout: .seconds(10))
+            #expect(try receiver.receive(timeout: .seconds(10)) == Array("from there".utf8))
+            #expect(try receiver.receive(timeout: .seconds(10)) == nil)  // finished
+            #expect(there.finish().lastLine == "ok sent")
+        }
+    }
+
+    @Test("openOrCreate: a ring or a service there with another configuration is typeMismatch naming the difference")
+    func openOrCreateMismatch() throws {
+        try Names.with(.posix) { name in
+            let receiver = try RingReceiver.openOrCreate(name, capacity: 8192)
+            #expect(expectError(.typeMismatch) { try RingSender.openOrCreate(name, capacity: 4096) }?.reason.contains("capacity 8192, not 4096") == true)
+            #expect(expectError(.typeMismatch) { try RingSender.openOrCreate(name, capacity: 16384) }?.reason.contains("capacity 8192, not 16384") == true)
+            let sender = try RingSender.openOrCreate(name, capacity: 8192)
+            try sender.send([1, 2])
+            #expect(try receiver.receive(timeout: .seconds(5)) == [1, 2])
+        }
+        try Names.with(.posix) { name in
+            let publisher = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            let mismatch = expectError(.typeMismatch) { try Publisher.openOrCreate(name, maxPayload: 32, subscribers: 3, queueDepth: 4) }
+            #expect(mismatch?.reason.contains("maxPayload 64, not 32, subscribers 2, not 3") == true)
+            expectError(.busy) { try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4) }  // it lives
+            _ = publisher.maxPayload
+        }
+        try Names.with(.posix) { name in
+            _ = try Server.openOrCreate(name, maxRequest: 64, maxResponse: 64, clients: 2)
+            #expect(expectError(.typeMismatch) { try Server.openOrCreate(name, maxRequest: 64, maxResponse: 64, clients: 2, depth: 8) }?.reason.contains("depth 4, not 8") == true)
+        }
+        try Names.with(.posix) { name in
+            _ = try SharedMemory.create(name, size: MessageRing.size(capacity: 4096))  // zeroes: no ring is ever formatted there
+            expectError(.timedOut) { try RingSender.openOrCreate(name, capacity: 4096, timeout: .milliseconds(50)) }
+        }
+    }
+
+    @Test("openOrCreate: a publisher or server that restarts takes its seat back, its peers and their data kept")
+    func openOrCreateRestart() throws {
+        try Names.with(.posix) { name in
+            var publisher: Publisher? = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            var subscriber = try Subscriber.open(name)
+            try publisher?.publish([1] as [UInt8])
+            publisher = nil  // gives its seat back, ends nothing
+            var again = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            #expect(try again.publish([2] as [UInt8]) == 2)
+            for expected: UInt8 in [1, 2] {
+                #expect(try subscriber.receive(timeout: .seconds(5)) { (bytes: RawSpan, _: SampleInfo) in bytes.unsafeLoad(as: UInt8.self) } == expected)
+            }
+        }
+        try Names.with(.posix) { name in
+            var server: Server? = try Server.openOrCreate(name, maxRequest: 16, maxResponse: 16, clients: 1)
+            var client = try Client.open(name)
+            _ = try client.send([7] as [UInt8])
+            server = nil
+            var again = try Server.openOrCreate(name, maxRequest: 16, maxResponse: 16, clients: 1)
+            try again.handle(timeout: .seconds(5)) { request, response, _ in response.append(request.unsafeLoad(as: UInt8.self) + 1) }
+            #expect(try client.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == 8)
+        }
+        try Names.with(.posix) { name in
+            var heap = try SharedHeap.openOrCreate(name, size: 1 << 20)
+            _ = try heap.allocate(byteCount: 64)
+            var other = try SharedHeap.openOrCreate(name, size: 1 << 20)
+            #expect(try other.statistics().allocatedBlocks == 1)
+        }
+    }
 }

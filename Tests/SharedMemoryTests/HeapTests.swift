@@ -291,9 +291,9 @@ struct HeapTests {
             expectError(.foreign) { try SharedHeap(formatting: try SharedMemory.open(name)) }
             #expect(try region.get(UInt64.self, at: 0) == 1)  // untouched
             try region.set(UInt64(0), at: 0)
-            expectError(.notReady) { try SharedHeap(attaching: try SharedMemory.open(name)) }
+            expectError(.timedOut) { try SharedHeap(attaching: try SharedMemory.open(name)) }
             let started = ContinuousClock.now
-            expectError(.notReady) { try SharedHeap(attaching: try SharedMemory.open(name), timeout: .milliseconds(50)) }
+            expectError(.timedOut) { try SharedHeap(attaching: try SharedMemory.open(name), timeout: .milliseconds(50)) }
             #expect(ContinuousClock.now - started >= .milliseconds(50))
             _ = try SharedHeap(formatting: try SharedMemory.open(name))
             expectError(.alreadyExists) { try SharedHeap(formatting: try SharedMemory.open(name)) }

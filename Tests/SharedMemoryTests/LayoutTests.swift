@@ -59,7 +59,7 @@ struct LayoutTests {
         #expect(printed["SMRING_MAGIC"] == MessageRing.magic && printed["SMRING_MAJOR"] == UInt64(MessageRing.majorVersion))
         #expect(printed["SMRING_HEADER_SIZE"] == UInt64(MessageRing.headerSize))
         #expect(printed["SMPS_MAGIC"] == PublishSubscribe.magic && printed["SMPS_MAJOR"] == UInt64(PublishSubscribe.major))
-        #expect(printed["SMPS_MAX_SUBSCRIBERS"] == UInt64(PublishSubscribe.maximumSubscribers))
+        #expect(printed["SMPS_MAX_SUBSCRIBERS"] == UInt64(PublishSubscribe.maxSubscribers))
         #expect(printed["SMPS_LOAN_BIT"] == PublishSubscribe.loanBit && printed["SMPS_HISTORY_BIT"] == PublishSubscribe.historyBit)
 
         // Every offset enumerator the headers define is one of the declared fields.

@@ -447,7 +447,7 @@ struct PublishSubscribeTests {
             expectError(.invalidArgument) { try P.format(region, maxPayload: 64, subscribers: 1, queueDepth: 0) }
             expectError(.outOfBounds) { try P.format(region, maxPayload: 1 << 20, subscribers: 4, queueDepth: 4) }
             let started = ContinuousClock.now
-            expectError(.notReady) { try Subscriber(try SharedMemory.open(name), timeout: .milliseconds(50)) }
+            expectError(.timedOut) { try Subscriber(try SharedMemory.open(name), timeout: .milliseconds(50)) }
             #expect(ContinuousClock.now - started >= .milliseconds(50))
             let formatter = Thread {
                 usleep(20_000)

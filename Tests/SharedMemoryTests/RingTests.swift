@@ -240,7 +240,8 @@ struct RingTests {
 
             let empty = try SharedMemory.create(.anonymous, size: 8192)
             let timedOut = expectError(.timedOut) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
-            #expect(timedOut?.reason.contains("no message ring was formatted") == true)
+            #expect(timedOut?.reason.contains("no message ring has been formatted") == true)
+            expectError(.timedOut) { try RingSender(empty, timeout: .milliseconds(50)) }  // as a service's subscriber is
             try empty.set(UInt64(0x1234), at: 0)
             expectError(.foreign) { try MessageRing.waitUntilFormatted(empty, timeout: .milliseconds(50)) }
             // A ring of another layout version is foreign at once, not after the time is up.
@@ -282,7 +283,7 @@ struct RingTests {
         expectError(.busy) { try RingSender(try attachAgain(region)) }  // this process already sends; one sender
         #expect(try receiver.tryReceive() == nil)
         expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(20)) }
-        expectError(.invalidArgument) { try sender.send(Array(repeating: 0, count: sender.maximumMessage + 1)) }
+        expectError(.invalidArgument) { try sender.send(Array(repeating: 0, count: sender.maxMessage + 1)) }
 
         try sender.send(count: 16) { for byte in "hello".utf8 { $0.append(byte) } }  // room for 16, 5 written
         #expect(try receiver.receive { $0.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } } == "hello")
@@ -323,7 +324,7 @@ struct RingTests {
         }
         #expect(storage == [1, 2, 3, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE])  // only the message's bytes were written
         // The long message was not taken: it comes next, whole, into a buffer that holds it.
-        let large = UnsafeMutableRawBufferPointer.allocate(byteCount: receiver.maximumMessage, alignment: 8)
+        let large = UnsafeMutableRawBufferPointer.allocate(byteCount: receiver.maxMessage, alignment: 8)
         defer { large.deallocate() }
         #expect(try receiver.receiveUnsafe(into: large) == 12)
         #expect(Array(large.prefix(12)) == Array(10..<22))

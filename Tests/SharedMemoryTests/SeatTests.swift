@@ -34,8 +34,8 @@ struct SeatTests {
     /// Takes `role`'s seat in this process and runs `body` while the handle lives; the handle goes at the end.
     static func take(_ role: Role, _ region: borrowing AnyRegion, while body: () throws -> Void = {}) throws {
         switch role {
-        case .sender: let held = try RingSender(region); try body(); _ = held.maximumMessage
-        case .receiver: let held = try RingReceiver(region); try body(); _ = held.maximumMessage
+        case .sender: let held = try RingSender(region); try body(); _ = held.maxMessage
+        case .receiver: let held = try RingReceiver(region); try body(); _ = held.maxMessage
         case .publisher: let held = try Publisher(region); try body(); _ = held.maxPayload
         case .server: let held = try Server(region); try body(); _ = held.maxResponse
         case .writer: let held = try SeqlockCell<Value>.Writer(in: region, at: 0); try body(); _ = consume held

@@ -17,7 +17,7 @@ struct WaitTests {
             let receiver = try RingReceiver(region, strategy: strategy)
             let sender = try RingSender(region, strategy: strategy)
             expectError(.timedOut) { try receiver.receive(timeout: .milliseconds(50)) }
-            let big = [UInt8](repeating: 7, count: receiver.maximumMessage)
+            let big = [UInt8](repeating: 7, count: receiver.maxMessage)
             try sender.send(big)
             try sender.send(big)
             expectError(.timedOut) { try sender.send(big, timeout: .milliseconds(50)) }  // full

@@ -47,9 +47,9 @@ extension RingReceiver {
     /// message, since a waiter thread watches the ring for it.
     public mutating func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
         if let readiness { return FileDescriptor(rawValue: readiness.descriptor) }
-        let ring = self.ring
+        let head = ring.head, tail = ring.tail, finished = ring.finished
         let readiness = try Readiness(word: ring.base + RingHeader.dataSignal.offset, flag: ring.receiverWaiting, mapping: ring.mapping) {
-            ring.head.load(ordering: .sequentiallyConsistent) != ring.tail.load(ordering: .relaxed) || ring.finished.load(ordering: .acquiring) != 0
+            head.load(ordering: .sequentiallyConsistent) != tail.load(ordering: .relaxed) || finished.load(ordering: .acquiring) != 0
         }
         self.readiness = readiness
         return FileDescriptor(rawValue: readiness.descriptor)

@@ -47,7 +47,9 @@ public enum MessageRing {
     public static func size(capacity: Int) -> Int { capacity > Int.max - headerSize ? .max : headerSize + capacity }
 
     /// The largest message a ring of `capacity` carries.
-    public static func maximumMessage(capacity: Int) -> Int { capacity / 2 - 4 }
+    public static func maxMessage(capacity: Int) -> Int { capacity / 2 - 4 }
+    @available(*, deprecated, renamed: "maxMessage(capacity:)")
+    public static func maximumMessage(capacity: Int) -> Int { maxMessage(capacity: capacity) }
 
     /// Writes a new, empty ring at `offset` with `capacity` bytes of data (a power of two, at least 4096; by
     /// default the largest that fits). Do this once, before either side attaches; a side that may start first
@@ -85,15 +87,14 @@ public enum MessageRing {
     /// most `timeout`: the readiness handshake for a side that may start before the one that formats. It sleeps
     /// on a futex that `format` wakes, so it returns as soon as the ring is ready. A region with something
     /// else at `offset` (its first 8 bytes not zero and not a ring of this version) is
-    /// ``SharedMemoryError/Code/foreign`` at once; no ring in time is ``SharedMemoryError/Code/timedOut``.
+    /// ``SharedMemoryError/Code/foreign`` at once; no ring in time is ``SharedMemoryError/Code/timedOut``, as for
+    /// every format.
     ///
     /// The corresponding C call is `futex(FUTEX_WAIT)` on the low half of the ring's magic number.
     public static func waitUntilFormatted(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, timeout: Duration) throws(SharedMemoryError) {
         let base = try region.sharedObjectAddress(at: offset, size: headerSize, alignment: 64, what: "a message ring").address
-        guard Handshake.magic(at: base + RingHeader.magic.offset, until: Deadline(after: timeout).end) != nil else {
-            throw SharedMemoryError(.timedOut, "no message ring was formatted at offset \(offset) within \(timeout); is the process that formats it running?", region: region.name)
-        }
-        try validate(region, at: offset)  // something else there, or another version: foreign
+        try Handshake.expect(magic, at: base + RingHeader.magic.offset, until: Deadline(after: timeout).end, what: "message ring", offset: offset, region: region.name)
+        try validate(region, at: offset)  // another version, or a header that does not add up: foreign
     }
 
     /// Checks the header a peer wrote and returns the mapping, the base address and the capacity; anything
@@ -164,8 +165,9 @@ public enum MessageRing {
 
 /// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
 /// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
+/// Noncopyable, because it owns those copies: it frees them, and vacates its seat, when it goes away.
 @usableFromInline
-struct RingView {
+struct RingView: ~Copyable {
     /// Keeps the memory mapped while the side exists.
     let mapping: RegionMapping
     let name: RegionName
@@ -175,7 +177,7 @@ struct RingView {
     @usableFromInline let capacity64: UInt64
     @usableFromInline let mask: UInt64
     /// The largest message (capacity / 2 - 4), kept: a signed division on every send and receive otherwise.
-    @usableFromInline let maximumMessage: Int
+    @usableFromInline let maxMessage: Int
     @usableFromInline let head: UnsafeAtomic<UInt64>
     @usableFromInline let tail: UnsafeAtomic<UInt64>
     let finished: UnsafeAtomic<UInt32>
@@ -187,13 +189,13 @@ struct RingView {
     /// The side this handle holds the seat of.
     let side: MessageRing.Side
 
-    /// Validates the header at `offset` and takes `side`'s seat for this process.
-    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, side: MessageRing.Side) throws(SharedMemoryError) {
+    /// Waits up to `timeout` for the ring at `offset` to be formatted, validates its header and takes `side`'s seat
+    /// for this process.
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, side: MessageRing.Side, timeout: Duration) throws(SharedMemoryError) {
+        if timeout > .zero { try MessageRing.waitUntilFormatted(region, at: offset, timeout: timeout) }
         let (mapping, base, capacity) = try MessageRing.validate(region, at: offset)
         try MessageRing.claim(side, base, region.name)
-        self.side = side
-        head = RingHeader.head.atomic(base, UInt64.self)
-        tail = RingHeader.tail.atomic(base, UInt64.self)
+        let head = RingHeader.head.atomic(base, UInt64.self), tail = RingHeader.tail.atomic(base, UInt64.self)
         // Positions only ever advance by whole 8-byte slots, and the sender is never more than a ring ahead.
         // Checked with the seat held, so this side's own position stands still and a live peer's only closes in.
         let written = head.load(ordering: .acquiring), read = tail.load(ordering: .acquiring)
@@ -201,6 +203,9 @@ struct RingView {
             side.seat(base).release()
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
+        self.side = side
+        self.head = head
+        self.tail = tail
         self.mapping = mapping
         name = region.name
         self.base = base
@@ -208,7 +213,7 @@ struct RingView {
         self.capacity = capacity
         capacity64 = UInt64(capacity)
         mask = UInt64(capacity - 1)
-        maximumMessage = MessageRing.maximumMessage(capacity: capacity)
+        maxMessage = MessageRing.maxMessage(capacity: capacity)
         finished = RingHeader.finished.atomic(base, UInt32.self)
         receiverWaiting = RingHeader.receiverWaiting.atomic(base, UInt32.self)
         dataSignal = RingHeader.dataSignal.atomic(base, UInt32.self)
@@ -225,7 +230,7 @@ struct RingView {
     /// looks properly (and reports a message too large, or a receiver's position that does not add up).
     @inlinable @inline(__always)
     func reserveIfRoom(_ count: Int) -> (start: Int, end: UInt64)? {
-        guard count >= 0, count <= maximumMessage else { return nil }
+        guard count >= 0, count <= maxMessage else { return nil }
         let need = UInt64(truncatingIfNeeded: align8(4 &+ count))
         let current = position.pointee.head
         let offset = current & mask
@@ -283,14 +288,14 @@ struct RingView {
         let offset = Int(truncatingIfNeeded: current & mask)  // below the capacity
         let length = Int(data.load(fromByteOffset: offset, as: UInt32.self))
         // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
-        guard length <= maximumMessage, UInt64(truncatingIfNeeded: align8(4 &+ length)) <= published,
+        guard length <= maxMessage, UInt64(truncatingIfNeeded: align8(4 &+ length)) <= published,
               UInt64(truncatingIfNeeded: offset &+ 4 &+ length) <= capacity64 else { return nil }
         return UnsafeRawBufferPointer(start: data + (offset &+ 4), count: length)
     }
 
-    /// This handle is going: its seat is vacated (another process may take it; this one's death still counts, and
-    /// nothing ends: the stream ends only by `finish()`) and this side's copies freed.
-    func drop() {
+    /// This side is going: its seat is vacated (another process may take it; this one's death still counts, and
+    /// nothing ends: the stream ends only by `finish()`) and its copies of the positions freed.
+    deinit {
         side.seat(base).vacate()
         position.deallocate()
     }

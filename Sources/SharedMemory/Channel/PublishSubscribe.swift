@@ -38,9 +38,11 @@ public enum PublishSubscribe {
 
     static let magic: UInt64 = 0x4255_5342_5550_4D53  // "SMPUBSUB"
     static let major: UInt16 = 1
-    static let minor: UInt16 = 0
+    static let minor: UInt16 = 1  // 1: the sample type fields (zero in 1.0, which means bytes)
     /// The most subscribers a service can have (one bit each in a chunk's holders).
-    public static let maximumSubscribers = 62
+    public static let maxSubscribers = 62
+    @available(*, deprecated, renamed: "maxSubscribers")
+    public static var maximumSubscribers: Int { maxSubscribers }
 
     /// The configuration a formatted service's header states (its magic already seen), checked as every reader
     /// checks it: a version this library reads, a configuration SharedMemory writes, the chunk count it implies, and
@@ -100,7 +102,7 @@ public enum PublishSubscribe {
 
         static func check(maxPayload: Int, subscribers: Int, queueDepth: Int, history: Int) -> String? {
             if maxPayload < 0 || maxPayload > 1 << 36 { return "a payload of 0 bytes to 64 GiB" }
-            if subscribers < 1 || subscribers > PublishSubscribe.maximumSubscribers { return "1 to \(PublishSubscribe.maximumSubscribers) subscribers" }
+            if subscribers < 1 || subscribers > PublishSubscribe.maxSubscribers { return "1 to \(PublishSubscribe.maxSubscribers) subscribers" }
             if queueDepth < 1 || queueDepth > 1 << 16 { return "a queue depth of 1 to 65536" }
             if history < 0 || history > 1 << 16 { return "a history of 0 to 65536 samples" }
             return nil
@@ -126,6 +128,15 @@ public enum PublishSubscribe {
         _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, maxPayload: Int, subscribers: Int,
         queueDepth: Int, history: Int = 0
     ) throws(SharedMemoryError) {
+        try format(region, at: offset, maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history, sampleType: nil)
+    }
+
+    /// ``format(_:at:maxPayload:subscribers:queueDepth:history:)`` for a service whose samples are `sampleType`'s
+    /// values (its identity recorded in the header), or bytes (nil).
+    static func format(
+        _ region: borrowing some SharedRegion & ~Copyable, at offset: Int, maxPayload: Int, subscribers: Int,
+        queueDepth: Int, history: Int, sampleType: TypeIdentity?
+    ) throws(SharedMemoryError) {
         if let wanted = Layout.check(maxPayload: maxPayload, subscribers: subscribers, queueDepth: queueDepth, history: history) {
             throw SharedMemoryError(.invalidArgument, "a publish/subscribe service takes \(wanted)", region: region.name)
         }
@@ -143,6 +154,13 @@ public enum PublishSubscribe {
         ServiceHeader.queueDepth.store(UInt32(queueDepth), base)
         ServiceHeader.history.store(UInt32(history), base)
         ServiceHeader.chunkCount.store(UInt32(layout.chunkCount), base)
+        if let sampleType {
+            ServiceHeader.sampleType.store(sampleType.hash, base)
+            ServiceHeader.sampleSize.store(UInt32(sampleType.size), base)
+            ServiceHeader.sampleAlignment.store(UInt32(sampleType.alignment), base)
+            let name = sampleType.name.count <= 40 ? sampleType.name : sampleType.name.prefix(37) + Array("…".utf8)
+            name.withUnsafeBytes { (base + ServiceHeader.sampleTypeName.offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
         try RobustMutex(address: base + ServiceHeader.lock.offset, region: region.name).initialize()
         Handshake.publish(magic, at: base + ServiceHeader.magic.offset)  // last; wakes a process attaching meanwhile
     }

@@ -89,6 +89,24 @@ public struct Publisher: ~Copyable {
         return try deliver(c, length: count)
     }
 
+    /// Loans a chunk, lets `fill` write into its first `count` bytes (at most the service's largest) and say how many
+    /// it wrote, and publishes them; if `fill` says nil, the loan goes back unpublished and the result is nil.
+    @usableFromInline
+    mutating func publishFilled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int?) throws(SharedMemoryError) -> UInt64? {
+        let c = try loan()
+        guard let length = fill(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: min(count, geometry.layout.maxPayload))) else {
+            nextLoan = c  // unpublished: the next publish takes it
+            return nil
+        }
+        return try deliver(c, length: length)
+    }
+
+    /// `invalidArgument`: a typed publish's body made no `type` value.
+    @usableFromInline
+    func nothingAppended(_ type: Any.Type) -> SharedMemoryError {
+        SharedMemoryError(.invalidArgument, "the body appended no \(type) to its output: nothing was published", region: service.name)
+    }
+
     /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
     @discardableResult
     public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {

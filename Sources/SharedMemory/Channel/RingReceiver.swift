@@ -13,17 +13,17 @@ public struct RingReceiver: ~Copyable {
     var readiness: Readiness? = nil
 
     /// The largest message this ring carries.
-    public var maximumMessage: Int { ring.maximumMessage }
+    public var maxMessage: Int { ring.maxMessage }
+    @available(*, deprecated, renamed: "maxMessage")
+    public var maximumMessage: Int { ring.maxMessage }
 
-    /// Attaches as the ring's only receiver; the ring must have been formatted. The region need not outlive the
-    /// receiver.
-    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, side: .receiver)
+    /// Attaches as the ring's only receiver, waiting up to `timeout` for the ring at `offset` to be formatted (by
+    /// default not at all: a region with no ring there is `foreign`): no ring in time is
+    /// ``SharedMemoryError/Code/timedOut``, something else there `foreign`, a
+    /// live receiver `busy`. The region need not outlive the receiver.
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default, timeout: Duration = .zero) throws(SharedMemoryError) {
+        ring = try RingView(region, at: offset, side: .receiver, timeout: timeout)
         self.strategy = strategy
-    }
-
-    deinit {
-        ring.drop()
     }
 
     /// Gives the receiver's seat back, so another process may attach as the receiver. The sender is not told (an
@@ -62,10 +62,10 @@ public struct RingReceiver: ~Copyable {
     /// Receives the next message into the start of `buffer`, with no allocation, and returns its length; nil once
     /// the sender has finished and the ring is empty. A message longer than `buffer` is not taken: it stays first
     /// in the ring, and this throws ``SharedMemoryError/Code/invalidArgument`` saying its length (a buffer of
-    /// ``maximumMessage`` bytes takes any message). Waits at most `timeout` (nil: as long as the sender lives).
+    /// ``maxMessage`` bytes takes any message). Waits at most `timeout` (nil: as long as the sender lives).
     ///
     /// ```swift
-    /// var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+    /// var storage = [UInt8](repeating: 0, count: receiver.maxMessage)
     /// var span = storage.mutableSpan
     /// var bytes = span.mutableBytes
     /// while let count = try receiver.receive(into: &bytes) { parse(bytes.bytes.extracting(first: count)) }
@@ -93,7 +93,7 @@ public struct RingReceiver: ~Copyable {
 
     @usableFromInline
     func messageDoesNotFit(_ length: Int, _ room: Int) -> SharedMemoryError {
-        SharedMemoryError(.invalidArgument, "the next message has \(length) bytes and the buffer holds \(room); the message stays in the ring: receive it into a buffer of at least \(length) bytes (maximumMessage, \(ring.maximumMessage), takes any), or in place with receive { }", region: ring.name)
+        SharedMemoryError(.invalidArgument, "the next message has \(length) bytes and the buffer holds \(room); the message stays in the ring: receive it into a buffer of at least \(length) bytes (maxMessage, \(ring.maxMessage), takes any), or in place with receive { }", region: ring.name)
     }
 
     /// The next message if one is there now, else nil (also when the sender has finished).
@@ -176,7 +176,7 @@ public struct RingReceiver: ~Copyable {
                     continue
                 }
                 // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
-                guard published <= ring.capacity64, Int(length) <= ring.maximumMessage,
+                guard published <= ring.capacity64, Int(length) <= ring.maxMessage,
                       UInt64(truncatingIfNeeded: align8(4 &+ Int(length))) <= published, offset &+ 4 &+ Int(length) <= ring.capacity
                 else {
                     throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)

@@ -14,18 +14,19 @@ public struct RingSender: ~Copyable {
     public var strategy: WaitStrategy
 
     /// The largest message this ring carries.
-    public var maximumMessage: Int { ring.maximumMessage }
+    public var maxMessage: Int { ring.maxMessage }
+    @available(*, deprecated, renamed: "maxMessage")
+    public var maximumMessage: Int { ring.maxMessage }
 
-    /// Attaches as the ring's only sender; the ring must have been formatted. The region need not outlive the
-    /// sender, and one region can hold several rings (at different offsets).
-    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, side: .sender)
+    /// Attaches as the ring's only sender, waiting up to `timeout` for the ring at `offset` to be formatted (by
+    /// default not at all: a region with no ring there is `foreign`): no ring in time is
+    /// ``SharedMemoryError/Code/timedOut``, something else there `foreign`, a
+    /// live sender `busy`. The region need not outlive the sender, and one region can hold several rings (at
+    /// different offsets).
+    public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default, timeout: Duration = .zero) throws(SharedMemoryError) {
+        ring = try RingView(region, at: offset, side: .sender, timeout: timeout)
         self.strategy = strategy
         ring.finished.store(0, ordering: .releasing)
-    }
-
-    deinit {
-        ring.drop()
     }
 
     /// Finishes the stream and gives the sender's seat back, so another process may attach as the sender.
@@ -177,8 +178,8 @@ public struct RingSender: ~Copyable {
     /// checked to fit.
     @inline(__always)
     func recordSize(_ count: Int) throws(SharedMemoryError) -> UInt64 {
-        guard count >= 0, count <= maximumMessage else {
-            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maximumMessage) (half its capacity)", region: ring.name)
+        guard count >= 0, count <= maxMessage else {
+            throw SharedMemoryError(.invalidArgument, "a message of \(count) bytes does not fit this ring: at most \(maxMessage) (half its capacity)", region: ring.name)
         }
         return UInt64(truncatingIfNeeded: align8(4 &+ count))
     }

@@ -19,33 +19,6 @@ struct HeapDirectory {
 
     typealias L = HeapLayout
 
-    /// What a named object's values are: the type's name (`String(reflecting:)`) and layout, compared on every find.
-    struct TypeIdentity: Equatable, Sendable {
-        let name: [UInt8]
-        let size: Int
-        let stride: Int
-        let alignment: Int
-
-        /// The identity of `type`, computed once per type and process (`String(reflecting:)` costs about a
-        /// microsecond, more than a find).
-        static func of(_ layout: HeapValueLayout) -> TypeIdentity {
-            known.withLock { known in
-                let key = ObjectIdentifier(layout.type)
-                if let identity = known[key] { return identity }
-                let identity = TypeIdentity(name: Array(String(reflecting: layout.type).utf8.prefix(HeapDirectory.maximumName)),
-                                            size: layout.size, stride: layout.stride, alignment: layout.alignment)
-                known[key] = identity
-                return identity
-            }
-        }
-
-        /// Every type's identity, computed once per process (`String(reflecting:)` costs more than a find). Each heap
-        /// also keeps the last one it used, without a lock.
-        private static let known = Locked<[ObjectIdentifier: TypeIdentity]>([:])
-
-        var description: String { "\(String(decoding: name, as: UTF8.self)) (size \(size), stride \(stride), alignment \(alignment))" }
-    }
-
     /// An entry, read and checked; its name and type name stay in the heap (``name(_:)``, ``type(_:)``).
     struct Entry {
         let block: Int
@@ -77,11 +50,7 @@ struct HeapDirectory {
     }
 
     /// FNV-1a, 64-bit.
-    static func hash(_ name: some Sequence<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in name { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        return hash
-    }
+    static func hash(_ name: some Sequence<UInt8>) -> UInt64 { fnv1a(name) }
 
     /// The bucket array: the header's 512, or the block it moved to when the names outgrew them (checked: a
     /// power of two, inside the heap, in a block flagged as the directory's).

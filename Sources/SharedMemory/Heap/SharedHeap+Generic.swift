@@ -88,15 +88,15 @@ extension SharedHeap {
         return (HeapPointer(offset: made.offset, count: made.count), made.created)
     }
 
-    mutating func identity(_ layout: HeapValueLayout) -> HeapDirectory.TypeIdentity {
+    mutating func identity(_ layout: HeapValueLayout) -> TypeIdentity {
         let key = ObjectIdentifier(layout.type)
         if let lastType, lastType.type == key { return lastType.identity }
-        let identity = HeapDirectory.TypeIdentity.of(layout)
+        let identity = TypeIdentity.of(layout)
         lastType = (key, identity)
         return identity
     }
 
-    static func typed(_ entry: HeapDirectory.Entry, _ wanted: HeapDirectory.TypeIdentity, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int) {
+    static func typed(_ entry: HeapDirectory.Entry, _ wanted: TypeIdentity, _ name: String, _ bytes: HeapBytes) throws(SharedMemoryError) -> (offset: UInt64, count: Int) {
         let directory = HeapDirectory(bytes: bytes)
         guard directory.holds(entry, wanted) else {
             throw SharedMemoryError(.typeMismatch, "the object \"\(name)\" holds \(directory.type(entry).description), not \(wanted.description)", region: bytes.region)

@@ -38,7 +38,7 @@ public struct SharedHeap: ~Copyable {
     private var base: UnsafeMutableRawPointer
     private var mapped: Int
     /// The identity of the type this heap's last find or construct named.
-    var lastType: (type: ObjectIdentifier, identity: HeapDirectory.TypeIdentity)?
+    var lastType: (type: ObjectIdentifier, identity: TypeIdentity)?
 
     /// The smallest heap, in bytes: its header (free-list heads and the directory's buckets, 8.5 KiB) and room to
     /// allocate.
@@ -69,7 +69,8 @@ public struct SharedHeap: ~Copyable {
     }
 
     /// Attaches to the heap another process formatted at `offset`, waiting up to `timeout` for it to be formatted
-    /// (a heap that a live process is still formatting, or zeroed memory where one is expected).
+    /// (a heap that a live process is still formatting, or zeroed memory where one is expected), then
+    /// ``SharedMemoryError/Code/timedOut``.
     ///
     /// A heap whose formatting process died before finishing is ``SharedMemoryError/Code/notReady`` at once, with
     /// that process's id: nothing is waited for, and ``init(formatting:at:)`` may format it again.
@@ -397,7 +398,7 @@ public struct SharedHeap: ~Copyable {
             throw SharedMemoryError(.foreign, "the memory at offset \(offset) holds no heap this library made", region: name)
         }
         guard MonotonicClock.now() < deadline else {
-            throw SharedMemoryError(.notReady, current == 0 ? "no heap has been formatted at offset \(offset) yet" : "the heap at offset \(offset) is still being formatted", region: name)
+            throw SharedMemoryError(.timedOut, current == 0 ? "no heap has been formatted at offset \(offset) yet" : "the heap at offset \(offset) is still being formatted", region: name)
         }
         Handshake.sleep(on: base + HeapHeader.format.offset, seen: UInt32(truncatingIfNeeded: current), until: deadline)
         return false

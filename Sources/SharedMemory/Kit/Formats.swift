@@ -39,7 +39,7 @@
 @usableFromInline package enum ServiceHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, subscribers = 12, maxPayload = 16, queueDepth = 24, history = 28
     case chunkCount = 32, publisherState = 36, published = 40, publisherPID = 48, publisherVacated = 52, publisherStart = 56
-    case historyHead = 64, lock = 128, historyEntries = 192
+    case historyHead = 64, sampleType = 72, sampleSize = 80, sampleAlignment = 84, sampleTypeName = 88, lock = 128, historyEntries = 192
 
     @usableFromInline package static var part: String { "The publish/subscribe service / Service header" }
     @usableFromInline package static var cPrefix: String? { "SMPS_OFF_" }
@@ -48,7 +48,9 @@
         case .magic: FieldDeclaration(8, "formatter", "release, last")
         case .major, .minor: FieldDeclaration(2, "formatter", "plain (before `magic`)")
         case .subscribers, .queueDepth, .history, .chunkCount: FieldDeclaration(4, "formatter", "plain (before `magic`)")
-        case .maxPayload: FieldDeclaration(8, "formatter", "plain (before `magic`)")
+        case .maxPayload, .sampleType: FieldDeclaration(8, "formatter", "plain (before `magic`)")
+        case .sampleSize, .sampleAlignment: FieldDeclaration(4, "formatter", "plain (before `magic`)")
+        case .sampleTypeName: FieldDeclaration(1, "formatter", "plain (before `magic`)", extent: "40")
         case .publisherState: FieldDeclaration(4, "publisher", "release")
         case .published, .historyHead: FieldDeclaration(8, "publisher, lock held", "release")
         case .publisherPID: FieldDeclaration(4, "publisher, lock held", "release")

@@ -30,12 +30,13 @@ enum Handshake {
         }
     }
 
-    /// Waits (as ``magic(at:until:)``) for the structure at `base` and checks that it is `expected`: `notReady` if
-    /// nothing was formatted there by `deadline`, `foreign` at once if something else is there. `what` names the
+    /// Waits (as ``magic(at:until:)``) for the structure at `base` and checks that it is `expected`: `timedOut` if
+    /// nothing was formatted there by `deadline` (every wait that runs out is), `foreign` at once if something else
+    /// is there. `what` names the
     /// structure ("publish/subscribe service").
     static func expect(_ expected: UInt64, at base: UnsafeMutableRawPointer, until deadline: Int64, what: String, offset: Int, region: RegionName) throws(SharedMemoryError) {
         guard let found = magic(at: base, until: deadline) else {
-            throw SharedMemoryError(.notReady, "no \(what) has been formatted at offset \(offset) yet", region: region)
+            throw SharedMemoryError(.timedOut, "no \(what) has been formatted at offset \(offset) yet", region: region)
         }
         guard found == expected else {
             throw SharedMemoryError(.foreign, "the region at offset \(offset) holds no \(what) (its magic number is \(String(found, radix: 16)))", region: region)

@@ -172,7 +172,7 @@ import Glibc
         let capacity = try MessageRing.readCapacity(base, room: room, offset: offset, region: nil)
         let head = RingHeader.head.load(base, UInt64.self), tail = RingHeader.tail.load(base, UInt64.self)
         facts.add("capacity", .int(capacity))
-        facts.add("largestMessage", .int(MessageRing.maximumMessage(capacity: capacity)))
+        facts.add("largestMessage", .int(MessageRing.maxMessage(capacity: capacity)))
         facts.add("head", .uint(head))
         facts.add("tail", .uint(tail))
         guard head & 7 == 0, tail & 7 == 0, head &- tail <= UInt64(capacity) else {
@@ -199,7 +199,7 @@ import Glibc
                 position &+= UInt64(capacity - at)  // a wrap marker: the rest of the data is padding
             } else {
                 let record = UInt64((Int(length) &+ 4 &+ 7) & ~7)
-                guard Int(length) <= MessageRing.maximumMessage(capacity: capacity), UInt64(capacity - at) >= record, head &- position >= record else {
+                guard Int(length) <= MessageRing.maxMessage(capacity: capacity), UInt64(capacity - at) >= record, head &- position >= record else {
                     throw SharedMemoryError(.foreign, "the message at position \(position) claims \(length) bytes, past what was published")
                 }
                 position &+= record
@@ -219,6 +219,7 @@ import Glibc
         let state = ServiceHeader.publisherState.load(base, UInt32.self)
         facts.add("subscriberSlots", .int(layout.subscribers))
         facts.add("maxPayload", .int(layout.maxPayload))
+        facts.add("sampleType", .text(PublishSubscribe.sampleType(at: base).map { "\($0.name) (size \($0.size), alignment \($0.alignment))" } ?? "bytes"))
         facts.add("queueDepth", .int(layout.queueDepth))
         facts.add("history", .int(layout.history))
         facts.add("chunks", .int(layout.chunkCount))

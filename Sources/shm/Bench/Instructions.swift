@@ -222,7 +222,7 @@ struct SwiftBenchCommand: ParsableCommand {
         let message = [UInt8](repeating: 7, count: 64)
         var total = 0
         if copy {
-            var storage = [UInt8](repeating: 0, count: receiver.maximumMessage)
+            var storage = [UInt8](repeating: 0, count: receiver.maxMessage)
             var span = storage.mutableSpan
             var bytes = span.mutableBytes
             for i in 0..<n {
