@@ -67,6 +67,35 @@ func openingOrCreatingStructure<T: ~Copyable>(
     }
 }
 
+/// Open: waits up to `timeout` for `name` to appear and be sized for a header of `header` bytes, then runs `attach`
+/// with the time left (its own handshake waits for the format with it).
+func openingStructure<T: ~Copyable>(
+    _ name: RegionName, options: OpenOptions, header: Int, timeout: Duration,
+    _ attach: (borrowing AnyRegion, Duration) throws(SharedMemoryError) -> T
+) throws(SharedMemoryError) -> T {
+    let deadline = Deadline(after: timeout)
+    let region = try openForStructure(name, options: options, header: header, until: deadline)
+    return try attach(region, deadline.left(of: timeout))
+}
+
+/// A ring side by name, made by `side` from the region: `create` (nil `timeout`) or `openOrCreate`.
+func ringByName<Side: ~Copyable>(
+    _ name: RegionName, capacity: Int, options: CreateOptions, openTimeout timeout: Duration?,
+    _ side: (borrowing AnyRegion) throws(SharedMemoryError) -> Side
+) throws(SharedMemoryError) -> Side {
+    let size = MessageRing.size(capacity: capacity)
+    let make = { (region: borrowing AnyRegion) throws(SharedMemoryError) -> Side in
+        try MessageRing.format(region, capacity: capacity)
+        return try side(region)
+    }
+    guard let timeout else { return try creatingStructure(name, size: size, options: options, make) }
+    return try openingOrCreatingStructure(name, size: size, options: options, timeout: timeout, create: make) { region, left throws(SharedMemoryError) in
+        try MessageRing.waitUntilFormatted(region, timeout: left)
+        try expectConfiguration("message ring", name, found: [("capacity", try MessageRing.validate(region, at: 0).2)], asked: [capacity])
+        return try side(region)
+    }
+}
+
 /// `typeMismatch` naming `name` and each difference if the configuration `found` in a structure is not the one
 /// `asked` for (both as (name of the setting, value) pairs in the same order).
 func expectConfiguration(_ what: String, _ name: RegionName, found: [(String, Int)], asked: [Int]) throws(SharedMemoryError) {
@@ -91,10 +120,7 @@ extension RingSender {
     public static func create(
         _ name: RegionName, capacity: Int, options: CreateOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingSender {
-        try creatingStructure(name, size: MessageRing.size(capacity: capacity), options: options) { region throws(SharedMemoryError) in
-            try MessageRing.format(region, capacity: capacity)
-            return try RingSender(region, strategy: strategy)
-        }
+        try ringByName(name, capacity: capacity, options: options, openTimeout: nil) { region throws(SharedMemoryError) in try RingSender(region, strategy: strategy) }
     }
 
     /// Opens the region `name` and attaches as the sender of the ring at its start, waiting up to `timeout` for the
@@ -102,11 +128,12 @@ extension RingSender {
     public static func open(
         _ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingSender {
-        let deadline = Deadline(after: timeout)
-        let region = try openForStructure(name, options: options, header: MessageRing.headerSize, until: deadline)
-        try MessageRing.waitUntilFormatted(region, timeout: deadline.left(of: timeout))
-        return try RingSender(region, strategy: strategy)
+        try openingStructure(name, options: options, header: MessageRing.headerSize, timeout: timeout) { region, left throws(SharedMemoryError) in
+            try MessageRing.waitUntilFormatted(region, timeout: left)  // (a side's own timeout: zero finds nothing there foreign)
+            return try RingSender(region, strategy: strategy)
+        }
     }
+
     /// Attaches as the sender of the ring in the region `name`, making the region and the ring first if there is
     /// none (`openOrCreate` semantics: exactly one of the processes that call this at once creates and formats it;
     /// the others wait up to `timeout` for its format). A ring there of another capacity is
@@ -119,14 +146,7 @@ extension RingSender {
     public static func openOrCreate(
         _ name: RegionName, capacity: Int, timeout: Duration = .seconds(5), options: CreateOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingSender {
-        try openingOrCreatingStructure(name, size: MessageRing.size(capacity: capacity), options: options, timeout: timeout) { region throws(SharedMemoryError) in
-            try MessageRing.format(region, capacity: capacity)
-            return try RingSender(region, strategy: strategy)
-        } attach: { region, left throws(SharedMemoryError) in
-            try MessageRing.waitUntilFormatted(region, timeout: left)
-            try expectConfiguration("message ring", name, found: [("capacity", try MessageRing.validate(region, at: 0).2)], asked: [capacity])
-            return try RingSender(region, strategy: strategy)
-        }
+        try ringByName(name, capacity: capacity, options: options, openTimeout: timeout) { region throws(SharedMemoryError) in try RingSender(region, strategy: strategy) }
     }
 }
 
@@ -136,10 +156,7 @@ extension RingReceiver {
     public static func create(
         _ name: RegionName, capacity: Int, options: CreateOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingReceiver {
-        try creatingStructure(name, size: MessageRing.size(capacity: capacity), options: options) { region throws(SharedMemoryError) in
-            try MessageRing.format(region, capacity: capacity)
-            return try RingReceiver(region, strategy: strategy)
-        }
+        try ringByName(name, capacity: capacity, options: options, openTimeout: nil) { region throws(SharedMemoryError) in try RingReceiver(region, strategy: strategy) }
     }
 
     /// Opens the region `name` and attaches as the receiver of the ring at its start, waiting up to `timeout` for the
@@ -151,11 +168,12 @@ extension RingReceiver {
     public static func open(
         _ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingReceiver {
-        let deadline = Deadline(after: timeout)
-        let region = try openForStructure(name, options: options, header: MessageRing.headerSize, until: deadline)
-        try MessageRing.waitUntilFormatted(region, timeout: deadline.left(of: timeout))
-        return try RingReceiver(region, strategy: strategy)
+        try openingStructure(name, options: options, header: MessageRing.headerSize, timeout: timeout) { region, left throws(SharedMemoryError) in
+            try MessageRing.waitUntilFormatted(region, timeout: left)  // (a side's own timeout: zero finds nothing there foreign)
+            return try RingReceiver(region, strategy: strategy)
+        }
     }
+
     /// Attaches as the receiver of the ring in the region `name`, making the region and the ring first if there is
     /// none (`openOrCreate` semantics: exactly one of the processes that call this at once creates and formats it;
     /// the others wait up to `timeout` for its format). A ring there of another capacity is
@@ -168,14 +186,7 @@ extension RingReceiver {
     public static func openOrCreate(
         _ name: RegionName, capacity: Int, timeout: Duration = .seconds(5), options: CreateOptions = .init(), strategy: WaitStrategy = .default
     ) throws(SharedMemoryError) -> RingReceiver {
-        try openingOrCreatingStructure(name, size: MessageRing.size(capacity: capacity), options: options, timeout: timeout) { region throws(SharedMemoryError) in
-            try MessageRing.format(region, capacity: capacity)
-            return try RingReceiver(region, strategy: strategy)
-        } attach: { region, left throws(SharedMemoryError) in
-            try MessageRing.waitUntilFormatted(region, timeout: left)
-            try expectConfiguration("message ring", name, found: [("capacity", try MessageRing.validate(region, at: 0).2)], asked: [capacity])
-            return try RingReceiver(region, strategy: strategy)
-        }
+        try ringByName(name, capacity: capacity, options: options, openTimeout: timeout) { region throws(SharedMemoryError) in try RingReceiver(region, strategy: strategy) }
     }
 }
 
@@ -240,9 +251,9 @@ extension Subscriber {
         _ name: RegionName, queueDepth: Int? = nil, overflow: Overflow = .overwriteOldest, history: Int = 0,
         strategy: WaitStrategy = .default, timeout: Duration = .zero, options: OpenOptions = .init()
     ) throws(SharedMemoryError) -> Subscriber {
-        let deadline = Deadline(after: timeout)
-        let region = try openForStructure(name, options: options, header: ServiceHeader.historyEntries.offset, until: deadline)
-        return try Subscriber(region, queueDepth: queueDepth, overflow: overflow, history: history, strategy: strategy, timeout: deadline.left(of: timeout))
+        try openingStructure(name, options: options, header: ServiceHeader.historyEntries.offset, timeout: timeout) { region, left throws(SharedMemoryError) in
+            try Subscriber(region, queueDepth: queueDepth, overflow: overflow, history: history, strategy: strategy, timeout: left)
+        }
     }
 }
 
@@ -289,9 +300,9 @@ extension Client {
     /// Opens the region `name` and connects to the service at its start, waiting up to `timeout` for the name to
     /// appear and the service to be formatted.
     public static func open(_ name: RegionName, timeout: Duration = .zero, options: OpenOptions = .init()) throws(SharedMemoryError) -> Client {
-        let deadline = Deadline(after: timeout)
-        let region = try openForStructure(name, options: options, header: RequestResponseHeader.slots.offset, until: deadline)
-        return try Client(region, timeout: deadline.left(of: timeout))
+        try openingStructure(name, options: options, header: RequestResponseHeader.slots.offset, timeout: timeout) { region, left throws(SharedMemoryError) in
+            try Client(region, timeout: left)
+        }
     }
 }
 

@@ -235,9 +235,9 @@ extension TypedSubscriber {
         _ name: RegionName, queueDepth: Int? = nil, overflow: Subscriber.Overflow = .overwriteOldest, history: Int = 0,
         strategy: WaitStrategy = .default, timeout: Duration = .zero, options: OpenOptions = .init()
     ) throws(SharedMemoryError) -> TypedSubscriber {
-        let deadline = Deadline(after: timeout)
-        let region = try openForStructure(name, options: options, header: ServiceHeader.historyEntries.offset, until: deadline)
-        return try TypedSubscriber(region, queueDepth: queueDepth, overflow: overflow, history: history, strategy: strategy, timeout: deadline.left(of: timeout))
+        try openingStructure(name, options: options, header: ServiceHeader.historyEntries.offset, timeout: timeout) { region, left throws(SharedMemoryError) in
+            try TypedSubscriber(region, queueDepth: queueDepth, overflow: overflow, history: history, strategy: strategy, timeout: left)
+        }
     }
 }
 
