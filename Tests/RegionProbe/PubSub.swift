@@ -33,6 +33,12 @@ import SharedMemory
 //   typed-subscribe NAME
 //                   TypedSubscriber<ProbeQuote>.open(NAME, timeout: 10 s); print `ok connected`; receive to the end,
 //                   checking each quote against its sequence number; print `ok RECEIVED`
+//   typed-serve NAME COUNT
+//                   TypedServer<ProbeLookup, ProbePrice>.create(NAME, clients: 2); print `ok created`; answer COUNT
+//                   requests (a lookup of key k: a price of k / 4), then finish
+//   typed-request NAME COUNT
+//                   TypedClient<ProbeLookup, ProbePrice>.open(NAME, timeout: 10 s); COUNT requests (keys 1...COUNT),
+//                   each answer checked; print `ok COUNT`
 //   byname-either-send NAME TEXT
 //                   RingSender.openOrCreate(NAME, capacity: 4096, timeout: 10 s), whoever made it; send TEXT and finish
 //   seqlock-write NAME COUNT
@@ -166,6 +172,22 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
             received += 1
         }
         return "\(received)"
+    case "typed-serve":
+        var server = try TypedServer<ProbeLookup, ProbePrice>.create(name, clients: 2)
+        print("ok created")
+        fflush(nil)
+        for _ in 0..<Int(rest[0])! { try server.handle(timeout: .seconds(10)) { lookup, _ in ProbePrice(value: Double(lookup.key) / 4) } }
+        server.finish()
+        return "served"
+    case "typed-request":
+        var client = try TypedClient<ProbeLookup, ProbePrice>.open(name, timeout: .seconds(10))
+        var answered = 0
+        for key in 1...UInt64(rest[0])! {
+            let price = try client.request(ProbeLookup(key: key), timeout: .seconds(10))
+            if price.value != Double(key) / 4 { return "bad price \(price.value) for \(key)" }
+            answered += 1
+        }
+        return "\(answered)"
     case "byname-either-send":
         let sender = try RingSender.openOrCreate(name, capacity: 4096, timeout: .seconds(10))
         try sender.send(Array(rest[0].utf8))
@@ -259,4 +281,13 @@ struct ProbeQuote: BitwiseCopyable {
     var bid: Double
     var ask: Double
     var sequence: UInt64
+}
+
+/// The typed requests and responses of `typed-serve`.
+struct ProbeLookup: BitwiseCopyable {
+    var key: UInt64
+}
+
+struct ProbePrice: BitwiseCopyable {
+    var value: Double
 }

@@ -96,8 +96,17 @@ struct InspectTests {
             #expect(participants.map { $0["role"] as? String } == ["server", "client"])
             let holds = try #require(participants.last?["holds"] as? [String: Any])
             #expect(holds["outstanding"] as? Int == 1 && holds["requestsUnread"] as? Int == 1)
+            #expect((document["facts"] as? [String: Any])?["types"] as? String == "bytes")
             client.close()
             server.finish()
+        }
+        // A typed service says what its requests and responses are.
+        try Names.with("posix") { text in
+            let name = try RegionName(text)
+            let region = try SharedMemory.create(name, size: RequestResponse.size(requestType: UInt64.self, responseType: Double.self, clients: 1, depth: 1))
+            try RequestResponse.format(region, requestType: UInt64.self, responseType: Double.self, clients: 1, depth: 1)
+            let (_, document) = try Self.json([text])
+            #expect((document["facts"] as? [String: Any])?["types"] as? String == "typed: requests size 8, alignment 8; responses size 8, alignment 8")
         }
     }
 

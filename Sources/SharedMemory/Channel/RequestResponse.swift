@@ -31,7 +31,7 @@ public enum RequestResponse {
 
     static let magic: UInt64 = 0x5345_5251_4552_4D53  // "SMREQRES"
     static let major: UInt16 = 1
-    static let minor: UInt16 = 0
+    static let minor: UInt16 = 1  // 1: the request and response type fields (zero in 1.0: bytes)
 
     /// The configuration a formatted service's header states (its magic already seen), checked as every reader
     /// checks it: a version this library reads, a configuration SharedMemory writes, and a size within the `room`
@@ -88,6 +88,15 @@ public enum RequestResponse {
     public static func format(
         _ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, maxRequest: Int, maxResponse: Int, clients: Int, depth: Int
     ) throws(SharedMemoryError) {
+        try format(region, at: offset, maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth, types: nil)
+    }
+
+    /// ``format(_:at:maxRequest:maxResponse:clients:depth:)`` for a service whose requests and responses are
+    /// `types`' values (their identities recorded in the header), or bytes (nil).
+    static func format(
+        _ region: borrowing some SharedRegion & ~Copyable, at offset: Int, maxRequest: Int, maxResponse: Int, clients: Int, depth: Int,
+        types: (request: TypeIdentity, response: TypeIdentity)?
+    ) throws(SharedMemoryError) {
         if let wanted = Layout.check(maxRequest: maxRequest, maxResponse: maxResponse, clients: clients, depth: depth) {
             throw SharedMemoryError(.invalidArgument, "a request/response service takes \(wanted)", region: region.name)
         }
@@ -103,6 +112,14 @@ public enum RequestResponse {
         RequestResponseHeader.maxRequest.store(UInt64(maxRequest), base)
         RequestResponseHeader.maxResponse.store(UInt64(maxResponse), base)
         RequestResponseHeader.depth.store(UInt32(depth), base)
+        if let types {
+            RequestResponseHeader.requestType.store(types.request.hash, base)
+            RequestResponseHeader.requestSize.store(UInt32(types.request.size), base)
+            RequestResponseHeader.requestAlignment.store(UInt32(types.request.alignment), base)
+            RequestResponseHeader.responseType.store(types.response.hash, base)
+            RequestResponseHeader.responseSize.store(UInt32(types.response.size), base)
+            RequestResponseHeader.responseAlignment.store(UInt32(types.response.alignment), base)
+        }
         try RobustMutex(address: base + RequestResponseHeader.lock.offset, region: region.name).initialize()
         Handshake.publish(magic, at: base + RequestResponseHeader.magic.offset)  // last; wakes a process attaching meanwhile
     }

@@ -107,7 +107,9 @@
 /// The request/response service's header (Docs/PublishSubscribe.md, "Request/response").
 @usableFromInline package enum RequestResponseHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, clients = 12, maxRequest = 16, maxResponse = 24, depth = 32
-    case serverState = 36, serverPID = 40, serverVacated = 44, serverStart = 48, doorbell = 64, serverSleeps = 68, lock = 128, slots = 192
+    case serverState = 36, serverPID = 40, serverVacated = 44, serverStart = 48, doorbell = 64, serverSleeps = 68
+    case requestType = 72, requestSize = 80, requestAlignment = 84, responseType = 88, responseSize = 96, responseAlignment = 100
+    case lock = 128, slots = 192
 
     @usableFromInline package static var part: String { "Request/response header" }
     @usableFromInline package static var cPrefix: String? { nil }
@@ -116,7 +118,8 @@
         case .magic: FieldDeclaration(8, "formatter", "release, last")
         case .major, .minor: FieldDeclaration(2, "formatter", "plain (before `magic`)")
         case .clients, .depth: FieldDeclaration(4, "formatter", "plain (before `magic`)")
-        case .maxRequest, .maxResponse: FieldDeclaration(8, "formatter", "plain (before `magic`)")
+        case .maxRequest, .maxResponse, .requestType, .responseType: FieldDeclaration(8, "formatter", "plain (before `magic`)")
+        case .requestSize, .requestAlignment, .responseSize, .responseAlignment: FieldDeclaration(4, "formatter", "plain (before `magic`)")
         case .serverState: FieldDeclaration(4, "server", "release")
         case .serverPID: FieldDeclaration(4, "server, lock held", "release")
         case .serverVacated: FieldDeclaration(4, "server", "release, its pid as its handle goes (a claim: 0, relaxed, before `serverPID`)")

@@ -268,6 +268,7 @@ import Glibc
         facts.add("clientSlots", .int(layout.clients))
         facts.add("maxRequest", .int(layout.maxRequest))
         facts.add("maxResponse", .int(layout.maxResponse))
+        facts.add("types", .text(RequestResponse.typesText(base)))
         facts.add("depth", .int(layout.depth))
         facts.add("server", .text(["none yet", "serving", "finished"][safe: Int(state)] ?? "unknown state \(state)"))
         facts.add("doorbell", .int(Int(RequestResponseHeader.doorbell.load(base, UInt32.self))))
