@@ -158,6 +158,19 @@ struct RequestView: @unchecked Sendable {
     }
 
     func slot(_ s: Int) -> Int { RequestResponseHeader.slots.offset + s * layout.slotStride }
+
+    /// The correlation id and length a request or response cell at `cell` states, the length checked against the
+    /// `largest` the service carries: past it, the reader's position (`read`, at `position`) moves past the cell and
+    /// the cell is `foreign`.
+    func cellHeader(_ cell: Int, largest: Int, what: String, read: UnsafeAtomic<UInt64>, position: UInt64) throws(SharedMemoryError) -> (UInt64, Int) {
+        let correlation = base.load(fromByteOffset: cell, as: UInt64.self)
+        let length = base.load(fromByteOffset: cell + 8, as: UInt64.self)
+        guard length <= UInt64(largest) else {
+            read.store(position &+ 1, ordering: .releasing)
+            throw SharedMemoryError(.foreign, "a \(what) says it has \(length) bytes; the service's largest is \(largest)", region: name)
+        }
+        return (correlation, Int(length))
+    }
     func requestCell(_ s: Int, _ position: UInt64) -> Int { slot(s) + ClientSlot.entries.offset + Int(position % UInt64(layout.depth)) * layout.requestCell }
     func responseCell(_ s: Int, _ position: UInt64) -> Int {
         slot(s) + ClientSlot.entries.offset + layout.depth * layout.requestCell + Int(position % UInt64(layout.depth)) * layout.responseCell
@@ -280,12 +293,7 @@ public struct Server: ~Copyable {
                 }
                 next = (s + 1) % layout.clients
                 let request = service.requestCell(s, r)
-                let correlation = service.base.load(fromByteOffset: request, as: UInt64.self)
-                let length = service.base.load(fromByteOffset: request + 8, as: UInt64.self)
-                guard length <= UInt64(layout.maxRequest) else {
-                    read.store(r &+ 1, ordering: .releasing)
-                    throw SharedMemoryError(.foreign, "a request says it has \(length) bytes; the service's largest is \(layout.maxRequest)", region: service.name)
-                }
+                let (correlation, length) = try service.cellHeader(request, largest: layout.maxRequest, what: "request", read: read, position: r)
                 // The response's cell: free, since a client never has more than `depth` requests outstanding.
                 let responseWrite = service.atomic(at + ClientSlot.responseWrite.offset, UInt64.self)
                 let rw = responseWrite.load(ordering: .relaxed)
@@ -295,7 +303,7 @@ public struct Server: ~Copyable {
                 var output = OutputRawSpan(buffer: place, initializedCount: 0)
                 var failure: (any Error)? = nil
                 do {
-                    try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + request + RequestCell.bytes.offset, count: Int(length))), &output, info)
+                    try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: service.base + request + RequestCell.bytes.offset, count: length)), &output, info)
                 } catch {
                     failure = error
                 }
@@ -507,13 +515,8 @@ public struct Client: ~Copyable {
         }
         if w > r {
             let cell = service.responseCell(index, r)
-            let correlation = service.base.load(fromByteOffset: cell, as: UInt64.self)
-            let length = service.base.load(fromByteOffset: cell + 8, as: UInt64.self)
-            guard length <= UInt64(layout.maxResponse) else {
-                read.store(r &+ 1, ordering: .releasing)
-                throw SharedMemoryError(.foreign, "a response says it has \(length) bytes; the service's largest is \(layout.maxResponse)", region: service.name)
-            }
-            return ((cell, Int(length), correlation, r), w)
+            let (correlation, length) = try service.cellHeader(cell, largest: layout.maxResponse, what: "response", read: read, position: r)
+            return ((cell, length, correlation, r), w)
         }
         guard service.atomic(at + ClientSlot.requestWrite.offset, UInt64.self).load(ordering: .relaxed) != r else {
             throw SharedMemoryError(.invalidArgument, "no request is waiting for a response: send one first", region: service.name)
