@@ -238,6 +238,65 @@ func heapFind(_ name: RegionName, _ n: Int) throws {
     if sum == 42 { print(sum) }
 }
 
+// The cache-line traces (Benchmarks/CacheLines/run.sh runs these under `valgrind --tool=lackey --trace-mem=yes`):
+// both sides in this one process on one mapping, the sender's (publisher's) work and the receiver's (subscriber's)
+// in turns. The first line says where the region and the markers are (lackey shows addresses, not values): a store
+// to the first marker word starts a turn of the sending side, to the second one of the receiving side, to the third
+// ends the trace.
+
+/// The three marker words, on a page of their own (malloc'd memory is also written by malloc, which a trace would
+/// take for marks), and a store to one that the optimiser keeps.
+nonisolated(unsafe) let marker = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!.assumingMemoryBound(to: UInt64.self)
+func mark(_ turn: Int) {
+    UnsafeAtomic<UInt64>(at: UnsafeMutableRawPointer(marker + (turn - 1)).assumingMemoryBound(to: UnsafeAtomic<UInt64>.Storage.self))
+        .store(1, ordering: .relaxed)
+}
+
+func announce(_ region: borrowing AnyRegion) {
+    let base = region.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+    print("region \(String(base, radix: 16)) \(region.size) marker \(String(UInt(bitPattern: marker), radix: 16))")
+    fflush(nil)
+}
+
+func linesRing(_ name: RegionName, _ n: Int) throws {
+    let region = try ringRegion(name)
+    let sender = try RingSender(region), receiver = try RingReceiver(region)
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    announce(region)
+    for _ in 0..<n {
+        mark(1)
+        try message.withUnsafeBytes { try sender.send($0) }
+        mark(2)
+        total &+= try receiver.receiveUnsafe { bytes in bytes.reduce(0) { $0 &+ Int($1) } } ?? 0  // every byte read, as a consumer does
+    }
+    mark(3)
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
+func linesPubsub(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
+    try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
+    var subscriber = try Subscriber(region)
+    var publisher = try Publisher(region)
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    announce(region)
+    for _ in 0..<n {
+        mark(1)
+        try message.withUnsafeBytes { _ = try publisher.publish($0) }
+        mark(2)
+        total &+= try subscriber.receive { bytes, _ in bytes.withUnsafeBytes { $0.reduce(0) { $0 &+ Int($1) } } } ?? 0
+    }
+    mark(3)
+    subscriber.close()
+    publisher.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 let operation = CommandLine.arguments[1], n = Int(CommandLine.arguments[2])!
 let name = try RegionName("posix:/smharness-\(getpid())")
 switch operation {
@@ -250,10 +309,12 @@ case "ring-unsafe": try ringUnsafe(name, n)
 case "ring-struct": try ringStruct(name, n)
 case "ring-class": try ringClass(name, n)
 case "pubsub": try pubsub(name, n)
+case "lines-ring": try linesRing(name, n)
+case "lines-pubsub": try linesPubsub(name, n)
 case "pubsub-typed": try pubsubTyped(name, n)
 case "pubsub-struct": try pubsubStruct(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, ring-copy, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, ring-copy, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, heap-allocate or heap-find")
 }
