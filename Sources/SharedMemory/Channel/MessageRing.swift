@@ -39,7 +39,7 @@ public enum MessageRing {
     /// only gives meaning to bytes that are reserved, zero, in the versions before it).
     static let majorVersion: UInt16 = 1
     static let minorVersion: UInt16 = 0
-    static let headerSize = 256
+    @inlinable static var headerSize: Int { 256 }
 
     // The header's fields are declared in RingHeader (Kit/Formats.swift).
 
@@ -170,24 +170,27 @@ public enum MessageRing {
 struct RingView: ~Copyable {
     /// Keeps the memory mapped while the side exists.
     let mapping: RegionMapping
-    let name: RegionName
-    let base: UnsafeMutableRawPointer
-    @usableFromInline let data: UnsafeMutableRawPointer
-    let capacity: Int
+    @usableFromInline let base: UnsafeMutableRawPointer
     @usableFromInline let capacity64: UInt64
-    @usableFromInline let mask: UInt64
     /// The largest message (capacity / 2 - 4), kept: a signed division on every send and receive otherwise.
     @usableFromInline let maxMessage: Int
-    @usableFromInline let head: UnsafeAtomic<UInt64>
-    @usableFromInline let tail: UnsafeAtomic<UInt64>
-    let finished: UnsafeAtomic<UInt32>
-    @usableFromInline let receiverWaiting: UnsafeAtomic<UInt32>
-    @usableFromInline let dataSignal: UnsafeAtomic<UInt32>
-    @usableFromInline let senderWaiting: UnsafeAtomic<UInt32>
-    let spaceSignal: UnsafeAtomic<UInt32>
     @usableFromInline let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
     /// The side this handle holds the seat of.
     let side: MessageRing.Side
+
+    // Everything else is a fixed offset from `base`, computed where it is used (an addressing mode, no instruction):
+    // a side is small, so a copy of it (one kept in a class is copied out before each call that takes it) is cheap.
+    var name: RegionName { mapping.name }
+    var capacity: Int { Int(truncatingIfNeeded: capacity64) }
+    @inlinable var data: UnsafeMutableRawPointer { base + MessageRing.headerSize }
+    @inlinable var mask: UInt64 { capacity64 &- 1 }
+    @inlinable var head: UnsafeAtomic<UInt64> { RingHeader.head.atomic(base, UInt64.self) }
+    @inlinable var tail: UnsafeAtomic<UInt64> { RingHeader.tail.atomic(base, UInt64.self) }
+    var finished: UnsafeAtomic<UInt32> { RingHeader.finished.atomic(base, UInt32.self) }
+    @inlinable var receiverWaiting: UnsafeAtomic<UInt32> { RingHeader.receiverWaiting.atomic(base, UInt32.self) }
+    @inlinable var dataSignal: UnsafeAtomic<UInt32> { RingHeader.dataSignal.atomic(base, UInt32.self) }
+    @inlinable var senderWaiting: UnsafeAtomic<UInt32> { RingHeader.senderWaiting.atomic(base, UInt32.self) }
+    var spaceSignal: UnsafeAtomic<UInt32> { RingHeader.spaceSignal.atomic(base, UInt32.self) }
 
     /// Waits up to `timeout` for the ring at `offset` to be formatted, validates its header and takes `side`'s seat
     /// for this process.
@@ -204,21 +207,10 @@ struct RingView: ~Copyable {
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
         self.side = side
-        self.head = head
-        self.tail = tail
         self.mapping = mapping
-        name = region.name
         self.base = base
-        data = base + MessageRing.headerSize
-        self.capacity = capacity
         capacity64 = UInt64(capacity)
-        mask = UInt64(capacity - 1)
         maxMessage = MessageRing.maxMessage(capacity: capacity)
-        finished = RingHeader.finished.atomic(base, UInt32.self)
-        receiverWaiting = RingHeader.receiverWaiting.atomic(base, UInt32.self)
-        dataSignal = RingHeader.dataSignal.atomic(base, UInt32.self)
-        senderWaiting = RingHeader.senderWaiting.atomic(base, UInt32.self)
-        spaceSignal = RingHeader.spaceSignal.atomic(base, UInt32.self)
         position = .allocate(capacity: 1)
         position.initialize(to: (written, read))
     }

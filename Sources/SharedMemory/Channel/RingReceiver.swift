@@ -109,7 +109,7 @@ public struct RingReceiver: ~Copyable {
     }
 
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
-    @inlinable
+    @inlinable @inline(__always)
     func release(_ message: UnsafeRawBufferPointer) {
         ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
         ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
@@ -126,7 +126,7 @@ public struct RingReceiver: ~Copyable {
 
     /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
     /// when the ring is empty). Its space stays taken until ``release(_:)``.
-    @inlinable
+    @inlinable @inline(__always)
     func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
         if let message = ring.nextIfPlain() { return message }
         return try nextMessageSlowly(timeout: timeout, wait: wait)
