@@ -21,6 +21,14 @@
 #ifndef SMRING_H
 #define SMRING_H
 
+/* How the ring's functions are declared. At -O2 neither gcc nor clang inlines the larger ones (smring_send,
+ * smring_receive); a program that wants the hot path inlined into its loop, as Swift's is, defines this first:
+ *     #define SMRING_INLINE static inline __attribute__((always_inline))
+ * (Benchmarks/Instructions/run.sh and `shm bench --instructions` measure the ring in C that way: the fair C.) */
+#ifndef SMRING_INLINE
+#define SMRING_INLINE static inline
+#endif
+
 /* syscall, kill and clock_gettime are POSIX and Linux, not ISO C: under -std=c11, include this header first (or
  * compile with -std=gnu11). */
 #ifndef _DEFAULT_SOURCE
@@ -86,18 +94,18 @@ typedef struct smring {
     int reserved;
 } smring;
 
-static inline _Atomic uint64_t *smring__u64(const smring *r, unsigned offset) { return (_Atomic uint64_t *)(r->base + offset); }
-static inline _Atomic uint32_t *smring__u32(const smring *r, unsigned offset) { return (_Atomic uint32_t *)(r->base + offset); }
-static inline _Atomic int32_t *smring__i32(const smring *r, unsigned offset) { return (_Atomic int32_t *)(r->base + offset); }
-static inline uint64_t smring__align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+SMRING_INLINE _Atomic uint64_t *smring__u64(const smring *r, unsigned offset) { return (_Atomic uint64_t *)(r->base + offset); }
+SMRING_INLINE _Atomic uint32_t *smring__u32(const smring *r, unsigned offset) { return (_Atomic uint32_t *)(r->base + offset); }
+SMRING_INLINE _Atomic int32_t *smring__i32(const smring *r, unsigned offset) { return (_Atomic int32_t *)(r->base + offset); }
+SMRING_INLINE uint64_t smring__align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 /* The largest message a ring of `capacity` carries. */
-static inline uint32_t smring_maximum_message(uint64_t capacity) { return (uint32_t)(capacity / 2 - 4); }
+SMRING_INLINE uint32_t smring_maximum_message(uint64_t capacity) { return (uint32_t)(capacity / 2 - 4); }
 
 /* The bytes a ring of `capacity` takes in a region. */
-static inline uint64_t smring_size(uint64_t capacity) { return SMRING_HEADER_SIZE + capacity; }
+SMRING_INLINE uint64_t smring_size(uint64_t capacity) { return SMRING_HEADER_SIZE + capacity; }
 
-static inline const char *smring_error(int code) {
+SMRING_INLINE const char *smring_error(int code) {
     switch (code) {
     case SMRING_OK: return "ok";
     case SMRING_FOREIGN: return "foreign: not a ring of this format, or a corrupt one";
@@ -133,12 +141,12 @@ static void smring__note(int code, const char *format, ...) {
 
 #define smring__fail(code, ...) (smring__note((code), __VA_ARGS__), (code))
 
-static inline const char *smring_message(int code) {
+SMRING_INLINE const char *smring_message(int code) {
     return code == smring__text_code && smring__text[0] ? smring__text : smring_error(code);
 }
 
 /* A timeout as Swift's Duration prints it: "1.0 seconds", "0.25 seconds". */
-static inline const char *smring__seconds(int64_t ns, char *text, size_t size) {
+SMRING_INLINE const char *smring__seconds(int64_t ns, char *text, size_t size) {
     if (ns % 1000000000 == 0) snprintf(text, size, "%lld.0 seconds", (long long)(ns / 1000000000));
     else snprintf(text, size, "%.9g seconds", (double)ns / 1e9);
     return text;
@@ -146,24 +154,24 @@ static inline const char *smring__seconds(int64_t ns, char *text, size_t size) {
 
 /* ---- Time, futexes and processes ---- */
 
-static inline int64_t smring__now(void) {
+SMRING_INLINE int64_t smring__now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* FUTEX_WAIT (shared: the word is in memory two processes map) while *word == seen, at most `ns`. */
-static inline void smring__futex_wait(_Atomic uint32_t *word, uint32_t seen, int64_t ns) {
+SMRING_INLINE void smring__futex_wait(_Atomic uint32_t *word, uint32_t seen, int64_t ns) {
     struct timespec t = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, &t, NULL, 0);
 }
 
-static inline void smring__futex_wake(_Atomic uint32_t *word) {
+SMRING_INLINE void smring__futex_wake(_Atomic uint32_t *word) {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 /* Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot; 0 if unknown. */
-static inline uint64_t smring__start_time(int32_t pid) {
+SMRING_INLINE uint64_t smring__start_time(int32_t pid) {
     char path[64], text[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -180,7 +188,7 @@ static inline uint64_t smring__start_time(int32_t pid) {
 
 /* Whether the process in a seat runs: an empty seat (pid 0) counts as alive, since the peer has not come yet; a
    recorded start time of 0 never does; a start time that cannot be read (/proc hidden) is taken as the same. */
-static inline int smring__alive(const smring *r, int seat) {
+SMRING_INLINE int smring__alive(const smring *r, int seat) {
     unsigned pid_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_PID : SMRING_OFF_RECEIVER_PID;
     unsigned start_offset = seat == SMRING_SENDER ? SMRING_OFF_SENDER_START : SMRING_OFF_RECEIVER_START;
     int32_t pid = atomic_load_explicit(smring__i32(r, pid_offset), memory_order_acquire);
@@ -200,7 +208,7 @@ static inline int smring__alive(const smring *r, int seat) {
 
 /* Writes a new, empty ring of `capacity` (a power of two, at least 4096) at `ring`, which must be 64-byte aligned
  * with `room` bytes from there; wakes every side waiting in smring_wait_formatted. */
-static inline int smring_format(void *ring, uint64_t room, uint64_t capacity) {
+SMRING_INLINE int smring_format(void *ring, uint64_t room, uint64_t capacity) {
     if (((uintptr_t)ring & 63) != 0) return smring__fail(SMRING_INVALID, "a ring's place must be 64-byte aligned");
     if (capacity < 4096 || (capacity & (capacity - 1)) != 0)
         return smring__fail(SMRING_INVALID, "a ring's capacity is a power of two of at least 4096 bytes, not %llu", (unsigned long long)capacity);
@@ -221,7 +229,7 @@ static inline int smring_format(void *ring, uint64_t room, uint64_t capacity) {
 }
 
 /* Checks the header at `ring` (`room` bytes from there) and returns its capacity in *capacity. */
-static inline int smring_validate(const void *ring, uint64_t room, uint64_t *capacity) {
+SMRING_INLINE int smring_validate(const void *ring, uint64_t room, uint64_t *capacity) {
     smring r = { .base = (unsigned char *)ring };
     if (((uintptr_t)ring & 63) != 0) return smring__fail(SMRING_INVALID, "a ring's place must be 64-byte aligned");
     if (room < SMRING_HEADER_SIZE) return smring__fail(SMRING_INVALID, "a ring needs at least %u bytes for its header; the region holds %llu from the ring's place", SMRING_HEADER_SIZE, (unsigned long long)room);
@@ -248,7 +256,7 @@ static inline int smring_validate(const void *ring, uint64_t room, uint64_t *cap
 
 /* Waits at most `timeout_ns` for a ring to be formatted at `ring`: SMRING_OK, SMRING_TIMED_OUT, or SMRING_FOREIGN
  * once the time is up with something else there (at once for a ring of another layout). */
-static inline int smring_wait_formatted(void *ring, uint64_t room, int64_t timeout_ns) {
+SMRING_INLINE int smring_wait_formatted(void *ring, uint64_t room, int64_t timeout_ns) {
     smring r = { .base = (unsigned char *)ring };
     int64_t deadline = smring__now() + timeout_ns;
     for (;;) {
@@ -267,7 +275,7 @@ static inline int smring_wait_formatted(void *ring, uint64_t room, int64_t timeo
 
 /* Attaches as the ring's sender or receiver (SMRING_SENDER, SMRING_RECEIVER): validates the header and both
  * positions, and takes the seat (SMRING_BUSY if a live process holds it). */
-static inline int smring_attach(smring *r, void *ring, uint64_t room, int seat) {
+SMRING_INLINE int smring_attach(smring *r, void *ring, uint64_t room, int seat) {
     memset(r, 0, sizeof *r);
     r->base = (unsigned char *)ring;
     r->seat = seat;
@@ -307,7 +315,7 @@ static inline int smring_attach(smring *r, void *ring, uint64_t room, int seat) 
 }
 
 /* The sender found the receiver's position impossible. */
-static inline int smring__corrupt_tail(const smring *r) {
+SMRING_INLINE int smring__corrupt_tail(const smring *r) {
     return smring__fail(SMRING_FOREIGN, "the ring is corrupt: its read position %llu is not within a ring of the write position %llu; the receiver is not a SharedMemory ring receiver, or it wrote over the ring",
                         (unsigned long long)r->tail, (unsigned long long)r->head);
 }
@@ -315,7 +323,7 @@ static inline int smring__corrupt_tail(const smring *r) {
 /* ---- Waiting (Docs/WireFormat.md, "Waiting") ---- */
 
 /* Sleeps on `signal` until it moves, the deadline passes or 100 ms go by. Returns 1 if the slice elapsed. */
-static inline int smring__sleep(_Atomic uint32_t *signal, uint32_t seen, int64_t deadline, int *timed_out) {
+SMRING_INLINE int smring__sleep(_Atomic uint32_t *signal, uint32_t seen, int64_t deadline, int *timed_out) {
     int64_t slice = 100000000;
     if (deadline >= 0) {
         int64_t left = deadline - smring__now();
@@ -331,7 +339,7 @@ static inline int smring__sleep(_Atomic uint32_t *signal, uint32_t seen, int64_t
 
 /* Reserves room for up to `count` bytes, waiting at most `timeout_ns`; *slot is where to write them. Publish them
  * with smring_publish. */
-static inline int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, void **slot) {
+SMRING_INLINE int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, void **slot) {
     if (r->seat != SMRING_SENDER) return smring__fail(SMRING_INVALID, "only the ring's sender sends");
     if (r->reserved) return smring__fail(SMRING_INVALID, "the message reserved before must be published first");
     if (count > smring_maximum_message(r->capacity))
@@ -379,7 +387,7 @@ static inline int smring_reserve(smring *r, uint32_t count, int64_t timeout_ns, 
     }
 }
 
-static inline void smring__wake(smring *r, unsigned signal_offset, unsigned waiting_offset, int always) {
+SMRING_INLINE void smring__wake(smring *r, unsigned signal_offset, unsigned waiting_offset, int always) {
     atomic_thread_fence(memory_order_seq_cst);
     if (always || atomic_load_explicit(smring__u32(r, waiting_offset), memory_order_relaxed) != 0) {
         atomic_fetch_add_explicit(smring__u32(r, signal_offset), 1, memory_order_release);
@@ -388,7 +396,7 @@ static inline void smring__wake(smring *r, unsigned signal_offset, unsigned wait
 }
 
 /* Publishes the first `written` bytes (at most the count reserved) of the slot smring_reserve gave as a message. */
-static inline int smring_publish(smring *r, uint32_t written) {
+SMRING_INLINE int smring_publish(smring *r, uint32_t written) {
     if (!r->reserved) return smring__fail(SMRING_INVALID, "nothing was reserved to publish");
     if (written > r->pending) return smring__fail(SMRING_INVALID, "%u bytes were written, and %u reserved", written, r->pending);
     uint64_t start = r->pending_end & (r->capacity - 1);
@@ -401,7 +409,7 @@ static inline int smring_publish(smring *r, uint32_t written) {
 }
 
 /* Sends a copy of `length` bytes, waiting for room at most `timeout_ns`. */
-static inline int smring_send(smring *r, const void *bytes, uint32_t length, int64_t timeout_ns) {
+SMRING_INLINE int smring_send(smring *r, const void *bytes, uint32_t length, int64_t timeout_ns) {
     void *slot;
     int result = smring_reserve(r, length, timeout_ns, &slot);
     if (result != SMRING_OK) return result;
@@ -410,7 +418,7 @@ static inline int smring_send(smring *r, const void *bytes, uint32_t length, int
 }
 
 /* Tells the receiver no more messages come. */
-static inline void smring_finish(smring *r) {
+SMRING_INLINE void smring_finish(smring *r) {
     atomic_store_explicit(smring__u32(r, SMRING_OFF_FINISHED), 1, memory_order_release);
     smring__wake(r, SMRING_OFF_DATA_SIGNAL, SMRING_OFF_RECEIVER_WAITING, 1);
 }
@@ -419,7 +427,7 @@ static inline void smring_finish(smring *r) {
 
 /* The next message in place: *message and *length, valid until smring_release. SMRING_FINISHED once the sender
  * finished and everything was read; SMRING_FOREIGN for a corrupt ring (nothing outside it was read). */
-static inline int smring_receive(smring *r, const void **message, uint32_t *length, int64_t timeout_ns) {
+SMRING_INLINE int smring_receive(smring *r, const void **message, uint32_t *length, int64_t timeout_ns) {
     if (r->seat != SMRING_RECEIVER) return smring__fail(SMRING_INVALID, "only the ring's receiver receives");
     if (r->pending) return smring__fail(SMRING_INVALID, "the message received before must be released first");
     int64_t deadline = timeout_ns < 0 ? -1 : smring__now() + timeout_ns;
@@ -472,7 +480,7 @@ static inline int smring_receive(smring *r, const void **message, uint32_t *leng
 }
 
 /* Frees the space of the message smring_receive handed out, and wakes a sender waiting for room. */
-static inline void smring_release(smring *r) {
+SMRING_INLINE void smring_release(smring *r) {
     if (!r->pending) return;
     r->tail += r->pending;
     r->pending = 0;
@@ -482,7 +490,7 @@ static inline void smring_release(smring *r) {
 
 /* Receives a copy into `buffer` (room for `room` bytes; SMRING_TOO_LARGE, message left in the ring, if it does not
  * fit) and frees its space. */
-static inline int smring_receive_copy(smring *r, void *buffer, uint32_t room, uint32_t *length, int64_t timeout_ns) {
+SMRING_INLINE int smring_receive_copy(smring *r, void *buffer, uint32_t room, uint32_t *length, int64_t timeout_ns) {
     const void *message;
     int result = smring_receive(r, &message, length, timeout_ns);
     if (result != SMRING_OK) return result;
@@ -497,13 +505,13 @@ static inline int smring_receive_copy(smring *r, void *buffer, uint32_t room, ui
 }
 
 /* Whether the sender has finished and every message has been read. */
-static inline int smring_is_finished(smring *r) {
+SMRING_INLINE int smring_is_finished(smring *r) {
     return atomic_load_explicit(smring__u32(r, SMRING_OFF_FINISHED), memory_order_acquire) != 0
         && atomic_load_explicit(smring__u64(r, SMRING_OFF_HEAD), memory_order_acquire) == r->tail;
 }
 
 /* Gives the seat back (a sender finishes the stream first), so another process may attach. */
-static inline void smring_close(smring *r) {
+SMRING_INLINE void smring_close(smring *r) {
     if (r->seat == SMRING_SENDER) smring_finish(r);
     unsigned pid_offset = r->seat == SMRING_SENDER ? SMRING_OFF_SENDER_PID : SMRING_OFF_RECEIVER_PID;
     atomic_store_explicit(smring__i32(r, pid_offset), 0, memory_order_release);
