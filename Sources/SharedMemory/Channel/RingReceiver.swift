@@ -111,8 +111,13 @@ public struct RingReceiver: ~Copyable {
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
     @inlinable @inline(__always)
     func release(_ message: UnsafeRawBufferPointer) {
-        ring.position.pointee.tail &+= UInt64(truncatingIfNeeded: align8(4 &+ message.count))
-        ring.tail.store(ring.position.pointee.tail, ordering: .releasing)
+        // A load and a store, not `&+=`: a compound assignment through the noncopyable side is a Swift "modify"
+        // access, which ThreadSanitizer recorded at the shared mapping's address, so two receivers of one mapping
+        // releasing at once on two threads were reported as a race (CI, AsyncTests.manyWaiters; 2 runs in 3).
+        let position = ring.position
+        let tail = position.pointee.tail &+ UInt64(truncatingIfNeeded: align8(4 &+ message.count))
+        position.pointee.tail = tail
+        ring.tail.store(tail, ordering: .releasing)
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
         if ring.senderWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
     }
