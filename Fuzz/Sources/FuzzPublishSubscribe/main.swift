@@ -53,7 +53,18 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = try subscriber.receive(timeout: .zero) { bytes, _ in bytes.byteCount }
         subscriber.close()
     }
+    // A typed subscriber reads the patched sample type (hash, size, alignment, name) and says typeMismatch; where
+    // the patches make it match, it reads samples of its size only.
+    expectAnswer(allowed.union([.typeMismatch])) {
+        var typed = try TypedSubscriber<Sample64>(region, at: at)
+        _ = try typed.receive(timeout: .zero)
+    }
     return 0
+}
+
+/// A 64-byte sample type for the typed subscriber.
+struct Sample64: BitwiseCopyable {
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
 }
 
 runFuzzer { data, size in fuzz(data, size) }
