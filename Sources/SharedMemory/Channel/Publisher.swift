@@ -19,6 +19,16 @@ public struct Publisher: ~Copyable {
     private var nextLoan = -1
     /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
     public let blockTimeout: Duration
+    /// Per subscriber slot, the read position last seen and the slot's generation then: while the generation is the
+    /// same, the subscriber's read position only grows, so a queue with room at that position has room now, and the
+    /// publish need not read the subscriber's line (a cache line that would cross between cores on every sample).
+    private let readSeen: UnsafeMutablePointer<SeenRead>
+
+    struct SeenRead {
+        var generation: UInt32 = 0
+        var valid = false
+        var read: UInt64 = 0
+    }
 
     typealias P = PublishSubscribe
 
@@ -39,6 +49,8 @@ public struct Publisher: ~Copyable {
         geometry = service.geometry
         lock = service.lock
         self.blockTimeout = blockTimeout
+        readSeen = .allocate(capacity: service.layout.subscribers)
+        readSeen.initialize(repeating: SeenRead(), count: service.layout.subscribers)
     }
 
     /// The largest payload a sample can have.
@@ -177,6 +189,7 @@ public struct Publisher: ~Copyable {
     deinit {
         if nextLoan >= 0 { geometry.endLoan(nextLoan) }
         service.publisherSeat.vacate()
+        readSeen.deallocate()
     }
 
     /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
@@ -314,15 +327,23 @@ public struct Publisher: ~Copyable {
         let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
         let write = geometry.atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self)
-        let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
         let w = write.load(ordering: .relaxed)
-        while true {
-            let r = read.load(ordering: .acquiring)
-            guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
-                throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
+        // The slot's generation is on the line this publish reads anyway (the state); the read position is not.
+        let generation = geometry.atomic(slotAt &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .relaxed)
+        let seen = readSeen[s]
+        if !(seen.valid && seen.generation == generation && w >= seen.read && w &- seen.read < depth && depth <= capacity) {
+            let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
+            while true {
+                let r = read.load(ordering: .acquiring)
+                guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
+                    throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
+                }
+                if w - r < depth {
+                    readSeen[s] = SeenRead(generation: generation, valid: true, read: r)
+                    break
+                }
+                guard try dropOldest(from: s, read: r) else { return false }
             }
-            if w - r < depth { break }
-            guard try dropOldest(from: s, read: r) else { return false }
         }
         _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
         geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
