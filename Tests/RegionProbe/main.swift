@@ -41,15 +41,18 @@
 //                               the first message
 //   chown NAME UID GID          open and give the region to UID and GID (System V: IPC_SET, the creator keeps
 //                               its rights)
-//   race-replace NAME SECONDS SIZE
-//                               for SECONDS, over and over: unlink whatever the name holds (raw unlink), create
-//                               a region of SIZE under it, and check a moment later that it still has its name;
-//                               prints `ok ROUNDS LOST`, LOST being successors some other process unlinked
-//   race-remove NAME SECONDS SIZE
-//                               for SECONDS, over and over: create a region of SIZE under the name and remove it
-//                               (remove() of the attachment); a create that fails (the name is taken, or the file
-//                               system is full) backs out; prints `ok ROUNDS CREATED [DISPLACED...]`, DISPLACED
-//                               the names a successor was left under when a third object took the name at once
+//   race-replace NAME SECONDS SIZE [STOPFILE]
+//                               for SECONDS (and then, given STOPFILE, until that file exists: at most 120 s), over
+//                               and over: unlink whatever the name holds (raw unlink), create a region of SIZE under
+//                               it, and check a moment later that it still has its name; prints `ok ROUNDS LOST`,
+//                               LOST being successors some other process unlinked
+//   race-remove NAME SECONDS SIZE [ROUNDS]
+//                               for SECONDS (and then until it has made ROUNDS tries: at most 120 s), over and over:
+//                               create a region of SIZE under the name and remove it (remove() of the attachment); a
+//                               create that fails (the name is taken, or the file system is full) backs out; prints
+//                               `ok ROUNDS CREATED [DISPLACED...]`, DISPLACED the names a successor was left under
+//                               when a third object took the name at once. (A count, not only a time: on a busy
+//                               machine 4 s held 80 tries, too few to say the race was run.)
 //   wait-policy -               print `ok CPUS WAKEUP BUDGET`: what the adaptive wait decides in this process (run
 //                               it under `taskset` to give it fewer CPUs)
 //   event-wait NAME MILLISECONDS
@@ -319,9 +322,10 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         return ""
     case "race-replace":
         let path = name.description.dropPrefix("posix:").map { "/dev/shm" + $0 } ?? String(name.description.dropFirst("file:".count))
-        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000))
+        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000)), limit = ContinuousClock.now + .seconds(120)
+        let stop = rest.count > 2 ? rest[2] : nil
         var rounds = 0, lost = 0
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline || (stop.map { access($0, F_OK) != 0 } ?? false && ContinuousClock.now < limit) {
             unlink(path)
             rounds += 1
             guard let region = try? SharedMemory.create(name, size: Int(rest[1])!) else { continue }
@@ -333,9 +337,10 @@ func run(_ operation: String, _ name: RegionName, _ rest: [String]) throws(Share
         }
         return "\(rounds) \(lost)"
     case "race-remove":
-        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000))
+        let deadline = ContinuousClock.now + .milliseconds(Int(Double(rest[0])! * 1000)), limit = ContinuousClock.now + .seconds(120)
+        let least = rest.count > 2 ? Int(rest[2])! : 0
         var rounds = 0, created = 0, displaced: [String] = []
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline || (rounds < least && ContinuousClock.now < limit) {
             rounds += 1
             do {
                 let region = try SharedMemory.create(name, size: Int(rest[1])!)

@@ -107,13 +107,18 @@ struct LocalUserTests {
         }
     }
 
-    @Test("remove() never unlinks an object that replaced its own under the name (a racing process, 4 s)", arguments: [Backend.posix, .file])
+    @Test("remove() never unlinks an object that replaced its own under the name (a racing process, at least 4 s and 300 tries)", arguments: [Backend.posix, .file])
     func removeRace(backend: Backend) throws {
         let name = Names.unique(backend)
         defer { Names.cleanUp(name) }
-        let replacer = try Probe.start(["race-replace", name.description, "4", "4096"])
-        let remover = try Probe.start(["race-remove", name.description, "4", "4096"])
-        let replaced = replacer.finish().lastLine.split(separator: " "), removed = remover.finish().lastLine.split(separator: " ")
+        // At least 4 s and 300 tries of the remover, the replacer racing it until it is done.
+        let stop = "/tmp/smtest-race-stop-\(getpid())-\(backend)"
+        defer { unlink(stop) }
+        let replacer = try Probe.start(["race-replace", name.description, "4", "4096", stop])
+        let remover = try Probe.start(["race-remove", name.description, "4", "4096", "300"])
+        let removed = remover.finish().lastLine.split(separator: " ")
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
+        let replaced = replacer.finish().lastLine.split(separator: " ")
         try #require(replaced.count == 3 && removed.count >= 3, "\(replaced) \(removed)")
         // The documented limit: a successor left under a random name when a third object took the name in the
         // same instant. It is not unlinked: it is there, and the error named it. Clean it up.
@@ -126,13 +131,14 @@ struct LocalUserTests {
         print("removeRace \(backend): \(replaced[1]) replacements, \(removed[2]) creates and removes, \(removed.count - 3) successors displaced, 0 unlinked")
     }
 
-    @Test("a create that fails on a full file system backs out only what it made (a racing process, 4 s)")
+    @Test("a create that fails on a full file system backs out only what it made (a racing process, at least 4 s and 300 tries)")
     func backOutRace() throws {
         let name = "posix:/smtest-backout-\(getpid())"
         let script = """
             mount -t tmpfs -o size=64k tmpfs /dev/shm
-            \(Probe.path) race-replace \(name) 4 4096 > replace.txt &
-            \(Probe.path) race-remove \(name) 4 1048576 > remove.txt
+            \(Probe.path) race-replace \(name) 4 4096 stop > replace.txt &
+            \(Probe.path) race-remove \(name) 4 1048576 300 > remove.txt
+            touch stop
             wait
             cat replace.txt remove.txt
             """
