@@ -75,6 +75,15 @@ struct TypedPubSubTests {
         expectError(.invalidArgument) { try PublishSubscribe.format(region, at: 4096, sampleType: Empty.self, subscribers: 1, queueDepth: 1) }
     }
 
+    @Test("a header whose sample type and largest payload disagree is foreign, never a value made past a chunk")
+    func forgedHeader() throws {
+        try Self.service { region in
+            try region.set(UInt64(8), at: ServiceHeader.maxPayload.offset)  // a peer's word: smaller than a Quote
+            #expect(expectError(.foreign) { try TypedPublisher<Quote>(region) }?.reason.contains("largest payload 8") == true)
+            expectError(.foreign) { try TypedSubscriber<Quote>(region) }
+        }
+    }
+
     @Test("a byte publisher's sample of another length is foreign to a typed subscriber, which then reads on")
     func wrongLength() throws {
         try Self.service { region in

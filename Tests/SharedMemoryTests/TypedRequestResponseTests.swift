@@ -55,6 +55,15 @@ struct TypedRequestResponseTests {
         #expect(expectError(.typeMismatch) { try TypedClient<Lookup, Price>(plain) }?.reason.contains("bytes") == true)
     }
 
+    @Test("a header whose types and cell sizes disagree is foreign, never a value written past a cell")
+    func forgedHeader() throws {
+        try Self.service { region in
+            try region.set(UInt64(4), at: RequestResponseHeader.maxResponse.offset)  // a peer's word: smaller than a Price
+            #expect(expectError(.foreign) { try TypedServer<Lookup, Price>(region) }?.reason.contains("and 8 and 4 by size") == true)
+            expectError(.foreign) { try TypedClient<Lookup, Price>(region) }
+        }
+    }
+
     @Test("by name, across processes: the server in a second process answers each request")
     func twoProcesses() throws {
         try Names.with(.posix) { name in

@@ -105,8 +105,11 @@ public struct Publisher: ~Copyable {
     /// it wrote, and publishes them; if `fill` says nil, the loan goes back unpublished and the result is nil.
     @usableFromInline
     mutating func publishFilled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int?) throws(SharedMemoryError) -> UInt64? {
+        guard count >= 0, count <= geometry.layout.maxPayload else {
+            throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
+        }
         let c = try loan()
-        guard let length = fill(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: min(count, geometry.layout.maxPayload))) else {
+        guard let length = fill(UnsafeMutableRawBufferPointer(start: geometry.base + geometry.chunk(c) + Chunk.payload.offset, count: count)) else {
             nextLoan = c  // unpublished: the next publish takes it
             return nil
         }

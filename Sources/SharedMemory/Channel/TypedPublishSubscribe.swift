@@ -52,6 +52,11 @@ extension PublishSubscribe {
     ) throws(SharedMemoryError) {
         let service = try ServiceView(region, at: offset, timeout: timeout)
         try expectSampleType(TypeIdentity.of(Sample.self), at: service.base, region: service.name)
+        // A header whose type fields and largest payload disagree would have a publish make a value in a chunk
+        // too small for it: a peer's words, checked.
+        guard service.layout.maxPayload == MemoryLayout<Sample>.size else {
+            throw SharedMemoryError(.foreign, "the service's header says its samples are \(Sample.self) values of \(MemoryLayout<Sample>.size) bytes, and its largest payload \(service.layout.maxPayload)", region: service.name)
+        }
     }
 
     /// `typeMismatch`, naming both types, unless the service at `base` carries `wanted` values.

@@ -35,6 +35,10 @@ extension RequestResponse {
         let service = try RequestView(region, at: offset, timeout: timeout)
         try expectType(.of(Request.self), "requests", service.base, RequestResponseHeader.requestType, .requestSize, .requestAlignment, service.name)
         try expectType(.of(Response.self), "responses", service.base, RequestResponseHeader.responseType, .responseSize, .responseAlignment, service.name)
+        // Type fields that disagree with the cells' sizes would have a request or response written past its cell.
+        guard service.layout.maxRequest == MemoryLayout<Request>.size, service.layout.maxResponse == MemoryLayout<Response>.size else {
+            throw SharedMemoryError(.foreign, "the service's header gives its requests and responses \(MemoryLayout<Request>.size) and \(MemoryLayout<Response>.size) bytes by type, and \(service.layout.maxRequest) and \(service.layout.maxResponse) by size", region: service.name)
+        }
     }
 
     /// What the header at `base` says its requests and responses are, for `shm inspect`: `bytes`, or each type's size
