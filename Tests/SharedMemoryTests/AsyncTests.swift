@@ -6,7 +6,7 @@ import Testing
 @testable import SharedMemory
 
 /// The async face: waits that suspend a task instead of blocking a thread of the cooperative pool.
-@Suite("Async waits", .serialized)  // serial: the tests count the tasks waiting in the process
+@Suite("Async waits", .serialized)  // serial: each fills the waiter threads with up to 200 tasks; one at a time
 struct AsyncTests {
     /// A noncopyable handle in a class, so that tasks can share it.
     final class Box<Value: ~Copyable>: @unchecked Sendable {
@@ -14,12 +14,14 @@ struct AsyncTests {
         init(_ value: consuming Value) { self.value = value }
     }
 
-    /// Waits (at most 10 s) until at least `count` tasks of this process wait in the waiter threads.
-    static func waitUntilWaiting(_ count: Int) async throws {
+    /// Waits (at most 10 s) until at least `count` tasks of this process wait in the waiter threads on words of
+    /// `region` (only its own: other suites' tasks run meanwhile).
+    static func waitUntilWaiting(_ count: Int, in region: borrowing some SharedRegion & ~Copyable) async throws {
+        let words = region.withUnsafeBytes { $0 }  // an address range to count in, never read through
         let deadline = ContinuousClock.now + .seconds(10)
-        while FutexWaiters.shared.waitingCount < count {
+        while FutexWaiters.shared.waitingCount(in: words) < count {
             guard ContinuousClock.now < deadline else {
-                Issue.record("only \(FutexWaiters.shared.waitingCount) of \(count) tasks started waiting")
+                Issue.record("only \(FutexWaiters.shared.waitingCount(in: words)) of \(count) tasks started waiting")
                 return
             }
             try await Task.sleep(for: .milliseconds(2))
@@ -89,7 +91,6 @@ struct AsyncTests {
                 return Box(try RingReceiver(region, at: i * ringSize))
             }
             let events = try (0..<rings).map { try ProcessEvent.initialize(in: region, at: rings * ringSize + $0 * 4) }
-            let before = FutexWaiters.shared.waitingCount
             try await withThrowingTaskGroup(of: String.self) { group in
                 for (i, receiver) in receivers.enumerated() {
                     group.addTask { String(decoding: try await receiver.value.receiveAsync(timeout: .seconds(60)) ?? [], as: UTF8.self) + " \(i)" }
@@ -97,7 +98,7 @@ struct AsyncTests {
                 for (i, event) in events.enumerated() {
                     group.addTask { try await event.waitAsync(timeout: .seconds(60)); return "event \(i)" }
                 }
-                try await Self.waitUntilWaiting(before + 2 * rings)
+                try await Self.waitUntilWaiting(2 * rings, in: region)
                 #expect(FutexWaiters.shared.threadCount >= 2, "200 words need two waiter threads of 127")
                 // The pool has a thread per core (2 here): were the waits holding them, this would not run.
                 let unrelated = await Self.timed {
@@ -141,9 +142,8 @@ struct AsyncTests {
             let receiver = Box(try RingReceiver(region, at: 4096))
 
             func expectPromptCancel(_ what: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
-                let before = FutexWaiters.shared.waitingCount
                 let task = Task { try await body() }
-                try await Self.waitUntilWaiting(before + 1)
+                try await Self.waitUntilWaiting(1, in: region)
                 let start = ContinuousClock.now
                 task.cancel()
                 let result = await task.result
@@ -189,7 +189,6 @@ struct AsyncTests {
             let receivers = try (0..<rings).map { Box(try RingReceiver(region, at: $0 * ringSize)) }
             let peer = try Probe.start(["ring-senders", name.description, "\(rings)", "\(ringSize)"])
             #expect(peer.line() == "ok senders \(rings)")
-            let before = FutexWaiters.shared.waitingCount
             try await withThrowingTaskGroup(of: SharedMemoryError.Code?.self) { group in
                 for receiver in receivers {
                     group.addTask {
@@ -201,7 +200,7 @@ struct AsyncTests {
                         }
                     }
                 }
-                try await Self.waitUntilWaiting(before + rings)
+                try await Self.waitUntilWaiting(rings, in: region)
                 let start = ContinuousClock.now
                 peer.kill()
                 var codes: [SharedMemoryError.Code?] = []
@@ -257,7 +256,6 @@ struct AsyncTests {
             let repairs = try region.atomic(Int.self, at: 128), bodies = try region.atomic(Int.self, at: 136)
             let holder = try Probe.start(["mutex-hold", name.description])
             #expect(holder.line() == "ok locked")
-            let before = FutexWaiters.shared.waitingCount
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<10 {
                     group.addTask {
@@ -266,7 +264,7 @@ struct AsyncTests {
                         }
                     }
                 }
-                try await Self.waitUntilWaiting(before + 10)
+                try await Self.waitUntilWaiting(10, in: region)
                 holder.kill()
                 try await group.waitForAll()
             }
@@ -394,18 +392,19 @@ struct AsyncTests {
                 try PublishSubscribe.format(region, at: i * stride, maxPayload: 64, subscribers: 1, queueDepth: 1)
                 return SubscriberBox(try Subscriber(region, at: i * stride, overflow: .blockPublisher))
             }
-            let before = FutexWaiters.shared.waitingCount
+            // The publishers' tasks map the region through `shared` (the same mapping): their waits are counted in it.
+            let shared = SharedAttachment(region)
             try await withThrowingTaskGroup(of: UInt64.self) { group in
                 for i in 0..<services {
                     group.addTask {
-                        var publisher = try Publisher(try SharedMemory.open(name), at: i * stride, blockTimeout: .seconds(60))
+                        var publisher = try Publisher(shared, at: i * stride, blockTimeout: .seconds(60))
                         try await publisher.publishAsync(count: 8) { $0.append(UInt8(i)) }  // fills the queue
                         return try await publisher.publishAsync(count: 8) { $0.append(UInt8(100 + i)) }  // waits for room
                     }
                 }
                 // All 8 wait in the waiter threads, suspended: a publish blocking its thread would never get there (and
                 // the pool has only a thread per core, 2 here).
-                try await Self.waitUntilWaiting(before + services)
+                try await Self.waitUntilWaiting(services, in: region)
                 for (i, box) in subscribers.enumerated() {
                     // Read without blocking a thread of the pool either: the publish it frees must get one to finish.
                     #expect(try await box.subscriber.receiveAsync(timeout: .seconds(10)) { bytes, info in [UInt64(bytes.unsafeLoad(as: UInt8.self)), info.sequence] } == [UInt64(i), 1])
@@ -427,10 +426,10 @@ struct AsyncTests {
             _ = consume publisher  // a service has one publisher: this one vacates its seat for the task's
             // Cancelled while it waits: CancellationError, and the sample is lost for it too.
             let waiting = Task {
-                var publisher = try Publisher(try SharedMemory.open(name), blockTimeout: .seconds(60))
+                var publisher = try Publisher(shared, blockTimeout: .seconds(60))
                 try await publisher.publishAsync(count: 1) { $0.append(3) }
             }
-            try await Self.waitUntilWaiting(before + 1)
+            try await Self.waitUntilWaiting(1, in: region)
             waiting.cancel()
             await #expect(throws: CancellationError.self) { try await waiting.value }
             #expect(first.subscriber.lost == 2)
@@ -459,7 +458,6 @@ struct AsyncTests {
             }
             let publisher = try Probe.start(["ps-publish", name.description, "1", "100000"])
             #expect(publisher.line() == "ok publishing")
-            let before = FutexWaiters.shared.waitingCount
             try await withThrowingTaskGroup(of: String.self) { group in
                 for samples in subscribers {
                     group.addTask {
@@ -472,7 +470,7 @@ struct AsyncTests {
                         }
                     }
                 }
-                try await Self.waitUntilWaiting(before + 8)
+                try await Self.waitUntilWaiting(8, in: region)
                 // The probe says it publishes before it does: the one sample must be in the queues before the kill.
                 let deadline = ContinuousClock.now + .seconds(5)
                 while try region.get(UInt64.self, at: ServiceHeader.published.offset) < 1, ContinuousClock.now < deadline {
@@ -608,12 +606,11 @@ struct AsyncTests {
             try MessageRing.format(region, capacity: 4096)
             let receiver = try RingReceiver(region)
             let messages = receiver.messages
-            let before = FutexWaiters.shared.waitingCount
             let first = Task {
                 var iterator = messages.makeAsyncIterator()
                 return try await iterator.next()
             }
-            try await Self.waitUntilWaiting(before + 1)
+            try await Self.waitUntilWaiting(1, in: region)
             var second = messages.makeAsyncIterator()
             let error = await #expect(throws: SharedMemoryError.self) { try await second.next() }
             #expect(error?.code == .busy)

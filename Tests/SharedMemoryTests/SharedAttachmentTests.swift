@@ -18,7 +18,7 @@ struct SharedAttachmentTests {
         var region = try SharedMemory.create(name, size: 4096)
         let shared = SharedAttachment(region)
         for i in 0..<200 { _ = try ProcessEvent.initialize(in: shared, at: i * 4) }
-        let before = FutexWaiters.shared.waitingCount
+        let words = shared.withUnsafeBytes { $0 }  // an address range to count waiters in: other tests' come and go
         try await withThrowingTaskGroup(of: Int.self) { group in
             for i in 0..<200 {
                 group.addTask {
@@ -29,8 +29,8 @@ struct SharedAttachmentTests {
             }
             // Every task waits, suspended (not a thread each), and the region is mapped once.
             let waited = ContinuousClock.now
-            while FutexWaiters.shared.waitingCount < before + 200, ContinuousClock.now - waited < .seconds(30) { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(FutexWaiters.shared.waitingCount >= before + 200)
+            while FutexWaiters.shared.waitingCount(in: words) < 200, ContinuousClock.now - waited < .seconds(30) { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(FutexWaiters.shared.waitingCount(in: words) == 200)
             let path = "/dev/shm" + name.description.dropFirst("posix:".count)
             #expect(try Self.mappings(of: path) == 1, "\(path)")
             // While tasks hold the mapping, the region cannot move under them.

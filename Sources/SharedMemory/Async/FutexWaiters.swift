@@ -98,6 +98,18 @@ final class FutexWaiters: @unchecked Sendable {
     /// The number of tasks waiting now.
     var waitingCount: Int { state.withLock { $0.registered.count } }
 
+    /// The number of tasks waiting now on words inside `bytes`: what a test counts, since other tests' waits in
+    /// the same process come and go meanwhile.
+    func waitingCount(in bytes: UnsafeRawBufferPointer) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        let range = UInt(bitPattern: base)..<UInt(bitPattern: base) + UInt(bytes.count)
+        return state.withLock { state in
+            state.threads.reduce(0) { sum, thread in
+                sum + thread.waiters.count { $0.eventDescriptor < 0 && range.contains(UInt(bitPattern: $0.word)) }
+            }
+        }
+    }
+
     /// Suspends the calling task until `word` is woken or no longer holds `seen`, `deadline` passes, or `slice`
     /// nanoseconds go by; the asynchronous twin of ``MessageRing/sleep(on:seen:until:)``. No thread of the
     /// cooperative pool waits meanwhile. A cancelled task ends its wait at once with ``Outcome/cancelled``.
