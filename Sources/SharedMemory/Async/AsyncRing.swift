@@ -73,10 +73,8 @@ extension RingSender {
     /// `timeout` (nil: as long as the receiver lives). The asynchronous twin of ``send(_:timeout:)-([UInt8],_)``;
     /// cancelling the task ends the wait with `CancellationError`, and nothing is sent.
     public func sendAsync(_ bytes: [UInt8], timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation) async throws {
-        try await withSlotAsync(count: bytes.count, timeout: timeout) { slot in
-            slot.copyBytes(from: bytes)
-            return bytes.count
-        }
+        let slot = try await reserveAsync(count: bytes.count, timeout: timeout)
+        bytes.withUnsafeBytes { write(slot, $0) }
     }
 
     /// Zero-copy from async code: waits for room for up to `count` bytes as ``sendAsync(_:timeout:isolation:)``
@@ -84,20 +82,22 @@ extension RingSender {
     public func sendAsync(
         count: Int, timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (inout OutputRawSpan) -> Void
     ) async throws {
-        try await withSlotAsync(count: count, timeout: timeout) { slot in
-            var output = OutputRawSpan(buffer: slot, initializedCount: 0)
-            body(&output)
-            return output.finalize(for: slot)
-        }
+        let slot = try await reserveAsync(count: count, timeout: timeout)
+        let room = ring.bytes(of: slot, count: count)
+        var output = OutputRawSpan(buffer: room, initializedCount: 0)
+        body(&output)
+        ring.publish(slot, length: output.finalize(for: room), reserved: count)
+        wakeReceiverIfWaiting()
     }
 
-    private func withSlotAsync(
-        count: Int, timeout: Duration?, isolation: isolated (any Actor)? = #isolation, _ body: (UnsafeMutableRawBufferPointer) -> Int
-    ) async throws {
+    /// ``reserveWaiting(count:timeout:)`` suspending the task (not blocking a thread) while the ring is full.
+    private func reserveAsync(
+        count: Int, timeout: Duration?, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> (start: Int, end: UInt64) {
         let need = try recordSize(count)
         var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
-            if try tryWrite(count, body) { return }
+            if let slot = try tryReserve(count) { return slot }
             if waiting.spin() { continue }
             if waiting.lookAtPeer { try checkReceiver() }
             let slept = try await waiting.sleepAsync(on: ring.base + RingHeader.spaceSignal.offset, raise: { () throws(SharedMemoryError) in try prepareToSleep(need) }, lower: { lowerWaitingFlag() })

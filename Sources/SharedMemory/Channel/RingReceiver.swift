@@ -72,7 +72,7 @@ public struct RingReceiver: ~Copyable {
     /// ```
     ///
     /// The corresponding C function is `smring_receive_copy` (`Interop/c/smring.h`).
-    @inlinable
+    @inlinable @inline(__always)
     public func receive(into buffer: inout MutableRawSpan, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
         try buffer.withUnsafeMutableBytes { (target) throws(SharedMemoryError) -> Int? in
             try receiveUnsafe(into: target, timeout: timeout)
@@ -82,7 +82,7 @@ public struct RingReceiver: ~Copyable {
     /// ``receive(into:timeout:)`` into memory given by a pointer, for C interop: `buffer` must be writable for
     /// all its bytes while this runs; the compiler does not check that, and ``receive(into:timeout:)`` is the
     /// safe way.
-    @inlinable
+    @inlinable @inline(__always)
     public func receiveUnsafe(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
         guard message.count <= buffer.count else { throw messageDoesNotFit(message.count, buffer.count) }

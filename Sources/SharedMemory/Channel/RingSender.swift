@@ -63,10 +63,15 @@ public struct RingSender: ~Copyable {
     /// says which).
     @usableFromInline
     func sendSlowly(_ bytes: UnsafeRawBufferPointer, timeout: Duration?) throws(SharedMemoryError) {
-        _ = try withSlot(count: bytes.count, timeout: timeout, wait: true) { slot in
-            if bytes.count > 0 { slot.copyMemory(from: bytes) }
-            return bytes.count
-        }
+        write(try reserveWaiting(count: bytes.count, timeout: timeout), bytes)
+    }
+
+    /// Copies `bytes` into the record `slot` (reserved for `bytes.count`), publishes it and wakes a sleeping receiver.
+    @inline(__always)
+    func write(_ slot: (start: Int, end: UInt64), _ bytes: UnsafeRawBufferPointer) {
+        if bytes.count > 0 { ring.bytes(of: slot, count: bytes.count).copyMemory(from: bytes) }
+        ring.publish(slot, length: bytes.count, reserved: bytes.count)
+        wakeReceiverIfWaiting()
     }
 
     /// A receiver sleeps on an empty ring: signal the message.
@@ -83,72 +88,47 @@ public struct RingSender: ~Copyable {
 
     /// Sends `bytes` if there is room now; whether it did.
     public func trySend(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> Bool {
-        try withSlot(count: bytes.count, timeout: nil, wait: false) { slot in
-            if bytes.count > 0 { slot.copyMemory(from: bytes) }
-            return bytes.count
-        }
+        _ = try recordSize(bytes.count)
+        guard let slot = try tryReserve(bytes.count) else { return false }
+        write(slot, bytes)
+        return true
     }
 
     /// Zero-copy: reserves room for up to `count` bytes in the ring, lets `body` write the message in place
     /// through an `OutputRawSpan` (which cannot leave `body`, nor write past the room), and publishes what it
     /// wrote as one message.
-    @inlinable
+    @inlinable @inline(__always)
     public func send(count: Int, timeout: Duration? = nil, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) {
-        // The quick try is inlined into the caller, closure and all; the slow path waits and reports.
-        if let slot = ring.reserveIfRoom(count) {
-            let room = ring.bytes(of: slot, count: count)
-            var output = OutputRawSpan(buffer: room, initializedCount: 0)
-            body(&output)
-            ring.publish(slot, length: output.finalize(for: room), reserved: count)
-            wakeReceiverIfWaiting()
-            return
-        }
-        try sendSlowly(count: count, timeout: timeout, body)
-    }
-
-    /// ``send(count:timeout:_:)`` when the quick try found no room (or a message too large, or a corrupt ring).
-    @usableFromInline
-    func sendSlowly(count: Int, timeout: Duration?, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) {
-        _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
-            var output = OutputRawSpan(buffer: slot, initializedCount: 0)
-            body(&output)
-            return output.finalize(for: slot)
-        }
+        // The quick reservation is inlined into the caller; the slow one waits and reports. `body` is called in one
+        // place, so the compiler can inline it too (and drop the span's checks it can prove).
+        let slot = if let quick = ring.reserveIfRoom(count) { quick } else { try reserveWaiting(count: count, timeout: timeout) }
+        let room = ring.bytes(of: slot, count: count)
+        var output = OutputRawSpan(buffer: room, initializedCount: 0)
+        body(&output)
+        ring.publish(slot, length: output.finalize(for: room), reserved: count)
+        wakeReceiverIfWaiting()
     }
 
     /// Zero-copy for C interop: reserves exactly `count` bytes in the ring, lets `body` fill them in place through
     /// a pointer, and publishes them as one message. The pointer is valid only inside `body`: the compiler does
     /// not check that; ``send(count:timeout:_:)`` is the safe way.
-    @inlinable
+    @inlinable @inline(__always)
     public func sendUnsafe(count: Int, timeout: Duration? = nil, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
-        if let slot = ring.reserveIfRoom(count) {
-            body(ring.bytes(of: slot, count: count))
-            ring.publish(slot, length: count, reserved: count)
-            wakeReceiverIfWaiting()
-            return
-        }
-        try sendUnsafeSlowly(count: count, timeout: timeout, body)
+        let slot = if let quick = ring.reserveIfRoom(count) { quick } else { try reserveWaiting(count: count, timeout: timeout) }
+        body(ring.bytes(of: slot, count: count))
+        ring.publish(slot, length: count, reserved: count)
+        wakeReceiverIfWaiting()
     }
 
-    /// ``sendUnsafe(count:timeout:_:)`` when the quick try found no room (or a message too large, or a corrupt ring).
+    /// Reserves room for a message of `count` bytes when the quick reservation declined: says why (a message too
+    /// large, a corrupt ring), or waits for the room (a full ring) at most `timeout`. The record stays this side's
+    /// until it publishes it.
     @usableFromInline
-    func sendUnsafeSlowly(count: Int, timeout: Duration?, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) {
-        _ = try withSlot(count: count, timeout: timeout, wait: true) { slot in
-            body(slot)
-            return count
-        }
-    }
-
-    /// Reserves room for `count` bytes, calls `body` with it, and publishes as one message the number of bytes
-    /// `body` returns (at most `count`): the quick try of the fast paths, then the checks that say why it declined,
-    /// then the wait.
-    @inline(__always)
-    private func withSlot(count: Int, timeout: Duration?, wait: Bool, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
+    func reserveWaiting(count: Int, timeout: Duration?) throws(SharedMemoryError) -> (start: Int, end: UInt64) {
         let need = try recordSize(count)
         var waiting = Wait(strategy, timeout: timeout)
         while true {
-            if try tryWrite(count, body) { return true }
-            guard wait else { return false }
+            if let slot = try tryReserve(count) { return slot }
             if waiting.spin() { continue }
             // Full: sleep until the receiver frees space; after each quiet slice, look at the receiver.
             if waiting.lookAtPeer { try checkReceiver() }
@@ -159,19 +139,14 @@ public struct RingSender: ~Copyable {
         }
     }
 
-    /// One try of the slow paths (blocking and async): reserves room for `count` bytes if there is some now, calls
-    /// `body` with it, publishes the number of bytes `body` returns (at most `count`) and wakes a sleeping receiver;
-    /// false if the ring is full; `foreign` if the receiver's read position does not add up (why the quick
-    /// reservation also declines).
+    /// One try of the slow paths (blocking and async), for a `count` already checked to fit: the record for it if
+    /// there is room now, nil if the ring is full, `foreign` if the receiver's read position does not add up (why
+    /// the quick reservation also declines).
     @inline(__always)
-    func tryWrite(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> Bool {
-        if let slot = ring.reserveIfRoom(count) {
-            ring.publish(slot, length: body(ring.bytes(of: slot, count: count)), reserved: count)
-            wakeReceiverIfWaiting()
-            return true
-        }
+    func tryReserve(_ count: Int) throws(SharedMemoryError) -> (start: Int, end: UInt64)? {
+        if let slot = ring.reserveIfRoom(count) { return slot }
         try checkTail(ring.position.pointee.head, ring.tail.load(ordering: .acquiring))
-        return false
+        return nil
     }
 
     /// The bytes a message of `count` takes in the ring (its length word and padding to 8), once `count` is
