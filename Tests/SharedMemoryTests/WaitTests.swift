@@ -70,16 +70,27 @@ struct WaitTests {
         await #expect(throws: CancellationError.self) { try await waiting.value }
     }
 
-    @Test("the adaptive policy: no spin on one CPU, three wake-ups' time, a tenth of it when crowded")
+    @Test("the adaptive policy: no spin on one CPU, three wake-ups' time, longer where waits just missed their answer")
     func policy() throws {
-        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000, crowded: false) == 0)
-        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000, crowded: true) == 0)
-        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 8_000, crowded: false) == 24_000)
-        #expect(WaitPolicy.spinBudget(cpus: 64, wakeUp: 8_000, crowded: true) == 2_400)
-        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 1_500, crowded: false) == WaitPolicy.shortestSpin)
-        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: .max, crowded: false) == WaitPolicy.longestSpin)
-        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10, crowded: false) == WaitPolicy.shortestSpin)
-        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10_000_000, crowded: false) == WaitPolicy.longestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000) == 0)
+        #expect(WaitPolicy.spinBudget(cpus: 1, wakeUp: 20_000, learned: 100_000) == 0)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 8_000) == 24_000)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 1_500) == WaitPolicy.shortestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: .max) == WaitPolicy.longestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10) == WaitPolicy.shortestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 10_000_000) == WaitPolicy.longestSpin)
+        // What waits taught counts when it is longer, up to the longest spin; never shorter than the measured base.
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 3_000, learned: 42_500) == 42_500)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 3_000, learned: 10_000_000) == WaitPolicy.longestSpin)
+        #expect(WaitPolicy.spinBudget(cpus: 2, wakeUp: 8_000, learned: 1_000) == 24_000)
+        // A near miss (the answer came within the longest spin) grows the budget past it; a long silence shrinks it
+        // by an eighth; in between it stays.
+        #expect(WaitPolicy.adjusted(15_000, afterWaiting: 34_000) == 42_500)
+        #expect(WaitPolicy.adjusted(45_000, afterWaiting: 34_000) == 45_000)
+        #expect(WaitPolicy.adjusted(15_000, afterWaiting: WaitPolicy.longestSpin) == WaitPolicy.longestSpin)
+        #expect(WaitPolicy.adjusted(40_000, afterWaiting: WaitPolicy.longestSpin + 1) == 40_000)
+        #expect(WaitPolicy.adjusted(40_000, afterWaiting: 2 * WaitPolicy.longestSpin + 1) == 35_000)
+        #expect(WaitPolicy.adjusted(40_000, afterWaiting: 100_000_000) == 35_000)
         // Measured, not assumed: a wake-up here costs something, and far less than a sleep slice.
         #expect(WaitPolicy.wakeUpCost > 0 && WaitPolicy.wakeUpCost < Wait.slice)
         // A process given one CPU does not spin at all; given two, it may.

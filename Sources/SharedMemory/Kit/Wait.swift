@@ -80,6 +80,10 @@ struct Wait {
     private var adaptive = false
     private var spinUntil: Int64 = 0
     private var yielded = false
+    /// An adaptive wait's spin budget, and when the wait began: what a sleep teaches the policy
+    /// (``WaitPolicy/adjusted(_:afterWaiting:)``).
+    private var budget: Int64 = 0
+    private var began: Int64 = 0
     /// Spins since a spinning wait last read the clock, and when that was.
     private var spinsSinceLook = 0
     private var lastLook: Int64 = 0
@@ -103,9 +107,11 @@ struct Wait {
         spinsForever = spins == .max
         if case .adaptive = strategy {
             adaptive = true
+            budget = WaitPolicy.currentBudget()
+            began = MonotonicClock.now()
             // An async wait spins on a thread of the cooperative pool: at most 20 µs of it.
-            let budget = async ? min(WaitPolicy.currentBudget(), 20_000) : WaitPolicy.currentBudget()
-            spinUntil = budget > 0 ? MonotonicClock.now() &+ budget : 0
+            let spin = async ? min(budget, 20_000) : budget
+            spinUntil = spin > 0 ? began &+ spin : 0
         }
         if spinsForever { lastLook = MonotonicClock.now() }
         return deadline
@@ -170,7 +176,14 @@ struct Wait {
         let slept: Slept = Syscalls.futexWait(word, seen, timeout: min(left, Self.slice)) ? .sliceElapsed : .woken
         lower()
         lookAtPeer = slept == .sliceElapsed
+        learn()
         return slept
+    }
+
+    /// After a sleep of an adaptive wait that spun: how long the answer took, for the next waits' budget.
+    private func learn() {
+        guard adaptive, budget > 0 else { return }
+        WaitPolicy.learn(budget: budget, waited: MonotonicClock.now() &- began)
     }
 
     /// Async: as ``sleep(on:raise:lower:)``, suspending the task (no thread of the pool waits); throws
@@ -183,6 +196,7 @@ struct Wait {
         guard let seen = try raise() else { return .woken }
         let outcome = await FutexWaiters.sleep(on: word, seen: seen, until: deadline.nanoseconds, slice: Self.slice)
         lower()
+        if outcome == .woken || outcome == .sliceElapsed { learn() }
         switch outcome {
         case .cancelled: throw CancellationError()
         case .deadlinePassed: return .deadlinePassed

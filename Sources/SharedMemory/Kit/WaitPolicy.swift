@@ -1,5 +1,6 @@
 import Atomics
 import CSharedMemory
+import Glibc
 
 /// How a waiter waits: spinning (fastest wake-up, burns a CPU), sleeping in the kernel (a futex: a system call,
 /// and a wake-up whose cost this machine decides), or spinning while it can pay and then sleeping.
@@ -13,8 +14,8 @@ public enum WaitStrategy: Sendable, Hashable {
     /// `PAUSE` takes about 25 ns, and less on most Intel cores: a count means different times on different CPUs.
     case spinThenSleep(spins: Int)
     /// The default: spin for three futex wake-ups' time on this machine (measured once per process; between 15 and
-    /// 50 µs), not at all on a single CPU, a tenth of that when more threads are runnable than there are CPUs; then
-    /// yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up sends both sides to
+    /// 50 µs), or longer where this process's waits found their peers answering just after the spin (up to 50 µs),
+    /// not at all on a single CPU; then yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up sends both sides to
     /// sleep for good; a spin on a CPU the peer needs keeps the peer from running (Docs/Synchronisation.md, "Waiting").
     case adaptive
 
@@ -32,10 +33,13 @@ public enum WaitStrategy: Sendable, Hashable {
 }
 
 /// What the ``WaitStrategy/adaptive`` strategy decides with: this process's CPUs and the cost of one futex wake-up
-/// here, measured once; and how busy the machine is now, sampled at most every 10 ms. The decisions are
-/// ``spinBudget(cpus:wakeUp:crowded:)``, a pure function the tests pin.
+/// here, measured once, and what this process's waits have taught it since. The decisions are
+/// ``spinBudget(cpus:wakeUp:learned:)`` and ``adjusted(_:afterWaiting:)``, pure functions the tests pin.
 @_spi(Tools) public enum WaitPolicy {
-    /// The longest a spin may last, whatever a wake-up costs: past it, sleeping is as good.
+    /// The longest a spin may last, whatever a wake-up costs and whatever waits teach: past it, sleeping is as good.
+    /// A longer one, up to 200 µs (a wake-up of a vCPU the hypervisor halted here costs 60–160 µs), was measured and
+    /// not taken: the quiet 64 B round trip's p99 was 14.6–173 µs with it, 69–94 µs without (`shm bench --quick
+    /// --experiments peers ping-pong --loaded`, two runs each), for up to four times the CPU a silent peer costs.
     public static let longestSpin: Int64 = 50_000
     /// The shortest spin where spinning is allowed: two wake-ups of a sleeping peer on this machine's idle CPUs
     /// (7–8 µs each) and a margin. The measured cost cannot be trusted below it: taken while the CPUs are awake (in
@@ -49,19 +53,45 @@ public enum WaitStrategy: Sendable, Hashable {
     /// (3.1 µs). Three wake-ups keep a margin over two and bound the waste at three times a sleep's cost.
     public static let wakeUpsPerSpin: Int64 = 3
 
-    /// How long an adaptive wait spins, in nanoseconds: nothing on one CPU (the peer needs this one);
-    /// ``wakeUpsPerSpin`` times the cost of one wake-up (`wakeUp`) otherwise, bounded by ``shortestSpin`` and
-    /// ``longestSpin``; and a tenth of that when at least two more threads want to run than there are CPUs
-    /// (`crowded`), where a spinning waiter keeps a runnable peer off its CPU.
-    public static func spinBudget(cpus: Int, wakeUp: Int64, crowded: Bool) -> Int64 {
+    /// How long an adaptive wait spins, in nanoseconds: nothing on one CPU (the peer needs this one); otherwise
+    /// ``wakeUpsPerSpin`` times the cost of one wake-up (`wakeUp`), or what waits taught (`learned`) if that is
+    /// longer, bounded by ``shortestSpin`` and ``longestSpin``.
+    ///
+    /// No shorter spin when more threads are runnable than there are CPUs: measured with a busy loop on each CPU
+    /// (`shm bench --loaded`), a tenth of the budget put the 64 B round trip at 9.8 µs against 0.63 µs with the whole
+    /// one, and streamed 64 KiB messages slower (2.3–2.4 GB/s against 2.8–3.1). A peer queued on this CPU gets it at
+    /// the end of the spin: the wait yields before it sleeps.
+    public static func spinBudget(cpus: Int, wakeUp: Int64, learned: Int64 = 0) -> Int64 {
         guard cpus > 1 else { return 0 }
-        let budget = min(max(wakeUp.multipliedReportingOverflow(by: wakeUpsPerSpin).partialValue, shortestSpin), longestSpin)
-        return crowded ? budget / 10 : budget
+        let base = max(wakeUp.multipliedReportingOverflow(by: wakeUpsPerSpin).partialValue, learned, shortestSpin)
+        return min(base, longestSpin)
+    }
+
+    /// What this process's waits have taught the budget (0: nothing yet): ``adjusted(_:afterWaiting:)`` after every
+    /// adaptive wait that spun out and slept.
+    static let learned = ManagedAtomic<Int64>(0)
+
+    /// The budget after a wait that spun out and slept until `waited` nanoseconds after it began. An answer that came
+    /// within ``longestSpin`` was a near miss: a spin that long would have caught it, and a miss is what starts the
+    /// slow mode (both sides asleep, every round trip paying two wake-ups that may each cost more than the spin:
+    /// #31's bimodal round trips, 34 µs against 0.7 µs with a 15 µs budget when the vCPUs had gone idle). So the
+    /// budget grows to a quarter more than that wait (at most ``longestSpin``). A wait of more than twice
+    /// ``longestSpin`` was a peer with nothing to say: the budget shrinks by an eighth (never below what the
+    /// wake-up's cost gives, ``spinBudget(cpus:wakeUp:learned:)``). In between, it stays.
+    public static func adjusted(_ budget: Int64, afterWaiting waited: Int64) -> Int64 {
+        if waited <= longestSpin { return min(longestSpin, max(budget, waited &+ waited / 4)) }
+        if waited > 2 * longestSpin { return budget &- budget / 8 }
+        return budget
+    }
+
+    /// Teaches this process's budget what a wait that spun out and slept found (``adjusted(_:afterWaiting:)``).
+    static func learn(budget: Int64, waited: Int64) {
+        learned.store(adjusted(budget, afterWaiting: waited), ordering: .relaxed)
     }
 
     /// This process's budget now.
     public static func currentBudget() -> Int64 {
-        spinBudget(cpus: cpus, wakeUp: wakeUpCost, crowded: isCrowded())
+        spinBudget(cpus: cpus, wakeUp: wakeUpCost, learned: learned.load(ordering: .relaxed))
     }
 
     /// The CPUs this process may run on (`sched_getaffinity`), read once.
@@ -76,25 +106,4 @@ public enum WaitStrategy: Sendable, Hashable {
         let measured = csm_wake_up_cost_ns()
         return measured > 0 ? measured : longestSpin
     }
-
-    /// Whether at least two more threads are runnable than this process has CPUs (the fourth field of /proc/loadavg,
-    /// "running/total", counts this thread too; one more is a passing kernel thread as often as not), looked at most
-    /// every 10 ms.
-    public static func isCrowded() -> Bool {
-        let now = MonotonicClock.now()
-        if now &- crowdLookedAt.load(ordering: .relaxed) < 10_000_000 { return crowded.load(ordering: .relaxed) }
-        crowdLookedAt.store(now, ordering: .relaxed)
-        var running = 0
-        if let text = try? Syscalls.readFile("/proc/loadavg"), let slash = text.firstIndex(of: UInt8(ascii: "/")) {
-            var start = slash
-            while start > text.startIndex, text[start - 1] != UInt8(ascii: " ") { start -= 1 }
-            running = Int(String(decoding: text[start..<slash], as: UTF8.self)) ?? 0
-        }
-        let verdict = running > cpus + 1
-        crowded.store(verdict, ordering: .relaxed)
-        return verdict
-    }
-
-    private static let crowdLookedAt = ManagedAtomic<Int64>(0)
-    private static let crowded = ManagedAtomic<Bool>(false)
 }
