@@ -3,7 +3,8 @@
 # each operation runs N1 and N2 times under `valgrind --tool=callgrind`, and (Ir(N2) - Ir(N1)) / (N2 - N1) is
 # printed. getset: a set and a get of a UInt64 on a posix region (getset-any: the same through `any SharedRegion`);
 # ring: a 64-byte send and zero-copy receive in one process (and the same in C through Interop/c/smring.h);
-# ring-copy: the same with each message received as a copy into a buffer; ring-span: a 64-byte message written in
+# ring-copy: the same with each message received as a copy into a buffer; ring-array: received as an array of
+# its own (`receive()`: an allocation and a free a message); ring-span: a 64-byte message written in
 # place through an OutputRawSpan and read in place through a RawSpan; ring-unsafe: the same through sendUnsafe and
 # receiveUnsafe; ring-struct and ring-class: ring with both sides kept in a struct, and in a class (#32: within
 # 5% of the locals); pubsub: a 64-byte publish and zero-copy
@@ -33,7 +34,7 @@ trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
 declare -A swift_count
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))

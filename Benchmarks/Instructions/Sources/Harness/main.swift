@@ -54,6 +54,21 @@ func ring(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+// The ring again, each message received as an array of its own (`receive()`: an allocation and a free a message).
+func ringArray(_ name: RegionName, _ n: Int) throws {
+    let message = [UInt8](repeating: 7, count: 64)
+    let region = try ringRegion(name)
+    let sender = try RingSender(try SharedMemory.open(name)), receiver = try RingReceiver(try SharedMemory.open(name))
+    var total = 0
+    for _ in 0..<n {
+        try message.withUnsafeBytes { try sender.send($0) }
+        total &+= try receiver.receive()?.count ?? 0
+    }
+    sender.finish()
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 // The ring again, each message received as a copy into a buffer of the receiver's.
 func ringCopy(_ name: RegionName, _ n: Int) throws {
     let message = [UInt8](repeating: 7, count: 64)
@@ -304,6 +319,7 @@ case "getset": try getset(name, n)
 case "getset-any": try getsetAny(name, n)
 case "ring": try ring(name, n)
 case "ring-copy": try ringCopy(name, n)
+case "ring-array": try ringArray(name, n)
 case "ring-span": try ringSpan(name, n)
 case "ring-unsafe": try ringUnsafe(name, n)
 case "ring-struct": try ringStruct(name, n)
@@ -316,5 +332,5 @@ case "pubsub-struct": try pubsubStruct(name, n)
 case "lifecycle": try lifecycle(n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, ring-copy, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, ring-copy, ring-array, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, heap-allocate or heap-find")
 }
