@@ -10,10 +10,10 @@
 # 5% of the locals); pubsub: a 64-byte publish and zero-copy
 # receive, one subscriber, in one process (and the same in C through Interop/c/smpubsub.h); pubsub-struct: a
 # 64-byte struct through the byte forms; pubsub-typed: the same struct through TypedPublisher and TypedSubscriber
-# (goal: no more than pubsub-struct); lifecycle: create,
-# remove and detach of a 4 KiB posix region; heap-allocate: a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of
-# one of 1 000 named objects (and both through Boost.Interprocess, where libboost-dev is installed). Needs valgrind
-# and cc (and c++ for Boost).
+# (goal: no more than pubsub-struct); lifecycle: create, remove and detach of a 4 KiB posix region (lifecycle-memfd,
+# lifecycle-sysv: of a memfd, and of a System V segment); heap-allocate: a 64-byte allocate and free on a heap with
+# 1 000 blocks in use; heap-find: a find of one of 1 000 named objects (and both through Boost.Interprocess, where
+# libboost-dev is installed). Needs valgrind and cc (and c++ for Boost).
 #
 # With --check (as .ci/run does), each Swift figure must stay at or under its ceiling in Ceilings (committed, a few
 # percent above what was measured: instruction counts are deterministic, but the lifecycle's move a little with what
@@ -34,7 +34,7 @@ trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
 declare -A swift_count
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))

@@ -231,6 +231,15 @@ func lifecycle(_ n: Int) throws {
     }
 }
 
+/// The same for a memfd (no name to remove) and a System V segment (one key, removed each time, so free again).
+func lifecycle(_ name: RegionName, removable: Bool, _ n: Int) throws {
+    for _ in 0..<n {
+        let region = try SharedMemory.create(name, size: 4096)
+        if removable { try region.remove() }
+        try region.detach()
+    }
+}
+
 /// A 64-byte allocate and its free, on a heap with 1 000 other blocks in use.
 func heapAllocate(_ name: RegionName, _ n: Int) throws {
     var heap = try SharedHeap(formatting: try SharedMemory.create(name, size: 4 << 20))
@@ -330,7 +339,9 @@ case "lines-pubsub": try linesPubsub(name, n)
 case "pubsub-typed": try pubsubTyped(name, n)
 case "pubsub-struct": try pubsubStruct(name, n)
 case "lifecycle": try lifecycle(n)
+case "lifecycle-memfd": try lifecycle(try RegionName("memfd:smharness"), removable: false, n)
+case "lifecycle-sysv": try lifecycle(try RegionName("sysv:0x5eed\(String(getpid() & 0xffff, radix: 16))"), removable: true, n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, ring-copy, ring-array, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, ring, ring-copy, ring-array, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, lifecycle-memfd, lifecycle-sysv, heap-allocate or heap-find")
 }
