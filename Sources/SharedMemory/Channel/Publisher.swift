@@ -26,8 +26,9 @@ public struct Publisher: ~Copyable {
 
     struct SeenRead {
         var generation: UInt32 = 0
-        var valid = false
-        var read: UInt64 = 0
+        /// `.max` until a read position is seen: no write position is at or past it (a peer's forged one that is
+        /// only makes this publish take room it was told of, in its own masked entry).
+        var read: UInt64 = .max
     }
 
     typealias P = PublishSubscribe
@@ -334,7 +335,7 @@ public struct Publisher: ~Copyable {
         // The slot's generation is on the line this publish reads anyway (the state); the read position is not.
         let generation = geometry.atomic(slotAt &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .relaxed)
         let seen = readSeen[s]
-        if !(seen.valid && seen.generation == generation && w >= seen.read && w &- seen.read < depth && depth <= capacity) {
+        if !(seen.generation == generation && w >= seen.read && w &- seen.read < depth && depth <= capacity) {
             let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
             while true {
                 let r = read.load(ordering: .acquiring)
@@ -342,7 +343,7 @@ public struct Publisher: ~Copyable {
                     throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
                 }
                 if w - r < depth {
-                    readSeen[s] = SeenRead(generation: generation, valid: true, read: r)
+                    readSeen[s] = SeenRead(generation: generation, read: r)
                     break
                 }
                 guard try dropOldest(from: s, read: r) else { return false }
