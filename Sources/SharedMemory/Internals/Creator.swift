@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 
 /// Who created a posix or file region: the kernel does not record it (System V does, in `shm_cpid`), so
@@ -16,29 +17,55 @@ struct Creator: Hashable {
     var startTime: UInt64?
 
     /// This process. Its start time is read once (and again in a child after `fork`, which has its own).
-    static var current: Creator { currentRecord.creator }
+    static var current: Creator { currentRecord().pointee.creator }
 
-    /// This process and its attribute's value, `PID:STARTTIME`, made once per process (every create writes it).
-    private static var currentRecord: (creator: Creator, attribute: [UInt8]) {
-        let pid = getpid()
-        return cached.withLock { cache in
-            if let cache, cache.creator.pid == pid { return cache }
-            let me = Creator(pid: pid, startTime: startTime(of: pid))
-            var value = ASCIIText(capacity: 32)
-            value.append(decimal: me.pid)
-            value.append(":")
-            value.append(decimal: me.startTime ?? 0)
-            let made = (me, value.withBytes { Array($0) })
-            cache = made
-            return made
-        }
+    /// This process and its attribute's value, `PID:STARTTIME` (at most 31 bytes), made once per process.
+    private struct Record {
+        var creator = Creator(pid: 0, startTime: nil)
+        var length = 0
+        var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     }
 
-    private static let cached = Locked<(creator: Creator, attribute: [UInt8])?>(nil)
+    /// The record, in memory made once and kept; `recordPid` says whose it is. Every create reads it: with no lock,
+    /// once `recordPid` says it is this process's (a lock and a copy of an array cost about 100 instructions of a
+    /// memfd's 1 800-instruction lifecycle). It is written only while `recordPid` says it is another process's: under
+    /// `making`'s lock, in the process's first create, and again in a forked child's.
+    nonisolated(unsafe) private static let record: UnsafeMutablePointer<Record> = {
+        let record = UnsafeMutablePointer<Record>.allocate(capacity: 1)
+        record.initialize(to: Record())
+        return record
+    }()
+    private static let recordPid = ManagedAtomic<Int32>(0)
+    private static let making = Locked(())
+
+    private static func currentRecord() -> UnsafeMutablePointer<Record> {
+        let pid = getpid()
+        if recordPid.load(ordering: .acquiring) != pid {
+            making.withLock { _ in
+                guard recordPid.load(ordering: .relaxed) != pid else { return }
+                let me = Creator(pid: pid, startTime: startTime(of: pid))
+                var value = ASCIIText(capacity: 32)
+                value.append(decimal: me.pid)
+                value.append(":")
+                value.append(decimal: me.startTime ?? 0)
+                value.withBytes { text in  // at most 7 digits, a colon and 20 digits: 28 of the 32 bytes
+                    let length = min(text.count, MemoryLayout<(UInt64, UInt64, UInt64, UInt64)>.size)
+                    withUnsafeMutableBytes(of: &record.pointee.bytes) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(text)[..<length])) }
+                    record.pointee.length = length
+                }
+                record.pointee.creator = me
+                recordPid.store(pid, ordering: .releasing)
+            }
+        }
+        return record
+    }
 
     /// Records `current` on a new object's descriptor, as a best effort.
     static func record(on descriptor: Int32) {
-        _ = currentRecord.attribute.withUnsafeBufferPointer { Syscalls.setAttribute(descriptor, attributeName, $0) }
+        let record = currentRecord()
+        _ = withUnsafeBytes(of: record.pointee.bytes) { bytes in
+            Syscalls.setAttribute(descriptor, attributeName, UnsafeBufferPointer(start: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: record.pointee.length))
+        }
     }
 
     /// The recorded creator of an object whose `stat` is `status`, if it has a record that only its owner could
