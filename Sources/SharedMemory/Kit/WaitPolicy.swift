@@ -1,6 +1,5 @@
 import Atomics
 import CSharedMemory
-import Glibc
 
 /// How a waiter waits: spinning (fastest wake-up, burns a CPU), sleeping in the kernel (a futex: a system call,
 /// and a wake-up whose cost this machine decides), or spinning while it can pay and then sleeping.
@@ -13,10 +12,11 @@ public enum WaitStrategy: Sendable, Hashable {
     /// Poll `spins` times (each with a `PAUSE`), then sleep. 2 000 spins take about 50 µs on an AMD EPYC, where a
     /// `PAUSE` takes about 25 ns, and less on most Intel cores: a count means different times on different CPUs.
     case spinThenSleep(spins: Int)
-    /// The default: spin for three futex wake-ups' time on this machine (measured once per process; between 15 and
-    /// 50 µs), or longer where this process's waits found their peers answering just after the spin (up to 50 µs),
-    /// not at all on a single CPU; then yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up sends both sides to
-    /// sleep for good; a spin on a CPU the peer needs keeps the peer from running (Docs/Synchronisation.md, "Waiting").
+    /// The default: spin for three futex wake-ups' time on this machine (measured once per process), or longer where
+    /// this process's waits found their peers answering just after the spin, always between 15 and 50 µs, and not at
+    /// all on a single CPU; then yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up
+    /// sends both sides to sleep for good; a spin on a CPU the peer needs keeps the peer from running
+    /// (Docs/Synchronisation.md, "Waiting").
     case adaptive
 
     /// ``adaptive``.
