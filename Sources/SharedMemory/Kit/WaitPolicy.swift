@@ -59,7 +59,7 @@ public enum WaitStrategy: Sendable, Hashable {
     ///
     /// No shorter spin when more threads are runnable than there are CPUs: measured with a busy loop on each CPU
     /// (`shm bench --loaded`), a tenth of the budget put the 64 B round trip at 9.8 µs against 0.63 µs with the whole
-    /// one, and streamed 64 KiB messages slower (2.3–2.4 GB/s against 2.8–3.1). A peer queued on this CPU gets it at
+    /// one, and streamed 64 KiB messages slower (2.2–2.7 GB/s against 2.6–3.1). A peer queued on this CPU gets it at
     /// the end of the spin: the wait yields before it sleeps.
     public static func spinBudget(cpus: Int, wakeUp: Int64, learned: Int64 = 0) -> Int64 {
         guard cpus > 1 else { return 0 }
