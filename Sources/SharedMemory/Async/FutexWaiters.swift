@@ -95,9 +95,6 @@ final class FutexWaiters: @unchecked Sendable {
     /// The number of waiter threads this process has started (for tests and `shm bench`).
     var threadCount: Int { state.withLock { $0.threads.count } }
 
-    /// The number of tasks waiting now.
-    var waitingCount: Int { state.withLock { $0.registered.count } }
-
     /// The number of tasks waiting now on words inside `bytes`: what a test counts, since other tests' waits in
     /// the same process come and go meanwhile.
     func waitingCount(in bytes: UnsafeRawBufferPointer) -> Int {
