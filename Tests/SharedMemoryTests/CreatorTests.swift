@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import SharedMemory
 
@@ -44,6 +45,27 @@ struct CreatorTests {
             let info = try SharedMemory.info(name)
             #expect(info.creatorPID != nil && info.creatorPID != getpid())
             #expect(info.creatorIsAlive == false)
+        }
+    }
+
+    @Test("a process's first creates, from 8 threads at once, each record it as the creator")
+    func firstCreatesAtOnce() async {
+        // In a process of its own, so that these are its first creates: the record of who this process is gets
+        // made by whichever thread comes first while the others wait for it (under ThreadSanitizer, a race there
+        // ends the process with 66).
+        await #expect(processExitsWith: .success) {
+            let wrong = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                do {
+                    try Names.with(.posix) { name in
+                        let region = try SharedMemory.create(name, size: 4096)
+                        if try region.info().creatorPID != getpid() { wrong.add(1, ordering: .relaxed) }
+                    }
+                } catch {
+                    wrong.add(1, ordering: .relaxed)
+                }
+            }
+            if wrong.load(ordering: .relaxed) != 0 { exit(1) }
         }
     }
 

@@ -36,13 +36,14 @@ struct Creator: Hashable {
         return record
     }()
     private static let recordPid = ManagedAtomic<Int32>(0)
-    private static let making = Locked(())
+    /// The pid the record was made for, under the lock that makes it (a value, not `Locked(())`: see ``Locked``).
+    private static let making = Locked(Int32(0))
 
     private static func currentRecord() -> UnsafeMutablePointer<Record> {
         let pid = getpid()
         if recordPid.load(ordering: .acquiring) != pid {
-            making.withLock { _ in
-                guard recordPid.load(ordering: .relaxed) != pid else { return }
+            making.withLock { madeFor in
+                guard madeFor != pid else { return }
                 let me = Creator(pid: pid, startTime: startTime(of: pid))
                 var value = ASCIIText(capacity: 32)
                 value.append(decimal: me.pid)
@@ -54,6 +55,7 @@ struct Creator: Hashable {
                     record.pointee.length = length
                 }
                 record.pointee.creator = me
+                madeFor = pid
                 recordPid.store(pid, ordering: .releasing)
             }
         }
