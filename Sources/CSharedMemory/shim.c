@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <linux/kcmp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -120,6 +121,16 @@ int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int
     return (int)syscall(SYS_futex_waitv, vector, count, 0, deadline_ns < 0 ? NULL : &deadline, CLOCK_MONOTONIC);
 #else
     (void)words; (void)count; (void)deadline_ns;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int csm_same_address_space(int a, int b) {
+#ifdef SYS_kcmp
+    return (int)syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0);
+#else
+    (void)a; (void)b;
     errno = ENOSYS;
     return -1;
 #endif

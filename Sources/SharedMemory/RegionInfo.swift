@@ -23,7 +23,9 @@ public struct RegionInfo: Sendable, Hashable {
     /// How many attachments exist. System V counts exactly (`shm_nattch`). For posix and file regions it is the
     /// number of mappings of the object found in /proc/*/maps of the processes this user may inspect: all of them
     /// for root except ptrace-protected ones (a VM's or container's init), only its own for another user; so it
-    /// is a lower bound. `nil` for anonymous memory, and when /proc cannot be read.
+    /// is a lower bound. Processes that share one address space count once, as in `shm_nattch`: a child between
+    /// `vfork` and `exec` (every `posix_spawn` and `Process.run`) is not another attachment; a forked copy is. `nil`
+    /// for anonymous memory, and when /proc cannot be read.
     public var attachCount: Int?
     /// The process that created the region: System V's `shm_cpid`; for posix and file regions the pid that
     /// SharedMemory recorded at creation (in the extended attribute `user.sharedmemory.creator`), so `nil` for

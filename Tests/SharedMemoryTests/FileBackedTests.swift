@@ -1,5 +1,6 @@
 import Foundation
 import SystemPackage
+import TestSupport
 import Testing
 @testable import SharedMemory
 
@@ -106,6 +107,55 @@ struct FileBackedTests {
             let error = try #require(expectError(.notFound) { try SharedMemory.open(name) })
             #expect(error.description == "\(name): shm_open failed (No such file or directory): no region has this name: it was never created, or it was removed (by its owner, `shm rm`, `shm gc`, or systemd's RemoveIPC=yes when its user logged out); create it first")
             #expect(error.errno == .noSuchFileOrDirectory)
+        }
+    }
+
+    @Test("an address space counts once: a process sharing another's (vfork, clone) is not a second attachment; a forked copy is", arguments: [Backend.posix, .file])
+    func sharedAddressSpaceCountsOnce(backend: Backend) throws {
+        // A C program maps the region, starts a process that shares its address space (clone with CLONE_VM, as a
+        // child is between vfork and exec in every posix_spawn) and one that forks a copy of it, then waits.
+        let source = """
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <sched.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            static int wait_forever(void *unused) { (void)unused; for (;;) pause(); }
+            int main(int argc, char **argv) {
+                int fd = argc > 1 ? open(argv[1], O_RDWR) : -1;
+                if (fd < 0 || mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED) { perror("map"); return 1; }
+                char *stack = malloc(1 << 16);
+                pid_t sharing = clone(wait_forever, stack + (1 << 16), CLONE_VM | SIGCHLD, NULL);
+                pid_t copy = fork();
+                if (copy == 0) wait_forever(NULL);
+                if (sharing < 0 || copy < 0) { perror("clone"); return 1; }
+                printf("ready\\n");
+                fflush(stdout);
+                char byte;
+                while (read(0, &byte, 1) > 0) {}
+                kill(sharing, SIGKILL);
+                kill(copy, SIGKILL);
+                return 0;
+            }
+            """
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smtest-c-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let binary = directory.appendingPathComponent("share").path
+        try source.write(toFile: binary + ".c", atomically: true, encoding: .utf8)
+        let build = try ChildProcess.run("/usr/bin/cc", ["-O2", "-o", binary, binary + ".c"])
+        try #require(build.status == 0, "\(build.error)")
+        try Names.with(backend) { name in
+            let region = try SharedMemory.create(name, size: 4096)
+            let program = try ChildProcess(binary, [path(of: name)], input: .open)
+            try #require(program.line() == "ready")
+            // This process, the program (and the process sharing its address space), its forked copy.
+            #expect(try region.info().attachCount == 3)
+            program.closeInput()
+            #expect(program.finish().status == 0)
         }
     }
 }

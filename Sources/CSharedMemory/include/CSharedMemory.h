@@ -64,6 +64,10 @@ struct csm_waited_word {
 /// kernel without the call).
 int csm_futex_waitv(const struct csm_waited_word *words, unsigned int count, int64_t deadline_ns);
 
+/// `kcmp(a, b, KCMP_VM, 0, 0)`: 0 if processes `a` and `b` share one address space (a child between `vfork` and
+/// `exec` shares its parent's), 1 or 2 if not, -1 with errno (EPERM for a process this one may not ptrace, ENOSYS).
+int csm_same_address_space(int a, int b);
+
 /// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`: sys/eventfd.h is not in Glibc's module map.
 int csm_eventfd(void);
 

@@ -27,17 +27,27 @@ enum ProcMaps {
     /// 0 (one per `mmap` of the whole region; a mapping split later by `mprotect` still counts once). Processes
     /// whose maps are closed to this user are left out: other users' processes when not root, and, even for root,
     /// processes protected from ptrace (the init of a VM or container). `nil` if /proc cannot be read at all.
+    ///
+    /// An address space counts once, as System V's `shm_nattch` counts it: a child between `vfork` and `exec` (every
+    /// `posix_spawn`, every `Process.run`) lists its parent's mappings as its own, and counted twice it made a
+    /// region's count jump while its user spawned anything.
     static func mappingCounts() -> [FileID: Int]? {
         guard let entries = try? Syscalls.listDirectory("/proc", nil) else { return nil }
         var counts: [FileID: Int] = [:]
+        // The processes counted so far, by their first mapping (an executable's, fixed for the life of its address
+        // space): only those that share it can share an address space, and only they are compared (`kcmp`).
+        var counted: [ArraySlice<UInt8>: [Int32]] = [:]
         for pid in entries where pid.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
             let contents: [UInt8]
             do {
                 contents = try Syscalls.readFile("/proc/\(pid)/maps")
             } catch {
                 continue  // it exited, or its maps are closed to us
-
             }
+            guard !contents.isEmpty, let id = Int32(pid) else { continue }  // a kernel thread maps nothing
+            let first = contents.prefix { $0 != UInt8(ascii: "\n") }
+            if counted[first]?.contains(where: { Syscalls.sameAddressSpace($0, id) }) == true { continue }
+            counted[first, default: []].append(id)
             for line in contents.split(separator: UInt8(ascii: "\n")) {
                 if let id = parse(line) { counts[id, default: 0] += 1 }
             }

@@ -341,6 +341,12 @@ enum Syscalls {
         _ = csm_futex_wake(word.assumingMemoryBound(to: UInt32.self), count)
     }
 
+    /// `kcmp(KCMP_VM)`: whether processes `a` and `b` are known to share one address space (false if they do
+    /// not, or if this process may not compare them).
+    static func sameAddressSpace(_ a: Int32, _ b: Int32) -> Bool {
+        csm_same_address_space(a, b) == 0
+    }
+
     // MARK: Reading the kernel's tables
 
     /// The whole contents of a (small, /proc or /sys) file, read with `open` and `read`.
