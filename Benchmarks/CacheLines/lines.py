@@ -5,9 +5,11 @@
 The harness runs both sides in one process on one mapping, in turns, and marks each turn with a store to a marker
 word (first word: the sending side's turn, second: the receiving side's, third: the end). Every load, store and
 modify inside the region is given to the side whose turn it is, by the 64-byte line it touches (an access that spans
-two lines touches both). A line crosses when a side touches it and the last side to touch it was the other one, and
-either of those two touches was a write: what a core must fetch from, or take from, the other core's cache
-(reads by both sides after one write share the line: one crossing, not two). Reported per message, over the turns
+two lines touches both). A line crosses when a side touches it in its turn, the other side touched it since this
+side last did, and either side wrote it in those touches: what a core must fetch from the other core's cache, or take
+from it (a write to a line the other core holds, even unmodified, must invalidate that copy). Reads by both sides
+after one write share the line: one crossing, not two. The order of a side's accesses within its turn does not
+matter (a read before a write in the same turn is the same ownership taken). Reported per message, over the turns
 after the first `warmup` messages (enough for the ring to wrap once, so that its data lines have been written
 before), with which lines (by offset in the region) cross most.
 
@@ -22,10 +24,25 @@ def main():
     base, size, marker = int(first_line[1], 16), int(first_line[2]), int(first_line[4], 16)
     turn = 0                 # 0 before the first mark, 1 sending side, 2 receiving side
     messages = 0             # sending turns begun
-    last = {}                # line -> (side, wrote)
+    last = {}                # line -> (side, wrote): the side that touched it last, and whether it wrote it since the other did
+    touched = {}             # line -> wrote, in the current turn
     crossings = collections.Counter()      # (from side, to side) -> count, after warm-up
     by_line = collections.Counter()        # line offset -> crossings, after warm-up
     counted = 0
+
+    def end_turn():
+        for line, wrote in touched.items():
+            previous = last.get(line)
+            if previous is not None and previous[0] != turn and (previous[1] or wrote):
+                if messages > warmup:
+                    crossings[(previous[0], turn)] += 1
+                    by_line[line * 64] += 1
+            if previous is None or previous[0] != turn:
+                last[line] = (turn, wrote)
+            else:
+                last[line] = (turn, previous[1] or wrote)
+        touched.clear()
+
     with open(trace, errors="replace") as lines:
         for raw in lines:
             if len(raw) < 4 or raw[0] != " " or raw[1] not in "LSM":
@@ -36,6 +53,7 @@ def main():
             if marker <= address < marker + 24:
                 if kind == "L":
                     continue
+                end_turn()
                 which = (address - marker) // 8 + 1
                 if which == 3:
                     break
@@ -49,15 +67,7 @@ def main():
                 continue
             wrote = kind in "SM"
             for line in range((address - base) // 64, (address + width - 1 - base) // 64 + 1):
-                previous = last.get(line)
-                if previous is not None and previous[0] != turn and (previous[1] or wrote):
-                    if messages > warmup:
-                        crossings[(previous[0], turn)] += 1
-                        by_line[line * 64] += 1
-                if previous is None or previous[0] != turn:
-                    last[line] = (turn, wrote)
-                elif wrote and not previous[1]:
-                    last[line] = (turn, True)
+                touched[line] = touched.get(line, False) or wrote
     if counted == 0:
         sys.exit("lines.py: no message after the warm-up in the trace")
     to_receiver, to_sender = crossings[(1, 2)] / counted, crossings[(2, 1)] / counted

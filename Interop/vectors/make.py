@@ -108,6 +108,9 @@ print(f"{len(cases)} ring images written")
 SERVICE_MAGIC = 0x4255534255504D53
 DEAD = 0x7FFFFFF0
 LOAN, HISTORY = 1 << 62, 1 << 63
+# A subscriber slot's fields (format 2.0): the first line is written at connect, the second by the subscriber, the
+# third by the publisher (its queue's write position, then the entries).
+SLOT_HISTORY_WANTED, SLOT_READ, SLOT_HELD, SLOT_WRITE, SLOT_ENTRIES = 40, 64, 72, 128, 140
 
 
 def align64(n):
@@ -115,7 +118,7 @@ def align64(n):
 
 
 class Service:
-    def __init__(self, max_payload=64, subscribers=2, depth=4, history=3, magic=SERVICE_MAGIC, major=1, minor=0,
+    def __init__(self, max_payload=64, subscribers=2, depth=4, history=3, magic=SERVICE_MAGIC, major=2, minor=0,
                  chunk_count=None):
         capacity = 1
         while capacity < depth:
@@ -123,7 +126,7 @@ class Service:
         self.max_payload, self.subscribers, self.depth, self.history, self.capacity = max_payload, subscribers, depth, history, capacity
         self.chunk_count = subscribers * (depth + 1) + history + 2
         self.chunk_stride = 64 + align64(max_payload)
-        self.slot_stride = align64(192 + capacity * 4)
+        self.slot_stride = align64(SLOT_ENTRIES + capacity * 4)
         self.slots_at = align64(192 + history * 4)
         self.chunks_at = self.slots_at + subscribers * self.slot_stride
         self.size = self.chunks_at + self.chunk_count * self.chunk_stride
@@ -165,14 +168,15 @@ class Service:
         at = self.slots_at + slot * self.slot_stride
         struct.pack_into("<IiQ", self.bytes, at, 2, pid, 0)
         struct.pack_into("<III", self.bytes, at + 24, 0, self.depth, 0)
-        struct.pack_into("<III", self.bytes, at + 40, 0, 1, 0 if held is None else held + 1)
+        struct.pack_into("<II", self.bytes, at + SLOT_HISTORY_WANTED, 0, 1)
+        struct.pack_into("<I", self.bytes, at + SLOT_HELD, 0 if held is None else held + 1)
         for k, c in enumerate(queued):
-            struct.pack_into("<I", self.bytes, at + 192 + (5 + k) % self.capacity * 4, c)
+            struct.pack_into("<I", self.bytes, at + SLOT_ENTRIES + (5 + k) % self.capacity * 4, c)
             self.mark(c, 1 << slot)
         if held is not None:
             self.mark(held, 1 << slot)
-        struct.pack_into("<Q", self.bytes, at + 64, 5 + len(queued))
-        struct.pack_into("<Q", self.bytes, at + 128, 5)
+        struct.pack_into("<Q", self.bytes, at + SLOT_WRITE, 5 + len(queued))
+        struct.pack_into("<Q", self.bytes, at + SLOT_READ, 5)
         return self
 
     def image(self, size=None):
@@ -235,7 +239,8 @@ service_cases = [
     ("service-dead-publisher-loans", loans.image(), "ok", expect(1, 2) + end(3)),
     ("service-stale-history-marks", stale.image(), "ok", expect(1) + end(2)),
     ("service-bad-magic", Service(magic=0x1234).image(), "foreign", []),
-    ("service-bad-major", Service(major=2).image(), "foreign", []),
+    # Version 1, whose subscriber slots are laid out otherwise, as any other major version.
+    ("service-bad-major", Service(major=1).image(), "foreign", []),
     ("service-too-many-subscribers", Service(subscribers=63).image(), "foreign", []),
     ("service-queue-depth-zero", poke_service(Service(), 24, "<I", 0).image(), "foreign", []),
     ("service-payload-too-large", poke_service(Service(), 16, "<Q", 1 << 37).image(), "foreign", []),

@@ -37,8 +37,8 @@ public enum PublishSubscribe {
     static let historyBit: UInt64 = 1 << 63
 
     static let magic: UInt64 = 0x4255_5342_5550_4D53  // "SMPUBSUB"
-    static let major: UInt16 = 1
-    static let minor: UInt16 = 1  // 1: the sample type fields (zero in 1.0, which means bytes)
+    static let major: UInt16 = 2  // 2: the subscriber slot's lines, one writer each (1.x: `held` beside what every publish reads)
+    static let minor: UInt16 = 0
     /// The most subscribers a service can have (one bit each in a chunk's holders).
     public static let maxSubscribers = 62
     @available(*, deprecated, renamed: "maxSubscribers")

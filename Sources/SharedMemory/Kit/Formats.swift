@@ -64,9 +64,11 @@
 
 /// A subscriber's slot of a publish/subscribe service (Docs/WireFormat.md, "Subscriber slot").
 @usableFromInline package enum SubscriberSlot: Int, FormatField {
+    // Three lines, each written by one side for each sample (format 2.0): the first only at connect and close, the
+    // second by the subscriber (`read`, `held`), the third by the publisher (`write` with the first 13 entries).
     case state = 0, pid = 4, start = 8, generation = 20, policy = 24, depth = 28, lost = 32
-    case historyWanted = 40, historyDelivered = 44, held = 48, write = 64, subscriberSleeps = 72
-    case read = 128, publisherSleeps = 136, entries = 192
+    case historyWanted = 40, historyDelivered = 44, read = 64, held = 72, publisherSleeps = 76
+    case write = 128, subscriberSleeps = 136, entries = 140
 
     @usableFromInline package static var part: String { "The publish/subscribe service / Subscriber slot" }
     @usableFromInline package static var cPrefix: String? { "SMPS_SLOT_" }
