@@ -81,7 +81,7 @@ struct AsyncTests {
         }
     }
 
-    @Test("200 tasks waiting on 100 rings and 100 events hold no thread of the pool: an unrelated task still runs at once; then every wait ends with its message")
+    @Test("200 tasks waiting on 100 rings and 100 events hold no thread of the pool: an unrelated task still runs meanwhile; then every wait ends with its message")
     func manyWaiters() async throws {
         try await Names.withAsync(.posix) { name in
             let ringSize = MessageRing.size(capacity: 4096), rings = 100
@@ -100,12 +100,14 @@ struct AsyncTests {
                 }
                 try await Self.waitUntilWaiting(2 * rings, in: region)
                 #expect(FutexWaiters.shared.threadCount >= 2, "200 words need two waiter threads of 127")
-                // The pool has a thread per core (2 here): were the waits holding them, this would not run.
+                // The pool has a thread per core (2 here): were the waits holding them, this would run only when
+                // they time out, after 60 s. The bound is that, not a speed: a busy machine may delay a thread by
+                // tens of milliseconds, and the test must not depend on the machine being quiet.
                 let unrelated = await Self.timed {
                     let sum = await Task.detached { (0..<1000).reduce(0, +) }.value
                     #expect(sum == 499_500)
                 }
-                #expect(unrelated < .milliseconds(100), "an unrelated task took \(unrelated) while 200 tasks waited")
+                #expect(unrelated < .seconds(10), "an unrelated task took \(unrelated) while 200 tasks waited")
                 for i in 0..<rings {
                     try RingSender(region, at: i * ringSize).send(Array("ring".utf8))
                     events[i].signal()
