@@ -48,7 +48,8 @@ enum {
     SMPS_OFF_MAGIC = 0, SMPS_OFF_MAJOR = 8, SMPS_OFF_MINOR = 10, SMPS_OFF_SUBSCRIBERS = 12, SMPS_OFF_MAX_PAYLOAD = 16,
     SMPS_OFF_QUEUE_DEPTH = 24, SMPS_OFF_HISTORY = 28, SMPS_OFF_CHUNK_COUNT = 32, SMPS_OFF_PUBLISHER_STATE = 36,
     SMPS_OFF_PUBLISHED = 40, SMPS_OFF_PUBLISHER_PID = 48, SMPS_OFF_PUBLISHER_VACATED = 52, SMPS_OFF_PUBLISHER_START = 56, SMPS_OFF_HISTORY_HEAD = 64,
-    SMPS_OFF_SAMPLE_TYPE = 72, SMPS_OFF_SAMPLE_SIZE = 80, SMPS_OFF_SAMPLE_ALIGNMENT = 84, SMPS_OFF_SAMPLE_TYPE_NAME = 88, SMPS_OFF_LOCK = 128, SMPS_OFF_HISTORY_ENTRIES = 192
+    SMPS_OFF_SAMPLE_TYPE = 72, SMPS_OFF_SAMPLE_SIZE = 80, SMPS_OFF_SAMPLE_ALIGNMENT = 84, SMPS_OFF_SAMPLE_TYPE_NAME = 88, SMPS_OFF_LOCK = 128, SMPS_OFF_PUBLISH_EPOCH = 176,
+    SMPS_OFF_EPOCH_WAITING = 184, SMPS_OFF_HISTORY_ENTRIES = 192
 };
 /* A subscriber's slot. */
 enum {
@@ -64,7 +65,7 @@ enum { SMPS_CHUNK_HOLDERS = 0, SMPS_CHUNK_SEQUENCE = 8, SMPS_CHUNK_LENGTH = 16, 
 #define SMPS_LOAN_BIT (1ull << 62)
 #define SMPS_HISTORY_BIT (1ull << 63)
 
-_Static_assert(sizeof(pthread_mutex_t) <= SMPS_OFF_HISTORY_ENTRIES - SMPS_OFF_LOCK, "the lock takes at most 64 bytes");
+_Static_assert(sizeof(pthread_mutex_t) <= SMPS_OFF_PUBLISH_EPOCH - SMPS_OFF_LOCK, "the lock takes at most 48 bytes");
 
 /* Where everything is, computed from the configuration (the same in every process). */
 typedef struct smps_layout {
@@ -279,14 +280,48 @@ static void smps__say_too_large(const smps_service *s, uint64_t length) {
 
 /* ---- The connections' lock, and repairs ---- */
 
+/* A publish begins: the epoch odd (sequentially consistent) before it reads any slot's state, so a reclaimer that
+ * marked a slot either is seen or sees the publish running and waits for it. No lock. */
+static inline void smps__enter_publish(smps_service *s) {
+    atomic_fetch_add_explicit(smps__u64(s, SMPS_OFF_PUBLISH_EPOCH), 1, memory_order_seq_cst);
+}
+
+/* A publish ends: the epoch even again, and a reclaimer waiting for it woken. */
+static inline void smps__leave_publish(smps_service *s) {
+    atomic_fetch_add_explicit(smps__u64(s, SMPS_OFF_PUBLISH_EPOCH), 1, memory_order_seq_cst);
+    if (atomic_load_explicit(smps__u32(s, SMPS_OFF_EPOCH_WAITING), memory_order_seq_cst) != 0)
+        smring__futex_wake(smps__u32(s, SMPS_OFF_PUBLISH_EPOCH));
+}
+
+/* After a slot was marked as leaving (sequentially consistent): waits until no publish that may have seen it
+ * connected still runs (the epoch moves on), spinning a while, then asleep on the epoch's low half with
+ * epoch_waiting raised; a publisher that died in its publish ends the wait (looked at between sleeps). Lock held. */
+static inline void smps__wait_for_publishes(smps_service *s) {
+    _Atomic uint64_t *epoch = smps__u64(s, SMPS_OFF_PUBLISH_EPOCH);
+    _Atomic uint32_t *waiting = smps__u32(s, SMPS_OFF_EPOCH_WAITING);
+    uint64_t seen = atomic_load_explicit(epoch, memory_order_seq_cst);
+    if (!(seen & 1)) return;
+    for (int spins = SMRING_SPINS; spins > 0 && atomic_load_explicit(epoch, memory_order_acquire) == seen; spins--) {}
+    while (atomic_load_explicit(epoch, memory_order_acquire) == seen) {
+        if (!smps__publisher_alive(s)) return;
+        atomic_store_explicit(waiting, 1, memory_order_seq_cst);
+        int timed_out = 0;
+        if (atomic_load_explicit(epoch, memory_order_seq_cst) == seen)
+            smring__sleep((_Atomic uint32_t *)epoch, (uint32_t)seen, -1, &timed_out);
+        atomic_store_explicit(waiting, 0, memory_order_relaxed);
+    }
+}
+
 /* Subscriber i's process is dead (or its slot was left half made or half reclaimed): takes back every chunk it
- * held or had queued and frees the slot. Lock held. Whether it reclaimed. */
+ * held or had queued and frees the slot, once no publish that may have seen it connected still runs. Lock held,
+ * never in a publish (it would wait for itself). Whether it reclaimed. */
 static inline int smps__reclaim_if_dead(smps_service *s, uint32_t i) {
     uint64_t slot = smps__slot(s, i);
     uint32_t current = smps__state(s, i);
     if (current == SMPS_FREE) return 0;
     if (current != SMPS_RECLAIMING && smps__alive(s, slot + SMPS_SLOT_PID, slot + SMPS_SLOT_START)) return 0;
-    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_RECLAIMING, memory_order_release);
+    atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_RECLAIMING, memory_order_seq_cst);
+    smps__wait_for_publishes(s);
     uint64_t bit = 1ull << i;
     for (uint32_t c = 0; c < s->layout.chunk_count; c++)
         if (atomic_load_explicit(smps__holders(s, c), memory_order_relaxed) & bit)
@@ -300,8 +335,13 @@ static inline int smps__reclaim_if_dead(smps_service *s, uint32_t i) {
     return 1;
 }
 
-/* A dead publisher's loan goes back, and each chunk is marked as in the history exactly when the history lists it. */
+/* A dead publisher's loan goes back, each chunk is marked as in the history exactly when the history lists it, a
+ * live subscriber's mark on a chunk neither in its queue nor the one it is reading is taken back (what a publish cut
+ * short leaves), and the epoch, odd if it died in a publish, is made even. Lock held, and no publisher runs. */
 static inline void smps__recover_from_dead_publisher(smps_service *s) {
+    _Atomic uint64_t *epoch = smps__u64(s, SMPS_OFF_PUBLISH_EPOCH);
+    uint64_t e = atomic_load_explicit(epoch, memory_order_acquire);
+    if (e & 1) atomic_store_explicit(epoch, e + 1, memory_order_seq_cst);
     uint64_t head = atomic_load_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), memory_order_acquire);
     uint64_t kept = head < s->layout.history ? head : s->layout.history;
     for (uint32_t c = 0; c < s->layout.chunk_count; c++) {
@@ -312,13 +352,6 @@ static inline void smps__recover_from_dead_publisher(smps_service *s) {
         if (listed) atomic_fetch_or_explicit(smps__holders(s, c), SMPS_HISTORY_BIT, memory_order_acq_rel);
         else atomic_fetch_and_explicit(smps__holders(s, c), ~SMPS_HISTORY_BIT, memory_order_acq_rel);
     }
-}
-
-/* After a process died holding the lock: reclaims dead subscribers, recovers from a dead publisher, and takes
- * back a live subscriber's mark on any chunk that is neither in its queue nor the one it is reading. */
-static inline void smps__repair(smps_service *s) {
-    for (uint32_t i = 0; i < s->layout.subscribers; i++) smps__reclaim_if_dead(s, i);
-    if (!smps__publisher_alive(s)) smps__recover_from_dead_publisher(s);
     for (uint32_t i = 0; i < s->layout.subscribers; i++) {
         if (smps__state(s, i) != SMPS_CONNECTED) continue;
         uint64_t slot = smps__slot(s, i);
@@ -333,6 +366,13 @@ static inline void smps__repair(smps_service *s) {
             if (!queued) atomic_fetch_and_explicit(smps__holders(s, c), ~(1ull << i), memory_order_acq_rel);
         }
     }
+}
+
+/* After a process died holding the lock (connecting, closing, reclaiming, taking the seat): reclaims dead
+ * subscribers, and recovers from a dead publisher. A live publisher's publishes take no lock and are left alone. */
+static inline void smps__repair(smps_service *s) {
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) smps__reclaim_if_dead(s, i);
+    if (!smps__publisher_alive(s)) smps__recover_from_dead_publisher(s);
 }
 
 /* Takes the connections' lock (a robust, process-shared pthread mutex); after a holder's death, repairs first. */
@@ -408,7 +448,7 @@ static inline int smps_loan(smps_publisher *p, void **payload) {
 }
 
 /* Puts chunk c at the end of subscriber i's queue; with the queue full, drops the oldest (overwriting subscribers)
- * or returns 0 (blocking ones). 1 once queued. Lock held. */
+ * or returns 0 (blocking ones). 1 once queued. In a publish (the epoch odd). */
 __attribute__((always_inline))  /* the publish's inner loop: inlined there, as it was before its error sentences made it look big */
 static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
     uint64_t slot = smps__slot(s, i);
@@ -435,7 +475,7 @@ static inline int smps__enqueue(smps_service *s, uint32_t c, uint32_t i) {
     return 1;
 }
 
-/* Delivers the history subscriber i asked for when it connected, once, oldest first (lock held). */
+/* Delivers the history subscriber i asked for when it connected, once, oldest first (in a publish). */
 static inline int smps__deliver_history(smps_service *s, uint32_t i) {
     uint64_t slot = smps__slot(s, i);
     if (smps__state(s, i) != SMPS_CONNECTED
@@ -455,7 +495,7 @@ static inline int smps__deliver_history(smps_service *s, uint32_t i) {
     return SMRING_OK;
 }
 
-/* Puts c into the history, evicting the oldest: marked before listed, the evicted one unmarked after (lock held). */
+/* Puts c into the history, evicting the oldest: marked before listed, the evicted one unmarked after (in a publish). */
 static inline void smps__add_to_history(smps_service *s, uint32_t c) {
     uint64_t head = atomic_load_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), memory_order_relaxed);
     uint64_t at = SMPS_OFF_HISTORY_ENTRIES + (head % s->layout.history) * 4;
@@ -478,15 +518,22 @@ static inline int smps__wait_and_enqueue(smps_publisher *p, uint32_t c, uint32_t
     _Atomic uint64_t *read = smps__u64(s, slot + SMPS_SLOT_READ);
     _Atomic uint32_t *sleeps = smps__u32(s, slot + SMPS_SLOT_PUBLISHER_SLEEPS);
     for (;;) {
-        int result = smps__lock(s);
-        if (result != SMRING_OK) return result;
-        if (smps__state(s, i) != SMPS_CONNECTED
-            || atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), memory_order_acquire) != generation
-            || smps__reclaim_if_dead(s, i))
+        int result, dead = 0;
+        smps__enter_publish(s);  /* queued as a publish queues: no lock */
+        if (atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), memory_order_seq_cst) != SMPS_CONNECTED
+            || atomic_load_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), memory_order_acquire) != generation)
             result = 1;  /* it left, or died and was reclaimed: nothing to deliver */
+        else if (!smps__alive(s, slot + SMPS_SLOT_PID, slot + SMPS_SLOT_START))
+            result = dead = 1;
         else
             result = smps__enqueue(s, c, i);
-        smps__unlock(s);
+        smps__leave_publish(s);
+        if (dead) {  /* reclaimed under the lock, out of the publish (a reclaim waits for publishes to end) */
+            if ((result = smps__lock(s)) != SMRING_OK) return result;
+            smps__reclaim_if_dead(s, i);
+            smps__unlock(s);
+            return 1;
+        }
         if (result != 0) return result;
         uint32_t seen = (uint32_t)atomic_load_explicit(read, memory_order_seq_cst);
         atomic_store_explicit(sleeps, 1, memory_order_seq_cst);
@@ -528,13 +575,14 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
     uint32_t c = (uint32_t)p->loan;
     if (length > s->layout.max_payload) return smps__too_large(s, length);
     uint64_t chunk = smps__chunk(s, c), blocked = 0, next;
-    int result = smps__lock(s);
-    if (result == SMRING_OK) {
+    int result = SMRING_OK;
+    smps__enter_publish(s);  /* no lock: see smps__wait_for_publishes */
+    {
         next = atomic_load_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), memory_order_relaxed) + 1;
         smps__put64(s, chunk + SMPS_CHUNK_SEQUENCE, next);
         smps__put64(s, chunk + SMPS_CHUNK_LENGTH, length);
         for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
-            if (smps__state(s, i) != SMPS_CONNECTED) continue;
+            if (atomic_load_explicit(smps__u32(s, smps__slot(s, i) + SMPS_SLOT_STATE), memory_order_seq_cst) != SMPS_CONNECTED) continue;
             if ((result = smps__deliver_history(s, i)) != SMRING_OK) break;
             int queued = smps__enqueue(s, c, i);
             if (queued < 0) result = queued;
@@ -544,8 +592,8 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
             if (s->layout.history > 0) smps__add_to_history(s, c);
             atomic_store_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), next, memory_order_release);
         }
-        smps__unlock(s);
     }
+    smps__leave_publish(s);
     uint64_t late = 0;
     for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
         if (!(blocked & (1ull << i))) continue;
@@ -582,9 +630,11 @@ static inline int smps_update(smps_publisher *p) {
     smps_service *s = &p->service;
     int result = smps__lock(s);
     if (result != SMRING_OK) return result;
-    for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++)
-        if (!smps__reclaim_if_dead(s, i)) result = smps__deliver_history(s, i);
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) smps__reclaim_if_dead(s, i);
     smps__unlock(s);
+    smps__enter_publish(s);
+    for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) result = smps__deliver_history(s, i);
+    smps__leave_publish(s);
     return result;
 }
 

@@ -211,6 +211,9 @@ with_dead, chunks = published(Service(subscribers=1), 4)
 with_dead.dead_subscriber(0, queued=chunks[2:4], held=chunks[1])
 negative, negative_chunks = published(Service(subscribers=1), 2)
 negative.dead_subscriber(0, queued=negative_chunks[1:2], pid=-1)
+mid_publish, mid_chunks = published(Service(subscribers=1), 3)
+mid_publish.dead_subscriber(0, queued=mid_chunks[2:3])
+struct.pack_into("<Q", mid_publish.bytes, 176, 7)  # the publish epoch: odd, the dead publisher was publishing
 loans, _ = published(Service(), 2)
 for c in range(loans.chunk_count):
     if loans.holders(c) == 0:
@@ -234,6 +237,9 @@ service_cases = [
     ("service-dead-subscriber", with_dead.image(), "ok", expect(2, 3, 4) + end(5)),
     # The only slot claims pid -1, which no process has (kill(-1, 0) would ask about every process): reclaimed.
     ("service-negative-pid", negative.image(), "ok", expect(1, 2) + end(3)),
+    # The publisher died in a publish (its epoch odd) and the only slot is a dead subscriber's: reclaiming it to connect
+    # must not wait for that publish to end, and taking the seat makes the epoch even.
+    ("service-dead-publisher-mid-publish", mid_publish.image(), "ok", expect(1, 2, 3) + end(4)),
     # The dead publisher left every free chunk on loan, or history marks on chunks not in the history: taking its
     # seat gives them back (else the publish of "end" would find no free chunk).
     ("service-dead-publisher-loans", loans.image(), "ok", expect(1, 2) + end(3)),

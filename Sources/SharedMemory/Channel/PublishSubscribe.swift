@@ -198,6 +198,21 @@ struct ServiceGeometry: BitwiseCopyable {
     /// Subscriber `s`'s bit in a chunk's holders (and in a publish's set of blocked subscribers): `s` is a slot
     /// index, below 62, so the shift needs no check for a count of 64 or more.
     @inlinable static func mark(_ s: Int) -> UInt64 { 1 &<< UInt64(truncatingIfNeeded: s) }
+    /// A publish begins: the publish epoch made odd, sequentially consistent, before the publish reads any slot's
+    /// state (so a reclaimer that marked a slot either is seen, or sees the publish running and waits for it). No
+    /// lock: the connections' lock is for connects, closes, reclaims and repairs.
+    @inline(__always) func enterPublish() {
+        _ = atomic(ServiceHeader.publishEpoch.offset, UInt64.self).loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
+    }
+
+    /// A publish ends: the epoch even again, and a reclaimer waiting for it woken.
+    @inline(__always) func leavePublish() {
+        _ = atomic(ServiceHeader.publishEpoch.offset, UInt64.self).loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
+        if atomic(ServiceHeader.epochWaiting.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(base + ServiceHeader.publishEpoch.offset)
+        }
+    }
+
     /// The publisher's loan of chunk `c` ends (its bit 62 cleared): published, or given back.
     func endLoan(_ c: Int) { _ = holders(c).loadThenBitwiseAnd(with: ~PublishSubscribe.loanBit, ordering: .acquiringAndReleasing) }
 
@@ -311,9 +326,8 @@ struct ServiceView: @unchecked Sendable {
         return try body()
     }
 
-    /// Takes the connections' lock; after a holder's death, repairs first. (For the publish, which holds it without
-    /// a closure: ``withLock(_:)`` elsewhere.)
-    func acquireLock() throws(SharedMemoryError) {
+    /// Takes the connections' lock; after a holder's death, repairs first.
+    private func acquireLock() throws(SharedMemoryError) {
         if try lock.lock() == .ownerDied {
             repair()
             try lock.markConsistent()
@@ -322,14 +336,51 @@ struct ServiceView: @unchecked Sendable {
 
     func releaseLock() { try? lock.unlock() }
 
-    /// After a process died holding the lock (in the middle of a publish, a connect, a reclaim): reclaims every
-    /// subscriber that is dead, and if the publisher is dead, takes back its loan and makes the history's marks
-    /// match the history. A chunk a dead publisher marked for a subscriber without queueing it (the one moment a
-    /// publish can leave behind) is given back too: a live subscriber's mark counts only on a chunk in its queue or
-    /// the one it is reading.
+    /// The publish epoch: odd while a publish runs (Docs/WireFormat.md, "The lock, the publish epoch, and repair").
+    var publishEpoch: UnsafeAtomic<UInt64> { atomic(ServiceHeader.publishEpoch.offset, UInt64.self) }
+
+    /// After a slot was marked as leaving (sequentially consistent): waits until no publish that may have seen it
+    /// connected is still running. A publish makes the epoch odd (sequentially consistent) before it reads the slots'
+    /// states, so either it sees the mark, or this sees it running; then this waits for the epoch to move on,
+    /// spinning a while and then asleep on its low half, with `epochWaiting` raised so that the publish wakes it. A
+    /// publisher that died in its publish writes nothing more: its death ends the wait (looked at after each quiet
+    /// slice). Lock held, so one process at a time waits.
+    func waitForPublishesInFlight() {
+        let epoch = publishEpoch
+        let seen = epoch.load(ordering: .sequentiallyConsistent)
+        guard seen & 1 == 1 else { return }
+        let waiting = atomic(ServiceHeader.epochWaiting.offset, UInt32.self)
+        var wait = Wait(.default, timeout: nil)
+        while epoch.load(ordering: .acquiring) == seen {
+            if wait.spin() { continue }
+            if wait.lookAtPeer, !(publisher?.isAlive ?? false) { return }
+            _ = try? wait.sleep(on: base + ServiceHeader.publishEpoch.offset, raise: { () -> UInt32? in
+                waiting.store(1, ordering: .sequentiallyConsistent)
+                guard epoch.load(ordering: .sequentiallyConsistent) == seen else {
+                    waiting.store(0, ordering: .relaxed)
+                    return nil
+                }
+                return UInt32(truncatingIfNeeded: seen)
+            }, lower: { waiting.store(0, ordering: .relaxed) })
+        }
+    }
+
+    /// After a process died holding the lock (in the middle of a connect, a close, a reclaim, a takeover): reclaims
+    /// every subscriber that is dead, and if the publisher is dead, recovers from it. (A live publisher's publishes
+    /// take no lock and are not repaired: one may be running now.)
     func repair() {
         for s in 0..<layout.subscribers { reclaimIfDead(s) }
         if !(publisher?.isAlive ?? false) { recoverFromDeadPublisher() }
+    }
+
+    /// A dead publisher's loan goes back, each chunk is marked as in the history exactly when the history lists it,
+    /// and a chunk it marked for a subscriber without queueing it (the one thing a publish cut short leaves behind)
+    /// is given back: a live subscriber's mark counts only on a chunk in its queue or the one it is reading. Its
+    /// publish epoch, odd if it died in a publish, is made even. Lock held, and no publisher runs.
+    func recoverFromDeadPublisher() {
+        let epoch = publishEpoch
+        let e = epoch.load(ordering: .acquiring)
+        if e & 1 == 1 { epoch.store(e &+ 1, ordering: .sequentiallyConsistent) }
         for s in 0..<layout.subscribers where atomic(slot(s) + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected {
             let slotAt = slot(s)
             let read = atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).load(ordering: .acquiring)
@@ -345,11 +396,6 @@ struct ServiceView: @unchecked Sendable {
                 if !queued.contains(c) && Int(held) != c + 1 { _ = holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(s), ordering: .acquiringAndReleasing) }
             }
         }
-    }
-
-    /// A dead publisher's loan goes back, and each chunk is marked as in the history exactly when the history lists
-    /// it.
-    func recoverFromDeadPublisher() {
         var inHistory = Set<Int>()
         let head = atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .acquiring)
         let kept = min(head, UInt64(layout.history))
@@ -369,8 +415,9 @@ struct ServiceView: @unchecked Sendable {
     }
 
     /// If subscriber `s`'s process is dead (or its slot was left half made or half reclaimed by a dead process),
-    /// takes back every chunk it held or had queued and frees the slot. Called with the lock held, so no publish
-    /// runs meanwhile. Whether it reclaimed.
+    /// takes back every chunk it held or had queued and frees the slot. Called with the lock held, never from inside
+    /// a publish: once the slot is marked, it waits for the publishes that may have seen it connected (see
+    /// ``waitForPublishesInFlight()``), so none still writes into the queue it empties. Whether it reclaimed.
     @discardableResult
     func reclaimIfDead(_ s: Int) -> Bool {
         let slotAt = slot(s)
@@ -378,7 +425,8 @@ struct ServiceView: @unchecked Sendable {
         let current = state.load(ordering: .acquiring)
         guard current != P.free else { return false }
         if current != P.reclaiming, subscriberSeat(s).isHeldByLiveProcess { return false }
-        state.store(P.reclaiming, ordering: .releasing)
+        state.store(P.reclaiming, ordering: .sequentiallyConsistent)
+        waitForPublishesInFlight()
         let bit = ServiceGeometry.mark(s)
         for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {
             _ = holders(c).loadThenBitwiseAnd(with: ~bit, ordering: .acquiringAndReleasing)

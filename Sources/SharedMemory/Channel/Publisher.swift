@@ -8,8 +8,6 @@ public struct Publisher: ~Copyable {
     let service: ServiceView
     /// The service's place and layout, read in place by the hot path (see ``ServiceGeometry``).
     let geometry: ServiceGeometry
-    /// The connections' lock, held by every publish (the service view's, kept apart for the same reason).
-    let lock: RobustMutex
     // The publish's helpers below are `mutating` though most change nothing: a publish is `mutating` (its loan moves
     // the cursor), and calling a borrowing method from it had the compiler copy the whole publisher (288 bytes) to
     // borrow it, on every sample.
@@ -48,7 +46,6 @@ public struct Publisher: ~Copyable {
         }
         self.service = service
         geometry = service.geometry
-        lock = service.lock
         self.blockTimeout = blockTimeout
         readSeen = .allocate(capacity: service.layout.subscribers)
         readSeen.initialize(repeating: SeenRead(), count: service.layout.subscribers)
@@ -145,8 +142,20 @@ public struct Publisher: ~Copyable {
     public mutating func update() throws(SharedMemoryError) {
         let service = self.service
         try service.withLock { () throws(SharedMemoryError) in
-            for s in 0..<service.layout.subscribers where !service.reclaimIfDead(s) { try deliverHistory(to: s) }
+            for s in 0..<service.layout.subscribers { service.reclaimIfDead(s) }
         }
+        try Self.inPublish(geometry) { () throws(SharedMemoryError) in
+            for s in 0..<service.layout.subscribers { try deliverHistory(to: s) }
+        }
+    }
+
+    /// Runs `body` as a publish runs, without the lock (see ``ServiceGeometry/enterPublish()``). `body` never
+    /// reclaims (that would wait for itself).
+    @inline(__always)
+    private static func inPublish<R>(_ geometry: ServiceGeometry, _ body: () throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R {
+        geometry.enterPublish()
+        defer { geometry.leavePublish() }
+        return try body()
     }
 
     /// Ends the stream: subscribers read what was published, then their ``Subscriber/receive(timeout:_:)`` returns
@@ -222,7 +231,7 @@ public struct Publisher: ~Copyable {
         var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
         let sequence: UInt64
         do {
-            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            sequence = try publishToSlots(c, geometry.chunk(c), length, &blocked)
             if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
         } catch {
             geometry.endLoan(c)
@@ -240,7 +249,7 @@ public struct Publisher: ~Copyable {
         var blocked: UInt64 = 0
         let sequence: UInt64
         do {
-            sequence = try locked(c, geometry.chunk(c), length, &blocked)
+            sequence = try publishToSlots(c, geometry.chunk(c), length, &blocked)
             if blocked != 0 { try await waitForBlockedAsync(c, blocked, sequence) }
         } catch {
             geometry.endLoan(c)
@@ -297,36 +306,39 @@ public struct Publisher: ~Copyable {
         SharedMemoryError(.timedOut, "sample \(sequence) was published, but the queue of the subscriber\(late.count == 1 ? "" : "s") in process \(late.map(String.init).joined(separator: ", ")) stayed full for \(blockTimeout); they miss it (counted as lost)", region: service.name)
     }
 
-    /// The part of a publish that holds the lock: the sample's sequence and length, the history owed to new
-    /// subscribers, each connected subscriber's queue (those full and blocking are marked in `blocked`), the
-    /// history.
+    /// The part of a publish that reads the slots (in the publish epoch, no lock): the sample's sequence and length,
+    /// the history owed to new subscribers, each connected subscriber's queue (those full and blocking are marked in
+    /// `blocked`), the history.
     @inline(__always)
-    private mutating func locked(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
-        if try lock.lock() == .ownerDied { try repairAfterOwnerDied() }
-        defer { try? lock.unlock() }
+    private mutating func publishToSlots(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
+        geometry.enterPublish()
+        defer { geometry.leavePublish() }
         let sequence = geometry.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .relaxed) &+ 1
         geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)
         geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
-        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected {
+        // The geometry and the seen positions in locals: read through `self` (inout), they were loaded again after
+        // every atomic operation of the loop.
+        let geometry = self.geometry, seen = readSeen
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected {
             if geometry.atomic(geometry.slot(s) &+ SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
-            if try !enqueue(c, to: s) { blocked |= ServiceGeometry.mark(s) }
+            if try !enqueue(c, to: s, geometry, seen) { blocked |= ServiceGeometry.mark(s) }
         }
         if geometry.layout.history > 0 { addToHistory(c) }
         geometry.atomic(ServiceHeader.published.offset, UInt64.self).store(sequence, ordering: .releasing)
         return sequence
     }
 
-    /// The lock's last holder died holding it: repairs, then marks the lock consistent (out of line: the publish
-    /// needs none of the service view for its common path).
-    private mutating func repairAfterOwnerDied() throws(SharedMemoryError) {
-        service.repair()
-        try lock.markConsistent()
-    }
-
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
-    /// subscribers) or returns false (blocking ones). Called with the lock held.
+    /// subscribers) or returns false (blocking ones). Called in a publish (the epoch odd).
     @inline(__always)
     private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+        try enqueue(c, to: s, geometry, readSeen)
+    }
+
+    /// ``enqueue(_:to:)`` with the geometry and the seen positions passed in (the publish's loop keeps them in
+    /// registers).
+    @inline(__always)
+    private mutating func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
         let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
         let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
@@ -392,17 +404,21 @@ public struct Publisher: ~Copyable {
         }
     }
 
-    /// Under the lock: true if the sample needs no more waiting (it was queued, or the subscriber left, died or was
-    /// replaced), false if its queue is still full.
+    /// True if the sample needs no more waiting (it was queued, or the subscriber left, died or was replaced), false
+    /// if its queue is still full. The queueing runs as a publish does (in the epoch, no lock); a dead subscriber is
+    /// reclaimed after, under the lock.
     mutating func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
         let service = self.service
-        return try service.withLock { () throws(SharedMemoryError) -> Bool in
-            guard service.atomic(wait.slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
+        let outcome = try Self.inPublish(geometry) { () throws(SharedMemoryError) -> Bool? in
+            guard service.atomic(wait.slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected,
                   service.atomic(wait.slotAt + SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring) == wait.generation
             else { return true }  // it left, or died and was reclaimed: nothing to deliver
-            if service.reclaimIfDead(wait.subscriber) { return true }
+            if !service.subscriberSeat(wait.subscriber).isHeldByLiveProcess { return nil }
             return try enqueue(c, to: wait.subscriber)
         }
+        if let outcome { return outcome }
+        _ = try service.withLock { () throws(SharedMemoryError) in service.reclaimIfDead(wait.subscriber) }
+        return true
     }
 
     /// A publisher's wait for room in one blocking subscriber's queue: which subscriber (its slot's generation, so

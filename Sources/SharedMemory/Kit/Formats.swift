@@ -39,7 +39,8 @@
 @usableFromInline package enum ServiceHeader: Int, FormatField {
     case magic = 0, major = 8, minor = 10, subscribers = 12, maxPayload = 16, queueDepth = 24, history = 28
     case chunkCount = 32, publisherState = 36, published = 40, publisherPID = 48, publisherVacated = 52, publisherStart = 56
-    case historyHead = 64, sampleType = 72, sampleSize = 80, sampleAlignment = 84, sampleTypeName = 88, lock = 128, historyEntries = 192
+    case historyHead = 64, sampleType = 72, sampleSize = 80, sampleAlignment = 84, sampleTypeName = 88, lock = 128, publishEpoch = 176
+    case epochWaiting = 184, historyEntries = 192
 
     @usableFromInline package static var part: String { "The publish/subscribe service / Service header" }
     @usableFromInline package static var cPrefix: String? { "SMPS_OFF_" }
@@ -52,12 +53,14 @@
         case .sampleSize, .sampleAlignment: FieldDeclaration(4, "formatter", "plain (before `magic`)")
         case .sampleTypeName: FieldDeclaration(1, "formatter", "plain (before `magic`)", extent: "40")
         case .publisherState: FieldDeclaration(4, "publisher", "release")
-        case .published, .historyHead: FieldDeclaration(8, "publisher, lock held", "release")
+        case .published, .historyHead: FieldDeclaration(8, "publisher, in a publish", "release")
         case .publisherPID: FieldDeclaration(4, "publisher, lock held", "release")
         case .publisherVacated: FieldDeclaration(4, "publisher", "release, its pid as its handle goes (a claim: 0, relaxed, before `publisherPID`)")
         case .publisherStart: FieldDeclaration(8, "publisher, lock held", "plain, before `publisherPID`")
-        case .lock: FieldDeclaration(40, "formatter", "`pthread_mutex_init`", extent: "≤ 64")
-        case .historyEntries: FieldDeclaration(4, "publisher, lock held", "plain", extent: "4 × H")
+        case .lock: FieldDeclaration(40, "formatter", "`pthread_mutex_init`", extent: "≤ 48")
+        case .publishEpoch: FieldDeclaration(8, "publisher; one taking a dead one's seat, lock held", "sequentially consistent (odd: in a publish; even: out of it)")
+        case .epochWaiting: FieldDeclaration(4, "a reclaimer, lock held", "sequentially consistent (1), relaxed (0)")
+        case .historyEntries: FieldDeclaration(4, "publisher, in a publish", "plain", extent: "4 × H")
         }
     }
 }
@@ -74,7 +77,7 @@
     @usableFromInline package static var cPrefix: String? { "SMPS_SLOT_" }
     @usableFromInline package var declaration: FieldDeclaration {
         switch self {
-        case .state: FieldDeclaration(4, "connecting subscriber, closing one, a reclaimer; lock held", "release")
+        case .state: FieldDeclaration(4, "connecting subscriber, closing one, a reclaimer; lock held", "release (3: sequentially consistent)")
         case .pid: FieldDeclaration(4, "connecting subscriber (a reclaimer zeroes it)", "release")
         case .start: FieldDeclaration(8, "connecting subscriber", "plain, before `pid`")
         case .generation: FieldDeclaration(4, "connecting subscriber, lock held", "relaxed increment")
@@ -82,11 +85,11 @@
         case .lost: FieldDeclaration(8, "publisher (relaxed increment); connecting subscriber zeroes it", "relaxed")
         case .historyDelivered: FieldDeclaration(4, "connecting subscriber (relaxed: 1 if it wants none, else 0); publisher", "release")
         case .held: FieldDeclaration(4, "subscriber", "release")
-        case .write: FieldDeclaration(8, "publisher, lock held", "sequentially consistent")
+        case .write: FieldDeclaration(8, "publisher, in a publish; a reclaimer, lock held", "sequentially consistent")
         case .subscriberSleeps: FieldDeclaration(4, "subscriber", "sequentially consistent (1), relaxed (0)")
         case .read: FieldDeclaration(8, "subscriber; publisher dropping the oldest", "compare-and-swap, acquire-release")
         case .publisherSleeps: FieldDeclaration(4, "publisher", "sequentially consistent (1), relaxed (0)")
-        case .entries: FieldDeclaration(4, "publisher, lock held", "plain, before `write`", extent: "4 × `queueCapacity`")
+        case .entries: FieldDeclaration(4, "publisher, in a publish", "plain, before `write`", extent: "4 × `queueCapacity`")
         }
     }
 }
@@ -100,7 +103,7 @@
     @usableFromInline package var declaration: FieldDeclaration {
         switch self {
         case .holders: FieldDeclaration(8, "everyone", "compare-and-swap, fetch-or, fetch-and; acquire-release")
-        case .sequence, .length: FieldDeclaration(8, "publisher, lock held", "plain, before the queues' `write`")
+        case .sequence, .length: FieldDeclaration(8, "publisher, in a publish", "plain, before the queues' `write`")
         case .payload: FieldDeclaration(1, "publisher, while it holds the loan", "plain, before the queues' `write`", extent: "`maxPayload`")
         }
     }
