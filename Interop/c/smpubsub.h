@@ -709,8 +709,12 @@ static inline int smps__take_now(smps_subscriber *sub, uint32_t *c, uint64_t *le
         uint64_t r = atomic_load_explicit(read, memory_order_acquire);
         uint64_t w = atomic_load_explicit(write, memory_order_acquire);
         *seen = w;
-        if (w < r || w - r > s->layout.queue_capacity)
+        if (w < r || w - r > s->layout.queue_capacity) {
+            /* An overwriting queue: the publisher may have dropped the oldest and queued more between the two loads,
+             * so r is stale, not the positions wrong. Only a read position that held still says so. */
+            if (atomic_load_explicit(read, memory_order_acquire) != r) continue;
             return smring__fail(SMRING_FOREIGN, "this subscriber's queue positions (read %llu, write %llu) do not add up", (unsigned long long)r, (unsigned long long)w);
+        }
         if (w == r) return 0;
         uint32_t chunk = smps__entry(s, sub->index, r);
         if (chunk >= s->layout.chunk_count) return smps__bad_chunk(s, chunk);

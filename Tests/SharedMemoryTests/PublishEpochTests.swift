@@ -46,6 +46,7 @@ struct PublishEpochTests {
                     }
                     done.add(1, ordering: .relaxed)  // the publisher stops when both subscribers' loops end
                 } catch {
+                    Issue.record("worker \(worker): \(error)")
                     wrong.add(1_000_000, ordering: .relaxed)
                     if worker != 0 { done.add(1, ordering: .relaxed) }
                 }

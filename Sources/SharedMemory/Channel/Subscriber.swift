@@ -232,6 +232,9 @@ public struct Subscriber: ~Copyable {
             let r = read.load(ordering: .acquiring)
             let w = write.load(ordering: .acquiring)
             guard w >= r, w - r <= capacity else {
+                // An overwriting queue: the publisher may have dropped the oldest and queued more between the two
+                // loads, so `r` is stale, not the positions wrong. Only a read position that held still says so.
+                if read.load(ordering: .acquiring) != r { continue }
                 throw SharedMemoryError(.foreign, "this subscriber's queue positions (read \(r), write \(w)) do not add up", region: service.name)
             }
             guard w > r else { return (nil, w) }

@@ -36,7 +36,7 @@ enum ProcMaps {
         var counts: [FileID: Int] = [:]
         // The processes counted so far, by their first mapping (an executable's, fixed for the life of its address
         // space): only those that share it can share an address space, and only they are compared (`kcmp`).
-        var counted: [ArraySlice<UInt8>: [Int32]] = [:]
+        var counted: [[UInt8]: [Int32]] = [:]
         for pid in entries where pid.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
             let contents: [UInt8]
             do {
@@ -45,7 +45,8 @@ enum ProcMaps {
                 continue  // it exited, or its maps are closed to us
             }
             guard !contents.isEmpty, let id = Int32(pid) else { continue }  // a kernel thread maps nothing
-            let first = contents.prefix { $0 != UInt8(ascii: "\n") }
+            // A copy of the line, not a slice: a slice would keep every process's whole maps alive to the end.
+            let first = Array(contents.prefix { $0 != UInt8(ascii: "\n") })
             if counted[first]?.contains(where: { Syscalls.sameAddressSpace($0, id) }) == true { continue }
             counted[first, default: []].append(id)
             for line in contents.split(separator: UInt8(ascii: "\n")) {
