@@ -163,23 +163,47 @@ public enum MessageRing {
 /// `n` rounded up to a multiple of 8; `n` is a message length plus 4, far from overflowing.
 @inlinable @inline(__always) func align8(_ n: Int) -> Int { (n &+ 7) & ~7 }
 
-/// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
-/// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
-/// Noncopyable, because it owns those copies: it frees them, and vacates its seat, when it goes away.
+/// What one side of a ring keeps in memory of its own: its copies of the two positions (first, so the fast path
+/// reaches them at a fixed offset), the ring's geometry as checked when the side attached, and what only slow paths
+/// read.
 @usableFromInline
-struct RingView: ~Copyable {
-    /// Keeps the memory mapped while the side exists.
-    let mapping: RegionMapping
-    @usableFromInline let base: UnsafeMutableRawPointer
+struct RingSideLocal {
+    @usableFromInline var head: UInt64
+    @usableFromInline var tail: UInt64
     @usableFromInline let capacity64: UInt64
     /// The largest message (capacity / 2 - 4), kept: a signed division on every send and receive otherwise.
     @usableFromInline let maxMessage: Int
-    @usableFromInline let position: UnsafeMutablePointer<(head: UInt64, tail: UInt64)>
+    /// Keeps the memory mapped while the side exists.
+    let mapping: RegionMapping
     /// The side this handle holds the seat of.
     let side: MessageRing.Side
+    /// How this side waits (``RingSender/strategy``, ``RingReceiver/strategy``).
+    var strategy: WaitStrategy
+    /// A receiver's event-loop descriptor, once asked for (``RingReceiver/readinessDescriptor()``).
+    var readiness: Readiness?
+}
 
-    // Everything else is a fixed offset from `base`, computed where it is used (an addressing mode, no instruction):
-    // a side is small, so a copy of it (one kept in a class is copied out before each call that takes it) is cheap.
+/// One side's view of a ring: the addresses of its data and of the shared words in its header, and this side's
+/// own copies of the two positions (so the fast path touches the other side's cache line only when it must).
+/// Noncopyable, because it owns those copies: it frees them, and vacates its seat, when it goes away.
+///
+/// Two words: Swift passes a value of up to four words in registers and a larger one by address, so a side kept in
+/// a class (an actor's, a server's state) was copied to the stack before every call that took it, on every message
+/// (a 64-byte send and receive: 128 instructions against 105 in locals, `Benchmarks/Instructions/run.sh`,
+/// `ring-class`). The capacity and the largest message are read from ``RingSideLocal`` where used (an operand of
+/// the comparison): kept in the side as a third and fourth word they were held in registers across the loop and
+/// spilled around the copy's `memmove`, a few instructions more a message (Docs/Design.md, "A ring side is two
+/// words").
+@usableFromInline
+struct RingView: ~Copyable {
+    @usableFromInline let local: UnsafeMutablePointer<RingSideLocal>
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @inlinable var capacity64: UInt64 { local.pointee.capacity64 }
+    @inlinable var maxMessage: Int { local.pointee.maxMessage }
+
+    // Everything else is a fixed offset from `base` (an addressing mode, no instruction) or in `local`.
+    var mapping: RegionMapping { local.pointee.mapping }
+    var side: MessageRing.Side { local.pointee.side }
     var name: RegionName { mapping.name }
     var capacity: Int { Int(truncatingIfNeeded: capacity64) }
     @inlinable var data: UnsafeMutableRawPointer { base + MessageRing.headerSize }
@@ -194,7 +218,7 @@ struct RingView: ~Copyable {
 
     /// Waits up to `timeout` for the ring at `offset` to be formatted, validates its header and takes `side`'s seat
     /// for this process.
-    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, side: MessageRing.Side, timeout: Duration) throws(SharedMemoryError) {
+    init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int, side: MessageRing.Side, strategy: WaitStrategy, timeout: Duration) throws(SharedMemoryError) {
         if timeout > .zero { try MessageRing.waitUntilFormatted(region, at: offset, timeout: timeout) }
         let (mapping, base, capacity) = try MessageRing.validate(region, at: offset)
         try MessageRing.claim(side, base, region.name)
@@ -206,13 +230,10 @@ struct RingView: ~Copyable {
             side.seat(base).release()
             throw SharedMemoryError(.foreign, "the ring is corrupt: its write position \(written) and read position \(read) are not 8-byte slots at most \(capacity) bytes apart", region: region.name)
         }
-        self.side = side
-        self.mapping = mapping
         self.base = base
-        capacity64 = UInt64(capacity)
-        maxMessage = MessageRing.maxMessage(capacity: capacity)
-        position = .allocate(capacity: 1)
-        position.initialize(to: (written, read))
+        local = .allocate(capacity: 1)
+        local.initialize(to: RingSideLocal(head: written, tail: read, capacity64: UInt64(capacity), maxMessage: MessageRing.maxMessage(capacity: capacity),
+                                           mapping: mapping, side: side, strategy: strategy, readiness: nil))
     }
 
     /// The sender's quick reservation, inlined into the caller: if a message of `count` bytes fits and there is room
@@ -224,15 +245,15 @@ struct RingView: ~Copyable {
     func reserveIfRoom(_ count: Int) -> (start: Int, end: UInt64)? {
         guard count >= 0, count <= maxMessage else { return nil }
         let need = UInt64(truncatingIfNeeded: align8(4 &+ count))
-        let current = position.pointee.head
+        let current = local.pointee.head
         let offset = current & mask
         let pad = offset &+ need > capacity64 ? capacity64 &- offset : 0  // offset below the capacity, need at most half
         let end = current &+ pad &+ need  // positions run free and wrap around at 2^64
-        if end &- position.pointee.tail > capacity64 {
+        if end &- local.pointee.tail > capacity64 {
             // A read position that does not add up is not kept: a second try would otherwise trust it.
             let read = tail.load(ordering: .acquiring)
             guard current &- read <= capacity64 else { return nil }
-            position.pointee.tail = read
+            local.pointee.tail = read
             guard end &- read <= capacity64 else { return nil }
         }
         if pad > 0 { data.storeBytes(of: UInt32.max, toByteOffset: Int(truncatingIfNeeded: offset), as: UInt32.self) }
@@ -254,7 +275,7 @@ struct RingView: ~Copyable {
         data.storeBytes(of: UInt32(truncatingIfNeeded: length), toByteOffset: slot.start, as: UInt32.self)
         let end = length == reserved
             ? slot.end : slot.end &- UInt64(truncatingIfNeeded: align8(4 &+ reserved)) &+ UInt64(truncatingIfNeeded: align8(4 &+ length))
-        position.pointee.head = end
+        local.pointee.head = end
         head.store(end, ordering: .releasing)
     }
 
@@ -273,10 +294,12 @@ struct RingView: ~Copyable {
     /// nil, and ``RingReceiver/poll()`` looks properly (it reports a corrupt ring; this only declines it).
     @inlinable @inline(__always)
     func nextIfPlain() -> UnsafeRawBufferPointer? {
-        let current = position.pointee.tail
-        if position.pointee.head == current { position.pointee.head = head.load(ordering: .acquiring) }
-        let published = position.pointee.head &- current
-        guard published != 0, published <= capacity64 else { return nil }
+        let current = local.pointee.tail
+        if local.pointee.head == current { local.pointee.head = head.load(ordering: .acquiring) }
+        let published = local.pointee.head &- current
+        // published in 1...capacity, as one unsigned comparison (0 wraps to the largest value): two conditions here
+        // were merged by the optimiser into flags combined with `and`, three instructions more on every receive.
+        guard published &- 1 < capacity64 else { return nil }
         let offset = Int(truncatingIfNeeded: current & mask)  // below the capacity
         let length = Int(data.load(fromByteOffset: offset, as: UInt32.self))
         // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
@@ -289,6 +312,7 @@ struct RingView: ~Copyable {
     /// nothing ends: the stream ends only by `finish()`) and its copies of the positions freed.
     deinit {
         side.seat(base).vacate()
-        position.deallocate()
+        local.deinitialize(count: 1)
+        local.deallocate()
     }
 }

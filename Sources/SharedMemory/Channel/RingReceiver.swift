@@ -7,10 +7,16 @@ import Glibc
 public struct RingReceiver: ~Copyable {
     @usableFromInline let ring: RingView
     /// How this side waits for messages.
-    public var strategy: WaitStrategy
+    public var strategy: WaitStrategy {
+        get { ring.local.pointee.strategy }
+        set { ring.local.pointee.strategy = newValue }
+    }
     /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
     /// the sender wake this side stays up.
-    var readiness: Readiness? = nil
+    var readiness: Readiness? {
+        get { ring.local.pointee.readiness }
+        set { ring.local.pointee.readiness = newValue }
+    }
 
     /// The largest message this ring carries.
     public var maxMessage: Int { ring.maxMessage }
@@ -22,8 +28,7 @@ public struct RingReceiver: ~Copyable {
     /// ``SharedMemoryError/Code/timedOut``, something else there `foreign`, a
     /// live receiver `busy`. The region need not outlive the receiver.
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default, timeout: Duration = .zero) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, side: .receiver, timeout: timeout)
-        self.strategy = strategy
+        ring = try RingView(region, at: offset, side: .receiver, strategy: strategy, timeout: timeout)
     }
 
     /// Gives the receiver's seat back, so another process may attach as the receiver. The sender is not told (an
@@ -38,8 +43,8 @@ public struct RingReceiver: ~Copyable {
     /// most `timeout` (nil: as long as the sender lives).
     ///
     /// Each message is an array of its own, allocated and later freed: a 64-byte send and `receive()` take 566
-    /// instructions (`Benchmarks/Instructions/run.sh`, `ring-array`), against 105 with the message read in place
-    /// (``receive(timeout:_:)``) and 136 copied into a buffer of the caller's (``receive(into:timeout:)``). Choose
+    /// instructions (`Benchmarks/Instructions/run.sh`, `ring-array`), against 106 with the message read in place
+    /// (``receive(timeout:_:)``) and 141 copied into a buffer of the caller's (``receive(into:timeout:)``). Choose
     /// it where the message must outlive the call.
     @inlinable
     public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> [UInt8]? {
@@ -51,7 +56,7 @@ public struct RingReceiver: ~Copyable {
 
     /// Zero-copy: calls `body` with the next message in place, as a `RawSpan` that cannot leave `body`, then
     /// frees its space; nil once the sender has finished and the ring is empty.
-    @inlinable
+    @inlinable @inline(__always)
     public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
         try receiveUnsafe(timeout: timeout) { (message: UnsafeRawBufferPointer) throws(SharedMemoryError) -> R in
             try body(RawSpan(_unsafeBytes: message))
@@ -61,7 +66,7 @@ public struct RingReceiver: ~Copyable {
     /// Zero-copy for C interop: calls `body` with the next message in place through a pointer, then frees its
     /// space; nil once the sender has finished and the ring is empty. The pointer is valid only inside `body`: the
     /// compiler does not check that; ``receive(timeout:_:)`` is the safe way.
-    @inlinable
+    @inlinable @inline(__always)
     public func receiveUnsafe<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
         defer { release(message) }
@@ -114,7 +119,7 @@ public struct RingReceiver: ~Copyable {
 
     /// Whether the sender has finished and every message has been read.
     public var isFinished: Bool {
-        ring.finished.load(ordering: .acquiring) != 0 && ring.head.load(ordering: .acquiring) == ring.position.pointee.tail
+        ring.finished.load(ordering: .acquiring) != 0 && ring.head.load(ordering: .acquiring) == ring.local.pointee.tail
     }
 
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
@@ -123,9 +128,9 @@ public struct RingReceiver: ~Copyable {
         // A load and a store, not `&+=`: a compound assignment through the noncopyable side is a Swift "modify"
         // access, which ThreadSanitizer recorded at the shared mapping's address, so two receivers of one mapping
         // releasing at once on two threads were reported as a race (CI, AsyncTests.manyWaiters; 2 runs in 3).
-        let position = ring.position
-        let tail = position.pointee.tail &+ UInt64(truncatingIfNeeded: align8(4 &+ message.count))
-        position.pointee.tail = tail
+        let local = ring.local
+        let tail = local.pointee.tail &+ UInt64(truncatingIfNeeded: align8(4 &+ message.count))
+        local.pointee.tail = tail
         ring.tail.store(tail, ordering: .releasing)
         Atomics.atomicMemoryFence(ordering: .sequentiallyConsistent)
         if ring.senderWaiting.load(ordering: .relaxed) != 0 { wakeSender() }
@@ -177,16 +182,16 @@ public struct RingReceiver: ~Copyable {
     @inline(__always) @usableFromInline
     func poll() throws(SharedMemoryError) -> Poll {
         while true {
-            let current = ring.position.pointee.tail
-            if ring.position.pointee.head == current { ring.position.pointee.head = ring.head.load(ordering: .acquiring) }
-            if ring.position.pointee.head != current {
+            let current = ring.local.pointee.tail
+            if ring.local.pointee.head == current { ring.local.pointee.head = ring.head.load(ordering: .acquiring) }
+            if ring.local.pointee.head != current {
                 // Everything read from the ring is the other process's word: check it before trusting it, so a
                 // broken or hostile sender can never make this process read outside the ring.
-                let published = ring.position.pointee.head &- current
+                let published = ring.local.pointee.head &- current
                 let offset = Int(truncatingIfNeeded: current & ring.mask)  // below the capacity
                 let length = ring.data.load(fromByteOffset: offset, as: UInt32.self)
                 if length == UInt32.max, published <= ring.capacity64 {  // wrap marker: the next message starts at 0
-                    ring.position.pointee.tail = current &+ UInt64(ring.capacity &- offset)
+                    ring.local.pointee.tail = current &+ UInt64(ring.capacity &- offset)
                     continue
                 }
                 // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
@@ -211,7 +216,7 @@ public struct RingReceiver: ~Copyable {
     func prepareToSleep() -> UInt32? {
         let seen = ring.dataSignal.load(ordering: .acquiring)
         ring.receiverWaiting.store(1, ordering: .sequentiallyConsistent)
-        if ring.head.load(ordering: .sequentiallyConsistent) == ring.position.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
+        if ring.head.load(ordering: .sequentiallyConsistent) == ring.local.pointee.tail, ring.finished.load(ordering: .acquiring) == 0 {
             return seen
         }
         lowerWaitingFlag()

@@ -11,7 +11,10 @@ import Glibc
 public struct RingSender: ~Copyable {
     @usableFromInline let ring: RingView
     /// How this side waits for space.
-    public var strategy: WaitStrategy
+    public var strategy: WaitStrategy {
+        get { ring.local.pointee.strategy }
+        set { ring.local.pointee.strategy = newValue }
+    }
 
     /// The largest message this ring carries.
     public var maxMessage: Int { ring.maxMessage }
@@ -24,8 +27,7 @@ public struct RingSender: ~Copyable {
     /// live sender `busy`. The region need not outlive the sender, and one region can hold several rings (at
     /// different offsets).
     public init(_ region: borrowing some SharedRegion & ~Copyable, at offset: Int = 0, strategy: WaitStrategy = .default, timeout: Duration = .zero) throws(SharedMemoryError) {
-        ring = try RingView(region, at: offset, side: .sender, timeout: timeout)
-        self.strategy = strategy
+        ring = try RingView(region, at: offset, side: .sender, strategy: strategy, timeout: timeout)
         ring.finished.store(0, ordering: .releasing)
     }
 
@@ -42,7 +44,7 @@ public struct RingSender: ~Copyable {
     }
 
     /// Sends a copy of `bytes`, waiting for room at most `timeout` (nil: as long as the receiver lives).
-    @inlinable
+    @inlinable @inline(__always)
     public func send(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) {
         if ring.writeIfRoom(bytes) {
             wakeReceiverIfWaiting()
@@ -145,7 +147,7 @@ public struct RingSender: ~Copyable {
     @inline(__always)
     func tryReserve(_ count: Int) throws(SharedMemoryError) -> (start: Int, end: UInt64)? {
         if let slot = ring.reserveIfRoom(count) { return slot }
-        try checkTail(ring.position.pointee.head, ring.tail.load(ordering: .acquiring))
+        try checkTail(ring.local.pointee.head, ring.tail.load(ordering: .acquiring))
         return nil
     }
 
@@ -166,11 +168,11 @@ public struct RingSender: ~Copyable {
     func prepareToSleep(_ need: UInt64) throws(SharedMemoryError) -> UInt32? {
         let seen = ring.spaceSignal.load(ordering: .acquiring)
         ring.senderWaiting.store(1, ordering: .sequentiallyConsistent)
-        ring.position.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
-        let current = ring.position.pointee.head
+        ring.local.pointee.tail = ring.tail.load(ordering: .sequentiallyConsistent)
+        let current = ring.local.pointee.head
         let offset = current & ring.mask
         let end = current &+ (offset &+ need > ring.capacity64 ? ring.capacity64 &- offset : 0) &+ need
-        if end &- ring.position.pointee.tail > ring.capacity64 {
+        if end &- ring.local.pointee.tail > ring.capacity64 {
             do { try checkTail(current) } catch {
                 ring.senderWaiting.store(0, ordering: .relaxed)
                 throw error
@@ -196,7 +198,7 @@ public struct RingSender: ~Copyable {
     /// The read position is the receiver's word: one that is ahead of what was sent, or a ring behind, is not a
     /// SharedMemory receiver's (and would make the sender write over unread messages).
     func checkTail(_ head: UInt64, _ tail: UInt64? = nil) throws(SharedMemoryError) {
-        let read = tail ?? ring.position.pointee.tail
+        let read = tail ?? ring.local.pointee.tail
         guard head &- read <= ring.capacity64 else {
             throw SharedMemoryError(.foreign, "the ring is corrupt: its read position \(read) is not within a ring of the write position \(head); the receiver is not a SharedMemory ring receiver, or it wrote over the ring", region: ring.name)
         }
