@@ -8,7 +8,8 @@
 # place through an OutputRawSpan and read in place through a RawSpan; ring-unsafe: the same through sendUnsafe and
 # receiveUnsafe; ring-struct and ring-class: ring with both sides kept in a struct, and in a class (#32: within
 # 5% of the locals); pubsub: a 64-byte publish and zero-copy
-# receive, one subscriber, in one process (and the same in C through Interop/c/smpubsub.h); pubsub-struct: a
+# receive, one subscriber, in one process (and the same in C through Interop/c/smpubsub.h); pubsub-class: the same
+# with the publisher and the subscriber kept in a class (#32: within 5% of pubsub); pubsub-struct: a
 # 64-byte struct through the byte forms; pubsub-typed: the same struct through TypedPublisher and TypedSubscriber
 # (goal: no more than pubsub-struct); lifecycle: create, remove and detach of a 4 KiB posix region (lifecycle-memfd,
 # lifecycle-sysv: of a memfd, and of a System V segment); heap-allocate: a 64-byte allocate and free on a heap with
@@ -34,7 +35,7 @@ trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
 declare -A swift_count
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))

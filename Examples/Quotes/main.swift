@@ -33,7 +33,7 @@ func run() throws {
         try? SharedMemory.remove(name)
         let region = try SharedMemory.create(name, size: size)
         try PublishSubscribe.format(region, maxPayload: 64, subscribers: 4, queueDepth: 16, history: 3)
-        var publisher = try Publisher(region)
+        let publisher = try Publisher(region)
         // Wait (up to 10 s) for two subscribers, so that both see every quote; say so (on standard error).
         let waiting = "publisher: waiting up to 10 s for 2 subscribers on \(name)…\n"
         _ = waiting.withCString { write(2, $0, strlen($0)) }
@@ -57,7 +57,7 @@ func run() throws {
         guard let region else {
             throw ExampleFailure("subscriber: no service at \(name)")
         }
-        var subscriber = try Subscriber(region, overflow: .overwriteOldest, history: 3, timeout: .seconds(5))
+        let subscriber = try Subscriber(region, overflow: .overwriteOldest, history: 3, timeout: .seconds(5))
         var received = 0
         while let text = try subscriber.receive(timeout: .seconds(10), { (bytes: RawSpan, info: SampleInfo) in
             "#\(info.sequence) " + String(decoding: (0..<bytes.byteCount).map { bytes.unsafeLoad(fromByteOffset: $0, as: UInt8.self) }, as: UTF8.self)

@@ -83,7 +83,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         return "\(PublishSubscribe.size(maxPayload: payload, subscribers: subscribers, queueDepth: depth, history: history))"
     case "ps-publish":
         let region = try attach(name)
-        var publisher = try Publisher(region, timeout: .seconds(5))
+        let publisher = try Publisher(region, timeout: .seconds(5))
         print("ok publishing")
         fflush(nil)
         let count = Int(rest[0])!, pause = rest.count > 1 ? UInt32(rest[1])! : 0
@@ -103,7 +103,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         // Subscribe, fork, and let the child close its inherited copy of the subscriber: the parent's subscription
         // must stand. Then receive one sample and print its sequence.
         let region = try attach(name)
-        var subscriber = try Subscriber(region, timeout: .seconds(5))
+        let subscriber = try Subscriber(region, timeout: .seconds(5))
         let child = fork()
         if child == 0 {
             subscriber.close()
@@ -128,7 +128,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
     case "ps-subscribe":
         let region = try attach(name)
         let mode = rest.count > 1 ? rest[1] : ""
-        var subscriber = try Subscriber(region, overflow: mode == "slow" || mode == "block" ? .blockPublisher : .overwriteOldest, timeout: .seconds(5))
+        let subscriber = try Subscriber(region, overflow: mode == "slow" || mode == "block" ? .blockPublisher : .overwriteOldest, timeout: .seconds(5))
         print("ok connected")
         fflush(nil)
         let count = Int(rest[0])!, hold = mode == "hold"
@@ -153,7 +153,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         let receiver = try RingReceiver.open(name, timeout: .seconds(10))
         return String(decoding: try receiver.receive(timeout: .seconds(10)) ?? [], as: UTF8.self)
     case "typed-publish":
-        var publisher = try TypedPublisher<ProbeQuote>.create(name, subscribers: 2, queueDepth: 64)
+        let publisher = try TypedPublisher<ProbeQuote>.create(name, subscribers: 2, queueDepth: 64)
         print("ok created")
         fflush(nil)
         for _ in 0..<10_000 where publisher.subscriberCount == 0 { usleep(1000) }
@@ -161,7 +161,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         publisher.finish()
         return "published"
     case "typed-subscribe":
-        var subscriber = try TypedSubscriber<ProbeQuote>.open(name, queueDepth: 64, timeout: .seconds(10))
+        let subscriber = try TypedSubscriber<ProbeQuote>.open(name, queueDepth: 64, timeout: .seconds(10))
         print("ok connected")
         fflush(nil)
         var received = 0
@@ -194,7 +194,7 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         sender.finish()
         return "sent"
     case "byname-subscribe":
-        var subscriber = try Subscriber.open(name, timeout: .seconds(10))
+        let subscriber = try Subscriber.open(name, timeout: .seconds(10))
         print("ok connected")
         fflush(nil)
         let text = try subscriber.receive(timeout: .seconds(10)) { (bytes: RawSpan, _: SampleInfo) in

@@ -356,7 +356,7 @@ struct AsyncTests {
             try PublishSubscribe.format(region, maxPayload: 4096, subscribers: 2, queueDepth: 512)
             let subscriber = try Subscriber(region, overflow: .blockPublisher)
             let sequence = subscriber.samples
-            var direct = try Subscriber(region, overflow: .blockPublisher)
+            let direct = try Subscriber(region, overflow: .blockPublisher)
             let publisher = try Probe.start(["ps-publish", name.description, "300", "1"])
             #expect(publisher.line() == "ok publishing")
             var seen: [UInt64] = []
@@ -399,7 +399,7 @@ struct AsyncTests {
             try await withThrowingTaskGroup(of: UInt64.self) { group in
                 for i in 0..<services {
                     group.addTask {
-                        var publisher = try Publisher(shared, at: i * stride, blockTimeout: .seconds(60))
+                        let publisher = try Publisher(shared, at: i * stride, blockTimeout: .seconds(60))
                         try await publisher.publishAsync(count: 8) { $0.append(UInt8(i)) }  // fills the queue
                         return try await publisher.publishAsync(count: 8) { $0.append(UInt8(100 + i)) }  // waits for room
                     }
@@ -428,7 +428,7 @@ struct AsyncTests {
             _ = consume publisher  // a service has one publisher: this one vacates its seat for the task's
             // Cancelled while it waits: CancellationError, and the sample is lost for it too.
             let waiting = Task {
-                var publisher = try Publisher(shared, blockTimeout: .seconds(60))
+                let publisher = try Publisher(shared, blockTimeout: .seconds(60))
                 try await publisher.publishAsync(count: 1) { $0.append(3) }
             }
             try await Self.waitUntilWaiting(1, in: region)
@@ -503,7 +503,7 @@ struct AsyncTests {
         try Names.with(.posix) { name in
             let region = try SharedMemory.create(name, size: MessageRing.size(capacity: 1 << 16))
             try MessageRing.format(region)
-            var receiver = try RingReceiver(region)
+            let receiver = try RingReceiver(region)
             let descriptor = try receiver.readinessDescriptor()
             #expect(try receiver.readinessDescriptor() == descriptor, "one descriptor per receiver")
             #expect(!Self.readable(descriptor, within: 20))
@@ -528,7 +528,7 @@ struct AsyncTests {
         try Names.with(.posix) { name in
             let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 1024, subscribers: 1, queueDepth: 256))
             try PublishSubscribe.format(region, maxPayload: 1024, subscribers: 1, queueDepth: 256)
-            var subscriber = try Subscriber(region, overflow: .blockPublisher)
+            let subscriber = try Subscriber(region, overflow: .blockPublisher)
             let descriptor = try subscriber.readinessDescriptor()
             #expect(!Self.readable(descriptor, within: 20))
             let publisher = try Probe.start(["ps-publish", name.description, "200", "1"])
@@ -557,7 +557,7 @@ struct AsyncTests {
             let region = try RequestResponseTests.makeService(name, clients: 1)
             let server = try Probe.start(["rr-serve", name.description, "300"])
             #expect(server.line() == "ok serving")
-            var client = try Client(region, timeout: .seconds(5))
+            let client = try Client(region, timeout: .seconds(5))
             for i in 0..<300 {
                 let request = (0..<(i % 50)).map { UInt8(truncatingIfNeeded: i &+ $0) }
                 let reversed = try await client.requestAsync(count: request.count, timeout: .seconds(10), { for byte in request { $0.append(byte) } }) { response in

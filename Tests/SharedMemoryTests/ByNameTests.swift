@@ -22,8 +22,8 @@ struct ByNameTests {
     @Test("publish/subscribe: Publisher.create, Subscriber.open here and in a second process")
     func publishSubscribe() throws {
         try Names.with(.posix) { name in
-            var publisher = try Publisher.create(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
-            var here = try Subscriber.open(name)
+            let publisher = try Publisher.create(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            let here = try Subscriber.open(name)
             let there = try Probe.start(["byname-subscribe", name.description])
             #expect(there.line() == "ok connected")
             try publisher.publish(Array("quote".utf8))
@@ -35,8 +35,8 @@ struct ByNameTests {
     @Test("request/response and the heap by name")
     func requestResponseAndHeap() throws {
         try Names.with(.posix) { name in
-            var server = try Server.create(name, maxRequest: 64, maxResponse: 64, clients: 2)
-            var client = try Client.open(name, timeout: .seconds(1))
+            let server = try Server.create(name, maxRequest: 64, maxResponse: 64, clients: 2)
+            let client = try Client.open(name, timeout: .seconds(1))
             _ = try client.send([1, 2, 3] as [UInt8])
             try server.handle(timeout: .seconds(5)) { request, response, _ in response.append(UInt8(request.byteCount)) }
             #expect(try client.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == 3)
@@ -107,10 +107,10 @@ struct ByNameTests {
     func openOrCreateRestart() throws {
         try Names.with(.posix) { name in
             var publisher: Publisher? = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
-            var subscriber = try Subscriber.open(name)
+            let subscriber = try Subscriber.open(name)
             try publisher?.publish([1] as [UInt8])
             publisher = nil  // gives its seat back, ends nothing
-            var again = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
+            let again = try Publisher.openOrCreate(name, maxPayload: 64, subscribers: 2, queueDepth: 4)
             #expect(try again.publish([2] as [UInt8]) == 2)
             for expected: UInt8 in [1, 2] {
                 #expect(try subscriber.receive(timeout: .seconds(5)) { (bytes: RawSpan, _: SampleInfo) in bytes.unsafeLoad(as: UInt8.self) } == expected)
@@ -118,10 +118,10 @@ struct ByNameTests {
         }
         try Names.with(.posix) { name in
             var server: Server? = try Server.openOrCreate(name, maxRequest: 16, maxResponse: 16, clients: 1)
-            var client = try Client.open(name)
+            let client = try Client.open(name)
             _ = try client.send([7] as [UInt8])
             server = nil
-            var again = try Server.openOrCreate(name, maxRequest: 16, maxResponse: 16, clients: 1)
+            let again = try Server.openOrCreate(name, maxRequest: 16, maxResponse: 16, clients: 1)
             try again.handle(timeout: .seconds(5)) { request, response, _ in response.append(request.unsafeLoad(as: UInt8.self) + 1) }
             #expect(try client.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == 8)
         }

@@ -39,8 +39,8 @@ struct HardeningTests {
                 try region.set(PublishSubscribe.connected, at: slot + SubscriberSlot.state.offset)
                 try region.set(Int32(1), at: slot + SubscriberSlot.pid.offset)
                 try region.set(UInt64(0), at: slot + SubscriberSlot.start.offset)
-                var publisher = try Publisher(region)
-                var subscriber = try Subscriber(region)
+                let publisher = try Publisher(region)
+                let subscriber = try Subscriber(region)
                 try publisher.publish(count: 1) { $0.append(9 as UInt8) }
                 #expect(try subscriber.receive(timeout: .seconds(1)) { bytes, _ in bytes.unsafeLoad(as: UInt8.self) } == 9)
                 subscriber.close()

@@ -57,7 +57,7 @@ struct InteropPubSubTests {
         do {
             let history = Int(image.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: ServiceHeader.history.offset, as: UInt32.self) })
             var subscriber = try Subscriber(region, history: history)
-            var publisher = try Publisher(region)
+            let publisher = try Publisher(region)
             try publisher.update()
             try drain(&subscriber)
             try publisher.publish(count: 3) { for byte in "end".utf8 { $0.append(byte) } }

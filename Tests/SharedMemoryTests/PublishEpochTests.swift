@@ -19,7 +19,7 @@ struct PublishEpochTests {
                 do {
                     let attachment = try SharedMemory.open(name)
                     if worker == 0 {
-                        var publisher = try Publisher(attachment)
+                        let publisher = try Publisher(attachment)
                         var n = 0
                         while done.load(ordering: .relaxed) < 2 {
                             try publisher.publish(count: 8) { for _ in 0..<8 { $0.append(7 as UInt8) } }
@@ -30,7 +30,7 @@ struct PublishEpochTests {
                         return
                     }
                     for _ in 0..<200 {
-                        var subscriber = try Subscriber(attachment)
+                        let subscriber = try Subscriber(attachment)
                         var last: UInt64 = 0
                         for _ in 0..<10 {
                             do {
@@ -64,7 +64,7 @@ struct PublishEpochTests {
     func leavingWaitsForAPublish() throws {
         try Names.with(.posix) { name in
             let region = try PublishSubscribeTests.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 4)
-            var publisher = try Publisher(region)
+            let publisher = try Publisher(region)
             let view = try ServiceView(region, at: 0, timeout: .zero)
             let connected = Atomic<Bool>(false), inPublish = Atomic<Bool>(false), left = Atomic<Bool>(false)
             let leaving = Thread {
@@ -116,9 +116,9 @@ struct PublishEpochTests {
             subscriber.close()  // waits a quiet slice at most, then sees the publisher dead
             #expect(ContinuousClock.now - started < .seconds(5))
             #expect(view.publishEpoch.load(ordering: .relaxed) % 2 == 1)
-            var publisher = try Publisher(region)  // takes the dead one's seat: its epoch made even
+            let publisher = try Publisher(region)  // takes the dead one's seat: its epoch made even
             #expect(view.publishEpoch.load(ordering: .relaxed) % 2 == 0)
-            var again = try Subscriber(region)
+            let again = try Subscriber(region)
             try publisher.publish(count: 1) { $0.append(9 as UInt8) }
             #expect(try again.receive(timeout: .seconds(5)) { bytes, _ in bytes.unsafeLoad(fromByteOffset: 0, as: UInt8.self) } == 9)
             again.close()

@@ -96,8 +96,8 @@ struct PublishSubscribeTests {
         try Names.with(.posix) { name in
             let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 16, subscribers: 1, queueDepth: 4))
             try PublishSubscribe.format(region, maxPayload: 16, subscribers: 1, queueDepth: 4)
-            var publisher = try Publisher(region)
-            var subscriber = try Subscriber(region)
+            let publisher = try Publisher(region)
+            let subscriber = try Subscriber(region)
             let sequence = try publisher.publish([5, 6, 7] as [UInt8])
             let got = try subscriber.receive(timeout: .seconds(5)) { bytes, info in (bytes.withUnsafeBytes { Array($0) }, info.sequence) }
             #expect(got?.0 == [5, 6, 7] && got?.1 == sequence)
@@ -317,9 +317,9 @@ struct PublishSubscribeTests {
             let region = try Self.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 4, history: 3)
             #expect(expectError(.invalidArgument) { try Subscriber(region, history: 4) }?.reason == "this service keeps a history of 3 samples; 4 cannot be asked for")
             #expect(expectError(.invalidArgument) { try Subscriber(region, queueDepth: 9) }?.reason == "a subscriber's queue holds 1 to 4 samples on this service; 9 is not")
-            var subscriber = try Subscriber(region)
+            let subscriber = try Subscriber(region)
             #expect(expectError(.limitExceeded) { try Subscriber(region) }?.reason == "all 1 subscriber slots of the service are taken by live processes")
-            var publisher = try Publisher(region)
+            let publisher = try Publisher(region)
             #expect(expectError(.invalidArgument) { try publisher.publish(count: 65) { _ in } }?.reason == "a sample of 65 bytes does not fit this service: at most 64")
             #expect(expectError(.timedOut) { try subscriber.receive(timeout: .milliseconds(50)) { _, _ in () } }?.reason == "no sample arrived within 0.05 seconds")
             subscriber.close()

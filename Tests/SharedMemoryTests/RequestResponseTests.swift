@@ -18,10 +18,11 @@ struct RequestResponseTests {
     func copyingSend() throws {
         try Names.with(.posix) { name in
             let region = try Self.makeService(name, maxRequest: 16)
-            var server = try Server(try attachAgain(region))
-            var client = try Client(try attachAgain(region))
+            let server = try Server(try attachAgain(region))
+            let client = try Client(try attachAgain(region))
             let a = try client.send([1, 2, 3] as [UInt8])
-            let b = try [9, 8, 7, 6].withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 in try client.send(UnsafeRawBufferPointer(rebasing: bytes[0..<4])) }
+            let bytes: [UInt8] = [9, 8, 7, 6]
+            let b = try bytes.withUnsafeBytes { try client.send(UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
             var requests: [UInt64: [UInt8]] = [:]
             for _ in 0..<2 {
                 try server.handle(timeout: .seconds(5)) { request, response, info in
@@ -38,9 +39,9 @@ struct RequestResponseTests {
     func roundTrip(backend: Backend) throws {
         try Names.with(backend) { name in
             let region = try Self.makeService(name)
-            var server = try Server(try attachAgain(region))
-            var client = try Client(try attachAgain(region))
-            var other = try Client(try attachAgain(region))
+            let server = try Server(try attachAgain(region))
+            let client = try Client(try attachAgain(region))
+            let other = try Client(try attachAgain(region))
             // Two requests outstanding from one client, one from another; the server answers each in turn.
             let a = try client.send(count: 3) { for byte: UInt8 in [1, 2, 3] { $0.append(byte) } }
             let b = try client.send(count: 1) { $0.append(9 as UInt8) }
@@ -95,7 +96,7 @@ struct RequestResponseTests {
             let region = try Self.makeService(name, clients: 1)
             let server = try Probe.start(["rr-serve", name.description, "1"])
             #expect(server.line() == "ok serving")
-            var client = try Client(try SharedMemory.open(name))
+            let client = try Client(try SharedMemory.open(name))
             #expect(try client.request(count: 2, { $0.append(1 as UInt8); $0.append(2 as UInt8) }) { $0.unsafeLoad(as: UInt8.self) } == 2)
             #expect(server.finish().lastLine == "ok 1")  // it answered one and left without finishing: dead
             let started = ContinuousClock.now
@@ -107,8 +108,8 @@ struct RequestResponseTests {
             let dying = try Probe.start(["rr-client", name.description, "1000000"])
             #expect(dying.line() == "ok connected")
             dying.kill()
-            var next = try Client(try SharedMemory.open(name))
-            var serverNow = try Server(try SharedMemory.open(name))
+            let next = try Client(try SharedMemory.open(name))
+            let serverNow = try Server(try SharedMemory.open(name))
             try next.send(count: 1) { $0.append(5 as UInt8) }
             try serverNow.handle(timeout: .seconds(5)) { request, response, _ in response.append(request.unsafeLoad(as: UInt8.self) + 1) }
             #expect(try next.receive(timeout: .seconds(5)) { response, _ in response.unsafeLoad(as: UInt8.self) } == 6)
@@ -123,12 +124,12 @@ struct RequestResponseTests {
     func droppedClientGivesBack() throws {
         try Names.with(.posix) { name in
             let region = try Self.makeService(name, clients: 1)
-            var server = try Server(region)
+            let server = try Server(region)
             do {
-                var dropped = try Client(region)
+                let dropped = try Client(region)
                 try dropped.send(count: 1) { $0.append(1 as UInt8) }  // a request it will never read the answer to
             }
-            var client = try Client(region)  // before: limitExceeded, the slot held for the life of this process
+            let client = try Client(region)  // before: limitExceeded, the slot held for the life of this process
             let correlation = try client.send(count: 1) { $0.append(2 as UInt8) }
             try server.handle(timeout: .seconds(5)) { request, response, info in
                 #expect(info.correlation == correlation)
@@ -147,12 +148,12 @@ struct RequestResponseTests {
             let server = try Probe.start(["rr-serve", name.description, "1000000"])
             #expect(server.line() == "ok serving")
             server.kill()
-            var client = try Client(try SharedMemory.open(name))
+            let client = try Client(try SharedMemory.open(name))
             let error = expectError(.peerDied) { try client.send(count: 1) { $0.append(1 as UInt8) } }
             #expect(error?.reason.contains("died") == true)
             // Still gone on the next call; a new server makes sends work again.
             expectError(.peerDied) { try client.send(count: 0) { _ in } }
-            var serverNow = try Server(try SharedMemory.open(name))
+            let serverNow = try Server(try SharedMemory.open(name))
             let correlation = try client.send(count: 0) { _ in }
             try serverNow.handle(timeout: .seconds(5)) { _, _, info in #expect(info.correlation == correlation) }
             client.close()
@@ -178,8 +179,8 @@ struct RequestResponseTests {
                     usleep(UInt32.random(in: 0...500))
                 }
                 // A new server and client: the dead clients' slots are reclaimed, and every answer is the right one.
-                var next = try Server(try SharedMemory.open(name))
-                var client = try Client(try SharedMemory.open(name))
+                let next = try Server(try SharedMemory.open(name))
+                let client = try Client(try SharedMemory.open(name))
                 for i in 0..<5 {
                     try client.send(count: 1) { $0.append(UInt8(i)) }
                     try next.handle(timeout: .seconds(5)) { request, response, _ in response.append(request.unsafeLoad(as: UInt8.self) &+ 100) }
@@ -196,8 +197,8 @@ struct RequestResponseTests {
     func foreign() throws {
         try Names.with(.posix) { name in
             let region = try Self.makeService(name, clients: 1, depth: 2)
-            var server = try Server(try SharedMemory.open(name))
-            var client = try Client(try SharedMemory.open(name))
+            let server = try Server(try SharedMemory.open(name))
+            let client = try Client(try SharedMemory.open(name))
             let layout = R.Layout(maxRequest: 1024, maxResponse: 1024, clients: 1, depth: 2)
             try client.send(count: 1) { $0.append(1 as UInt8) }
             try region.set(UInt64(1 << 40), at: RequestResponseHeader.slots.offset + ClientSlot.entries.offset + 8)  // the request's length

@@ -87,12 +87,12 @@ struct SeatTests {
                 dropper.kill(); killed = .now
                 expectError(.peerDied) { try wait() }
             case .publisher:
-                var subscriber = try Subscriber(region)
+                let subscriber = try Subscriber(region)
                 expectError(.timedOut) { _ = try subscriber.receive(timeout: .milliseconds(300)) { (_: RawSpan, _: SampleInfo) in 0 } }
                 dropper.kill(); killed = .now
                 expectError(.peerDied) { _ = try subscriber.receive(timeout: .seconds(5)) { (_: RawSpan, _: SampleInfo) in 0 } }
             default:
-                var client = try Client(region)
+                let client = try Client(region)
                 _ = try client.send([1, 2] as [UInt8])
                 expectError(.timedOut) { try client.receive(timeout: .milliseconds(300)) { _, _ in 0 } }
                 dropper.kill(); killed = .now

@@ -29,8 +29,8 @@ struct TypedPubSubTests {
     @Test("values go in by copy or in place and come out in place or by copy, in order")
     func publishAndReceive() throws {
         try Self.service { region in
-            var publisher = try TypedPublisher<Quote>(region)
-            var subscriber = try TypedSubscriber<Quote>(region)
+            let publisher = try TypedPublisher<Quote>(region)
+            let subscriber = try TypedSubscriber<Quote>(region)
             #expect(try publisher.publish(Quote(bid: 1.5, ask: 1.75, time: 1)) == 1)
             #expect(try publisher.publish { output in output.append(Quote(bid: 2.5, ask: 2.75, time: 2)) } == 2)
             let first = try subscriber.receive(timeout: .seconds(1)) { (quote: Quote, info: SampleInfo) in (quote.bid, info.sequence) }
@@ -44,8 +44,8 @@ struct TypedPubSubTests {
     @Test("an in-place publish that appends nothing publishes nothing and keeps the chunk for the next")
     func emptyInPlacePublish() throws {
         try Self.service { region in
-            var publisher = try TypedPublisher<Quote>(region)
-            var subscriber = try TypedSubscriber<Quote>(region)
+            let publisher = try TypedPublisher<Quote>(region)
+            let subscriber = try TypedSubscriber<Quote>(region)
             expectError(.invalidArgument) { try publisher.publish { _ in } }
             #expect(publisher.lastSequence == 0)
             for time in 1...20 as ClosedRange<UInt64> { try publisher.publish(Quote(bid: 0, ask: 0, time: time)) }  // no chunk leaked
@@ -62,8 +62,8 @@ struct TypedPubSubTests {
             #expect(other?.reason.contains("TypedPubSubTests.Quote (size 24, alignment 8), not SharedMemoryTests.TypedPubSubTests.Trade") == true)
             expectError(.typeMismatch) { try TypedPublisher<Trade>(region) }
             expectError(.typeMismatch) { try TypedSubscriber<UInt64>(region) }
-            var publisher = try TypedPublisher<Quote>(region)
-            var bytes = try Subscriber(region)
+            let publisher = try TypedPublisher<Quote>(region)
+            let bytes = try Subscriber(region)
             try publisher.publish(Quote(bid: 3, ask: 4, time: 5))
             #expect(try bytes.receive(timeout: .seconds(1)) { span, _ in span.byteCount } == 24)
         }
@@ -87,9 +87,9 @@ struct TypedPubSubTests {
     @Test("a byte publisher's sample of another length is foreign to a typed subscriber, which then reads on")
     func wrongLength() throws {
         try Self.service { region in
-            var subscriber = try TypedSubscriber<Quote>(region)
+            let subscriber = try TypedSubscriber<Quote>(region)
             do {
-                var publisher = try Publisher(region)
+                let publisher = try Publisher(region)
                 try publisher.publish([1, 2, 3] as [UInt8])
                 try publisher.publish(count: 24) { output in for _ in 0..<24 { output.append(0 as UInt8) } }
             }
@@ -102,8 +102,8 @@ struct TypedPubSubTests {
     func async() async throws {
         let region = try SharedMemory.create(.anonymous, size: PublishSubscribe.size(of: Quote.self, subscribers: 1, queueDepth: 4))
         try PublishSubscribe.format(region, sampleType: Quote.self, subscribers: 1, queueDepth: 4)
-        var publisher = try TypedPublisher<Quote>(region)
-        var subscriber = try TypedSubscriber<Quote>(region)
+        let publisher = try TypedPublisher<Quote>(region)
+        let subscriber = try TypedSubscriber<Quote>(region)
         try publisher.publish(Quote(bid: 7, ask: 8, time: 9))
         #expect(try await subscriber.receiveAsync(timeout: .seconds(1)) { quote, info in quote.time + info.sequence } == 10)
         publisher.finish()

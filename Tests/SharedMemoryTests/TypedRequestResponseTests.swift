@@ -20,8 +20,8 @@ struct TypedRequestResponseTests {
     @Test("a request goes in as a value and its response comes back as one, with its correlation id")
     func roundTrip() throws {
         try Self.service { region in
-            var server = try TypedServer<Lookup, Price>(region)
-            var client = try TypedClient<Lookup, Price>(region)
+            let server = try TypedServer<Lookup, Price>(region)
+            let client = try TypedClient<Lookup, Price>(region)
             let correlation = try client.send(Lookup(key: 10))
             try server.handle(timeout: .seconds(1)) { lookup, info in
                 #expect(info.correlation == correlation)
@@ -38,14 +38,14 @@ struct TypedRequestResponseTests {
             let wrong = expectError(.typeMismatch) { try TypedClient<Other, Price>(region) }
             #expect(wrong?.reason.contains("requests are another type (size 8, alignment 8), not") == true)
             expectError(.typeMismatch) { try TypedServer<Lookup, Other>(region) }
-            var server = try TypedServer<Lookup, Price>(region)
-            var client = try TypedClient<Lookup, Price>(region)
+            let server = try TypedServer<Lookup, Price>(region)
+            let client = try TypedClient<Lookup, Price>(region)
             struct Refused: Error {}
             try client.send(Lookup(key: 1))
             #expect(throws: Refused.self) { try server.handle(timeout: .seconds(1)) { _, _ in throw Refused() } }
             #expect(expectError(.foreign) { try client.receive(timeout: .seconds(1)) }?.reason.contains("its handler threw") == true)
             // A byte client on the typed service: its request of another length is foreign to the server.
-            var bytes = try Client(region)
+            let bytes = try Client(region)
             try bytes.send([1, 2, 3] as [UInt8])
             expectError(.foreign) { try server.handle(timeout: .seconds(1)) { _, _ in Price(value: 0) } }
             #expect(try bytes.receive(timeout: .seconds(1)) { response, _ in response.byteCount } == 0)

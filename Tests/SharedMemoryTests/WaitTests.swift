@@ -23,7 +23,7 @@ struct WaitTests {
             expectError(.timedOut) { try sender.send(big, timeout: .milliseconds(50)) }  // full
             try Names.with(.posix) { serviceName in
                 let service = try PublishSubscribeTests.makeService(serviceName, maxPayload: 64, subscribers: 1, queueDepth: 1)
-                var subscriber = try Subscriber(service, strategy: strategy)
+                let subscriber = try Subscriber(service, strategy: strategy)
                 expectError(.timedOut) { _ = try subscriber.receive(timeout: .milliseconds(50)) { (_: RawSpan, _: SampleInfo) in 0 } }
             }
             let event = try ProcessEvent.initialize(in: region, at: MessageRing.size(capacity: 4096))
@@ -37,7 +37,7 @@ struct WaitTests {
         try Names.with(.posix) { name in
             let service = try PublishSubscribeTests.makeService(name, maxPayload: 64, subscribers: 1, queueDepth: 1)
             let publisher = try Publisher(service)
-            var subscriber = try Subscriber(service, strategy: .spin)
+            let subscriber = try Subscriber(service, strategy: .spin)
             publisher.finish()
             #expect(try subscriber.receive(timeout: .seconds(10)) { (_: RawSpan, _: SampleInfo) in 0 } == nil)
         }

@@ -52,7 +52,7 @@ struct InspectTests {
             let name = try RegionName(text)
             let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 256, subscribers: 2, queueDepth: 4))
             try PublishSubscribe.format(region, maxPayload: 256, subscribers: 2, queueDepth: 4)
-            var publisher = try Publisher(region)
+            let publisher = try Publisher(region)
             let subscriber = try ChildProcess(Self.probe, ["ps-subscribe", text, "0", "hold"])
             #expect(subscriber.line() == "ok connected")
             _ = try publisher.publish(count: 64) { for _ in 0..<64 { $0.append(7 as UInt8) } }
@@ -88,7 +88,7 @@ struct InspectTests {
             let region = try SharedMemory.create(name, size: RequestResponse.size(maxRequest: 64, maxResponse: 64, clients: 2, depth: 2))
             try RequestResponse.format(region, maxRequest: 64, maxResponse: 64, clients: 2, depth: 2)
             let server = try Server(region)
-            var client = try Client(region)
+            let client = try Client(region)
             _ = try client.send(count: 4) { for byte in "ping".utf8 { $0.append(byte) } }
             let (status, document) = try Self.json([text])
             #expect(status == 0 && document["format"] as? String == "request-response")

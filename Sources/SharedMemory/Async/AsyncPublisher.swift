@@ -12,7 +12,7 @@ extension Publisher {
     /// try await publisher.publishAsync(count: 5) { for byte in "hello".utf8 { $0.append(byte) } }
     /// ```
     @discardableResult
-    public mutating func publishAsync(
+    public func publishAsync(
         count: Int, isolation: isolated (any Actor)? = #isolation, _ body: (inout OutputRawSpan) -> Void
     ) async throws -> UInt64 {
         let (c, length) = try loanAndFill(count: count, body)

@@ -7,7 +7,7 @@ extension Subscriber {
     /// finished and every sample was read, ``SharedMemoryError/Code/peerDied`` if it died,
     /// ``SharedMemoryError/Code/timedOut`` after `timeout`; cancelling the task ends the wait with
     /// `CancellationError` (a sample already queued is still received).
-    public mutating func receiveAsync<R>(
+    public func receiveAsync<R>(
         timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (RawSpan, SampleInfo) throws -> R
     ) async throws -> R? {
         guard let (c, length, sequence) = try await takeAsync(timeout: timeout) else { return nil }

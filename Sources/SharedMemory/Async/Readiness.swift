@@ -45,7 +45,7 @@ extension RingReceiver {
     /// The receiver owns the descriptor: it is the same one on each call and is closed when the receiver goes
     /// away. While it exists, the sender wakes this side (a `futex` wake, about a microsecond) after every
     /// message, since a waiter thread watches the ring for it.
-    public mutating func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
+    public func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
         if let readiness { return FileDescriptor(rawValue: readiness.descriptor) }
         let head = ring.head, tail = ring.tail, finished = ring.finished
         let readiness = try Readiness(word: ring.base + RingHeader.dataSignal.offset, flag: ring.receiverWaiting, mapping: ring.mapping) {
@@ -62,7 +62,7 @@ extension Subscriber {
     /// 8-byte counter, then take samples with ``receive(timeout:_:)`` and a zero timeout until it throws
     /// ``SharedMemoryError/Code/timedOut``. The subscriber owns it and closes it when it goes away; while it
     /// exists, the publisher wakes this subscriber after every sample.
-    public mutating func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
+    public func readinessDescriptor() throws(SharedMemoryError) -> FileDescriptor {
         if let readiness { return FileDescriptor(rawValue: readiness.descriptor) }
         let service = self.service, slotAt = service.slot(index)
         let readiness = try Readiness(

@@ -192,7 +192,7 @@ struct RingSideLocal {
 /// (a 64-byte send and receive: 128 instructions against 105 in locals, `Benchmarks/Instructions/run.sh`,
 /// `ring-class`). The capacity and the largest message are read from ``RingSideLocal`` where used (an operand of
 /// the comparison): kept in the side as a third and fourth word they were held in registers across the loop and
-/// spilled around the copy's `memmove`, a few instructions more a message (Docs/Design.md, "A ring side is two
+/// spilled around the copy's `memmove`, a few instructions more a message (Docs/Design.md, "A handle is one or two
 /// words").
 @usableFromInline
 struct RingView: ~Copyable {

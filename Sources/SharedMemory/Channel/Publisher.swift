@@ -5,22 +5,31 @@ import Glibc
 /// The publisher of a service (see ``PublishSubscribe``): loans a chunk, lets a body fill it in place, and publishes
 /// it to every subscriber. One per service; holds the service's publisher seat and the region's mapping.
 public struct Publisher: ~Copyable {
-    let service: ServiceView
+    /// Everything the publisher holds, in memory of its own (see ``PublisherLocal``): a handle of one word is passed
+    /// in a register, so one kept in a class's `let` (an actor's or a server's state) is not copied onto the stack
+    /// before each publish, as the 288-byte publisher was (Docs/Design.md, "A handle is one or two words").
+    let local: UnsafeMutablePointer<PublisherLocal>
+
+    /// The service's view: its mapping, lock and geometry.
+    var service: ServiceView { _read { yield local.pointee.service } }
     /// The service's place and layout, read in place by the hot path (see ``ServiceGeometry``).
-    let geometry: ServiceGeometry
-    // The publish's helpers below are `mutating` though most change nothing: a publish is `mutating` (its loan moves
-    // the cursor), and calling a borrowing method from it had the compiler copy the whole publisher (288 bytes) to
-    // borrow it, on every sample.
+    var geometry: ServiceGeometry { local.pointee.geometry }
     /// Where the next loan starts looking for a free chunk.
-    private var cursor = 0
+    private var cursor: Int {
+        get { local.pointee.cursor }
+        nonmutating set { local.pointee.cursor = newValue }
+    }
     /// The chunk loaned ahead for the next publish, or -1: see ``loanAhead()``.
-    private var nextLoan = -1
+    private var nextLoan: Int {
+        get { local.pointee.nextLoan }
+        nonmutating set { local.pointee.nextLoan = newValue }
+    }
     /// How long a publish waits for room in a ``Subscriber/Overflow/blockPublisher`` subscriber's queue.
-    public let blockTimeout: Duration
+    public var blockTimeout: Duration { local.pointee.blockTimeout }
     /// Per subscriber slot, the read position last seen and the slot's generation then: while the generation is the
     /// same, the subscriber's read position only grows, so a queue with room at that position has room now, and the
     /// publish need not read the subscriber's line (a cache line that would cross between cores on every sample).
-    private let readSeen: UnsafeMutablePointer<SeenRead>
+    private var readSeen: UnsafeMutablePointer<SeenRead> { local.pointee.readSeen }
 
     struct SeenRead {
         var generation: UInt32 = 0
@@ -44,11 +53,10 @@ public struct Publisher: ~Copyable {
             if dead != nil { service.recoverFromDeadPublisher() }
             service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(1, ordering: .releasing)
         }
-        self.service = service
-        geometry = service.geometry
-        self.blockTimeout = blockTimeout
-        readSeen = .allocate(capacity: service.layout.subscribers)
+        let readSeen = UnsafeMutablePointer<SeenRead>.allocate(capacity: service.layout.subscribers)
         readSeen.initialize(repeating: SeenRead(), count: service.layout.subscribers)
+        local = .allocate(capacity: 1)
+        local.initialize(to: PublisherLocal(service: service, geometry: service.geometry, blockTimeout: blockTimeout, readSeen: readSeen))
     }
 
     /// The largest payload a sample can have.
@@ -68,14 +76,14 @@ public struct Publisher: ~Copyable {
     /// subscriber whose queue stays full for ``blockTimeout`` misses the sample (counted in its ``Subscriber/lost``),
     /// and the publish then throws ``SharedMemoryError/Code/timedOut`` naming it, after every other subscriber got it.
     @discardableResult
-    public mutating func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+    public func publish(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
         let (c, length) = try loanAndFill(count: count, body)
         return try deliver(c, length: length)
     }
 
     /// A publish's first half: loans a chunk and lets `body` write up to `count` bytes into it; the chunk and the
     /// length written.
-    mutating func loanAndFill(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> (chunk: Int, length: Int) {
+    func loanAndFill(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> (chunk: Int, length: Int) {
         guard count >= 0, count <= geometry.layout.maxPayload else {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
@@ -90,7 +98,7 @@ public struct Publisher: ~Copyable {
     /// pointer, and publishes them. The pointer is valid only inside `body`: the compiler does not check that;
     /// ``publish(count:_:)`` is the safe way.
     @discardableResult
-    public mutating func publishUnsafe(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> UInt64 {
+    public func publishUnsafe(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) throws(SharedMemoryError) -> UInt64 {
         guard count >= 0, count <= geometry.layout.maxPayload else {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
@@ -102,7 +110,7 @@ public struct Publisher: ~Copyable {
     /// Loans a chunk, lets `fill` write into its first `count` bytes (at most the service's largest) and say how many
     /// it wrote, and publishes them; if `fill` says nil, the loan goes back unpublished and the result is nil.
     @usableFromInline
-    mutating func publishFilled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int?) throws(SharedMemoryError) -> UInt64? {
+    func publishFilled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int?) throws(SharedMemoryError) -> UInt64? {
         guard count >= 0, count <= geometry.layout.maxPayload else {
             throw SharedMemoryError(.invalidArgument, "a sample of \(count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
@@ -122,7 +130,7 @@ public struct Publisher: ~Copyable {
 
     /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
     @discardableResult
-    public mutating func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
+    public func publish(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
         guard bytes.count <= geometry.layout.maxPayload else {
             throw SharedMemoryError(.invalidArgument, "a sample of \(bytes.count) bytes does not fit this service: at most \(geometry.layout.maxPayload)", region: service.name)
         }
@@ -133,13 +141,13 @@ public struct Publisher: ~Copyable {
 
     /// Copies `bytes` into a chunk and publishes it (see ``publish(count:_:)``).
     @discardableResult
-    public mutating func publish(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
+    public func publish(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
         try publishUnsafe(count: bytes.count) { chunk in chunk.copyBytes(from: bytes) }
     }
 
     /// Delivers the history to subscribers that asked for it since the last publish, and reclaims dead
     /// subscribers, without publishing: for a publisher with nothing to say for a while.
-    public mutating func update() throws(SharedMemoryError) {
+    public func update() throws(SharedMemoryError) {
         let service = self.service
         try service.withLock { () throws(SharedMemoryError) in
             for s in 0..<service.layout.subscribers { service.reclaimIfDead(s) }
@@ -168,20 +176,20 @@ public struct Publisher: ~Copyable {
     /// A free chunk (no holder), marked as this publisher's loan: the one loaned ahead at the end of the last
     /// publish, if any. After a full scan finds none, reclaims dead subscribers and scans once more.
     @inline(__always)
-    private mutating func loan() throws(SharedMemoryError) -> Int {
+    private func loan() throws(SharedMemoryError) -> Int {
         if nextLoan >= 0 {
             let c = nextLoan
             nextLoan = -1
             return c
         }
         // The next chunk after the cursor is usually free: take it here, anything else out of line.
-        if let c = loanAtCursor() { return c }
+        if let c = loanAtCursor(geometry) { return c }
         return try loanSearching()
     }
 
     /// The chunk at the cursor, loaned if it is free; the cursor moves past it either way.
     @inline(__always)
-    private mutating func loanAtCursor() -> Int? {
+    private func loanAtCursor(_ geometry: ServiceGeometry) -> Int? {
         let c = cursor
         cursor = cursor &+ 1 == geometry.layout.chunkCount ? 0 : cursor &+ 1  // below the count, a small number
         return geometry.holders(c).compareExchange(expected: 0, desired: P.loanBit, ordering: .acquiringAndReleasing).exchanged ? c : nil
@@ -193,8 +201,8 @@ public struct Publisher: ~Copyable {
     /// Docs/Benchmarks.md). The publisher still holds at most one loan at a time, as the wire format counts on; it
     /// gives this one back when it goes (its deinit), and if its process dies, whoever recovers the service does.
     @inline(__always)
-    private mutating func loanAhead() {
-        if nextLoan < 0, let c = loanAtCursor() { nextLoan = c }
+    private func loanAhead(_ geometry: ServiceGeometry) {
+        if nextLoan < 0, let c = loanAtCursor(geometry) { nextLoan = c }
     }
 
     /// A publisher that goes away without ``finish()`` gives back its loan and vacates its seat: another process
@@ -203,15 +211,17 @@ public struct Publisher: ~Copyable {
         if nextLoan >= 0 { geometry.endLoan(nextLoan) }
         service.publisherSeat.vacate()
         readSeen.deallocate()
+        local.deinitialize(count: 1)
+        local.deallocate()
     }
 
     /// ``loan()`` when the chunk at the cursor is held: every chunk in turn, then again after reclaiming dead
     /// subscribers' chunks.
     @inline(never)
-    private mutating func loanSearching() throws(SharedMemoryError) -> Int {
+    private func loanSearching() throws(SharedMemoryError) -> Int {
         for pass in 0..<2 {
             for _ in 0..<geometry.layout.chunkCount {
-                if let c = loanAtCursor() { return c }
+                if let c = loanAtCursor(geometry) { return c }
             }
             if pass == 0 {
                 let service = self.service
@@ -227,43 +237,47 @@ public struct Publisher: ~Copyable {
     /// queue (history first for those that asked), then gives up the loan and loans the next chunk ahead. The loan
     /// goes back on an error too: the lock or a corrupt queue refused the sample, or a blocking subscriber stayed
     /// full (then the sample was published to every other one).
-    private mutating func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
+    private func deliver(_ c: Int, length: Int) throws(SharedMemoryError) -> UInt64 {
+        // The geometry in a local, passed to what the publish calls: read from the publisher's memory, it was loaded
+        // again after every atomic operation (nothing tells the optimiser that no one else writes that memory).
+        let geometry = self.geometry
         var blocked: UInt64 = 0  // bit s: subscriber s blocks the publisher and its queue was full
         let sequence: UInt64
         do {
-            sequence = try publishToSlots(c, geometry.chunk(c), length, &blocked)
+            sequence = try publishToSlots(geometry, c, geometry.chunk(c), length, &blocked)
             if blocked != 0 { try waitForBlocked(c, blocked, sequence) }
         } catch {
             geometry.endLoan(c)
             throw error
         }
         geometry.endLoan(c)
-        loanAhead()
+        loanAhead(geometry)
         return sequence
     }
 
     /// ``deliver(_:length:)`` from async code: a wait for room in a blocking subscriber's queue suspends the task
     /// instead of its thread. Cancelling the task ends those waits: the subscribers still full miss the sample
     /// (counted as lost) and this throws `CancellationError`, after every other subscriber got it.
-    mutating func deliverAsync(_ c: Int, length: Int, isolation: isolated (any Actor)? = #isolation) async throws -> UInt64 {
+    func deliverAsync(_ c: Int, length: Int, isolation: isolated (any Actor)? = #isolation) async throws -> UInt64 {
+        let geometry = self.geometry
         var blocked: UInt64 = 0
         let sequence: UInt64
         do {
-            sequence = try publishToSlots(c, geometry.chunk(c), length, &blocked)
+            sequence = try publishToSlots(geometry, c, geometry.chunk(c), length, &blocked)
             if blocked != 0 { try await waitForBlockedAsync(c, blocked, sequence) }
         } catch {
             geometry.endLoan(c)
             throw error
         }
         geometry.endLoan(c)
-        loanAhead()
+        loanAhead(geometry)
         return sequence
     }
 
     /// Subscribers that block the publisher, whose queues were full: waits (without the lock, so others can
     /// connect) for room in each, then puts the sample in; one still full after the timeout misses it, and the
     /// publish says so after every other got it.
-    private mutating func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
+    private func waitForBlocked(_ c: Int, _ blocked: UInt64, _ sequence: UInt64) throws(SharedMemoryError) {
         var late: [Int32] = []
         for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
             if try !waitAndEnqueue(c, to: s) { late.append(service.subscriberSeat(s).pidValue) }
@@ -273,7 +287,7 @@ public struct Publisher: ~Copyable {
 
     /// ``waitForBlocked(_:_:_:)``, suspending the task while it waits; a cancel ends every wait still to come, those
     /// subscribers missing the sample.
-    private mutating func waitForBlockedAsync(_ c: Int, _ blocked: UInt64, _ sequence: UInt64, isolation: isolated (any Actor)? = #isolation) async throws {
+    private func waitForBlockedAsync(_ c: Int, _ blocked: UInt64, _ sequence: UInt64, isolation: isolated (any Actor)? = #isolation) async throws {
         var late: [Int32] = []
         var cancelled = false
         for s in 0..<service.layout.subscribers where blocked & ServiceGeometry.mark(s) != 0 {
@@ -310,15 +324,13 @@ public struct Publisher: ~Copyable {
     /// the history owed to new subscribers, each connected subscriber's queue (those full and blocking are marked in
     /// `blocked`), the history.
     @inline(__always)
-    private mutating func publishToSlots(_ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
+    private func publishToSlots(_ geometry: ServiceGeometry, _ c: Int, _ chunkAt: Int, _ length: Int, _ blocked: inout UInt64) throws(SharedMemoryError) -> UInt64 {
         geometry.enterPublish()
         defer { geometry.leavePublish() }
         let sequence = geometry.atomic(ServiceHeader.published.offset, UInt64.self).load(ordering: .relaxed) &+ 1
         geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)
         geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
-        // The geometry and the seen positions in locals: read through `self` (inout), they were loaded again after
-        // every atomic operation of the loop.
-        let geometry = self.geometry, seen = readSeen
+        let seen = readSeen
         for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected {
             if geometry.atomic(geometry.slot(s) &+ SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
             if try !enqueue(c, to: s, geometry, seen) { blocked |= ServiceGeometry.mark(s) }
@@ -331,14 +343,14 @@ public struct Publisher: ~Copyable {
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
     /// subscribers) or returns false (blocking ones). Called in a publish (the epoch odd).
     @inline(__always)
-    private mutating func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+    private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
         try enqueue(c, to: s, geometry, readSeen)
     }
 
     /// ``enqueue(_:to:)`` with the geometry and the seen positions passed in (the publish's loop keeps them in
     /// registers).
     @inline(__always)
-    private mutating func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
+    private func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
         let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
         let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
@@ -391,7 +403,7 @@ public struct Publisher: ~Copyable {
     /// For a blocking subscriber whose queue was full: waits (without the lock) for room, at most ``blockTimeout``,
     /// then enqueues under the lock if the subscriber is still the same one. False if it stayed full (the sample
     /// is counted as lost for it).
-    private mutating func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
+    private func waitAndEnqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
         let wait = BlockedWait(service, s)
         var waiting = Wait(.sleep, timeout: blockTimeout)
         while true {
@@ -407,7 +419,7 @@ public struct Publisher: ~Copyable {
     /// True if the sample needs no more waiting (it was queued, or the subscriber left, died or was replaced), false
     /// if its queue is still full. The queueing runs as a publish does (in the epoch, no lock); a dead subscriber is
     /// reclaimed after, under the lock.
-    mutating func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
+    func enqueueUnlessStillFull(_ c: Int, _ wait: BlockedWait) throws(SharedMemoryError) -> Bool {
         let service = self.service
         let outcome = try Self.inPublish(geometry) { () throws(SharedMemoryError) -> Bool? in
             guard service.atomic(wait.slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected,
@@ -459,7 +471,7 @@ public struct Publisher: ~Copyable {
     }
 
     /// Delivers the history subscriber `s` asked for, once (lock held).
-    private mutating func deliverHistory(to s: Int) throws(SharedMemoryError) {
+    private func deliverHistory(to s: Int) throws(SharedMemoryError) {
         let slotAt = service.slot(s)
         guard service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).load(ordering: .acquiring) == P.connected,
               service.atomic(slotAt + SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 else { return }
@@ -476,7 +488,7 @@ public struct Publisher: ~Copyable {
 
     /// Puts `c` into the history ring, evicting the oldest (lock held). The chunk is marked before it is listed and
     /// the evicted one unmarked after, so a crash leaves at worst a mark too many, which a repair removes.
-    private mutating func addToHistory(_ c: Int) {
+    private func addToHistory(_ c: Int) {
         let history = UInt64(service.layout.history)
         let head = service.atomic(ServiceHeader.historyHead.offset, UInt64.self).load(ordering: .relaxed)
         let at = ServiceHeader.historyEntries.offset + Int(head % history) * 4
@@ -488,4 +500,15 @@ public struct Publisher: ~Copyable {
         }
         service.atomic(ServiceHeader.historyHead.offset, UInt64.self).store(head &+ 1, ordering: .releasing)
     }
+}
+
+/// What a ``Publisher`` holds: the service's view and geometry, its loan cursor and the chunk loaned ahead, its
+/// block timeout, and the read positions it last saw.
+struct PublisherLocal {
+    let service: ServiceView
+    let geometry: ServiceGeometry
+    var cursor = 0
+    var nextLoan = -1
+    let blockTimeout: Duration
+    let readSeen: UnsafeMutablePointer<Publisher.SeenRead>
 }

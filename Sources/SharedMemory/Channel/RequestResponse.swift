@@ -239,9 +239,16 @@ struct RequestView: @unchecked Sendable {
 /// The server of a request/response service: takes each client's requests in turn and writes each response in place.
 /// One per service; holds the server's seat and the region's mapping.
 public struct Server: ~Copyable {
-    let service: RequestView
+    /// What the server holds, in memory of its own: a handle of one word, kept in a class's `let` too with nothing
+    /// copied per call (Docs/Design.md, "A handle is one or two words").
+    let local: UnsafeMutablePointer<ServerLocal>
+    /// The service's view.
+    var service: RequestView { _read { yield local.pointee.service } }
     /// The client slot to look at first next time (turns go round).
-    private var next = 0
+    private var next: Int {
+        get { local.pointee.next }
+        nonmutating set { local.pointee.next = newValue }
+    }
 
     typealias R = RequestResponse
 
@@ -257,13 +264,16 @@ public struct Server: ~Copyable {
             // Requests from clients that died meanwhile are not worth answering.
             for s in 0..<service.layout.clients { service.reclaimIfDead(s) }
         }
-        self.service = service
+        local = .allocate(capacity: 1)
+        local.initialize(to: ServerLocal(service: service))
     }
 
     /// A server that goes away without ``finish()`` vacates its seat: another process may then serve, and nothing
     /// ends (clients' requests wait for the next server; this process's death is still `peerDied` to them).
     deinit {
         service.serverSeat.vacate()
+        local.deinitialize(count: 1)
+        local.deallocate()
     }
 
     /// The largest response.
@@ -274,7 +284,7 @@ public struct Server: ~Copyable {
     /// place in that client's response queue; what `body` writes is the response, sent when `body` returns (if
     /// `body` throws, the client gets an empty response and the error is rethrown here). Dead clients found meanwhile
     /// are reclaimed. The request's correlation id is in `info`, and goes back with the response.
-    public mutating func handle(timeout: Duration? = nil, _ body: (RawSpan, inout OutputRawSpan, RequestInfo) throws -> Void) throws {
+    public func handle(timeout: Duration? = nil, _ body: (RawSpan, inout OutputRawSpan, RequestInfo) throws -> Void) throws {
         let service = self.service
         let layout = service.layout
         var waiting = Wait(.sleep, timeout: timeout)
@@ -349,17 +359,29 @@ public struct Server: ~Copyable {
 /// A client of a request/response service: sends requests (written in place) and reads their responses (in place).
 /// Holds a slot and the region's mapping.
 public struct Client: ~Copyable {
-    let service: RequestView
-    let index: Int
+    /// What the client holds, in memory of its own (see ``ClientLocal``): a handle of one word, kept in a class's
+    /// `let` too with nothing copied per call (Docs/Design.md, "A handle is one or two words").
+    let local: UnsafeMutablePointer<ClientLocal>
+    /// The service's view.
+    var service: RequestView { _read { yield local.pointee.service } }
+    /// This client's slot.
+    var index: Int { local.pointee.index }
     /// The correlation id of the next request.
-    private var nextCorrelation: UInt64
+    private var nextCorrelation: UInt64 {
+        get { local.pointee.nextCorrelation }
+        nonmutating set { local.pointee.nextCorrelation = newValue }
+    }
     /// Whether this client last found the server's process gone (then every call looks again, until one runs).
-    private var serverSeenDead = false
+    private var serverSeenDead: Bool {
+        get { local.pointee.serverSeenDead }
+        nonmutating set { local.pointee.serverSeenDead = newValue }
+    }
     /// Whether this client has looked at the server's process yet (its first send does; later sends do not, since
     /// that costs a system call and a read of /proc, and the receive that waits for the response looks).
-    private var serverLookedAt = false
-    /// Whether ``close()`` gave the slot back already (the deinit then has nothing to do).
-    private var closed = false
+    private var serverLookedAt: Bool {
+        get { local.pointee.serverLookedAt }
+        nonmutating set { local.pointee.serverLookedAt = newValue }
+    }
 
     typealias R = RequestResponse
 
@@ -380,9 +402,8 @@ public struct Client: ~Copyable {
             service.atomic(at + ClientSlot.state.offset, UInt32.self).store(R.connected, ordering: .releasing)
             return (s, generation)
         }
-        self.service = service
-        self.index = index
-        nextCorrelation = UInt64(generation) << 32 | 1
+        local = .allocate(capacity: 1)
+        local.initialize(to: ClientLocal(service: service, index: index, nextCorrelation: UInt64(generation) << 32 | 1))
     }
 
     /// The largest request.
@@ -396,7 +417,7 @@ public struct Client: ~Copyable {
     /// does not look (a system call and a read of /proc a request): a request sent to a server that died since is
     /// reported by the receive that waits for its response.
     @discardableResult
-    public mutating func send(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
+    public func send(count: Int, _ body: (inout OutputRawSpan) -> Void) throws(SharedMemoryError) -> UInt64 {
         try send(count: count) { place in
             var output = OutputRawSpan(buffer: place, initializedCount: 0)
             body(&output)
@@ -406,7 +427,7 @@ public struct Client: ~Copyable {
 
     /// Sends a copy of `bytes` as a request (see ``send(count:_:)``); returns its correlation id.
     @discardableResult
-    public mutating func send(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
+    public func send(_ bytes: UnsafeRawBufferPointer) throws(SharedMemoryError) -> UInt64 {
         try send(count: bytes.count) { place in
             if bytes.count > 0 { place.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
             return bytes.count
@@ -415,7 +436,7 @@ public struct Client: ~Copyable {
 
     /// Sends a copy of `bytes` as a request (see ``send(count:_:)``); returns its correlation id.
     @discardableResult
-    public mutating func send(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
+    public func send(_ bytes: [UInt8]) throws(SharedMemoryError) -> UInt64 {
         try send(count: bytes.count) { place in
             place.copyBytes(from: bytes)
             return bytes.count
@@ -423,7 +444,7 @@ public struct Client: ~Copyable {
     }
 
     /// A request of up to `count` bytes that `fill` writes into its cell, returning how many it wrote.
-    private mutating func send(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> UInt64 {
+    private func send(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) throws(SharedMemoryError) -> UInt64 {
         let layout = service.layout
         guard count >= 0, count <= layout.maxRequest else {
             throw SharedMemoryError(.invalidArgument, "a request of \(count) bytes does not fit this service: at most \(layout.maxRequest)", region: service.name)
@@ -439,7 +460,7 @@ public struct Client: ~Copyable {
         let cell = service.requestCell(index, w)
         let written = fill(UnsafeMutableRawBufferPointer(start: service.base + cell + RequestCell.bytes.offset, count: count))
         let correlation = nextCorrelation
-        nextCorrelation &+= 1
+        nextCorrelation = correlation &+ 1
         service.base.storeBytes(of: correlation, toByteOffset: cell, as: UInt64.self)
         service.base.storeBytes(of: UInt64(written), toByteOffset: cell + 8, as: UInt64.self)
         write.store(w &+ 1, ordering: .releasing)
@@ -453,7 +474,7 @@ public struct Client: ~Copyable {
     /// Waits for the next response (up to `timeout`, then ``SharedMemoryError/Code/timedOut``; `nil` waits as long
     /// as it takes) and calls `body` with it in place and its correlation id. ``SharedMemoryError/Code/peerDied``
     /// if the server died (or finished) with this request unanswered.
-    public mutating func receive<T>(timeout: Duration? = nil, _ body: (RawSpan, UInt64) throws -> T) throws -> T {
+    public func receive<T>(timeout: Duration? = nil, _ body: (RawSpan, UInt64) throws -> T) throws -> T {
         let at = service.slot(index)
         var waiting = Wait(.sleep, timeout: timeout)
         while true {
@@ -471,7 +492,7 @@ public struct Client: ~Copyable {
     /// Waits for the next response as ``receive(timeout:_:)`` does, suspending the task (not blocking a thread) while
     /// none has arrived; cancelling the task ends the wait with `CancellationError` (the response, when it comes, is
     /// the next one received).
-    public mutating func receiveAsync<T>(
+    public func receiveAsync<T>(
         timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (RawSpan, UInt64) throws -> T
     ) async throws -> T {
         let at = service.slot(index)
@@ -488,7 +509,7 @@ public struct Client: ~Copyable {
 
     /// Sends a request and waits for its response as ``request(count:timeout:_:_:)`` does, suspending the task (not
     /// blocking a thread) while the response is on its way.
-    public mutating func requestAsync<T>(
+    public func requestAsync<T>(
         count: Int, timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation,
         _ fill: (inout OutputRawSpan) -> Void, _ body: (RawSpan) throws -> T
     ) async throws -> T {
@@ -533,7 +554,7 @@ public struct Client: ~Copyable {
 
     /// Sends a request (see ``send(count:_:)``) and waits for its response (see ``receive(timeout:_:)``),
     /// checking that the response carries the request's correlation id (``SharedMemoryError/Code/foreign`` if not).
-    public mutating func request<T>(
+    public func request<T>(
         count: Int, timeout: Duration? = nil, _ fill: (inout OutputRawSpan) -> Void, _ body: (RawSpan) throws -> T
     ) throws -> T {
         let correlation = try send(count: count, fill)
@@ -549,14 +570,16 @@ public struct Client: ~Copyable {
     /// Leaves the service: the slot is free at once.
     public consuming func close() {
         Self.leave(service, index)
-        closed = true
+        local.pointee.closed = true
     }
 
     /// A client that goes away without ``close()`` (an error thrown past it, a cancelled task) gives its slot back at
     /// once, as `close()` does: a client leaving ends nothing for the server or other clients (a response to a
     /// request it left behind is simply never read). Before, the slot stayed taken for the life of the process.
     deinit {
-        if !closed { Self.leave(service, index) }
+        if !local.pointee.closed { Self.leave(service, index) }
+        local.deinitialize(count: 1)
+        local.deallocate()
     }
 
     /// Frees slot `index` if this process holds it (a copy inherited across `fork` names the parent's slot).
@@ -569,7 +592,7 @@ public struct Client: ~Copyable {
 
     /// `peerDied` if the server finished, or (looking at its process, which reads /proc) died: a client waiting on it
     /// would wait forever.
-    private mutating func checkServer(lookingAtProcess: Bool) throws(SharedMemoryError) {
+    private func checkServer(lookingAtProcess: Bool) throws(SharedMemoryError) {
         let state = service.atomic(RequestResponseHeader.serverState.offset, UInt32.self).load(ordering: .acquiring)
         if state == 2 {
             throw SharedMemoryError(.peerDied, "the server finished with this client's request unanswered", region: service.name)
@@ -582,4 +605,22 @@ public struct Client: ~Copyable {
             }
         }
     }
+}
+
+/// What a ``Server`` holds: the service's view and the client slot it looks at first next time.
+struct ServerLocal {
+    let service: RequestView
+    var next = 0
+}
+
+/// What a ``Client`` holds: the service's view, its slot, the correlation id of its next request, what it last
+/// found of the server's process, and whether ``Client/close()`` gave the slot back already (the deinit then has
+/// nothing to do).
+struct ClientLocal {
+    let service: RequestView
+    let index: Int
+    var nextCorrelation: UInt64
+    var serverSeenDead = false
+    var serverLookedAt = false
+    var closed = false
 }

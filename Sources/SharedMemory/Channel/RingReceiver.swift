@@ -15,7 +15,7 @@ public struct RingReceiver: ~Copyable {
     /// the sender wake this side stays up.
     var readiness: Readiness? {
         get { ring.local.pointee.readiness }
-        set { ring.local.pointee.readiness = newValue }
+        nonmutating set { ring.local.pointee.readiness = newValue }
     }
 
     /// The largest message this ring carries.

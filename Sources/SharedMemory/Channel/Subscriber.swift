@@ -13,18 +13,25 @@ public struct Subscriber: ~Copyable {
         case blockPublisher
     }
 
-    let service: ServiceView
+    /// Everything the subscriber holds, in memory of its own (see ``SubscriberLocal``): a handle of one word is passed
+    /// in a register, so one kept in a class's `let` is not copied onto the stack before each receive (Docs/Design.md,
+    /// "A handle is one or two words").
+    @usableFromInline let local: UnsafeMutablePointer<SubscriberLocal>
+
+    /// The service's view: its mapping, lock and geometry.
+    var service: ServiceView { _read { yield local.pointee.service } }
     /// The service's place and layout, for the inlined fast path.
-    @usableFromInline let geometry: ServiceGeometry
+    @inlinable var geometry: ServiceGeometry { local.pointee.geometry }
     /// This subscriber's slot.
-    @usableFromInline let index: Int
+    @inlinable var index: Int { local.pointee.index }
     /// How ``receive(timeout:_:)`` waits for a sample.
-    public let strategy: WaitStrategy
+    public var strategy: WaitStrategy { local.pointee.strategy }
     /// The event loop's descriptor, once asked for (``readinessDescriptor()``): while it exists, the flag that makes
     /// the publisher wake this subscriber stays up.
-    var readiness: Readiness? = nil
-    /// Whether ``close()`` gave the slot back already (the deinit then has nothing to do).
-    private var closed = false
+    var readiness: Readiness? {
+        get { local.pointee.readiness }
+        nonmutating set { local.pointee.readiness = newValue }
+    }
 
     typealias P = PublishSubscribe
 
@@ -68,10 +75,8 @@ public struct Subscriber: ~Copyable {
             service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).store(P.connected, ordering: .releasing)
             return s
         }
-        self.service = service
-        geometry = service.geometry
-        self.index = index
-        self.strategy = strategy
+        local = .allocate(capacity: 1)
+        local.initialize(to: SubscriberLocal(geometry: service.geometry, index: index, service: service, strategy: strategy))
     }
 
     /// The largest payload a sample can have.
@@ -89,7 +94,7 @@ public struct Subscriber: ~Copyable {
     /// subscribers whose queues are full; a publisher killed while it waits for room has counted it, and those
     /// subscribers never receive it (nor count it in ``lost``).
     @inlinable
-    public mutating func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
+    public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
         guard let sample = try next(timeout: timeout) else { return nil }
         defer { release(sample.chunk) }
         return try body(RawSpan(_unsafeBytes: sample.bytes), SampleInfo(sequence: sample.sequence))
@@ -138,7 +143,7 @@ public struct Subscriber: ~Copyable {
     /// Leaves the service: the slot and everything queued in it are given back at once.
     public consuming func close() {
         Self.leave(service, index)
-        closed = true
+        local.pointee.closed = true
     }
 
     /// A subscriber that goes away without ``close()`` (an error thrown past it, a cancelled task's loop, a handle
@@ -147,7 +152,9 @@ public struct Subscriber: ~Copyable {
     /// stayed taken for the life of the process (a one-slot service refused every later subscriber, and a dropped
     /// blocking one made every publish wait out its block timeout).
     deinit {
-        if !closed { Self.leave(service, index) }
+        if !local.pointee.closed { Self.leave(service, index) }
+        local.deinitialize(count: 1)
+        local.deallocate()
     }
 
     /// Gives slot `index` back, if this process holds it: marked as leaving, then reclaimed (its marks cleared, its
@@ -275,4 +282,17 @@ public struct Subscriber: ~Copyable {
         _ = geometry.holders(c).loadThenBitwiseAnd(with: ~ServiceGeometry.mark(index), ordering: .acquiringAndReleasing)
         geometry.atomic(geometry.slot(index) &+ SubscriberSlot.held.offset, UInt32.self).store(0, ordering: .releasing)
     }
+}
+
+/// What a ``Subscriber`` holds: the service's geometry and its slot (first: the inlined fast path reads them), the
+/// service's view, how it waits, its event-loop descriptor once asked for, and whether ``Subscriber/close()`` gave
+/// the slot back already (the deinit then has nothing to do).
+@usableFromInline
+struct SubscriberLocal {
+    @usableFromInline let geometry: ServiceGeometry
+    @usableFromInline let index: Int
+    let service: ServiceView
+    let strategy: WaitStrategy
+    var readiness: Readiness? = nil
+    var closed = false
 }

@@ -78,7 +78,7 @@ extension PublishSubscribe {
 /// try publisher.publish(Quote(bid: 1.0841, ask: 1.0843, time: 1))
 /// ```
 public struct TypedPublisher<Sample: BitwiseCopyable>: ~Copyable {
-    @usableFromInline var publisher: Publisher
+    @usableFromInline let publisher: Publisher
 
     /// Takes the publisher's seat of the typed service at `offset`, as ``Publisher/init(_:at:timeout:blockTimeout:)``
     /// does; a service of another type (or of bytes) is ``SharedMemoryError/Code/typeMismatch`` naming both.
@@ -97,7 +97,7 @@ public struct TypedPublisher<Sample: BitwiseCopyable>: ~Copyable {
     /// in place), as ``Publisher/publish(count:_:)`` does; returns its sequence number.
     /// Inlined, so that the caller's specialisation copies `Sample` without its value witnesses.
     @inlinable @discardableResult
-    public mutating func publish(_ sample: Sample) throws(SharedMemoryError) -> UInt64 {
+    public func publish(_ sample: Sample) throws(SharedMemoryError) -> UInt64 {
         try withUnsafeBytes(of: sample) { (bytes) throws(SharedMemoryError) in try publisher.publish(bytes) }
     }
 
@@ -105,7 +105,7 @@ public struct TypedPublisher<Sample: BitwiseCopyable>: ~Copyable {
     /// that cannot leave `body` (`output.append(Quote(...))`), then publishes it. A body that appends nothing
     /// publishes nothing: `invalidArgument`, and the chunk is kept for the next publish.
     @inlinable @discardableResult
-    public mutating func publish(_ body: (inout OutputSpan<Sample>) -> Void) throws(SharedMemoryError) -> UInt64 {
+    public func publish(_ body: (inout OutputSpan<Sample>) -> Void) throws(SharedMemoryError) -> UInt64 {
         let size = MemoryLayout<Sample>.size
         let sequence = try publisher.publishFilled(count: size) { chunk in
             let room = chunk.bindMemory(to: Sample.self)
@@ -121,7 +121,7 @@ public struct TypedPublisher<Sample: BitwiseCopyable>: ~Copyable {
 
     /// Delivers the history to subscribers that asked for it and reclaims dead ones, without publishing
     /// (``Publisher/update()``).
-    public mutating func update() throws(SharedMemoryError) { try publisher.update() }
+    public func update() throws(SharedMemoryError) { try publisher.update() }
 
     /// Ends the stream (``Publisher/finish()``).
     public consuming func finish() { publisher.finish() }
@@ -134,7 +134,7 @@ public struct TypedPublisher<Sample: BitwiseCopyable>: ~Copyable {
 /// enum), a publisher that does not play by the rules can write one that is not: from peers you do not trust, take
 /// integers and check them.
 public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
-    @usableFromInline var subscriber: Subscriber
+    @usableFromInline let subscriber: Subscriber
 
     /// Connects to the typed service at `offset`, as
     /// ``Subscriber/init(_:at:queueDepth:overflow:history:strategy:timeout:)`` does; a service of another type (or
@@ -156,7 +156,7 @@ public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
     /// sample whose length is not `Sample`'s size (a byte publisher's) is ``SharedMemoryError/Code/foreign``; it
     /// is released, and the next receive takes the next one.
     @inlinable
-    public mutating func receive<R>(timeout: Duration? = nil, _ body: (Sample, SampleInfo) throws -> R) throws -> R? {
+    public func receive<R>(timeout: Duration? = nil, _ body: (Sample, SampleInfo) throws -> R) throws -> R? {
         guard let sample = try subscriber.next(timeout: timeout) else { return nil }
         defer { subscriber.release(sample.chunk) }
         guard sample.bytes.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.bytes.count, Sample.self) }
@@ -166,7 +166,7 @@ public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
     /// The next sample as a copy, with its sequence number; `nil` once the publisher finished (see
     /// ``receive(timeout:_:)``).
     @inlinable
-    public mutating func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> (sample: Sample, info: SampleInfo)? {
+    public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> (sample: Sample, info: SampleInfo)? {
         guard let sample = try subscriber.next(timeout: timeout) else { return nil }
         defer { subscriber.release(sample.chunk) }
         guard sample.bytes.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.bytes.count, Sample.self) }
@@ -174,7 +174,7 @@ public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
     }
 
     /// The asynchronous twin of ``receive(timeout:_:)`` (``Subscriber/receiveAsync(timeout:isolation:_:)``).
-    public mutating func receiveAsync<R>(
+    public func receiveAsync<R>(
         timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation, _ body: (Sample, SampleInfo) throws -> R
     ) async throws -> R? {
         let size = MemoryLayout<Sample>.size, name = subscriber.service.name

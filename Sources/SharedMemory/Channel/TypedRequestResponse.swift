@@ -70,11 +70,11 @@ extension RequestResponse {
 /// ```swift
 /// struct Lookup: BitwiseCopyable { var key: UInt64 }
 /// struct Price: BitwiseCopyable { var value: Double }
-/// var server = try TypedServer<Lookup, Price>.create(RegionName("posix:/prices"), clients: 8)
+/// let server = try TypedServer<Lookup, Price>.create(RegionName("posix:/prices"), clients: 8)
 /// try server.handle(timeout: .seconds(60)) { lookup, _ in Price(value: Double(lookup.key) / 100) }
 /// ```
 public struct TypedServer<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline var server: Server
+    @usableFromInline let server: Server
 
     /// Takes the server's seat of the typed service at `offset`, as ``Server/init(_:at:timeout:)`` does; a service of
     /// other types (or of bytes) is ``SharedMemoryError/Code/typeMismatch``.
@@ -88,7 +88,7 @@ public struct TypedServer<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     /// `body` returns. A request whose length is not `Request`'s (a byte client's) is answered with no response and
     /// reported here as ``SharedMemoryError/Code/foreign``; a `body` that throws answers with no response too (the
     /// client's ``TypedClient/receive(timeout:)`` then says the server did not answer) and the error is rethrown.
-    public mutating func handle(timeout: Duration? = nil, _ body: (Request, RequestInfo) throws -> Response) throws {
+    public func handle(timeout: Duration? = nil, _ body: (Request, RequestInfo) throws -> Response) throws {
         let size = MemoryLayout<Request>.size, name = server.service.name
         try server.handle(timeout: timeout) { request, response, info in
             guard request.byteCount == size else {
@@ -106,7 +106,7 @@ public struct TypedServer<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
 /// A client of a typed request/response service: a ``Client`` that sends `Request` values and reads `Response`
 /// values. It holds a slot and gives it back as a `Client` does.
 public struct TypedClient<Request: BitwiseCopyable, Response: BitwiseCopyable>: ~Copyable {
-    @usableFromInline var client: Client
+    @usableFromInline let client: Client
 
     /// Connects to the typed service at `offset`, as ``Client/init(_:at:timeout:)`` does; a service of other types
     /// (or of bytes) is ``SharedMemoryError/Code/typeMismatch``.
@@ -119,14 +119,14 @@ public struct TypedClient<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     /// Sends a copy of `request` and returns its correlation id (``Client/send(count:_:)``: `busy` with `depth`
     /// requests outstanding, `peerDied` if the server is gone).
     @inlinable @discardableResult
-    public mutating func send(_ request: Request) throws(SharedMemoryError) -> UInt64 {
+    public func send(_ request: Request) throws(SharedMemoryError) -> UInt64 {
         try withUnsafeBytes(of: request) { (bytes) throws(SharedMemoryError) in try client.send(bytes) }
     }
 
     /// Waits for the next response, as ``Client/receive(timeout:_:)`` does, and returns a copy of it with the
     /// correlation id of the request it answers. A response with no bytes means the server's handler threw for that
     /// request: ``SharedMemoryError/Code/foreign``, as any response of another length than `Response`'s.
-    public mutating func receive(timeout: Duration? = nil) throws -> (response: Response, correlation: UInt64) {
+    public func receive(timeout: Duration? = nil) throws -> (response: Response, correlation: UInt64) {
         let name = client.service.name
         return try client.receive(timeout: timeout) { bytes, correlation in
             (try Self.response(from: bytes, correlation, name), correlation)
@@ -134,7 +134,7 @@ public struct TypedClient<Request: BitwiseCopyable, Response: BitwiseCopyable>: 
     }
 
     /// Sends `request` and waits for its response (``Client/request(count:timeout:_:_:)``).
-    public mutating func request(_ request: Request, timeout: Duration? = nil) throws -> Response {
+    public func request(_ request: Request, timeout: Duration? = nil) throws -> Response {
         let name = client.service.name
         return try client.request(count: MemoryLayout<Request>.size, timeout: timeout, { output in output.append(request, as: Request.self) }) { response in
             try Self.response(from: response, nil, name)

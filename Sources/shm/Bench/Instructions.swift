@@ -180,7 +180,7 @@ struct SwiftBenchCommand: ParsableCommand {
         let region = try SharedMemory.create(name, size: size)
         try PublishSubscribe.format(region, maxPayload: 64, subscribers: count, queueDepth: 8)
         var subscribers = try InlineArray<4, Subscriber?> { (i) throws(SharedMemoryError) in i < count ? try Subscriber(region) : nil }
-        var publisher = try Publisher(region)
+        let publisher = try Publisher(region)
         let message = [UInt8](repeating: 7, count: 64)
         var total = 0
         for _ in 0..<n {
@@ -198,8 +198,8 @@ struct SwiftBenchCommand: ParsableCommand {
         let size = PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8)
         let region = try SharedMemory.create(name, size: size)
         try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
-        var subscriber = try Subscriber(region)
-        var publisher = try Publisher(region)
+        let subscriber = try Subscriber(region)
+        let publisher = try Publisher(region)
         let message = [UInt8](repeating: 7, count: 64)
         var total = 0
         for _ in 0..<n {

@@ -167,8 +167,8 @@ func ringClass(_ name: RegionName, _ n: Int) throws {
 func pubsub(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
-    var subscriber = try Subscriber(try SharedMemory.open(name))
-    var publisher = try Publisher(try SharedMemory.open(name))
+    let subscriber = try Subscriber(try SharedMemory.open(name))
+    let publisher = try Publisher(try SharedMemory.open(name))
     let message = [UInt8](repeating: 7, count: 64)
     var total = 0
     for _ in 0..<n {
@@ -181,6 +181,32 @@ func pubsub(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+/// `pubsub` with the publisher and the subscriber kept in a class (an actor's or a server's state; #32: within 5%
+/// of `pubsub`).
+final class PubSubHolder {
+    let publisher: Publisher
+    let subscriber: Subscriber
+    init(publisher: consuming Publisher, subscriber: consuming Subscriber) {
+        self.publisher = publisher
+        self.subscriber = subscriber
+    }
+}
+
+func pubsubClass(_ name: RegionName, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
+    try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
+    let holder = PubSubHolder(publisher: try Publisher(try SharedMemory.open(name)), subscriber: try Subscriber(try SharedMemory.open(name)))
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    for _ in 0..<n {
+        try message.withUnsafeBytes { _ = try holder.publisher.publish($0) }
+        total &+= try holder.subscriber.receive { bytes, _ in bytes.byteCount } ?? 0
+    }
+    _ = holder  // its sides give their seats back when it goes; finish() consumes, which a stored property cannot
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 /// A 64-byte sample as a typed service's value: `pubsub`'s work through `TypedPublisher` and `TypedSubscriber`.
 struct Sample64: BitwiseCopyable {
     var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
@@ -189,8 +215,8 @@ struct Sample64: BitwiseCopyable {
 func pubsubTyped(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(of: Sample64.self, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, sampleType: Sample64.self, subscribers: 1, queueDepth: 8)
-    var subscriber = try TypedSubscriber<Sample64>(try SharedMemory.open(name))
-    var publisher = try TypedPublisher<Sample64>(try SharedMemory.open(name))
+    let subscriber = try TypedSubscriber<Sample64>(try SharedMemory.open(name))
+    let publisher = try TypedPublisher<Sample64>(try SharedMemory.open(name))
     let sample = Sample64(words: (7, 7, 7, 7, 7, 7, 7, 7))
     var total = 0
     for _ in 0..<n {
@@ -208,8 +234,8 @@ func pubsubTyped(_ name: RegionName, _ n: Int) throws {
 func pubsubStruct(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
-    var subscriber = try Subscriber(try SharedMemory.open(name))
-    var publisher = try Publisher(try SharedMemory.open(name))
+    let subscriber = try Subscriber(try SharedMemory.open(name))
+    let publisher = try Publisher(try SharedMemory.open(name))
     let sample = Sample64(words: (7, 7, 7, 7, 7, 7, 7, 7))
     var total = 0
     for _ in 0..<n {
@@ -303,8 +329,8 @@ func linesRing(_ name: RegionName, _ n: Int) throws {
 func linesPubsub(_ name: RegionName, _ n: Int) throws {
     let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: 1, queueDepth: 8))
     try PublishSubscribe.format(region, maxPayload: 64, subscribers: 1, queueDepth: 8)
-    var subscriber = try Subscriber(region)
-    var publisher = try Publisher(region)
+    let subscriber = try Subscriber(region)
+    let publisher = try Publisher(region)
     let message = [UInt8](repeating: 7, count: 64)
     var total = 0
     announce(region)
@@ -333,6 +359,7 @@ case "ring-span": try ringSpan(name, n)
 case "ring-unsafe": try ringUnsafe(name, n)
 case "ring-struct": try ringStruct(name, n)
 case "ring-class": try ringClass(name, n)
+case "pubsub-class": try pubsubClass(name, n)
 case "pubsub": try pubsub(name, n)
 case "lines-ring": try linesRing(name, n)
 case "lines-pubsub": try linesPubsub(name, n)
