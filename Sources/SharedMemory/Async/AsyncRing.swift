@@ -21,7 +21,7 @@ extension RingReceiver {
     public func receiveAsync(timeout: Duration? = nil, isolation: isolated (any Actor)? = #isolation) async throws -> [UInt8]? {
         guard let message = try await nextMessageAsync(timeout: timeout) else { return nil }
         defer { release(message) }
-        return [UInt8](message)
+        return [UInt8](message.bytes)
     }
 
     /// Zero-copy from async code: waits as ``receiveAsync(timeout:isolation:)`` does, then calls `body` with the
@@ -32,7 +32,7 @@ extension RingReceiver {
     ) async throws -> R? {
         guard let message = try await nextMessageAsync(timeout: timeout) else { return nil }
         defer { release(message) }
-        return try body(RawSpan(_unsafeBytes: message))
+        return try body(RawSpan(_unsafeStart: message.start, byteCount: message.count))
     }
 
     /// Every message as a copy, as an `AsyncSequence` that ends when the sender finishes and throws
@@ -52,7 +52,7 @@ extension RingReceiver {
     }
 
     /// The next message in place, suspending the task while the ring is empty; nil once finished.
-    func nextMessageAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> UnsafeRawBufferPointer? {
+    func nextMessageAsync(timeout: Duration?, isolation: isolated (any Actor)? = #isolation) async throws -> RingMessage? {
         var waiting = Wait(strategy, timeout: timeout, async: true)
         while true {
             switch try poll() {

@@ -160,6 +160,21 @@ public enum MessageRing {
     }
 }
 
+/// A message in place in the ring: where its bytes start and how many. A start and a count, not an
+/// `UnsafeRawBufferPointer` (a start and an end): a receive reads the count (its body's span, the record's length
+/// to release) and often never the start, and a buffer pointer's count is a subtraction, its end an addition, on
+/// every message.
+@usableFromInline
+struct RingMessage {
+    @usableFromInline let start: UnsafeRawPointer
+    @usableFromInline let count: Int
+    @inlinable init(start: UnsafeRawPointer, count: Int) {
+        self.start = start
+        self.count = count
+    }
+    @inlinable var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: start, count: count) }
+}
+
 /// `n` rounded up to a multiple of 8; `n` is a message length plus 4, far from overflowing.
 @inlinable @inline(__always) func align8(_ n: Int) -> Int { (n &+ 7) & ~7 }
 
@@ -293,7 +308,7 @@ struct RingView: ~Copyable {
     /// record is plainly valid (not a wrap marker, its length within what was published and within the data), else
     /// nil, and ``RingReceiver/poll()`` looks properly (it reports a corrupt ring; this only declines it).
     @inlinable @inline(__always)
-    func nextIfPlain() -> UnsafeRawBufferPointer? {
+    func nextIfPlain() -> RingMessage? {
         let current = local.pointee.tail
         if local.pointee.head == current { local.pointee.head = head.load(ordering: .acquiring) }
         let published = local.pointee.head &- current
@@ -305,7 +320,7 @@ struct RingView: ~Copyable {
         // A UInt32 length and an offset below the capacity: these sums cannot overflow an Int.
         guard length <= maxMessage, UInt64(truncatingIfNeeded: align8(4 &+ length)) <= published,
               UInt64(truncatingIfNeeded: offset &+ 4 &+ length) <= capacity64 else { return nil }
-        return UnsafeRawBufferPointer(start: data + (offset &+ 4), count: length)
+        return RingMessage(start: data + (offset &+ 4), count: length)
     }
 
     /// This side is going: its seat is vacated (another process may take it; this one's death still counts, and

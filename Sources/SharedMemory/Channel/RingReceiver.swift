@@ -42,14 +42,14 @@ public struct RingReceiver: ~Copyable {
     /// Receives the next message as a copy; nil once the sender has finished and the ring is empty. Waits at
     /// most `timeout` (nil: as long as the sender lives).
     ///
-    /// Each message is an array of its own, allocated and later freed: a 64-byte send and `receive()` take 566
-    /// instructions (`Benchmarks/Instructions/run.sh`, `ring-array`), against 106 with the message read in place
-    /// (``receive(timeout:_:)``) and 141 copied into a buffer of the caller's (``receive(into:timeout:)``). Choose
+    /// Each message is an array of its own, allocated and later freed: a 64-byte send and `receive()` take 487
+    /// instructions (`Benchmarks/Instructions/run.sh`, `ring-array`), against 101 with the message read in place
+    /// (``receive(timeout:_:)``) and 128 copied into a buffer of the caller's (``receive(into:timeout:)``). Choose
     /// it where the message must outlive the call.
     @inlinable
     public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> [UInt8]? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
-        let copy = [UInt8](message)
+        let copy = [UInt8](message.bytes)
         release(message)
         return copy
     }
@@ -58,9 +58,9 @@ public struct RingReceiver: ~Copyable {
     /// frees its space; nil once the sender has finished and the ring is empty.
     @inlinable @inline(__always)
     public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
-        try receiveUnsafe(timeout: timeout) { (message: UnsafeRawBufferPointer) throws(SharedMemoryError) -> R in
-            try body(RawSpan(_unsafeBytes: message))
-        }
+        guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
+        defer { release(message) }
+        return try body(RawSpan(_unsafeStart: message.start, byteCount: message.count))
     }
 
     /// Zero-copy for C interop: calls `body` with the next message in place through a pointer, then frees its
@@ -70,7 +70,7 @@ public struct RingReceiver: ~Copyable {
     public func receiveUnsafe<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) throws(SharedMemoryError) -> R) throws(SharedMemoryError) -> R? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
         defer { release(message) }
-        return try body(message)
+        return try body(message.bytes)
     }
 
     /// Receives the next message into the start of `buffer`, with no allocation, and returns its length; nil once
@@ -100,7 +100,7 @@ public struct RingReceiver: ~Copyable {
     public func receiveUnsafe(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(SharedMemoryError) -> Int? {
         guard let message = try nextMessage(timeout: timeout, wait: true) else { return nil }
         guard message.count <= buffer.count else { throw messageDoesNotFit(message.count, buffer.count) }
-        if message.count > 0 { buffer.baseAddress.unsafelyUnwrapped.copyMemory(from: message.baseAddress.unsafelyUnwrapped, byteCount: message.count) }
+        if message.count > 0 { buffer.baseAddress.unsafelyUnwrapped.copyMemory(from: message.start, byteCount: message.count) }
         release(message)
         return message.count
     }
@@ -114,7 +114,7 @@ public struct RingReceiver: ~Copyable {
     public func tryReceive() throws(SharedMemoryError) -> [UInt8]? {
         guard let message = try nextMessage(timeout: nil, wait: false) else { return nil }
         defer { release(message) }
-        return Array(message)
+        return Array(message.bytes)
     }
 
     /// Whether the sender has finished and every message has been read.
@@ -124,7 +124,7 @@ public struct RingReceiver: ~Copyable {
 
     /// Frees the space of the message `nextMessage` returned, and wakes a sender waiting for space.
     @inlinable @inline(__always)
-    func release(_ message: UnsafeRawBufferPointer) {
+    func release(_ message: RingMessage) {
         // A load and a store, not `&+=`: a compound assignment through the noncopyable side is a Swift "modify"
         // access, which ThreadSanitizer recorded at the shared mapping's address, so two receivers of one mapping
         // releasing at once on two threads were reported as a race (CI, AsyncTests.manyWaiters; 2 runs in 3).
@@ -146,7 +146,7 @@ public struct RingReceiver: ~Copyable {
     /// The next message in place, waiting for it as `strategy` says; nil once finished (or, without `wait`,
     /// when the ring is empty). Its space stays taken until ``release(_:)``.
     @inlinable @inline(__always)
-    func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
+    func nextMessage(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> RingMessage? {
         if let message = ring.nextIfPlain() { return message }
         return try nextMessageSlowly(timeout: timeout, wait: wait)
     }
@@ -154,7 +154,7 @@ public struct RingReceiver: ~Copyable {
     /// ``nextMessage(timeout:wait:)`` when the quick look did not find a plain message: wrap markers, the end, a
     /// corrupt ring, and waiting.
     @usableFromInline
-    func nextMessageSlowly(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> UnsafeRawBufferPointer? {
+    func nextMessageSlowly(timeout: Duration?, wait: Bool) throws(SharedMemoryError) -> RingMessage? {
         var waiting = Wait(strategy, timeout: timeout)
         while true {
             switch try poll() {
@@ -174,7 +174,7 @@ public struct RingReceiver: ~Copyable {
     /// What a look at the ring found.
     @usableFromInline
     enum Poll {
-        case message(UnsafeRawBufferPointer), finished, empty
+        case message(RingMessage), finished, empty
     }
 
     /// Looks at the ring once, without waiting: the next message in place (its space taken until
@@ -200,7 +200,7 @@ public struct RingReceiver: ~Copyable {
                 else {
                     throw SharedMemoryError(.foreign, "the ring is corrupt: a message of \(length) bytes at offset \(offset), with \(published) bytes published; the sender is not a SharedMemory ring sender, or it wrote over the ring", region: ring.name)
                 }
-                return .message(UnsafeRawBufferPointer(start: ring.data + offset + 4, count: Int(length)))
+                return .message(RingMessage(start: ring.data + offset + 4, count: Int(length)))
             }
             if ring.finished.load(ordering: .acquiring) != 0 {
                 if ring.head.load(ordering: .acquiring) == current { return .finished }
