@@ -253,7 +253,7 @@ struct ServiceGeometry: BitwiseCopyable {
         let chunkAt = chunk(c)
         let length = base.load(fromByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
         guard length <= UInt64(truncatingIfNeeded: layout.maxPayload) else { return .tooLong(c, length) }
-        return .sample(Subscriber.TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: base + (chunkAt &+ Chunk.payload.offset), count: Int(truncatingIfNeeded: length)),
+        return .sample(Subscriber.TakenSample(chunk: c, start: base + (chunkAt &+ Chunk.payload.offset), count: Int(truncatingIfNeeded: length),
                                               sequence: base.load(fromByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)))
     }
 

@@ -97,19 +97,23 @@ public struct Subscriber: ~Copyable {
     public func receive<R>(timeout: Duration? = nil, _ body: (RawSpan, SampleInfo) throws -> R) throws -> R? {
         guard let sample = try next(timeout: timeout) else { return nil }
         defer { release(sample.chunk) }
-        return try body(RawSpan(_unsafeBytes: sample.bytes), SampleInfo(sequence: sample.sequence))
+        return try body(RawSpan(_unsafeStart: sample.start, byteCount: sample.count), SampleInfo(sequence: sample.sequence))
     }
 
-    /// A sample taken from the queue: its chunk (held until ``release(_:)``), its bytes in place, its sequence.
+    /// A sample taken from the queue: its chunk (held until ``release(_:)``), where its bytes start in place and how
+    /// many, its sequence. A start and a count, as a ring's message (`RingMessage`: a buffer pointer's count is a
+    /// subtraction on every use).
     @usableFromInline
     struct TakenSample {
         @usableFromInline let chunk: Int
-        @usableFromInline let bytes: UnsafeRawBufferPointer
+        @usableFromInline let start: UnsafeRawPointer
+        @usableFromInline let count: Int
         @usableFromInline let sequence: UInt64
 
-        @inlinable init(chunk: Int, bytes: UnsafeRawBufferPointer, sequence: UInt64) {
+        @inlinable init(chunk: Int, start: UnsafeRawPointer, count: Int, sequence: UInt64) {
             self.chunk = chunk
-            self.bytes = bytes
+            self.start = start
+            self.count = count
             self.sequence = sequence
         }
     }
@@ -137,7 +141,7 @@ public struct Subscriber: ~Copyable {
     @usableFromInline
     func nextSlowly(timeout: Duration?) throws(SharedMemoryError) -> TakenSample? {
         guard let (c, length, sequence) = try take(timeout: timeout) else { return nil }
-        return TakenSample(chunk: c, bytes: UnsafeRawBufferPointer(start: service.base + service.chunk(c) + Chunk.payload.offset, count: length), sequence: sequence)
+        return TakenSample(chunk: c, start: service.base + service.chunk(c) + Chunk.payload.offset, count: length, sequence: sequence)
     }
 
     /// Leaves the service: the slot and everything queued in it are given back at once.

@@ -159,8 +159,8 @@ public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
     public func receive<R>(timeout: Duration? = nil, _ body: (Sample, SampleInfo) throws -> R) throws -> R? {
         guard let sample = try subscriber.next(timeout: timeout) else { return nil }
         defer { subscriber.release(sample.chunk) }
-        guard sample.bytes.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.bytes.count, Sample.self) }
-        return try body(sample.bytes.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: Sample.self).pointee, SampleInfo(sequence: sample.sequence))
+        guard sample.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.count, Sample.self) }
+        return try body(sample.start.assumingMemoryBound(to: Sample.self).pointee, SampleInfo(sequence: sample.sequence))
     }
 
     /// The next sample as a copy, with its sequence number; `nil` once the publisher finished (see
@@ -169,8 +169,8 @@ public struct TypedSubscriber<Sample: BitwiseCopyable>: ~Copyable {
     public func receive(timeout: Duration? = nil) throws(SharedMemoryError) -> (sample: Sample, info: SampleInfo)? {
         guard let sample = try subscriber.next(timeout: timeout) else { return nil }
         defer { subscriber.release(sample.chunk) }
-        guard sample.bytes.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.bytes.count, Sample.self) }
-        return (sample.bytes.loadUnaligned(as: Sample.self), SampleInfo(sequence: sample.sequence))
+        guard sample.count == MemoryLayout<Sample>.size else { throw subscriber.wrongLength(sample.count, Sample.self) }
+        return (sample.start.loadUnaligned(as: Sample.self), SampleInfo(sequence: sample.sequence))
     }
 
     /// The asynchronous twin of ``receive(timeout:_:)`` (``Subscriber/receiveAsync(timeout:isolation:_:)``).
