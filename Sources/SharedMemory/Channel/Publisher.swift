@@ -33,8 +33,12 @@ public struct Publisher: ~Copyable {
 
     struct SeenRead {
         var generation: UInt32 = 0
-        /// `.max` until a read position is seen: no write position is at or past it (a peer's forged one that is
-        /// only makes this publish take room it was told of, in its own masked entry).
+        /// The subscriber's queue depth, checked (1 to the queue's capacity) when it was seen: a slot's depth is
+        /// written at connect, before its generation moves on, so it holds while the generation does. 0 until seen,
+        /// so that no queue has room by it.
+        var depth: UInt32 = 0
+        /// `.max` until a read position is seen (a peer's forged one only makes this publish take room it was told
+        /// of, in its own masked entry).
         var read: UInt64 = .max
     }
 
@@ -352,14 +356,16 @@ public struct Publisher: ~Copyable {
     @inline(__always)
     private func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
         let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
-        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
         let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
         let write = geometry.atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self)
         let w = write.load(ordering: .relaxed)
         // The slot's generation is on the line this publish reads anyway (the state); the read position is not.
         let generation = geometry.atomic(slotAt &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .relaxed)
         let seen = readSeen[s]
-        if !(seen.generation == generation && w >= seen.read && w &- seen.read < depth && depth <= capacity) {
+        // Room by what was seen: the same subscriber (generation), and fewer than its depth queued since its read
+        // position then, which only grows (a write position below it wraps to a huge difference: no room).
+        if !(seen.generation == generation && w &- seen.read < UInt64(seen.depth)) {
+            let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
             let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
             while true {
                 let r = read.load(ordering: .acquiring)
@@ -367,7 +373,7 @@ public struct Publisher: ~Copyable {
                     throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
                 }
                 if w - r < depth {
-                    readSeen[s] = SeenRead(generation: generation, read: r)
+                    readSeen[s] = SeenRead(generation: generation, depth: UInt32(truncatingIfNeeded: depth), read: r)
                     break
                 }
                 guard try dropOldest(from: s, read: r) else { return false }
