@@ -28,7 +28,7 @@ func run() throws {
         try? SharedMemory.remove(name)
         let region = try SharedMemory.create(name, size: RequestResponse.size(maxRequest: 256, maxResponse: 256, clients: 4, depth: 2))
         try RequestResponse.format(region, maxRequest: 256, maxResponse: 256, clients: 4, depth: 2)
-        var server = try Server(region)
+        let server = try Server(region)
         for _ in 0..<requests {
             try server.handle(timeout: .seconds(10)) { request, response, _ in
                 for index in 0..<request.byteCount {
@@ -48,7 +48,7 @@ func run() throws {
         guard let region else {
             throw ExampleFailure("client: no service at \(name)")
         }
-        var client = try Client(region, timeout: .seconds(5))
+        let client = try Client(region, timeout: .seconds(5))
         for word in arguments.dropFirst(4) {
             let bytes = Array(word.utf8)
             let answer = try client.request(count: bytes.count, timeout: .seconds(10), { for byte in bytes { $0.append(byte) } }) { response in
