@@ -139,7 +139,8 @@ struct Bench: ParsableCommand {
                 seconds[experiment.rawValue, default: 0] += Double(nanoseconds() - started) / 1e9
                 if let busy = watch.verdict() {
                     for index in first..<results.count where results[index].skipped == nil {
-                        results[index].unstable = [results[index].unstable, busy].compactMap { $0 }.joined(separator: "; ")
+                        // The machine's load first: it is the cause when the rounds disagree too.
+                        results[index].unstable = [busy, results[index].unstable].compactMap { $0 }.joined(separator: "; ")
                     }
                 }
             }
