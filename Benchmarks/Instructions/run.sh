@@ -74,6 +74,14 @@ for operation in ring ring-copy ring-span ring-unsafe; do
     awk -v op="$operation" -v s="${swift_count[$operation]}" -v c="${fair[$operation]}" \
         'BEGIN { printf "%s: Swift %d, fair C %d: %.2fx\n", op, s, c, s / c }'
 done
+# A handle kept in a class costs within 5% of one in locals (#32; Docs/Design.md, "A handle is one or two words").
+for pair in ring-class:ring pubsub-class:pubsub; do
+    IFS=: read -r held local <<< "$pair"
+    if [ $(( swift_count[$held] * 100 )) -gt $(( swift_count[$local] * 105 )) ]; then
+        echo "$held costs ${swift_count[$held]} instructions, over 1.05 times $local's ${swift_count[$local]}" >&2
+        over=1
+    fi
+done
 if $check; then
     [ "$over" = 0 ] || exit 1
     exit 0

@@ -56,3 +56,20 @@ func controlAsync(_ region: borrowing AnyRegion, _ receiver: borrowing RingRecei
     let count = try await receiver.receiveAsync { (bytes: RawSpan) in bytes.byteCount } ?? 0
     return try await mutex.withLockAsync { count + 1 }
 }
+
+/// Handles in a class's `let`s, used from its methods: sends and receives do not mutate them.
+final class ControlHandles {
+    let publisher: Publisher
+    let subscriber: Subscriber
+    let client: Client
+    init(_ service: borrowing AnyRegion, _ calls: borrowing AnyRegion) throws {
+        subscriber = try Subscriber(service)
+        publisher = try Publisher(service)
+        client = try Client(calls)
+    }
+    func roundTrip() throws -> Int? {
+        _ = try publisher.publish([1] as [UInt8])
+        _ = try client.send([2] as [UInt8])
+        return try subscriber.receive { (bytes: RawSpan, _: SampleInfo) in bytes.byteCount }
+    }
+}
