@@ -37,7 +37,7 @@
 #define SMPS_NO_SPACE (-10) /* every chunk is held: something holds samples it should have released */
 
 #define SMPS_MAGIC 0x4255534255504D53ull /* "SMPUBSUB" in memory */
-#define SMPS_MAJOR 2u
+#define SMPS_MAJOR 3u
 #define SMPS_MINOR 0u
 #define SMPS_MAX_SUBSCRIBERS 62
 #define SMPS_OVERWRITE_OLDEST 0u
@@ -49,7 +49,7 @@ enum {
     SMPS_OFF_QUEUE_DEPTH = 24, SMPS_OFF_HISTORY = 28, SMPS_OFF_CHUNK_COUNT = 32, SMPS_OFF_PUBLISHER_STATE = 36,
     SMPS_OFF_PUBLISHED = 40, SMPS_OFF_PUBLISHER_PID = 48, SMPS_OFF_PUBLISHER_VACATED = 52, SMPS_OFF_PUBLISHER_START = 56, SMPS_OFF_HISTORY_HEAD = 64,
     SMPS_OFF_SAMPLE_TYPE = 72, SMPS_OFF_SAMPLE_SIZE = 80, SMPS_OFF_SAMPLE_ALIGNMENT = 84, SMPS_OFF_SAMPLE_TYPE_NAME = 88, SMPS_OFF_LOCK = 128, SMPS_OFF_PUBLISH_EPOCH = 176,
-    SMPS_OFF_EPOCH_WAITING = 184, SMPS_OFF_HISTORY_ENTRIES = 192
+    SMPS_OFF_EPOCH_WAITING = 184, SMPS_OFF_CONNECTIONS = 188, SMPS_OFF_HISTORY_ENTRIES = 192
 };
 /* A subscriber's slot. */
 enum {
@@ -85,6 +85,8 @@ typedef struct smps_publisher {
     uint32_t cursor;          /* where the next loan starts looking */
     int32_t loan;             /* the chunk loaned and not yet published, or -1 */
     int64_t block_timeout_ns; /* how long a publish waits for room in a blocking subscriber's queue */
+    uint64_t connections_seen; /* the header's `connections` when the slots were last looked at (UINT64_MAX: never) */
+    uint64_t connected;        /* the subscribers connected then, a bit each */
 } smps_publisher;
 
 typedef struct smps_subscriber {
@@ -312,6 +314,12 @@ static inline void smps__wait_for_publishes(smps_service *s) {
     }
 }
 
+/* A slot's state moved to or from connected (lock held, after the state was stored): `connections` moves on, so
+ * that the next publish looks at the slots again. A reclaimer moves it before it reads the publish epoch. */
+static inline void smps__connections_changed(smps_service *s) {
+    atomic_fetch_add_explicit(smps__u32(s, SMPS_OFF_CONNECTIONS), 1, memory_order_seq_cst);
+}
+
 /* Subscriber i's process is dead (or its slot was left half made or half reclaimed): takes back every chunk it
  * held or had queued and frees the slot, once no publish that may have seen it connected still runs. Lock held,
  * never in a publish (it would wait for itself). Whether it reclaimed. */
@@ -321,6 +329,7 @@ static inline int smps__reclaim_if_dead(smps_service *s, uint32_t i) {
     if (current == SMPS_FREE) return 0;
     if (current != SMPS_RECLAIMING && smps__alive(s, slot + SMPS_SLOT_PID, slot + SMPS_SLOT_START)) return 0;
     atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_RECLAIMING, memory_order_seq_cst);
+    smps__connections_changed(s);
     smps__wait_for_publishes(s);
     uint64_t bit = 1ull << i;
     for (uint32_t c = 0; c < s->layout.chunk_count; c++)
@@ -399,6 +408,7 @@ static inline int smps_publisher_attach(smps_publisher *p, void *service, uint64
     memset(p, 0, sizeof *p);
     p->loan = -1;
     p->block_timeout_ns = block_timeout_ns;
+    p->connections_seen = UINT64_MAX;
     int result = smps_attach(&p->service, service, room);
     if (result != SMRING_OK) return result;
     smps_service *s = &p->service;
@@ -507,6 +517,22 @@ static inline void smps__add_to_history(smps_service *s, uint32_t c) {
     atomic_store_explicit(smps__u64(s, SMPS_OFF_HISTORY_HEAD), head + 1, memory_order_release);
 }
 
+/* `connections` moved (or this is the first publish): the connected subscribers found again, and the history
+ * delivered to those that asked for it (in a publish). */
+static inline int smps__look_at_slots(smps_publisher *p, uint64_t connections) {
+    smps_service *s = &p->service;
+    uint64_t connected = 0;
+    for (uint32_t i = 0; i < s->layout.subscribers; i++) {
+        if (atomic_load_explicit(smps__u32(s, smps__slot(s, i) + SMPS_SLOT_STATE), memory_order_seq_cst) != SMPS_CONNECTED) continue;
+        int result = smps__deliver_history(s, i);
+        if (result != SMRING_OK) return result;
+        connected |= 1ull << i;
+    }
+    p->connected = connected;
+    p->connections_seen = connections;
+    return SMRING_OK;
+}
+
 /* For a blocking subscriber whose queue was full: waits without the lock for room, at most the block timeout, then
  * queues c if the subscriber is still the same one. 1 if delivered (or the subscriber left), 0 if it stayed full
  * (the sample is counted lost for it). */
@@ -581,9 +607,12 @@ static inline int smps_publish(smps_publisher *p, uint64_t length, uint64_t *seq
         next = atomic_load_explicit(smps__u64(s, SMPS_OFF_PUBLISHED), memory_order_relaxed) + 1;
         smps__put64(s, chunk + SMPS_CHUNK_SEQUENCE, next);
         smps__put64(s, chunk + SMPS_CHUNK_LENGTH, length);
-        for (uint32_t i = 0; i < s->layout.subscribers && result == SMRING_OK; i++) {
-            if (atomic_load_explicit(smps__u32(s, smps__slot(s, i) + SMPS_SLOT_STATE), memory_order_seq_cst) != SMPS_CONNECTED) continue;
-            if ((result = smps__deliver_history(s, i)) != SMRING_OK) break;
+        /* The subscribers as of the last look at the slots, while `connections` has not moved since (read in
+         * the epoch: a reclaimer either is seen or waits for this publish). */
+        uint64_t connections = atomic_load_explicit(smps__u32(s, SMPS_OFF_CONNECTIONS), memory_order_seq_cst);
+        if (connections != p->connections_seen) result = smps__look_at_slots(p, connections);
+        for (uint64_t left = p->connected; left != 0 && result == SMRING_OK; left &= left - 1) {
+            uint32_t i = (uint32_t)__builtin_ctzll(left);
             int queued = smps__enqueue(s, c, i);
             if (queued < 0) result = queued;
             else if (queued == 0) blocked |= 1ull << i;
@@ -693,6 +722,7 @@ static inline int smps_subscribe(smps_subscriber *sub, void *service, uint64_t r
     atomic_store_explicit(smps__u64(s, slot + SMPS_SLOT_READ), 0, memory_order_relaxed);
     atomic_fetch_add_explicit(smps__u32(s, slot + SMPS_SLOT_GENERATION), 1, memory_order_relaxed);
     atomic_store_explicit(smps__u32(s, slot + SMPS_SLOT_STATE), SMPS_CONNECTED, memory_order_release);
+    smps__connections_changed(s);
     smps__unlock(s);
     sub->index = i;
     return SMRING_OK;

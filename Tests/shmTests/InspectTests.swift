@@ -63,7 +63,7 @@ struct InspectTests {
             _ = subscriber.finish()
             let result = try Shm.run(["inspect", text])
             #expect(result.status == 0, "\(result.error)")
-            #expect(result.output.contains("publish/subscribe service, format 2.0"), "\(result.output)")
+            #expect(result.output.contains("publish/subscribe service, format 3.0"), "\(result.output)")
             #expect(result.output.contains("sample type        bytes"), "\(result.output)")
             let row = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("subscriber") }, "\(result.output)")
             #expect(row.contains("\(dead)") && row.contains("NO") && row.contains("connected") && row.contains("queued 1"), "\(row)")

@@ -37,7 +37,10 @@ public enum PublishSubscribe {
     static let historyBit: UInt64 = 1 << 63
 
     static let magic: UInt64 = 0x4255_5342_5550_4D53  // "SMPUBSUB"
-    static let major: UInt16 = 2  // 2: the subscriber slot's lines, one writer each (1.x: `held` beside what every publish reads)
+    // 3: `connections`, moved on by every connect and reclaim, so that a publish reads the slots only when it moved
+    // (2.x: every publish read each slot's state, generation and history flag); 2: the subscriber slot's lines, one
+    // writer each (1.x: `held` beside what every publish reads).
+    static let major: UInt16 = 3
     static let minor: UInt16 = 0
     /// The most subscribers a service can have (one bit each in a chunk's holders).
     public static let maxSubscribers = 62
@@ -213,6 +216,9 @@ struct ServiceGeometry: BitwiseCopyable {
         }
     }
 
+    /// Chunk `c`'s marks for the subscribers in `subscribers` (a bit each) taken back: it was not queued for them.
+    func unmark(_ c: Int, _ subscribers: UInt64) { _ = holders(c).loadThenBitwiseAnd(with: ~subscribers, ordering: .acquiringAndReleasing) }
+
     /// The publisher's loan of chunk `c` ends (its bit 62 cleared): published, or given back.
     func endLoan(_ c: Int) { _ = holders(c).loadThenBitwiseAnd(with: ~PublishSubscribe.loanBit, ordering: .acquiringAndReleasing) }
 
@@ -336,6 +342,14 @@ struct ServiceView: @unchecked Sendable {
 
     func releaseLock() { try? lock.unlock() }
 
+    /// A slot's state moved to or from connected (lock held, after its `state` was stored): `connections` moves on,
+    /// sequentially consistent, so that the next publish looks at the slots again (see
+    /// ``Publisher/connectedSubscribers(_:)``). A reclaimer moves it before it reads the publish epoch: a publish
+    /// that entered its epoch after that read sees the new count.
+    func connectionsChanged() {
+        atomic(ServiceHeader.connections.offset, UInt32.self).wrappingIncrement(ordering: .sequentiallyConsistent)
+    }
+
     /// The publish epoch: odd while a publish runs (Docs/WireFormat.md, "The lock, the publish epoch, and repair").
     var publishEpoch: UnsafeAtomic<UInt64> { atomic(ServiceHeader.publishEpoch.offset, UInt64.self) }
 
@@ -426,6 +440,7 @@ struct ServiceView: @unchecked Sendable {
         guard current != P.free else { return false }
         if current != P.reclaiming, subscriberSeat(s).isHeldByLiveProcess { return false }
         state.store(P.reclaiming, ordering: .sequentiallyConsistent)
+        connectionsChanged()
         waitForPublishesInFlight()
         let bit = ServiceGeometry.mark(s)
         for c in 0..<layout.chunkCount where holders(c).load(ordering: .relaxed) & bit != 0 {

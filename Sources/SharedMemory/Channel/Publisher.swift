@@ -32,6 +32,9 @@ public struct Publisher: ~Copyable {
     private var readSeen: UnsafeMutablePointer<SeenRead> { local.pointee.readSeen }
 
     struct SeenRead {
+        /// The slot's place in the mapping (inside it: the layout was checked), kept here so that the publish's loop
+        /// finds the slot and what it saw of it from one index, without a multiplication by the slot's stride.
+        let slot: UnsafeMutableRawPointer
         var generation: UInt32 = 0
         /// The subscriber's queue depth, checked (1 to the queue's capacity) when it was seen: a slot's depth is
         /// written at connect, before its generation moves on, so it holds while the generation does. 0 until seen,
@@ -58,7 +61,7 @@ public struct Publisher: ~Copyable {
             service.atomic(ServiceHeader.publisherState.offset, UInt32.self).store(1, ordering: .releasing)
         }
         let readSeen = UnsafeMutablePointer<SeenRead>.allocate(capacity: service.layout.subscribers)
-        readSeen.initialize(repeating: SeenRead(), count: service.layout.subscribers)
+        for s in 0..<service.layout.subscribers { (readSeen + s).initialize(to: SeenRead(slot: service.base + service.slot(s))) }
         local = .allocate(capacity: 1)
         local.initialize(to: PublisherLocal(service: service, geometry: service.geometry, blockTimeout: blockTimeout, readSeen: readSeen))
     }
@@ -335,10 +338,24 @@ public struct Publisher: ~Copyable {
         geometry.base.storeBytes(of: sequence, toByteOffset: chunkAt &+ Chunk.sequence.offset, as: UInt64.self)
         geometry.base.storeBytes(of: UInt64(truncatingIfNeeded: length), toByteOffset: chunkAt &+ Chunk.length.offset, as: UInt64.self)
         let seen = readSeen
-        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected {
-            if geometry.atomic(geometry.slot(s) &+ SubscriberSlot.historyDelivered.offset, UInt32.self).load(ordering: .acquiring) == 0 { try deliverHistory(to: s) }
-            if try !enqueue(c, to: s, geometry, seen) { blocked |= ServiceGeometry.mark(s) }
+        var subscribers = try connectedSubscribers(geometry)
+        // Every subscriber's mark at once, before any queue shows the chunk (one atomic operation, not one each); a
+        // subscriber that does not get it here has its mark taken back. A mark with the chunk in no queue is harmless
+        // meanwhile: only the publisher gives this chunk out, and it holds the loan.
+        if subscribers != 0 { _ = geometry.holders(c).loadThenBitwiseOr(with: subscribers, ordering: .acquiringAndReleasing) }
+        while subscribers != 0 {
+            let s = subscribers.trailingZeroBitCount
+            subscribers &= subscribers &- 1
+            let queued: Bool
+            do {
+                queued = try enqueue(c, to: s, geometry, seen)
+            } catch {
+                geometry.unmark(c, subscribers | ServiceGeometry.mark(s))
+                throw error
+            }
+            if !queued { blocked |= ServiceGeometry.mark(s) }
         }
+        if blocked != 0 { geometry.unmark(c, blocked) }
         if geometry.layout.history > 0 { addToHistory(c) }
         geometry.atomic(ServiceHeader.published.offset, UInt64.self).store(sequence, ordering: .releasing)
         return sequence
@@ -346,46 +363,100 @@ public struct Publisher: ~Copyable {
 
     /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
     /// subscribers) or returns false (blocking ones). Called in a publish (the epoch odd).
-    @inline(__always)
+    /// Outside a publish's loop (a blocked subscriber's wait, a history delivered), the slot may have changed hands
+    /// since the slots were last looked at: what was seen of another subscriber is forgotten first.
     private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
-        try enqueue(c, to: s, geometry, readSeen)
+        forgetIfReplaced(s, geometry.atomic(geometry.slot(s) &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring))
+        _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
+        let queued: Bool
+        do {
+            queued = try enqueue(c, to: s, geometry, readSeen)
+        } catch {
+            geometry.unmark(c, ServiceGeometry.mark(s))
+            throw error
+        }
+        if !queued { geometry.unmark(c, ServiceGeometry.mark(s)) }
+        return queued
+    }
+
+    /// Forgets the read position and depth seen of slot `s` if it is now another subscriber's (`generation`).
+    private func forgetIfReplaced(_ s: Int, _ generation: UInt32) {
+        if readSeen[s].generation != generation { readSeen[s] = SeenRead(slot: readSeen[s].slot, generation: generation) }
+    }
+
+    /// The subscribers a publish delivers to, a bit each: those connected when the slots were last looked at, while
+    /// `connections` has not moved since (every connect and reclaim moves it, after the slot's state; read after the
+    /// publish epoch was made odd, so a reclaimer either is seen or waits for this publish: see
+    /// ``ServiceView/connectionsChanged()``). So a publish reads no slot's state, generation or history flag while
+    /// the subscribers stay the same.
+    @inline(__always)
+    private func connectedSubscribers(_ geometry: ServiceGeometry) throws(SharedMemoryError) -> UInt64 {
+        let connections = UInt64(geometry.atomic(ServiceHeader.connections.offset, UInt32.self).load(ordering: .sequentiallyConsistent))
+        if connections == local.pointee.connectionsSeen { return local.pointee.connected }
+        return try lookAtSlots(connections)
+    }
+
+    /// `connections` moved (or this is the first publish): each slot's state read again; a slot that changed hands
+    /// has what was seen of it forgotten, and one whose subscriber asked for history gets it now, before the sample.
+    /// Out of line: the publish's own path stays short.
+    @inline(never)
+    private func lookAtSlots(_ connections: UInt64) throws(SharedMemoryError) -> UInt64 {
+        var connected: UInt64 = 0
+        for s in 0..<geometry.layout.subscribers where geometry.atomic(geometry.slot(s) &+ SubscriberSlot.state.offset, UInt32.self).load(ordering: .sequentiallyConsistent) == P.connected {
+            forgetIfReplaced(s, geometry.atomic(geometry.slot(s) &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring))
+            try deliverHistory(to: s)
+            connected |= ServiceGeometry.mark(s)
+        }
+        local.pointee.connected = connected
+        local.pointee.connectionsSeen = connections
+        return connected
     }
 
     /// ``enqueue(_:to:)`` with the geometry and the seen positions passed in (the publish's loop keeps them in
     /// registers).
     @inline(__always)
     private func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
-        let slotAt = geometry.slot(s)  // inside the region (the layout was checked): offsets from it cannot overflow
-        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
-        let write = geometry.atomic(slotAt &+ SubscriberSlot.write.offset, UInt64.self)
-        let w = write.load(ordering: .relaxed)
-        // The slot's generation is on the line this publish reads anyway (the state); the read position is not.
-        let generation = geometry.atomic(slotAt &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .relaxed)
         let seen = readSeen[s]
-        // Room by what was seen: the same subscriber (generation), and fewer than its depth queued since its read
-        // position then, which only grows (a write position below it wraps to a huge difference: no room).
-        if !(seen.generation == generation && w &- seen.read < UInt64(seen.depth)) {
-            let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
-            let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
-            while true {
-                let r = read.load(ordering: .acquiring)
-                guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
-                    throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
-                }
-                if w - r < depth {
-                    readSeen[s] = SeenRead(generation: generation, depth: UInt32(truncatingIfNeeded: depth), read: r)
-                    break
-                }
-                guard try dropOldest(from: s, read: r) else { return false }
-            }
+        let slot = seen.slot
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let write = MessageRing.atomic(slot, SubscriberSlot.write.offset, UInt64.self)
+        let w = write.load(ordering: .relaxed)
+        // Room by what was seen of this subscriber (a slot that changed hands was forgotten): fewer than its depth
+        // queued since its read position then, which only grows (a write position below it wraps to a huge
+        // difference: no room). The read position is on the subscriber's line, which need not cross to this core.
+        if !(w &- seen.read < UInt64(seen.depth)) {
+            guard try makeRoom(in: s, write: w) else { return false }
         }
-        _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
-        geometry.base.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: slotAt &+ SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
+        slot.storeBytes(of: UInt32(truncatingIfNeeded: c), toByteOffset: SubscriberSlot.entries.offset &+ Int(truncatingIfNeeded: w & (capacity &- 1)) &* 4, as: UInt32.self)
         write.store(w &+ 1, ordering: .sequentiallyConsistent)
-        if geometry.atomic(slotAt &+ SubscriberSlot.subscriberSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
-            Syscalls.futexWake(geometry.base + slotAt + SubscriberSlot.write.offset)
+        if MessageRing.atomic(slot, SubscriberSlot.subscriberSleeps.offset, UInt32.self).load(ordering: .sequentiallyConsistent) != 0 {
+            Syscalls.futexWake(slot + SubscriberSlot.write.offset)
         }
         return true
+    }
+
+    /// No room in subscriber `s`'s queue by what was seen (at write position `w`): its read position read and
+    /// checked, and kept while there is room; a full queue's oldest dropped (overwriting subscribers) or left
+    /// (blocking ones: false). Out of line, as it runs once in a queue's depth of publishes: inlined, the registers
+    /// it needs made the publish's loop keep its values on the stack.
+    @inline(never)
+    private func makeRoom(in s: Int, write w: UInt64) throws(SharedMemoryError) -> Bool {
+        let slotAt = geometry.slot(s)
+        let capacity = UInt64(truncatingIfNeeded: geometry.layout.queueCapacity)
+        let depth = UInt64(geometry.base.load(fromByteOffset: slotAt &+ SubscriberSlot.depth.offset, as: UInt32.self))
+        let read = geometry.atomic(slotAt &+ SubscriberSlot.read.offset, UInt64.self)
+        while true {
+            let r = read.load(ordering: .acquiring)
+            guard w >= r, w - r <= depth, depth >= 1, depth <= capacity else {
+                throw SharedMemoryError(.foreign, "subscriber \(s)'s queue positions (read \(r), write \(w), depth \(depth)) do not add up", region: service.name)
+            }
+            if w - r < depth {
+                readSeen[s].depth = UInt32(truncatingIfNeeded: depth)
+                readSeen[s].read = r
+                return true
+            }
+            guard try dropOldest(from: s, read: r) else { return false }
+        }
     }
 
     /// Subscriber `s`'s queue is full at read position `r`: an overwriting subscriber's oldest sample is dropped
@@ -517,4 +588,8 @@ struct PublisherLocal {
     var nextLoan = -1
     let blockTimeout: Duration
     let readSeen: UnsafeMutablePointer<Publisher.SeenRead>
+    /// The service's `connections` when the slots were last looked at (`.max`: never), and the subscribers connected
+    /// then, a bit each (see ``Publisher/connectedSubscribers(_:)``).
+    var connectionsSeen: UInt64 = .max
+    var connected: UInt64 = 0
 }

@@ -73,6 +73,7 @@ public struct Subscriber: ~Copyable {
             service.atomic(slotAt + SubscriberSlot.read.offset, UInt64.self).store(0, ordering: .relaxed)
             service.atomic(slotAt + SubscriberSlot.generation.offset, UInt32.self).wrappingIncrement(ordering: .relaxed)
             service.atomic(slotAt + SubscriberSlot.state.offset, UInt32.self).store(P.connected, ordering: .releasing)
+            service.connectionsChanged()
             return s
         }
         local = .allocate(capacity: 1)

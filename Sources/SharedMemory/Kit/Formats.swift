@@ -40,7 +40,7 @@
     case magic = 0, major = 8, minor = 10, subscribers = 12, maxPayload = 16, queueDepth = 24, history = 28
     case chunkCount = 32, publisherState = 36, published = 40, publisherPID = 48, publisherVacated = 52, publisherStart = 56
     case historyHead = 64, sampleType = 72, sampleSize = 80, sampleAlignment = 84, sampleTypeName = 88, lock = 128, publishEpoch = 176
-    case epochWaiting = 184, historyEntries = 192
+    case epochWaiting = 184, connections = 188, historyEntries = 192
 
     @usableFromInline package static var part: String { "The publish/subscribe service / Service header" }
     @usableFromInline package static var cPrefix: String? { "SMPS_OFF_" }
@@ -60,6 +60,7 @@
         case .lock: FieldDeclaration(40, "formatter", "`pthread_mutex_init`", extent: "≤ 48")
         case .publishEpoch: FieldDeclaration(8, "publisher; one taking a dead one's seat, lock held", "sequentially consistent (odd: in a publish; even: out of it)")
         case .epochWaiting: FieldDeclaration(4, "a reclaimer, lock held", "sequentially consistent (1), relaxed (0)")
+        case .connections: FieldDeclaration(4, "connecting subscriber, a reclaimer; lock held", "increment (wrapping), sequentially consistent, after `state`")
         case .historyEntries: FieldDeclaration(4, "publisher, in a publish", "plain", extent: "4 × H")
         }
     }
