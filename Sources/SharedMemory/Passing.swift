@@ -121,7 +121,7 @@ extension SharedMemory {
             }
             do {
                 let object = ObjectName(name)!  // identify made a posix, file or memfd name
-                return try MappedObject.adopt(descriptor, object, name: name, size: size, access: options.access, prefault: options.prefault) {
+                return try MappedObject.adopt(descriptor, name: name, size: size, access: options.access, prefault: options.prefault) {
                     (mapped: consuming MappedObject, mapping: RegionMapping) -> AnyRegion in
                     switch object {
                     case .memfd: .memfd(MemfdRegion(mapped, mapping))

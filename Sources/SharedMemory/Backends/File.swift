@@ -21,14 +21,16 @@ public struct FileRegion: FileBackedRegion, ~Copyable {
     /// The corresponding C calls are `openat` with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`, `posix_fallocate`
     /// and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> FileRegion {
-        try MappedObject.create(try ObjectName.of(name, for: .file), name, size: size, options: options, FileRegion.init)
+        try ObjectName.check(name, for: .file)
+        return try MappedObject.create(name, size: size, options: options, FileRegion.init)
     }
 
     /// Opens an existing file at its current size.
     ///
     /// The corresponding C calls are `openat`, `fstat` and `mmap`.
     public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> FileRegion {
-        try MappedObject.open(try ObjectName.of(name, for: .file), name, options: options, FileRegion.init)
+        try ObjectName.check(name, for: .file)
+        return try MappedObject.open(name, options: options, FileRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.

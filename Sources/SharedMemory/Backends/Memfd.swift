@@ -22,7 +22,8 @@ public struct MemfdRegion: FileBackedRegion, ~Copyable {
     ///
     /// The corresponding C calls are `memfd_create`, `fchmod`, `ftruncate`, `posix_fallocate` and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> MemfdRegion {
-        try MappedObject.create(try ObjectName.of(name, for: .memfd), name, size: size, options: options, MemfdRegion.init)
+        try ObjectName.check(name, for: .memfd)
+        return try MappedObject.create(name, size: size, options: options, MemfdRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.

@@ -21,14 +21,16 @@ public struct POSIXRegion: FileBackedRegion, ~Copyable {
     /// The corresponding C calls are `shm_open` with `O_CREAT | O_EXCL`, `fchmod`, `ftruncate`, `posix_fallocate`
     /// and `mmap`.
     public static func create(_ name: RegionName, size: Int, options: CreateOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
-        try MappedObject.create(try ObjectName.of(name, for: .posix), name, size: size, options: options, POSIXRegion.init)
+        try ObjectName.check(name, for: .posix)
+        return try MappedObject.create(name, size: size, options: options, POSIXRegion.init)
     }
 
     /// Opens an existing region at its current size.
     ///
     /// The corresponding C calls are `shm_open`, `fstat` and `mmap`.
     public static func open(_ name: RegionName, options: OpenOptions = .init()) throws(SharedMemoryError) -> POSIXRegion {
-        try MappedObject.open(try ObjectName.of(name, for: .posix), name, options: options, POSIXRegion.init)
+        try ObjectName.check(name, for: .posix)
+        return try MappedObject.open(name, options: options, POSIXRegion.init)
     }
 
     /// This attachment as an ``AnyRegion``, the type the factory returns; nothing is detached or mapped again.

@@ -40,15 +40,18 @@ enum ObjectName {
         }
     }
 
-    /// Opens the object (`shm_open`, `openat`, `memfd_create`); `flags` already hold
-    /// `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK` (a FIFO planted at the name must not block the open).
-    func open(_ flags: Int32, _ mode: mode_t, hugePages: HugePages?, _ region: RegionName) throws(SharedMemoryError) -> Int32 {
-        switch self {
+    /// Opens the object named `region` (`shm_open`, `openat`, `memfd_create`); `flags` already hold
+    /// `O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK` (a FIFO planted at the name must not block the open). Static, on the
+    /// name: an ``ObjectName`` made for it would be a copy of the name's text (a retain and a release a create).
+    static func open(_ region: RegionName, _ flags: Int32, _ mode: mode_t, hugePages: HugePages?) throws(SharedMemoryError) -> Int32 {
+        switch region.location {
         case .posix(let object):
             return try Syscalls.shmOpen(object, flags, mode, region)
         case .file:
-            let parent = try parent(region)
+            let parent = try ObjectName(region)!.parent(region)
             return try Syscalls.openat(parent.descriptor, parent.entry, flags, mode, region)
+        case .systemV, .systemVPrivate, .systemVID, .anonymous:
+            preconditionFailure("only posix, file and memfd names name an object")
         case .memfd(let label):
             var flags = CSM_MFD_CLOEXEC | CSM_MFD_ALLOW_SEALING
             if case .explicit? = hugePages { flags |= CSM_MFD_HUGETLB | UInt32(bitPattern: hugePages!.sizeBits) }
@@ -90,11 +93,21 @@ enum ObjectName {
 
     /// Throws `invalidName` unless `name` is a name of `backend`'s; returns its object.
     static func of(_ name: RegionName, for backend: Backend) throws(SharedMemoryError) -> ObjectName {
-        guard name.backend == backend, let object = ObjectName(name) else {
-            throw SharedMemoryError(.invalidName, "`\(name)` is not a \(backend): name; use SharedMemory.create to pick the backend from the name", region: name)
-        }
+        guard name.backend == backend, let object = ObjectName(name) else { throw notA(backend, name) }
         return object
     }
+
+    /// Throws `invalidName` unless `name` is a name of `backend`'s, one of posix, file and memfd (the caller's).
+    static func check(_ name: RegionName, for backend: Backend) throws(SharedMemoryError) {
+        guard name.backend == backend else { throw notA(backend, name) }
+    }
+
+    private static func notA(_ backend: Backend, _ name: RegionName) -> SharedMemoryError {
+        SharedMemoryError(.invalidName, "`\(name)` is not a \(backend): name; use SharedMemory.create to pick the backend from the name", region: name)
+    }
+
+    /// Whether the object named `name` has a name in a directory (see ``hasName``).
+    static func hasName(_ name: RegionName) -> Bool { name.backend == .posix || name.backend == .file }
 }
 
 /// The open descriptor behind a posix, file or memfd region, and everything those regions do alike (sizing with
@@ -103,21 +116,17 @@ enum ObjectName {
 /// mapping take `inout`. (The region keeps the mapping itself, as a stored property, so that reading it on the
 /// byte paths is a load and not a call.)
 struct MappedObject: ~Copyable {
-    /// The region's name.
-    let name: RegionName
+    // The region's name is the mapping's, passed in where needed: a copy kept here too was a retain and a release of
+    // the name's text per create, 2 of the 8 a memfd create and detach made (#32).
     /// The open descriptor (read-only for a read-only attachment), closed when this goes.
     let descriptor: Int32
-    /// How the object is reached by name.
-    let object: ObjectName
     /// Whether growth reserves space with `posix_fallocate`.
     private let reserve: Bool
     /// Whether the mapping must stay at its address (a fixed attach address): then resize may not move it.
     private let fixedAddress: Bool
 
-    private init(_ object: ObjectName, name: RegionName, descriptor: Int32, reserve: Bool, fixedAddress: Bool) {
-        self.name = name
+    private init(descriptor: Int32, reserve: Bool, fixedAddress: Bool) {
         self.descriptor = descriptor
-        self.object = object
         self.reserve = reserve
         self.fixedAddress = fixedAddress
     }
@@ -126,18 +135,19 @@ struct MappedObject: ~Copyable {
 
     /// Hands the new object and its mapping to `region`, which makes the region of them.
     private static func made<R: ~Copyable>(
-        _ object: ObjectName, _ name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
+        _ name: RegionName, access: Access, descriptor: Int32, base: UnsafeMutableRawPointer?, size: Int,
         reserve: Bool, fixedAddress: Bool, _ region: (consuming MappedObject, RegionMapping) -> R
     ) -> R {
-        region(MappedObject(object, name: name, descriptor: descriptor, reserve: reserve, fixedAddress: fixedAddress),
+        region(MappedObject(descriptor: descriptor, reserve: reserve, fixedAddress: fixedAddress),
                RegionMapping(name: name, access: access, base: base, size: size, attachedBy: .mmap))
     }
 
     // MARK: Create and open
 
-    /// Creates the object exclusively, sizes it and maps it; a failure part-way removes what was made.
+    /// Creates the object `name` names (a posix, file or memfd name: see ``ObjectName/check(_:for:)``) exclusively,
+    /// sizes it and maps it; a failure part-way removes what was made.
     static func create<R: ~Copyable>(
-        _ object: ObjectName, _ name: RegionName, size: Int, options: CreateOptions, _ region: (consuming MappedObject, RegionMapping) -> R
+        _ name: RegionName, size: Int, options: CreateOptions, _ region: (consuming MappedObject, RegionMapping) -> R
     ) throws(SharedMemoryError) -> R {
         try Checks.size(size, name)
         let mode = try Checks.mode(options.permissions, name)
@@ -145,32 +155,32 @@ struct MappedObject: ~Copyable {
         try options.hugePages?.check(size: size, name)
         let descriptor: Int32
         do {
-            descriptor = try object.open(O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode, hugePages: options.hugePages, name)
+            descriptor = try ObjectName.open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode, hugePages: options.hugePages)
         } catch where error.code == .notFound && name.backend == .posix {
             throw SharedMemoryError(.notFound, "the directory it would go in does not exist; create it first", region: name, systemCall: error.systemCall, errno: error.errno)
         } catch {
-            throw explain(error, object, name)
+            throw explain(error, name)
         }
         do throws(SharedMemoryError) {
             try Syscalls.fchmod(descriptor, mode, name)  // the exact mode, whatever the umask
             Creator.record(on: descriptor)
             try Syscalls.ftruncate(descriptor, size, name)
-            if options.reserve { try reserveSpace(descriptor, from: 0, count: size, object, name) }
-            if options.lifetime == .process && object.hasName {
+            if options.reserve { try reserveSpace(descriptor, from: 0, count: size, name) }
+            if options.lifetime == .process && ObjectName.hasName(name) {
                 let made = try Syscalls.fstat(descriptor, name)
                 try LifetimeRecords.write(name, device: UInt64(made.st_dev), inode: UInt64(made.st_ino),
                                           born: try Syscalls.birthTime(descriptor, "", name))
             }
             let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: .readWrite, address: options.address, flags: 0,
                                                      hugePages: options.hugePages, prefault: options.prefault, name)
-            return made(object, name, access: .readWrite, descriptor: descriptor, base: base, size: size,
+            return made(name, access: .readWrite, descriptor: descriptor, base: base, size: size,
                         reserve: options.reserve, fixedAddress: options.address.isFixed, region)
         } catch {
             // Back out: nothing half-made stays behind; and only what this call made (another process may have
             // removed it and made its own under the name meanwhile).
             let made = try? Syscalls.fstat(descriptor, name)
             Syscalls.close(descriptor)
-            if let made, object.hasName {
+            if let made, let object = ObjectName(name), object.hasName {
                 try? object.parent(name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name)
                 LifetimeRecords.remove(name, owner: made.st_uid, device: UInt64(made.st_dev), inode: UInt64(made.st_ino))
             }
@@ -178,17 +188,17 @@ struct MappedObject: ~Copyable {
         }
     }
 
-    /// Opens an existing object by name and maps it at its current size.
+    /// Opens an existing object by name (a posix or file name) and maps it at its current size.
     static func open<R: ~Copyable>(
-        _ object: ObjectName, _ name: RegionName, options: OpenOptions, _ region: (consuming MappedObject, RegionMapping) -> R
+        _ name: RegionName, options: OpenOptions, _ region: (consuming MappedObject, RegionMapping) -> R
     ) throws(SharedMemoryError) -> R {
         try Checks.minimumSize(options.minimumSize, name)
         try Checks.address(options.address, name)
         let descriptor: Int32
         do {
-            descriptor = try object.open((options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0, hugePages: nil, name)
+            descriptor = try ObjectName.open(name, (options.access == .readWrite ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0, hugePages: nil)
         } catch {
-            throw explain(error, object, name)
+            throw explain(error, name)
         }
         do throws(SharedMemoryError) {
             let status = try Syscalls.fstat(descriptor, name)
@@ -207,7 +217,7 @@ struct MappedObject: ~Copyable {
             try Checks.actualSize(size, atLeast: options.minimumSize, name)
             let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: options.access, address: options.address, flags: 0,
                                                      hugePages: nil, prefault: options.prefault, name)
-            return made(object, name, access: options.access, descriptor: descriptor, base: base, size: size,
+            return made(name, access: options.access, descriptor: descriptor, base: base, size: size,
                         reserve: true, fixedAddress: options.address.isFixed, region)
         } catch {
             Syscalls.close(descriptor)
@@ -218,24 +228,25 @@ struct MappedObject: ~Copyable {
     /// Maps a descriptor received from another process (see ``SharedMemory/receive(from:options:)``). On
     /// failure the caller still owns the descriptor.
     static func adopt<R: ~Copyable>(
-        _ descriptor: Int32, _ object: ObjectName, name: RegionName, size: Int, access: Access, prefault: Bool,
+        _ descriptor: Int32, name: RegionName, size: Int, access: Access, prefault: Bool,
         _ region: (consuming MappedObject, RegionMapping) -> R
     ) throws(SharedMemoryError) -> R {
         let base = try RegionMapping.mapPrepared(descriptor: descriptor, size: size, access: access, address: nil, flags: 0,
                                                  hugePages: nil, prefault: prefault, name)
-        return made(object, name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false, region)
+        return made(name, access: access, descriptor: descriptor, base: base, size: size, reserve: true, fixedAddress: false, region)
     }
 
     // MARK: Operations
 
     func resize(to newSize: Int, _ mapping: inout RegionMapping) throws(SharedMemoryError) {
+        let name = mapping.name
         try mapping.requireWritable()
         try Checks.size(newSize, name)
         try RegionMapping.requireSoleHolder(&mapping, to: "be resized")
         let current = Int(try Syscalls.fstat(descriptor, name).st_size)
         do {
             // posix_fallocate extends the size by itself, so a failure after it must put the size back too.
-            if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, object, name) }
+            if reserve && newSize > current { try Self.reserveSpace(descriptor, from: current, count: newSize - current, name) }
             try Syscalls.ftruncate(descriptor, newSize, name)
             try Self.mapAgain(mapping, newSize, descriptor: descriptor, fixedAddress: fixedAddress)
         } catch {
@@ -248,12 +259,13 @@ struct MappedObject: ~Copyable {
     /// never shrinks it, so two processes growing it at once cannot take away what the other added. A heap grows
     /// this way under its lock, and remaps after unlocking.
     func extend(to newSize: Int, _ mapping: RegionMapping) throws(SharedMemoryError) {
+        let name = mapping.name
         try mapping.requireWritable()
         try Checks.size(newSize, name)
         let current = Int(try Syscalls.fstat(descriptor, name).st_size)
         guard newSize > current else { return }
         do {
-            if reserve { try Self.reserveSpace(descriptor, from: current, count: newSize - current, object, name) }
+            if reserve { try Self.reserveSpace(descriptor, from: current, count: newSize - current, name) }
             try Syscalls.ftruncate(descriptor, newSize, name)
         } catch {
             try? Syscalls.ftruncate(descriptor, current, name)
@@ -263,7 +275,7 @@ struct MappedObject: ~Copyable {
 
     func remap(_ mapping: inout RegionMapping) throws(SharedMemoryError) -> Int {
         try RegionMapping.requireSoleHolder(&mapping, to: "be remapped")
-        let current = Int(try Syscalls.fstat(descriptor, name).st_size)
+        let current = Int(try Syscalls.fstat(descriptor, mapping.name).st_size)
         try Self.mapAgain(mapping, current, descriptor: descriptor, fixedAddress: fixedAddress)
         return current
     }
@@ -381,9 +393,9 @@ struct MappedObject: ~Copyable {
     /// A failed open or create, explained: when the name holds something that is not a regular file (glibc's
     /// `shm_open` turns EISDIR into EINVAL; a socket is ENXIO; a symbolic link ELOOP, or EEXIST when creating),
     /// ``SharedMemoryError/Code/foreign`` saying what is there.
-    private static func explain(_ error: SharedMemoryError, _ object: ObjectName, _ name: RegionName) -> SharedMemoryError {
+    private static func explain(_ error: SharedMemoryError, _ name: RegionName) -> SharedMemoryError {
         let suspicious: [Errno] = [.invalidArgument, .noSuchAddressOrDevice, .isDirectory, .tooManySymbolicLinkLevels, .fileExists, .notDirectory]
-        guard let errno = error.errno, suspicious.contains(errno), object.hasName,
+        guard let errno = error.errno, suspicious.contains(errno), let object = ObjectName(name), object.hasName,
               let status = try? object.parent(name).status(name), status.st_mode & S_IFMT != S_IFREG
         else { return error }
         return SharedMemoryError(.foreign, "the name holds \(describe(status)), not a region; SharedMemory maps only regular files and follows no links. Remove it if it is not yours", region: name, systemCall: error.systemCall, errno: error.errno)
@@ -393,7 +405,7 @@ struct MappedObject: ~Copyable {
     private static let physicalMemory = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Syscalls.pageSize
 
     /// `posix_fallocate`, with a `noSpace` error that says how full the file system is and what to do.
-    private static func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ object: ObjectName, _ name: RegionName) throws(SharedMemoryError) {
+    private static func reserveSpace(_ descriptor: Int32, from offset: Int, count: Int, _ name: RegionName) throws(SharedMemoryError) {
         // A tmpfs without a size limit (the kernel's own, behind every memfd) would allocate page after page
         // until the machine runs out of memory: refuse up front what memory cannot hold.
         let memory = physicalMemory
@@ -403,6 +415,7 @@ struct MappedObject: ~Copyable {
         do {
             try Syscalls.fallocate(descriptor, offset, count, name)
         } catch where error.errno == .noSpace || error.errno == .fileTooLarge {
+            let object = ObjectName(name)!
             var reason = "there is no room for \(humanSize(count)) more"
             if let fs = Syscalls.fstatvfs(descriptor) {
                 let total = Int(fs.f_blocks) * Int(fs.f_frsize)
