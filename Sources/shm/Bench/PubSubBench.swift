@@ -31,7 +31,7 @@ enum PubSubBench {
             let child = fork()
             if child == 0 {
                 do {
-                    var subscriber = try Subscriber(service, strategy: strategy)
+                    let subscriber = try Subscriber(service, strategy: strategy)
                     ready.wrappingIncrement(ordering: .releasing)
                     let mine = try results.withUnsafeMutableBytes { $0.baseAddress! } + 128 + index * samples * 8
                     for i in 0..<samples {
@@ -54,7 +54,7 @@ enum PubSubBench {
             if polls & 1023 == 0 { try SwiftBench.checkChildren(&children) }
             sched_yield()
         }
-        var publisher = try Publisher(service)
+        let publisher = try Publisher(service)
         var publishTimes: [Double] = []
         publishTimes.reserveCapacity(samples)
         for i in 0..<samples {
@@ -93,12 +93,12 @@ enum PubSubBench {
         try PublishSubscribe.format(back, maxPayload: payload, subscribers: 1, queueDepth: 4)
         let flags = try SharedMemory.create(.anonymous, size: 64)
         let ready = try flags.atomic(Int.self, at: 0)
-        var answers = try Subscriber(back, strategy: .spin)  // before the fork: the child's first answer finds it
+        let answers = try Subscriber(back, strategy: .spin)  // before the fork: the child's first answer finds it
         let child = fork()
         if child == 0 {
             do {
-                var requests = try Subscriber(there, strategy: .spin)
-                var publisher = try Publisher(back)
+                let requests = try Subscriber(there, strategy: .spin)
+                let publisher = try Publisher(back)
                 ready.store(1, ordering: .releasing)
                 for _ in 0..<rounds {
                     let value = try requests.receive { (sample: RawSpan, _: SampleInfo) in sample.unsafeLoad(as: Int.self) }
@@ -120,7 +120,7 @@ enum PubSubBench {
                 if reaped { throw BenchError("the publish/subscribe echo could not start") }
                 sched_yield()
             }
-            var publisher = try Publisher(there)
+            let publisher = try Publisher(there)
             for i in 0..<rounds {
                 let start = nanoseconds()
                 _ = try publisher.publishUnsafe(count: payload) { $0.storeBytes(of: i, as: Int.self) }
