@@ -9,11 +9,13 @@
 # receiveUnsafe; ring-struct and ring-class: ring with both sides kept in a struct, and in a class (#32: within
 # 5% of the locals); pubsub: a 64-byte publish and zero-copy
 # receive, one subscriber, in one process (and the same in C through Interop/c/smpubsub.h); pubsub-class: the same
-# with the publisher and the subscriber kept in a class (#32: within 5% of pubsub); pubsub-struct: a
+# with the publisher and the subscriber kept in a class (#32: within 5% of pubsub); fanout-1, fanout-4: a publish and
+# a receive by each of 1 and 4 subscribers (fanout-4-array: the four kept in an InlineArray, #32: within 5% of
+# fanout-4), and publish-1, publish-4: the publish alone in those (#14: four at most 1.5 times one); pubsub-struct: a
 # 64-byte struct through the byte forms; pubsub-typed: the same struct through TypedPublisher and TypedSubscriber
 # (goal: no more than pubsub-struct); lifecycle: create, remove and detach of a 4 KiB posix region (lifecycle-memfd,
-# lifecycle-sysv: of a memfd, and of a System V segment); heap-allocate: a 64-byte allocate and free on a heap with
-# 1 000 blocks in use; heap-find: a find of one of 1 000 named objects (and both through Boost.Interprocess, where
+# lifecycle-sysv, lifecycle-anonymous: of a memfd, of a System V segment, and of anonymous memory); heap-allocate:
+# a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of one of 1 000 named objects (and both through Boost.Interprocess, where
 # libboost-dev is installed). Needs valgrind and cc (and c++ for Boost).
 #
 # With --check (as .ci/run does), each Swift figure must stay at or under its ceiling in Ceilings (committed, a few
@@ -32,10 +34,11 @@ if ! build_log=$(swift build -c release 2>&1); then
 fi
 binary=$(mktemp)
 trap 'rm -f "$binary" callgrind.out.tmp' EXIT
-strip -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info
-instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
+strip --strip-debug -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info (the symbols stay: publish-1 and publish-4 count one function)
+instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp $collect "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
+collect=
 declare -A swift_count
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 fanout-1:10000:110000 fanout-4:10000:110000 fanout-4-array:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 lifecycle-anonymous:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))
@@ -47,6 +50,26 @@ for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-c
         over=1
     fi
 done
+# The publish alone (Publisher.publish of a buffer, with what it calls), with 1 and with 4 subscribers (#14: four at
+# most 1.5 times one).
+collect='--toggle-collect=$s12SharedMemory9PublisherV7publishys6UInt64VSWAA0aB5ErrorVYKF'
+for pair in publish-1:fanout-1 publish-4:fanout-4; do
+    IFS=: read -r operation from <<< "$pair"
+    a=$(instructions "$from" 10000); b=$(instructions "$from" 110000)
+    count=$(( (b - a) / 100000 ))
+    swift_count[$operation]=$count
+    ceiling=$(awk -v op="$operation" '$1 == op { print $2 }' Ceilings)
+    echo "$operation: $count instructions per operation (ceiling ${ceiling:-none})"
+    if $check && [ -n "$ceiling" ] && [ "$count" -gt "$ceiling" ]; then
+        echo "$operation costs $count instructions, over its ceiling of $ceiling (Benchmarks/Instructions/Ceilings)" >&2
+        over=1
+    fi
+done
+collect=""
+if [ $(( swift_count[publish-4] * 10 )) -gt $(( swift_count[publish-1] * 15 )) ]; then
+    echo "publish-4 costs ${swift_count[publish-4]} instructions, over 1.5 times publish-1's ${swift_count[publish-1]}" >&2
+    over=1
+fi
 # The ring in C through the wire format's header (Interop/c/smring.h, ring.c), the same three operations, built by
 # gcc and by clang at -O2 as a C user builds it, and again with every function of the header forced inline (what
 # the best C gets from it, through the header's SMRING_INLINE: at -O2 neither compiler inlines smring_send or
@@ -74,8 +97,9 @@ for operation in ring ring-copy ring-span ring-unsafe; do
     awk -v op="$operation" -v s="${swift_count[$operation]}" -v c="${fair[$operation]}" \
         'BEGIN { printf "%s: Swift %d, fair C %d: %.2fx\n", op, s, c, s / c }'
 done
-# A handle kept in a class costs within 5% of one in locals (#32; Docs/Design.md, "A handle is one or two words").
-for pair in ring-class:ring pubsub-class:pubsub; do
+# A handle kept in a class or an InlineArray costs within 5% of one in locals (#32; Docs/Design.md, "A handle is
+# one or two words").
+for pair in ring-class:ring pubsub-class:pubsub fanout-4-array:fanout-4; do
     IFS=: read -r held local <<< "$pair"
     if [ $(( swift_count[$held] * 100 )) -gt $(( swift_count[$local] * 105 )) ]; then
         echo "$held costs ${swift_count[$held]} instructions, over 1.05 times $local's ${swift_count[$local]}" >&2

@@ -181,6 +181,43 @@ func pubsub(_ name: RegionName, _ n: Int) throws {
     if total == 42 { print(total) }
 }
 
+/// A publish and a receive by each of `count` subscribers (1 or 4), kept in locals (fanout-1, fanout-4) or in an
+/// `InlineArray` (fanout-4-array; #32: within 5% of the locals). run.sh also counts the publish alone in fanout-1
+/// and fanout-4 (publish-1, publish-4; #14: four at most 1.5 times one).
+func fanout(_ name: RegionName, _ count: Int, inArray: Bool, _ n: Int) throws {
+    let region = try SharedMemory.create(name, size: PublishSubscribe.size(maxPayload: 64, subscribers: count, queueDepth: 8))
+    try PublishSubscribe.format(region, maxPayload: 64, subscribers: count, queueDepth: 8)
+    let message = [UInt8](repeating: 7, count: 64)
+    var total = 0
+    if inArray {
+        let subscribers = try InlineArray<4, Subscriber> { (_) throws(SharedMemoryError) in try Subscriber(region) }
+        let publisher = try Publisher(region)
+        for _ in 0..<n {
+            try message.withUnsafeBytes { _ = try publisher.publish($0) }
+            for i in 0..<4 { total &+= try subscribers[i].receive { bytes, _ in bytes.byteCount } ?? 0 }
+        }
+    } else if count == 4 {
+        let s0 = try Subscriber(region), s1 = try Subscriber(region), s2 = try Subscriber(region), s3 = try Subscriber(region)
+        let publisher = try Publisher(region)
+        for _ in 0..<n {
+            try message.withUnsafeBytes { _ = try publisher.publish($0) }
+            total &+= try s0.receive { bytes, _ in bytes.byteCount } ?? 0
+            total &+= try s1.receive { bytes, _ in bytes.byteCount } ?? 0
+            total &+= try s2.receive { bytes, _ in bytes.byteCount } ?? 0
+            total &+= try s3.receive { bytes, _ in bytes.byteCount } ?? 0
+        }
+    } else {
+        let s0 = try Subscriber(region)
+        let publisher = try Publisher(region)
+        for _ in 0..<n {
+            try message.withUnsafeBytes { _ = try publisher.publish($0) }
+            total &+= try s0.receive { bytes, _ in bytes.byteCount } ?? 0
+        }
+    }
+    try region.remove()
+    if total == 42 { print(total) }
+}
+
 /// `pubsub` with the publisher and the subscriber kept in a class (an actor's or a server's state; #32: within 5%
 /// of `pubsub`).
 final class PubSubHolder {
@@ -257,7 +294,8 @@ func lifecycle(_ n: Int) throws {
     }
 }
 
-/// The same for a memfd (no name to remove) and a System V segment (one key, removed each time, so free again).
+/// The same for a memfd (no name to remove), a System V segment (one key, removed each time, so free again) and
+/// anonymous memory (no name).
 func lifecycle(_ name: RegionName, removable: Bool, _ n: Int) throws {
     for _ in 0..<n {
         let region = try SharedMemory.create(name, size: 4096)
@@ -361,12 +399,16 @@ case "ring-struct": try ringStruct(name, n)
 case "ring-class": try ringClass(name, n)
 case "pubsub-class": try pubsubClass(name, n)
 case "pubsub": try pubsub(name, n)
+case "fanout-1": try fanout(name, 1, inArray: false, n)
+case "fanout-4": try fanout(name, 4, inArray: false, n)
+case "fanout-4-array": try fanout(name, 4, inArray: true, n)
 case "lines-ring": try linesRing(name, n)
 case "lines-pubsub": try linesPubsub(name, n)
 case "pubsub-typed": try pubsubTyped(name, n)
 case "pubsub-struct": try pubsubStruct(name, n)
 case "lifecycle": try lifecycle(n)
 case "lifecycle-memfd": try lifecycle(try RegionName("memfd:smharness"), removable: false, n)
+case "lifecycle-anonymous": try lifecycle(.anonymous, removable: false, n)
 case "lifecycle-sysv": try lifecycle(try RegionName("sysv:0x5eed\(String(getpid() & 0xffff, radix: 16))"), removable: true, n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
