@@ -361,10 +361,11 @@ public struct Publisher: ~Copyable {
         return sequence
     }
 
-    /// Puts chunk `c` at the end of subscriber `s`'s queue; with the queue full, drops the oldest (overwriting
-    /// subscribers) or returns false (blocking ones). Called in a publish (the epoch odd).
-    /// Outside a publish's loop (a blocked subscriber's wait, a history delivered), the slot may have changed hands
-    /// since the slots were last looked at: what was seen of another subscriber is forgotten first.
+    /// Puts chunk `c` at the end of subscriber `s`'s queue, marked for it first (the mark taken back if it was not
+    /// queued); with the queue full, drops the oldest (overwriting subscribers) or returns false (blocking ones).
+    /// Called in the epoch, outside a publish's loop (a blocked subscriber's wait, a history delivered), where the
+    /// slot may have changed hands since the slots were last looked at: what was seen of another subscriber is
+    /// forgotten first.
     private func enqueue(_ c: Int, to s: Int) throws(SharedMemoryError) -> Bool {
         forgetIfReplaced(s, geometry.atomic(geometry.slot(s) &+ SubscriberSlot.generation.offset, UInt32.self).load(ordering: .acquiring))
         _ = geometry.holders(c).loadThenBitwiseOr(with: ServiceGeometry.mark(s), ordering: .acquiringAndReleasing)
@@ -413,7 +414,8 @@ public struct Publisher: ~Copyable {
     }
 
     /// ``enqueue(_:to:)`` with the geometry and the seen positions passed in (the publish's loop keeps them in
-    /// registers).
+    /// registers), for a chunk that already carries the subscriber's mark (the publish marks every subscriber's at
+    /// once): a mark set after the entry shows could come after the subscriber took and released the chunk, and stay.
     @inline(__always)
     private func enqueue(_ c: Int, to s: Int, _ geometry: ServiceGeometry, _ readSeen: UnsafeMutablePointer<SeenRead>) throws(SharedMemoryError) -> Bool {
         let seen = readSeen[s]
