@@ -1,6 +1,7 @@
 /* Reads every publish/subscribe test image in Interop/vectors as Docs/WireFormat.md says a reader does (subscribe
  * asking for the whole history, take the publisher's seat, update, receive everything, publish "end", receive
- * everything) and checks that smpubsub.h makes of it what service-expected.txt says.
+ * everything) and checks that smpubsub.h makes of it what service-expected.txt says; then that `connections` works
+ * (connections_hold).
  * Usage: test_smpubsub VECTORS_DIRECTORY. Exits 0 if every image agrees, 1 otherwise, saying which. */
 #include "smpubsub.h"
 
@@ -47,6 +48,43 @@ static int read_image(unsigned char *region, uint64_t size, const char *name, in
     return drain(&subscriber, name, ok);
 }
 
+/* Format 3's `connections` (Docs/WireFormat.md): a subscriber that connects after the publisher's first publish gets
+ * the next sample, and one that takes a slot another left is queued to by its own depth, not by what the publisher
+ * saw of the one before. 1 if all holds. */
+static int connections_hold(void) {
+    uint64_t size = smps_size(64, 1, 8, 0), sequence;
+    unsigned char *region = aligned_alloc(64, (size + 63) / 64 * 64);
+    memset(region, 0, size);
+    smps_publisher publisher;
+    smps_subscriber subscriber;
+    int ok = smps_format(region, size, 64, 1, 8, 0) == SMRING_OK && smps_publisher_attach(&publisher, region, size, 0) == SMRING_OK
+        && smps_publish_copy(&publisher, "1", 1, &sequence) == SMRING_OK;  /* no one subscribed yet */
+    ok = ok && smps_subscribe(&subscriber, region, size, 8, SMPS_OVERWRITE_OLDEST, 0) == SMRING_OK;
+    for (int i = 2; ok && i <= 9; i++) ok = smps_publish_copy(&publisher, "n", 1, &sequence) == SMRING_OK;
+    for (uint64_t want = 2; ok && want <= 9; want++) {
+        const void *sample;
+        uint64_t length;
+        ok = smps_receive(&subscriber, &sample, &length, &sequence, 0) == SMRING_OK && sequence == want;
+        smps_release(&subscriber);
+    }
+    if (ok) smps_close(&subscriber);
+    ok = ok && smps_subscribe(&subscriber, region, size, 2, SMPS_OVERWRITE_OLDEST, 0) == SMRING_OK;
+    for (int i = 10; ok && i <= 12; i++) ok = smps_publish_copy(&publisher, "n", 1, &sequence) == SMRING_OK;
+    ok = ok && smps_lost(&subscriber) == 1;
+    for (uint64_t want = 11; ok && want <= 12; want++) {
+        const void *sample;
+        uint64_t length;
+        ok = smps_receive(&subscriber, &sample, &length, &sequence, 0) == SMRING_OK && sequence == want;
+        smps_release(&subscriber);
+    }
+    const void *sample;
+    uint64_t length;
+    ok = ok && smps_receive(&subscriber, &sample, &length, &sequence, 0) == SMRING_WOULD_BLOCK;
+    free(region);
+    if (!ok) fprintf(stderr, "connections: a subscriber connecting after a publish, or in a slot another left, was not served as it should\n");
+    return ok;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: test_smpubsub VECTORS_DIRECTORY\n"); return 2; }
     char path[4096], line[16384];
@@ -73,6 +111,7 @@ int main(int argc, char **argv) {
         free(region);
     }
     fclose(expected);
-    printf("%d images, %d disagree\n", cases, failures);
+    failures += !connections_hold();
+    printf("%d images, %d disagree (and the connections check)\n", cases, failures);
     return failures ? 1 : 0;
 }
