@@ -15,8 +15,8 @@
 # 64-byte struct through the byte forms; pubsub-typed: the same struct through TypedPublisher and TypedSubscriber
 # (goal: no more than pubsub-struct); lifecycle: create, remove and detach of a 4 KiB posix region (lifecycle-memfd,
 # lifecycle-sysv, lifecycle-anonymous: of a memfd, of a System V segment, and of anonymous memory); heap-allocate:
-# a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of one of 1 000 named objects (and both through Boost.Interprocess, where
-# libboost-dev is installed). Needs valgrind and cc (and c++ for Boost).
+# a 64-byte allocate and free on a heap with 1 000 blocks in use; heap-find: a find of one of 1 000 named objects
+# (and both through Boost.Interprocess, where libboost-dev is installed). Needs valgrind and cc (and c++ for Boost).
 #
 # With --check (as .ci/run does), each Swift figure must stay at or under its ceiling in Ceilings (committed, a few
 # percent above what was measured: instruction counts are deterministic, but the lifecycle's move a little with what
