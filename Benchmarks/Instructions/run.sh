@@ -34,7 +34,8 @@ if ! build_log=$(swift build -c release 2>&1); then
 fi
 binary=$(mktemp)
 trap 'rm -f "$binary" callgrind.out.tmp' EXIT
-strip --strip-debug -o "$binary" "$(swift build -c release --show-bin-path)/Harness"  # valgrind cannot read Swift's debug info (the symbols stay: publish-1 and publish-4 count one function)
+# valgrind cannot read Swift's debug information; the symbols stay (publish-1 and publish-4 count one function).
+strip --strip-debug -o "$binary" "$(swift build -c release --show-bin-path)/Harness"
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp $collect "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
 collect=
 declare -A swift_count
