@@ -120,6 +120,7 @@ struct SwiftBenchCommand: ParsableCommand {
     @Argument var count: Int
 
     func run() throws {
+        guard count >= 0 else { throw ValidationError("the count is how many times to run the loop: 0 or more, not \(count)") }
         let name = try RegionName("posix:/shmbench-swift-\(getpid())")
         switch operation {
         case "getset": try Self.getset(name, count)
@@ -129,9 +130,20 @@ struct SwiftBenchCommand: ParsableCommand {
         case "pubsub": try Self.pubsub(name, count)
         case "fanout-1": try Self.fanout(name, subscribers: 1, count)
         case "fanout-4": try Self.fanout(name, subscribers: 4, count)
+        case "ping-pong":
+            // Round trips of 64 B between two processes with the default wait (#31): the median, the p99, and the
+            // round trips over 10 µs, with where they fell in the run (index: µs), on standard error. Under `strace
+            // -f -c -e trace=futex,sched_yield`, how often the waits slept.
+            guard count > 0 else { throw ValidationError("ping-pong needs at least one round trip; \(count) is not") }
+            let raw = try SwiftBench.pingPong("ring", strategy: WaitStrategy.default, rounds: count)
+            let sorted = raw.sorted()
+            let slow = raw.indices.filter { raw[$0] > 10_000 }
+            let text = "median \(Int(sorted[sorted.count / 2])) ns, p99 \(Int(sorted[sorted.count * 99 / 100])) ns, over 10 µs: \(slow.count)"
+                + (slow.isEmpty ? "" : ", the first at \(slow.prefix(12).map { "\($0): \(Int(raw[$0]) / 1000)" }.joined(separator: ", "))")
+            FileHandle.standardError.write(Data((text + "\n").utf8))
         default:
             guard operation.hasPrefix("lifecycle-"), let backend = Backend(rawValue: String(operation.dropFirst(10))) else {
-                throw ValidationError("getset, getset-any, ring, ring-copy, pubsub, fanout-1, fanout-4 or lifecycle-BACKEND")
+                throw ValidationError("getset, getset-any, ring, ring-copy, pubsub, fanout-1, fanout-4, ping-pong or lifecycle-BACKEND")
             }
             try Self.lifecycle(backend, count)
         }
