@@ -39,33 +39,29 @@ strip --strip-debug -o "$binary" "$(swift build -c release --show-bin-path)/Harn
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp $collect "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
 collect=
 declare -A swift_count
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 fanout-1:10000:110000 fanout-4:10000:110000 fanout-4-array:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 lifecycle-anonymous:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
-    IFS=: read -r operation n1 n2 <<< "$case"
+# measure NAME OPERATION N1 N2: the harness's OPERATION per run, as NAME: printed beside its ceiling, kept in
+# swift_count, and with --check a failure if over it.
+measure() {
+    local name=$1 operation=$2 n1=$3 n2=$4 a b count ceiling
     a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
     count=$(( (b - a) / (n2 - n1) ))
-    swift_count[$operation]=$count
-    ceiling=$(awk -v op="$operation" '$1 == op { print $2 }' Ceilings)
-    echo "$operation: $count instructions per operation (ceiling ${ceiling:-none})"
+    swift_count[$name]=$count
+    ceiling=$(awk -v op="$name" '$1 == op { print $2 }' Ceilings)
+    echo "$name: $count instructions per operation (ceiling ${ceiling:-none})"
     if $check && [ -n "$ceiling" ] && [ "$count" -gt "$ceiling" ]; then
-        echo "$operation costs $count instructions, over its ceiling of $ceiling (Benchmarks/Instructions/Ceilings)" >&2
+        echo "$name costs $count instructions, over its ceiling of $ceiling (Benchmarks/Instructions/Ceilings)" >&2
         over=1
     fi
+}
+for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 fanout-1:10000:110000 fanout-4:10000:110000 fanout-4-array:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 lifecycle-anonymous:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+    IFS=: read -r operation n1 n2 <<< "$case"
+    measure "$operation" "$operation" "$n1" "$n2"
 done
 # The publish alone (Publisher.publish of a buffer, with what it calls), with 1 and with 4 subscribers (#14: four at
 # most 1.5 times one).
 collect='--toggle-collect=$s12SharedMemory9PublisherV7publishys6UInt64VSWAA0aB5ErrorVYKF'
-for pair in publish-1:fanout-1 publish-4:fanout-4; do
-    IFS=: read -r operation from <<< "$pair"
-    a=$(instructions "$from" 10000); b=$(instructions "$from" 110000)
-    count=$(( (b - a) / 100000 ))
-    swift_count[$operation]=$count
-    ceiling=$(awk -v op="$operation" '$1 == op { print $2 }' Ceilings)
-    echo "$operation: $count instructions per operation (ceiling ${ceiling:-none})"
-    if $check && [ -n "$ceiling" ] && [ "$count" -gt "$ceiling" ]; then
-        echo "$operation costs $count instructions, over its ceiling of $ceiling (Benchmarks/Instructions/Ceilings)" >&2
-        over=1
-    fi
-done
+measure publish-1 fanout-1 10000 110000
+measure publish-4 fanout-4 10000 110000
 collect=""
 if [ $(( swift_count[publish-4] * 10 )) -gt $(( swift_count[publish-1] * 15 )) ]; then
     echo "publish-4 costs ${swift_count[publish-4]} instructions, over 1.5 times publish-1's ${swift_count[publish-1]}" >&2

@@ -216,11 +216,11 @@ struct ServiceGeometry: BitwiseCopyable {
         }
     }
 
-    /// Chunk `c`'s marks for the subscribers in `subscribers` (a bit each) taken back: it was not queued for them.
-    func unmark(_ c: Int, _ subscribers: UInt64) { _ = holders(c).loadThenBitwiseAnd(with: ~subscribers, ordering: .acquiringAndReleasing) }
+    /// Chunk `c`'s marks in `bits` taken back: those of subscribers it was not queued for, or the loan's.
+    func unmark(_ c: Int, _ bits: UInt64) { _ = holders(c).loadThenBitwiseAnd(with: ~bits, ordering: .acquiringAndReleasing) }
 
     /// The publisher's loan of chunk `c` ends (its bit 62 cleared): published, or given back.
-    func endLoan(_ c: Int) { _ = holders(c).loadThenBitwiseAnd(with: ~PublishSubscribe.loanBit, ordering: .acquiringAndReleasing) }
+    func endLoan(_ c: Int) { unmark(c, PublishSubscribe.loanBit) }
 
     /// What a quick take found.
     @usableFromInline

@@ -21,15 +21,6 @@ enum ObjectName {
         }
     }
 
-    /// Whether the object has a name in a directory (a POSIX object in /dev/shm, where glibc's `shm_open` puts it,
-    /// or a file); a memfd has none.
-    var hasName: Bool {
-        switch self {
-        case .posix, .file: true
-        case .memfd: false
-        }
-    }
-
     /// The directory holding the name, open, and the name's last component; a file's reached without following a
     /// symbolic link in any component. A memfd has no name: ``SharedMemoryError/Code/unsupported``.
     func parent(_ region: RegionName) throws(SharedMemoryError) -> ParentDirectory {
@@ -106,7 +97,8 @@ enum ObjectName {
         SharedMemoryError(.invalidName, "`\(name)` is not a \(backend): name; use SharedMemory.create to pick the backend from the name", region: name)
     }
 
-    /// Whether the object named `name` has a name in a directory (see ``hasName``).
+    /// Whether the object `name` names has a name in a directory (a POSIX object in /dev/shm, where glibc's `shm_open`
+    /// puts it, or a file); a memfd has none. On the name: no ``ObjectName`` (a copy of its text) is made for it.
     static func hasName(_ name: RegionName) -> Bool { name.backend == .posix || name.backend == .file }
 }
 
@@ -180,7 +172,7 @@ struct MappedObject: ~Copyable {
             // removed it and made its own under the name meanwhile).
             let made = try? Syscalls.fstat(descriptor, name)
             Syscalls.close(descriptor)
-            if let made, let object = ObjectName(name), object.hasName {
+            if let made, ObjectName.hasName(name), let object = ObjectName(name) {
                 try? object.parent(name).remove(ifStill: UInt64(made.st_dev), UInt64(made.st_ino), name)
                 LifetimeRecords.remove(name, owner: made.st_uid, device: UInt64(made.st_dev), inode: UInt64(made.st_ino))
             }
@@ -395,7 +387,7 @@ struct MappedObject: ~Copyable {
     /// ``SharedMemoryError/Code/foreign`` saying what is there.
     private static func explain(_ error: SharedMemoryError, _ name: RegionName) -> SharedMemoryError {
         let suspicious: [Errno] = [.invalidArgument, .noSuchAddressOrDevice, .isDirectory, .tooManySymbolicLinkLevels, .fileExists, .notDirectory]
-        guard let errno = error.errno, suspicious.contains(errno), let object = ObjectName(name), object.hasName,
+        guard let errno = error.errno, suspicious.contains(errno), ObjectName.hasName(name), let object = ObjectName(name),
               let status = try? object.parent(name).status(name), status.st_mode & S_IFMT != S_IFREG
         else { return error }
         return SharedMemoryError(.foreign, "the name holds \(describe(status)), not a region; SharedMemory maps only regular files and follows no links. Remove it if it is not yours", region: name, systemCall: error.systemCall, errno: error.errno)
