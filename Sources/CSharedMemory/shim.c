@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -190,6 +191,30 @@ int csm_allowed_cpus(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
     return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+static __thread int peer_shares_cpu;
+int csm_peer_shares_cpu(void) { return peer_shares_cpu; }
+void csm_set_peer_shares_cpu(int shares) { peer_shares_cpu = shares; }
+
+int csm_yield_switched(void) {
+    struct rusage before, after;
+    if (getrusage(RUSAGE_THREAD, &before) != 0) { sched_yield(); return 0; }
+    sched_yield();
+    if (getrusage(RUSAGE_THREAD, &after) != 0) return 0;
+    return after.ru_nivcsw != before.ru_nivcsw;
+}
+
+int csm_move_off_this_cpu(void) {
+    cpu_set_t allowed, others;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
+    int cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return -1;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0) return 0;
+    if (sched_setaffinity(0, sizeof others, &others) != 0) return -1;
+    return sched_setaffinity(0, sizeof allowed, &allowed) == 0 ? 1 : -1;
 }
 
 // The wake-up measurement, with no second thread: a library wait runs in forked children of multithreaded

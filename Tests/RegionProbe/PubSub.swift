@@ -173,14 +173,14 @@ func pubSubProbe(_ operation: String, _ name: RegionName, _ rest: [String]) thro
         }
         return "\(received)"
     case "typed-serve":
-        var server = try TypedServer<ProbeLookup, ProbePrice>.create(name, clients: 2)
+        let server = try TypedServer<ProbeLookup, ProbePrice>.create(name, clients: 2)
         print("ok created")
         fflush(nil)
         for _ in 0..<Int(rest[0])! { try server.handle(timeout: .seconds(10)) { lookup, _ in ProbePrice(value: Double(lookup.key) / 4) } }
         server.finish()
         return "served"
     case "typed-request":
-        var client = try TypedClient<ProbeLookup, ProbePrice>.open(name, timeout: .seconds(10))
+        let client = try TypedClient<ProbeLookup, ProbePrice>.open(name, timeout: .seconds(10))
         var answered = 0
         for key in 1...UInt64(rest[0])! {
             let price = try client.request(ProbeLookup(key: key), timeout: .seconds(10))
@@ -242,7 +242,7 @@ func requestResponseProbe(_ operation: String, _ name: RegionName, _ rest: [Stri
     switch operation {
     case "rr-serve":
         let region = try attach(name)
-        var server = try Server(region, timeout: .seconds(5))
+        let server = try Server(region, timeout: .seconds(5))
         print("ok serving")
         fflush(nil)
         let count = Int(rest[0])!
@@ -256,7 +256,7 @@ func requestResponseProbe(_ operation: String, _ name: RegionName, _ rest: [Stri
         return "\(served)"
     case "rr-client":
         let region = try attach(name)
-        var client = try Client(region, timeout: .seconds(5))
+        let client = try Client(region, timeout: .seconds(5))
         print("ok connected")
         fflush(nil)
         let count = Int(rest[0])!

@@ -1,3 +1,4 @@
+import CSharedMemory
 import Foundation
 import TestSupport
 import Testing
@@ -101,6 +102,51 @@ struct WaitTests {
             let two = try ChildProcess.run("/usr/bin/taskset", ["-c", "0,1", Probe.path, "wait-policy", "-"])
             #expect(two.output.split(separator: " ").dropFirst().first == "2", "\(two.output)")
         }
+    }
+
+    @Test("a wait yields first where its thread's last yield ran the peer, and forgets that when nothing came")
+    func sharedCPU() {
+        // A yield ran the peer here if it ran another thread and came back within twice the longest spin; a longer
+        // one ran something else (a busy loop's slice), and one that ran nobody says nothing.
+        #expect(WaitPolicy.peerRan(yieldTook: 3_000, switched: true))
+        #expect(WaitPolicy.peerRan(yieldTook: 2 * WaitPolicy.longestSpin, switched: true))
+        #expect(!WaitPolicy.peerRan(yieldTook: 2 * WaitPolicy.longestSpin + 1, switched: true))
+        #expect(!WaitPolicy.peerRan(yieldTook: 4_000_000, switched: true))
+        #expect(!WaitPolicy.peerRan(yieldTook: 3_000, switched: false))
+        // One yield in movesPerShare that ran the peer again moves the thread, drawn from the clock: over any
+        // movesPerShare consecutive 64 ns steps, exactly one.
+        let draws = (0..<WaitPolicy.movesPerShare).map { WaitPolicy.movesAway(at: 1_000_000_000 + $0 * 64) }
+        #expect(draws.filter { $0 }.count == 1)
+        // The decisions, on this thread's word (a synchronous test stays on one thread): believed shared, a wait
+        // yields at once; whatever that yield found, a look after it that finds nothing leaves nothing believed, and
+        // the wait spins on. A wait that gives up and sleeps never leaves the belief behind.
+        let before = WaitPolicy.sharesCPU
+        defer { WaitPolicy.sharesCPU = before }
+        if WaitPolicy.cpus > 1 {
+            WaitPolicy.sharesCPU = true
+            var wait = Wait(.adaptive, timeout: .seconds(1))
+            let yieldedFirst = wait.spin(), spinsOn = wait.spin()
+            #expect(yieldedFirst && spinsOn)
+            #expect(!WaitPolicy.sharesCPU)
+            while wait.spin() {}
+            #expect(!WaitPolicy.sharesCPU)
+        }
+        // A wait that believed nothing and gave up leaves nothing believed (on one CPU it does not spin at all).
+        WaitPolicy.sharesCPU = false
+        var wait = Wait(.adaptive, timeout: .seconds(1))
+        while wait.spin() {}
+        #expect(!WaitPolicy.sharesCPU)
+    }
+
+    @Test("a thread moved off its CPU keeps every CPU it was allowed")
+    func movingKeepsTheMask() {
+        // csm_move_off_this_cpu takes this CPU out of the thread's mask only for the move: as many CPUs after as
+        // before (csm_allowed_cpus counts this thread's mask). Whether it moved depends on the mask: a thread allowed
+        // one CPU cannot.
+        let before = csm_allowed_cpus()
+        let moved = csm_move_off_this_cpu()
+        #expect(csm_allowed_cpus() == before)
+        #expect(moved == (before > 1 ? 1 : 0))
     }
 
     @Test("measuring the wake-up starts no thread: a wait may run in a forked child of a multithreaded process")

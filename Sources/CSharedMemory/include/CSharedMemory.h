@@ -91,6 +91,20 @@ size_t csm_rwlock_size(void);
 /// The CPUs this process may run on (`sched_getaffinity`), or the online CPUs if that fails.
 int csm_allowed_cpus(void);
 
+/// Whether this thread's last adaptive wait found its peer on its own CPU (WaitPolicy.sharesCPU): a word per thread,
+/// since each thread waits for its own peer.
+int csm_peer_shares_cpu(void);
+void csm_set_peer_shares_cpu(int shares);
+
+/// sched_yield(), and whether another thread ran on this CPU meanwhile: 1 if this thread's involuntary context
+/// switches (getrusage(RUSAGE_THREAD), ru_nivcsw, which a yield that hands the CPU over counts) moved, else 0.
+int csm_yield_switched(void);
+
+/// Moves this thread to another CPU it may run on: sched_setaffinity without the CPU it is on (the kernel migrates it
+/// at once), then its own mask again (so nothing it was allowed is taken away). 1 if it moved, 0 if it may run
+/// nowhere else, -1 on an error.
+int csm_move_off_this_cpu(void);
+
 /// Nanoseconds the kernel takes to run a sleeping thread again on this machine: the median of 11 sleeps of this
 /// thread on a futex with a 1 µs timeout (timer slack set to 1 ns meanwhile), past the timeout; measured on the
 /// first call, with no other thread (a wait may run in a forked child, where starting one is unsafe), and

@@ -80,6 +80,13 @@ struct Wait {
     private var adaptive = false
     private var spinUntil: Int64 = 0
     private var yielded = false
+    /// An adaptive wait's spin, in nanoseconds (0 where it may not spin).
+    private var spinLength: Int64 = 0
+    /// Whether the wait yields before it spins: this thread's last yield ran its peer (``WaitPolicy/sharesCPU``).
+    private var yieldFirst = false
+    /// Whether the last ``spin()`` yielded and said the peer shares this CPU: a look after it that finds nothing
+    /// takes that back.
+    private var claimedShared = false
     /// An adaptive wait's spin budget, and when the wait began: what a sleep teaches the policy
     /// (``WaitPolicy/adjusted(_:afterWaiting:)``).
     private var budget: Int64 = 0
@@ -110,8 +117,9 @@ struct Wait {
             budget = WaitPolicy.currentBudget()
             began = MonotonicClock.now()
             // An async wait spins on a thread of the cooperative pool: at most 20 µs of it.
-            let spin = async ? min(budget, 20_000) : budget
-            spinUntil = spin > 0 ? began &+ spin : 0
+            spinLength = async ? min(budget, 20_000) : budget
+            spinUntil = spinLength > 0 ? began &+ spinLength : 0
+            yieldFirst = spinLength > 0 && WaitPolicy.sharesCPU
         }
         if spinsForever { lastLook = MonotonicClock.now() }
         return deadline
@@ -143,7 +151,31 @@ struct Wait {
 
     /// ``spin()`` for ``WaitStrategy/adaptive``: spins until its budget in time runs out (reading the clock every
     /// 16 spins), then yields the CPU once (a runnable peer on this CPU runs first) and looks again, then sleeps.
+    /// Where the thread's last yield ran the peer (``WaitPolicy/sharesCPU``), it yields first: the peer cannot answer
+    /// while this side spins on the CPU it waits for. A yield that ran nobody, or a look after it that finds
+    /// nothing, says the peer is not (or no longer) here: the wait forgets it and spins. Now and then a yield that ran
+    /// the peer again moves this thread to another CPU (``WaitPolicy/movesAway(at:)``), which the scheduler, seeing
+    /// two busy threads, may take a long time to do.
     private mutating func spinAdaptively() -> Bool {
+        if claimedShared {
+            claimedShared = false
+            WaitPolicy.sharesCPU = false
+        }
+        if yieldFirst {
+            yieldFirst = false
+            if yieldRanPeer() {
+                if WaitPolicy.movesAway(at: MonotonicClock.now()) {
+                    _ = csm_move_off_this_cpu()
+                    WaitPolicy.sharesCPU = false
+                } else {
+                    claimedShared = true
+                }
+            } else {
+                WaitPolicy.sharesCPU = false
+            }
+            spinUntil = MonotonicClock.now() &+ spinLength
+            return true
+        }
         if spinUntil != 0 {
             csm_cpu_relax()
             spinsSinceLook &+= 1
@@ -152,8 +184,23 @@ struct Wait {
         }
         guard !yielded else { return false }
         yielded = true
-        sched_yield()
+        if spinLength > 0 {
+            if yieldRanPeer() {
+                WaitPolicy.sharesCPU = true
+                claimedShared = true
+            }
+        } else {
+            sched_yield()
+        }
         return true
+    }
+
+    /// Yields the CPU (`sched_yield`): true if that ran another thread here and came back soon enough for it to have
+    /// been the peer (``WaitPolicy/peerRan(yieldTook:switched:)``).
+    private func yieldRanPeer() -> Bool {
+        let before = MonotonicClock.now()
+        let switched = csm_yield_switched() != 0
+        return WaitPolicy.peerRan(yieldTook: MonotonicClock.now() &- before, switched: switched)
     }
 
     /// Blocking: `raise` raises the caller's sleeping flag (which makes its peer wake it) and looks once more,

@@ -14,9 +14,10 @@ public enum WaitStrategy: Sendable, Hashable {
     case spinThenSleep(spins: Int)
     /// The default: spin for three futex wake-ups' time on this machine (measured once per process), or longer where
     /// this process's waits found their peers answering just after the spin, always between 15 and 50 µs, and not at
-    /// all on a single CPU; then yield the CPU once, look again, and sleep. A spin shorter than the peer's own wake-up
-    /// sends both sides to sleep for good; a spin on a CPU the peer needs keeps the peer from running
-    /// (Docs/Synchronisation.md, "Waiting").
+    /// all on a single CPU; then yield the CPU once, look again, and sleep. Where the thread's last yield ran its peer
+    /// on its CPU, yield before spinning, and now and then move the thread to another CPU it may run on. A spin
+    /// shorter than the peer's own wake-up sends both sides to sleep for good; a spin on a CPU the peer needs keeps
+    /// the peer from running (Docs/Synchronisation.md, "Waiting").
     case adaptive
 
     /// ``adaptive``.
@@ -88,6 +89,40 @@ public enum WaitStrategy: Sendable, Hashable {
     static func learn(budget: Int64, waited: Int64) {
         learned.store(adjusted(budget, afterWaiting: waited), ordering: .relaxed)
     }
+
+    /// Whether this thread's last adaptive wait found its peer on its own CPU: its yield at the end of a spin ran
+    /// the peer, which answered. Then the thread's next waits yield first instead of spinning, until a look after
+    /// such a yield finds nothing. Two processes that start on one CPU (a forked child starts on its parent's) share
+    /// it until the scheduler moves one, and each spin there only keeps the peer from answering: a whole spin on
+    /// each side a round trip (`shm swift-bench ping-pong`: 78–95 µs, against 0.2–0.7 µs on two CPUs). Kept per
+    /// thread (in C, `csm_peer_shares_cpu`): each thread waits for its own peer.
+    static var sharesCPU: Bool {
+        get { csm_peer_shares_cpu() != 0 }
+        set { csm_set_peer_shares_cpu(newValue ? 1 : 0) }
+    }
+
+    /// Whether a yield that took `yieldTook` nanoseconds ran the peer on this CPU: it ran another thread here
+    /// (`switched`, this thread's involuntary context switches moved) and came back within twice ``longestSpin``
+    /// (the peer's work and its own spin before it yields back). A longer one ran something else (a busy loop, for
+    /// its scheduler slice of a millisecond or more), and yielding first there would hand the CPU away on every wait;
+    /// one that ran nobody says nothing. (Whether the answer came is the look's: a look after it that finds nothing
+    /// takes the belief back.)
+    public static func peerRan(yieldTook: Int64, switched: Bool) -> Bool {
+        switched && yieldTook <= 2 * longestSpin
+    }
+
+    /// Whether a wait whose yield ran its peer on this CPU again moves this thread to another CPU
+    /// (`csm_move_off_this_cpu`): once in ``movesPerShare`` such yields, drawn from the clock's nanoseconds at `now`.
+    /// Both sides find the other on their CPU and decide alike; a draw (not a count, which both would reach a step
+    /// apart) keeps them from both moving, onto the same CPU, most of the time. A thread that moves no longer
+    /// believes it shares its CPU; should both move to one, they find each other there and draw again.
+    public static func movesAway(at now: Int64) -> Bool {
+        (now >> 6) % movesPerShare == 0
+    }
+
+    /// One in how many yields that ran the peer again moves the thread (``movesAway(at:)``): a shared CPU costs a
+    /// round trip about 3 µs (two yields), so 16 of them cost 50 µs, one spin's worth.
+    public static let movesPerShare: Int64 = 16
 
     /// This process's budget now.
     public static func currentBudget() -> Int64 {

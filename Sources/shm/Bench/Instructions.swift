@@ -118,6 +118,8 @@ struct SwiftBenchCommand: ParsableCommand {
 
     @Argument var operation: String
     @Argument var count: Int
+    @Option(help: "ping-pong: the message size in bytes.") var size = 64
+    @Option(help: "ping-pong: the wait strategy (adaptive, spin, sleep).") var strategy = "adaptive"
 
     func run() throws {
         guard count >= 0 else { throw ValidationError("the count is how many times to run the loop: 0 or more, not \(count)") }
@@ -131,11 +133,14 @@ struct SwiftBenchCommand: ParsableCommand {
         case "fanout-1": try Self.fanout(name, subscribers: 1, count)
         case "fanout-4": try Self.fanout(name, subscribers: 4, count)
         case "ping-pong":
-            // Round trips of 64 B between two processes with the default wait (#31): the median, the p99, and the
+            // Round trips of 64 B (or --size) between two processes with the default wait (or --strategy; #31): the median, the p99, and the
             // round trips over 10 µs, with where they fell in the run (index: µs), on standard error. Under `strace
             // -f -c -e trace=futex,sched_yield`, how often the waits slept.
             guard count > 0 else { throw ValidationError("ping-pong needs at least one round trip; \(count) is not") }
-            let raw = try SwiftBench.pingPong("ring", strategy: WaitStrategy.default, rounds: count)
+            let strategies: [String: WaitStrategy] = ["adaptive": .adaptive, "spin": .spin, "sleep": .sleep]
+            guard let chosen = strategies[strategy] else { throw ValidationError("--strategy adaptive, spin or sleep, not \(strategy)") }
+            guard size >= 1 && size <= 1 << 20 else { throw ValidationError("--size 1 to 1048576 bytes, not \(size)") }
+            let raw = try SwiftBench.pingPong("ring", strategy: chosen, rounds: count, size: size)
             let sorted = raw.sorted()
             let slow = raw.indices.filter { raw[$0] > 10_000 }
             let text = "median \(Int(sorted[sorted.count / 2])) ns, p99 \(Int(sorted[sorted.count * 99 / 100])) ns, over 10 µs: \(slow.count)"
