@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per operation of SharedMemory's hot paths, which do not move with a noisy machine as times do:
 # each operation runs N1 and N2 times under `valgrind --tool=callgrind`, and (Ir(N2) - Ir(N1)) / (N2 - N1) is
-# printed. getset: a set and a get of a UInt64 on a posix region (getset-any: the same through `any SharedRegion`);
+# printed, with the allocations per operation (calls to malloc and its kin) beside it. getset: a set and a get of a
+# UInt64 on a posix region, through the factory's AnyRegion (getset-any: the same through `any SharedRegion`;
+# getset-concrete: on an AnonymousRegion); atomic: a relaxed increment of an atomic in a region;
 # ring: a 64-byte send and zero-copy receive in one process (and the same in C through Interop/c/smring.h);
 # ring-copy: the same with each message received as a copy into a buffer; ring-array: received as an array of
 # its own (`receive()`: an allocation and a free a message); ring-span: a 64-byte message written in
@@ -20,7 +22,8 @@
 #
 # With --check (as .ci/run does), each Swift figure must stay at or under its ceiling in Ceilings (committed, a few
 # percent above what was measured: instruction counts are deterministic, but the lifecycle's move a little with what
-# /dev/shm holds); a figure over its ceiling fails the run. Lower a ceiling when the code gets cheaper.
+# /dev/shm holds), and its allocations at or under the third column there (exact); a figure over its ceiling fails
+# the run. Lower a ceiling when the code gets cheaper.
 set -euo pipefail
 cd "$(dirname "$0")"
 check=false
@@ -37,23 +40,43 @@ trap 'rm -f "$binary" callgrind.out.tmp' EXIT
 # valgrind cannot read Swift's debug information; the symbols stay (publish-1 and publish-4 count one function).
 strip --strip-debug -o "$binary" "$(swift build -c release --show-bin-path)/Harness"
 instructions() { valgrind --tool=callgrind --callgrind-out-file=callgrind.out.tmp $collect "$binary" "$@" 2>&1 >/dev/null | awk '/Collected/ { print $4 }'; }
+# The calls to the allocator (malloc, calloc, realloc, posix_memalign, aligned_alloc, memalign) the last run made, from
+# its callgrind output (callee names are given once, as "(id) name", then by id alone).
+allocations() {
+    awk 'function callee(line,    id, rest) {
+             id = line; sub(/^c?fn=/, "", id); rest = id
+             if (id ~ /^\([0-9]+\) /) { sub(/ .*/, "", id); sub(/^\([0-9]+\) /, "", rest); names[id] = rest }
+             else if (id !~ /^\([0-9]+\)$/) names[id] = id
+             return names[id]
+         }
+         /^fn=/ { callee($0) }
+         /^cfn=/ { called = callee($0) }
+         /^calls=/ && called ~ /^(malloc|calloc|realloc|posix_memalign|aligned_alloc|memalign)$/ { n = $1; sub(/^calls=/, "", n); total += n }
+         END { print total + 0 }' callgrind.out.tmp
+}
 collect=
 declare -A swift_count
-# measure NAME OPERATION N1 N2: the harness's OPERATION per run, as NAME: printed beside its ceiling, kept in
-# swift_count, and with --check a failure if over it.
+# measure NAME OPERATION N1 N2: the harness's OPERATION per run, as NAME: its instructions and allocations per
+# operation, printed beside their ceilings (Ceilings: NAME, instructions, and allocations where they are checked),
+# the instructions kept in swift_count, and with --check a failure if either is over its ceiling.
 measure() {
-    local name=$1 operation=$2 n1=$3 n2=$4 a b count ceiling
-    a=$(instructions "$operation" "$n1"); b=$(instructions "$operation" "$n2")
+    local name=$1 operation=$2 n1=$3 n2=$4 a b count ceiling mallocs_a mallocs mallocs_ceiling
+    a=$(instructions "$operation" "$n1"); mallocs_a=$(allocations)
+    b=$(instructions "$operation" "$n2"); mallocs=$(( ($(allocations) - mallocs_a) / (n2 - n1) ))
     count=$(( (b - a) / (n2 - n1) ))
     swift_count[$name]=$count
-    ceiling=$(awk -v op="$name" '$1 == op { print $2 }' Ceilings)
-    echo "$name: $count instructions per operation (ceiling ${ceiling:-none})"
+    read -r ceiling mallocs_ceiling <<< "$(awk -v op="$name" '$1 == op { print $2, $3 }' Ceilings)"
+    echo "$name: $count instructions per operation (ceiling ${ceiling:-none}), $mallocs allocations (ceiling ${mallocs_ceiling:-none})"
     if $check && [ -n "$ceiling" ] && [ "$count" -gt "$ceiling" ]; then
         echo "$name costs $count instructions, over its ceiling of $ceiling (Benchmarks/Instructions/Ceilings)" >&2
         over=1
     fi
+    if $check && [ -n "$mallocs_ceiling" ] && [ "$mallocs" -gt "$mallocs_ceiling" ]; then
+        echo "$name makes $mallocs allocations an operation, over its ceiling of $mallocs_ceiling (Benchmarks/Instructions/Ceilings)" >&2
+        over=1
+    fi
 }
-for case in getset:10000:110000 getset-any:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 fanout-1:10000:110000 fanout-4:10000:110000 fanout-4-array:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 lifecycle-anonymous:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
+for case in getset:10000:110000 getset-any:10000:110000 getset-concrete:10000:110000 atomic:10000:110000 ring:10000:110000 ring-copy:10000:110000 ring-array:10000:110000 ring-span:10000:110000 ring-unsafe:10000:110000 ring-struct:10000:110000 ring-class:10000:110000 pubsub:10000:110000 pubsub-class:10000:110000 pubsub-struct:10000:110000 pubsub-typed:10000:110000 fanout-1:10000:110000 fanout-4:10000:110000 fanout-4-array:10000:110000 lifecycle:200:2200 lifecycle-memfd:200:2200 lifecycle-sysv:200:2200 lifecycle-anonymous:200:2200 heap-allocate:10000:110000 heap-find:1000:11000; do
     IFS=: read -r operation n1 n2 <<< "$case"
     measure "$operation" "$operation" "$n1" "$n2"
 done

@@ -19,6 +19,25 @@ func getset(_ name: RegionName, _ n: Int) throws {
     if sum == 42 { print(sum) }
 }
 
+// The same on a concrete backend type (AnonymousRegion), not the factory's AnyRegion.
+func getsetConcrete(_ n: Int) throws {
+    let region = try AnonymousRegion.create(size: 4096)
+    var sum: UInt64 = 0
+    for i in 0..<n {
+        try region.set(UInt64(i), at: 64)
+        sum &+= try region.get(UInt64.self, at: 64)
+    }
+    if sum == 42 { print(sum) }
+}
+
+// A relaxed increment of an atomic in a region (`region.atomic(_:at:)`, made once).
+func atomicIncrement(_ n: Int) throws {
+    let region = try SharedMemory.create(.anonymous, size: 4096)
+    let counter = try region.atomic(UInt64.self, at: 64)
+    for _ in 0..<n { counter.wrappingIncrement(ordering: .relaxed) }
+    if counter.load(ordering: .relaxed) == 42 { print(42) }
+}
+
 // The same through the existential: a region whose type is known only at run time.
 func getsetAny(_ name: RegionName, _ n: Int) throws {
     let region: any SharedRegion & ~Copyable = try SharedMemory.create(name, size: 4096)
@@ -390,6 +409,8 @@ let name = try RegionName("posix:/smharness-\(getpid())")
 switch operation {
 case "getset": try getset(name, n)
 case "getset-any": try getsetAny(name, n)
+case "getset-concrete": try getsetConcrete(n)
+case "atomic": try atomicIncrement(n)
 case "ring": try ring(name, n)
 case "ring-copy": try ringCopy(name, n)
 case "ring-array": try ringArray(name, n)
@@ -412,5 +433,5 @@ case "lifecycle-anonymous": try lifecycle(.anonymous, removable: false, n)
 case "lifecycle-sysv": try lifecycle(try RegionName("sysv:0x5eed\(String(getpid() & 0xffff, radix: 16))"), removable: true, n)
 case "heap-allocate": try heapAllocate(name, n)
 case "heap-find": try heapFind(name, n)
-default: fatalError("getset, getset-any, ring, ring-copy, ring-array, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-typed, pubsub-struct, lines-ring, lines-pubsub, lifecycle, lifecycle-memfd, lifecycle-sysv, heap-allocate or heap-find")
+default: fatalError("getset, getset-any, getset-concrete, atomic, ring, ring-copy, ring-array, ring-span, ring-unsafe, ring-struct, ring-class, pubsub, pubsub-class, pubsub-typed, pubsub-struct, fanout-1, fanout-4, fanout-4-array, lines-ring, lines-pubsub, lifecycle, lifecycle-memfd, lifecycle-anonymous, lifecycle-sysv, heap-allocate or heap-find")
 }
