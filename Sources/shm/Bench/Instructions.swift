@@ -133,9 +133,9 @@ struct SwiftBenchCommand: ParsableCommand {
         case "fanout-1": try Self.fanout(name, subscribers: 1, count)
         case "fanout-4": try Self.fanout(name, subscribers: 4, count)
         case "ping-pong":
-            // Round trips of 64 B (or --size) between two processes with the default wait (or --strategy; #31): the median, the p99, and the
-            // round trips over 10 µs, with where they fell in the run (index: µs), on standard error. Under `strace
-            // -f -c -e trace=futex,sched_yield`, how often the waits slept.
+            // Round trips of 64 B (or --size) between two processes with the default wait (or --strategy; #31): the
+            // median, the p99, and the round trips over 10 µs, with where they fell in the run (index: µs), on standard
+            // error. Under `strace -f -c -e trace=futex,sched_yield`, how often the waits slept.
             guard count > 0 else { throw ValidationError("ping-pong needs at least one round trip; \(count) is not") }
             let strategies: [String: WaitStrategy] = ["adaptive": .adaptive, "spin": .spin, "sleep": .sleep]
             guard let chosen = strategies[strategy] else { throw ValidationError("--strategy adaptive, spin or sleep, not \(strategy)") }
