@@ -6,7 +6,9 @@ import Testing
 @testable import SharedMemory
 
 /// The async face: waits that suspend a task instead of blocking a thread of the cooperative pool.
-@Suite("Async waits", .serialized)  // serial: each fills the waiter threads with up to 200 tasks; one at a time
+// Serial: each fills the waiter threads with up to 200 tasks; one at a time. On a thread of its own: the tests
+// bound how soon their tasks wait, wake and end, which the cooperative pool, shared with every other suite, does not.
+@Suite("Async waits", .serialized, .onOwnThread)
 struct AsyncTests {
     /// A noncopyable handle in a class, so that tasks can share it.
     final class Box<Value: ~Copyable>: @unchecked Sendable {
@@ -81,7 +83,7 @@ struct AsyncTests {
         }
     }
 
-    @Test("200 tasks waiting on 100 rings and 100 events hold no thread of the pool: an unrelated task still runs meanwhile; then every wait ends with its message")
+    @Test("200 tasks waiting on 100 rings and 100 events hold no thread: an unrelated task on their one thread still runs meanwhile; then every wait ends with its message")
     func manyWaiters() async throws {
         try await Names.withAsync(.posix) { name in
             let ringSize = MessageRing.size(capacity: 4096), rings = 100
@@ -100,12 +102,12 @@ struct AsyncTests {
                 }
                 try await Self.waitUntilWaiting(2 * rings, in: region)
                 #expect(FutexWaiters.shared.threadCount >= 2, "200 words need two waiter threads of 127")
-                // The pool has a thread per core (2 here): were the waits holding them, this would run only when
-                // they time out, after 60 s. The bound is that, not a speed: a busy machine may delay a thread by
-                // tens of milliseconds, and the test must not depend on the machine being quiet.
+                // The 200 tasks run on one thread (the suite's own): were a wait holding it, this task, on the same
+                // thread, would run only when they time out, after 60 s. The bound is that, not a speed: a busy
+                // machine may delay a thread by tens of milliseconds, and the test must not depend on it being quiet.
                 let unrelated = await Self.timed {
-                    let sum = await Task.detached { (0..<1000).reduce(0, +) }.value
-                    #expect(sum == 499_500)
+                    async let sum = (0..<1000).reduce(0, +)
+                    #expect(await sum == 499_500)
                 }
                 #expect(unrelated < .seconds(10), "an unrelated task took \(unrelated) while 200 tasks waited")
                 for i in 0..<rings {
@@ -144,7 +146,7 @@ struct AsyncTests {
             let receiver = Box(try RingReceiver(region, at: 4096))
 
             func expectPromptCancel(_ what: String, _ body: @escaping @Sendable () async throws -> Void) async throws {
-                let task = Task { try await body() }
+                let task = Task(executorPreference: OwnThreadExecutor.current) { try await body() }
                 try await Self.waitUntilWaiting(1, in: region)
                 let start = ContinuousClock.now
                 task.cancel()

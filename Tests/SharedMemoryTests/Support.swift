@@ -44,6 +44,27 @@ enum Names {
     }
 }
 
+/// Runs each test on a thread of its own (``OwnThreadExecutor``), not on the cooperative pool: for tests that count
+/// or bound what their tasks do, which the tests blocking the pool's threads (children, crash tests) could otherwise
+/// hold up for minutes on a busy two-CPU machine. Child tasks inherit the thread; an unstructured task asks for it
+/// with `Task(executorPreference: OwnThreadExecutor.current)`.
+struct OnOwnThread: SuiteTrait, TestTrait, TestScoping {
+    var isRecursive: Bool { true }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        guard !test.isSuite, OwnThreadExecutor.current == nil else { return try await function() }
+        let executor = OwnThreadExecutor()
+        defer { executor.stop() }
+        try await OwnThreadExecutor.$current.withValue(executor) {
+            try await withTaskExecutorPreference(executor) { try await function() }
+        }
+    }
+}
+
+extension Trait where Self == OnOwnThread {
+    static var onOwnThread: Self { Self() }
+}
+
 extension Backend {
     static let named = allCases.filter { $0.capabilities.contains(.named) }
     /// The backends where a second attachment can be made: by name, or by passing the descriptor.
