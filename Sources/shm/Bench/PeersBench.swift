@@ -34,11 +34,17 @@ extension Bench {
             let total = min(quick ? 128 << 20 : 1 << 30, size * (quick ? 200_000 : 2_000_000))
             let label = size >= 1024 ? "\(size >> 10) KiB" : "\(size) B"
             var pingPong: [Double] = [], streaming: [Double] = []
+            // The placement before the ring, after it, and after its peers: a move between them is a verdict.
+            let first = rows.count
+            var probes: [Summary] = []
+            func probe() { if let placement = try? Machine.placement(c) { probes.append(placement) } }
+            probe()
             for _ in 0..<repeats {
                 pingPong += try SwiftBench.pingPong("ring", strategy: .default, rounds: rounds, size: size)
                 streaming.append(Double(total) / (try SwiftBench.stream("anonymous", total: total, message: size)))
             }
             let ringRoundTrip = Summary(pingPong), ringStream = Summary(streaming)
+            probe()
             for (name, kind) in Self.peerQueues {
                 row("ping-pong \(label): ring vs \(name)", unit: "ns", ring: ringRoundTrip,
                     peer: try c.measurePeer(["queue-pingpong", kind, "\(size)", "\(rounds)"], repeats: repeats), label: name)
@@ -62,7 +68,12 @@ extension Bench {
                 row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .failure(reason), label: boostLabel)
                 row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .failure(reason), label: boostLabel)
             }
-            rows[rows.count - 1].placement = try? Machine.placement(c)
+            probe()
+            let moved = LoadWatch.placementVerdict(probes.map(\.median))
+            for index in first..<rows.count where rows[index].skipped == nil {
+                rows[index].placement = probes.last
+                if let moved { rows[index].unstable = [rows[index].unstable, moved].compactMap { $0 }.joined(separator: "; ") }
+            }
         }
 
         let iterations = quick ? 300 : 3000

@@ -54,7 +54,7 @@ extension Report {
             for (index, note) in notes.enumerated() { lines += wrap("[\(index + 1)] \(note)", indent: "    ") }
         }
         lines.append("")
-        lines += wrap("Each figure is a median; p99 is the slow end (for GB/s, the 99th percentile of the time, as a throughput). near/far: whether the two processes ran on CPUs that share a cache (a spin round trip under \(Int(Machine.nearLimit)) ns); compare two-process rows only at the same placement. A row marked UNSTABLE is not a result: the machine was busy with other work (more than \(Int(LoadWatch.busyLimit * 100))% of its CPUs), the hypervisor stole time, or its rounds disagreed by more than \(Int(LoadWatch.spreadLimit * 100))%.")
+        lines += wrap("Each figure is a median; p99 is the slow end (for GB/s, the 99th percentile of the time, as a throughput). near/far: whether the two processes ran on CPUs that share a cache (a spin round trip under \(Int(Machine.nearLimit)) ns); compare two-process rows only at the same placement. A row marked UNSTABLE is not a result: the machine was busy with other work (more than \(Int(LoadWatch.busyLimit * 100))% of its CPUs), the hypervisor stole time, its rounds disagreed by more than \(Int(LoadWatch.spreadLimit * 100))%, or the CPUs' placement changed between the ring's and its peers' measurements.")
         if let sweeps = results.compactMap(\.sweeps).max() {
             lines += wrap("Each row is the median of \(sweeps) sweeps (by ratio); [low–high] is the range of the sweeps' × BETTER.")
         }

@@ -64,6 +64,18 @@ struct LoadWatch {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
+    /// Why a two-process case whose placement probes (``Machine/placement(_:)``, spin round trips in ns, taken in
+    /// order: before the ring, after it, after its peers) were `probes` is not to be believed, or nil: the CPUs were
+    /// near (sharing a cache) for some and far for others. The hypervisor moves a VM's CPUs, and a 64 KiB round trip
+    /// is 16–18 µs between near ones and 76–82 µs between far ones here (a cache line's round trip between the two
+    /// CPUs: 57–73 ns against 315–362 ns): a ring and a peer measured on either side of such a move are not compared.
+    static func placementVerdict(_ probes: [Double]) -> String? {
+        let kinds = Set(probes.map { $0 < Machine.nearLimit })
+        guard kinds.count > 1 else { return nil }
+        let rounded = probes.map { String(Int($0)) }.joined(separator: ", ")
+        return "the CPUs' placement changed during the case (spin round trips of \(rounded) ns; near is under \(Int(Machine.nearLimit)))"
+    }
+
     /// Why rounds whose medians are `medians` disagree too much, or nil; `what` names them ("Swift's rounds").
     static func spreadVerdict(_ medians: [Double], what: String) -> String? {
         let finite = medians.filter(\.isFinite)
