@@ -33,17 +33,23 @@ extension Bench {
             // in a few seconds at 64 B.
             let total = min(quick ? 128 << 20 : 1 << 30, size * (quick ? 200_000 : 2_000_000))
             let label = size >= 1024 ? "\(size >> 10) KiB" : "\(size) B"
-            var pingPong: [Double] = [], streaming: [Double] = []
+            // Times, not rates: a throughput's p99 is its slowest run's (Summary over times, then mapped).
+            var pingPong: [Double] = [], pingPongMedians: [Double] = [], streamTimes: [Double] = []
             // The placement before the ring, after it, and after its peers: a move between them is a verdict.
             let first = rows.count
             var probes: [Summary] = []
             func probe() { if let placement = try? Machine.placement(c) { probes.append(placement) } }
             probe()
             for _ in 0..<repeats {
-                pingPong += try SwiftBench.pingPong("ring", strategy: .default, rounds: rounds, size: size)
-                streaming.append(Double(total) / (try SwiftBench.stream("anonymous", total: total, message: size)))
+                let samples = try SwiftBench.pingPong("ring", strategy: .default, rounds: rounds, size: size)
+                pingPong += samples
+                pingPongMedians.append(Summary(samples).median)
+                streamTimes.append(try SwiftBench.stream("anonymous", total: total, message: size))
             }
-            let ringRoundTrip = Summary(pingPong), ringStream = Summary(streaming)
+            let ringRoundTrip = Summary(pingPong), ringStream = Summary(streamTimes).map { Double(total) / $0 }
+            // The ring's own rounds (a full run has three): rounds that disagree are a verdict, as in every experiment.
+            let ringSpread = (pingPong: LoadWatch.spreadVerdict(pingPongMedians, what: "the ring's rounds"),
+                              streaming: LoadWatch.spreadVerdict(streamTimes, what: "the ring's rounds"))
             probe()
             for (name, kind) in Self.peerQueues {
                 row("ping-pong \(label): ring vs \(name)", unit: "ns", ring: ringRoundTrip,
@@ -55,15 +61,15 @@ extension Bench {
             let boostLabel = "Boost.Interprocess message_queue"
             switch boost {
             case .success(let peer):
-                var roundTrips: [Summary] = [], streams: [Double] = []
+                var roundTrips: [Summary] = [], streams: [Double] = []  // streams: times
                 for _ in 0..<repeats {
                     let fields = try peer.measure(["mq-pingpong", "\(size)", "\(rounds)"])
                     roundTrips.append(Summary(median: fields[0], p99: fields.count > 1 ? fields[1] : fields[0], samples: rounds))
-                    streams.append(Double(total) / (try peer.measure(["mq-stream", "\(size)", "\(total)"])[0]))
+                    streams.append(try peer.measure(["mq-stream", "\(size)", "\(total)"])[0])
                 }
                 let middle = roundTrips.sorted { $0.median < $1.median }[roundTrips.count / 2]
                 row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .success(middle), label: boostLabel)
-                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .success(Summary(streams)), label: boostLabel)
+                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .success(Summary(streams).map { Double(total) / $0 }), label: boostLabel)
             case .failure(let reason):
                 row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .failure(reason), label: boostLabel)
                 row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .failure(reason), label: boostLabel)
@@ -72,7 +78,9 @@ extension Bench {
             let moved = LoadWatch.placementVerdict(probes.map(\.median))
             for index in first..<rows.count where rows[index].skipped == nil {
                 rows[index].placement = probes.last
-                if let moved { rows[index].unstable = [rows[index].unstable, moved].compactMap { $0 }.joined(separator: "; ") }
+                let spread = rows[index].name.hasPrefix("ping-pong") ? ringSpread.pingPong : ringSpread.streaming
+                let reasons = [rows[index].unstable, spread, moved].compactMap { $0 }
+                if !reasons.isEmpty { rows[index].unstable = reasons.joined(separator: "; ") }
             }
         }
 

@@ -73,7 +73,8 @@ struct LoadWatch {
         let kinds = Set(probes.map { $0 < Machine.nearLimit })
         guard kinds.count > 1 else { return nil }
         let rounded = probes.map { String(Int($0)) }.joined(separator: ", ")
-        return "the CPUs' placement changed during the case (spin round trips of \(rounded) ns; near is under \(Int(Machine.nearLimit)))"
+        // No semicolon: a row's reasons are joined, and read back, on semicolons.
+        return "the CPUs' placement changed during the case (spin round trips of \(rounded) ns, near being under \(Int(Machine.nearLimit)))"
     }
 
     /// Why rounds whose medians are `medians` disagree too much, or nil; `what` names them ("Swift's rounds").
