@@ -31,5 +31,7 @@ struct PlacementTests {
         #expect(quiet.last?.hasPrefix("The machine was quiet, but 2 of 3 cases are UNSTABLE") == true, "\(quiet)")
         let busy = Report(machine: machine, results: [row(["machine busy: others used 60% of the CPUs (limit 25%)", moved].joined(separator: "; ")), row(nil)]).answers()
         #expect(busy.last?.hasPrefix("The machine was busy") == true, "\(busy)")
+        let stolen = Report(machine: machine, results: [row("12% of CPU time stolen by the hypervisor (limit 5%)")]).answers()
+        #expect(stolen.last?.hasPrefix("The machine was busy") == true, "\(stolen)")
     }
 }

@@ -20,7 +20,7 @@ extension Report {
             lines.append("Nothing was measured.")
         } else if unstable.isEmpty {
             lines.append("The machine was quiet: no case was unstable, so these can be taken as this machine's results.")
-        } else if unstable.contains(where: { !($0.unstable ?? "").split(separator: ";").allSatisfy { $0.contains("disagree") || $0.contains("placement") } }) {
+        } else if unstable.contains(where: { LoadWatch.blamesTheMachine($0.unstable ?? "") }) {
             lines.append("The machine was busy: \(unstable.count) of \(measured.count) cases are UNSTABLE (marked ?), so their figures say more about the other work than about shared memory; run again on a quiet machine, or with --repeat 3.")
         } else {
             lines.append("The machine was quiet, but \(unstable.count) of \(measured.count) cases are UNSTABLE (marked ?): their rounds disagreed by more than \(Int(LoadWatch.spreadLimit * 100))%, or the CPUs' placement changed during them, so they are not results; run again, or with --repeat 3.")

@@ -28,6 +28,7 @@ extension Bench {
             rows.append(m)
         }
 
+        var lastProbe: Summary? = nil  // a size's last probe is the next one's first: nothing runs between them
         for size in [64, 4096, 65536] {
             // Enough messages to amortise the ring's first touch of its 4 MiB; no more than the kernel's queues take
             // in a few seconds at 64 B.
@@ -39,7 +40,7 @@ extension Bench {
             let first = rows.count
             var probes: [Summary] = []
             func probe() { if let placement = try? Machine.placement(c) { probes.append(placement) } }
-            probe()
+            if let lastProbe { probes.append(lastProbe) } else { probe() }
             for _ in 0..<repeats {
                 let samples = try SwiftBench.pingPong("ring", strategy: .default, rounds: rounds, size: size)
                 pingPong += samples
@@ -61,20 +62,21 @@ extension Bench {
             let boostLabel = "Boost.Interprocess message_queue"
             switch boost {
             case .success(let peer):
-                var roundTrips: [Summary] = [], streams: [Double] = []  // streams: times
+                var roundTrips: [Summary] = [], boostStreamTimes: [Double] = []
                 for _ in 0..<repeats {
                     let fields = try peer.measure(["mq-pingpong", "\(size)", "\(rounds)"])
                     roundTrips.append(Summary(median: fields[0], p99: fields.count > 1 ? fields[1] : fields[0], samples: rounds))
-                    streams.append(try peer.measure(["mq-stream", "\(size)", "\(total)"])[0])
+                    boostStreamTimes.append(try peer.measure(["mq-stream", "\(size)", "\(total)"])[0])
                 }
                 let middle = roundTrips.sorted { $0.median < $1.median }[roundTrips.count / 2]
                 row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .success(middle), label: boostLabel)
-                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .success(Summary(streams).map { Double(total) / $0 }), label: boostLabel)
+                row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .success(Summary(boostStreamTimes).map { Double(total) / $0 }), label: boostLabel)
             case .failure(let reason):
                 row("ping-pong \(label): ring vs \(boostLabel)", unit: "ns", ring: ringRoundTrip, peer: .failure(reason), label: boostLabel)
                 row("streaming \(label): ring vs \(boostLabel)", unit: "GB/s", ring: ringStream, peer: .failure(reason), label: boostLabel)
             }
             probe()
+            lastProbe = probes.last
             let moved = LoadWatch.placementVerdict(probes.map(\.median))
             for index in first..<rows.count where rows[index].skipped == nil {
                 rows[index].placement = probes.last

@@ -64,6 +64,17 @@ struct LoadWatch {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
+    /// How the case's own verdicts read (``spreadVerdict(_:what:)``, ``placementVerdict(_:)``), so that
+    /// ``blamesTheMachine(_:)`` knows them.
+    static let spreadMark = "disagree by", placementMark = "the CPUs' placement changed"
+
+    /// Whether a row's reasons (`Measurement.unstable`: verdicts joined on semicolons) blame something other than the
+    /// case itself (its rounds disagree, its CPUs moved): the machine's other work, the hypervisor (``verdict()``), or
+    /// any other reason. What the report's summary says of the run; read back here, beside where they are written.
+    static func blamesTheMachine(_ unstable: String) -> Bool {
+        !unstable.split(separator: ";").allSatisfy { $0.contains(spreadMark) || $0.contains(placementMark) }
+    }
+
     /// Why a two-process case whose placement probes (``Machine/placement(_:)``, spin round trips in ns, taken in
     /// order: before the ring, after it, after its peers) were `probes` is not to be believed, or nil: the CPUs were
     /// near (sharing a cache) for some and far for others. The hypervisor moves a VM's CPUs, and a 64 KiB round trip
@@ -74,7 +85,7 @@ struct LoadWatch {
         guard kinds.count > 1 else { return nil }
         let rounded = probes.map { String(Int($0)) }.joined(separator: ", ")
         // No semicolon: a row's reasons are joined, and read back, on semicolons.
-        return "the CPUs' placement changed during the case (spin round trips of \(rounded) ns, near being under \(Int(Machine.nearLimit)))"
+        return "\(placementMark) during the case (spin round trips of \(rounded) ns, near being under \(Int(Machine.nearLimit)))"
     }
 
     /// Why rounds whose medians are `medians` disagree too much, or nil; `what` names them ("Swift's rounds").
@@ -84,6 +95,6 @@ struct LoadWatch {
         let middle = finite.sorted()[finite.count / 2]
         guard middle > 0 else { return nil }
         let spread = (high - low) / middle
-        return spread > spreadLimit ? "\(what) disagree by \(Int(spread * 100))% (limit \(Int(spreadLimit * 100))%)" : nil
+        return spread > spreadLimit ? "\(what) \(spreadMark) \(Int(spread * 100))% (limit \(Int(spreadLimit * 100))%)" : nil
     }
 }
